@@ -1,0 +1,12 @@
+//! The plugin configuration: JSON as users write it (`wire`), validated once at configure time
+//! into the runtime form the request path reads (`runtime`). Every error names the offending
+//! field.
+
+mod error;
+mod header_name;
+mod runtime;
+mod wire;
+
+pub use error::ConfigError;
+pub use header_name::HeaderName;
+pub use runtime::{Config, DESTINATION_ENDPOINT_HEADER, Routing};
