@@ -1,0 +1,204 @@
+//! Command-line flags and the settings they resolve to.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::engine::{EngineConfig, SchedulerConfig};
+
+/// Flags whose defaults depend on `--fast` are Options, resolved in `Cli::resolve`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice-simulator",
+    version,
+    about = "Simulates one vLLM GPU server: OpenAI and Anthropic APIs, scheduling, KV cache, metrics."
+)]
+pub struct Cli {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// The served model name.
+    #[arg(long, default_value = "meta-llama/Llama-3.1-8B-Instruct")]
+    pub model: String,
+
+    /// A LoRA adapter this server can serve, requested by using its name as the model (repeatable).
+    #[arg(long = "lora", value_name = "NAME")]
+    pub loras: Vec<String>,
+
+    /// How many LoRA adapters can be active at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_loras: u32,
+
+    /// Maximum number of sequences running at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_num_seqs: u32,
+
+    /// Number of KV cache blocks.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(2..))]
+    pub kv_blocks: u32,
+
+    /// Tokens per KV cache block.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub block_size: u32,
+
+    /// Prefill cost per uncached prompt token, in microseconds [default: 100, 0 with --fast].
+    #[arg(long, value_name = "US", value_parser = non_negative)]
+    pub prefill_us_per_token: Option<f64>,
+
+    /// Duration of one decode step (one token for every running sequence), in milliseconds
+    /// [default: 20, 1 with --fast].
+    #[arg(long, value_name = "MS", value_parser = non_negative)]
+    pub decode_ms_per_step: Option<f64>,
+
+    /// Tokens generated when a request sets no max_tokens [default: 32, 8 with --fast].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_OUTPUT_TOKENS)))]
+    pub output_tokens: Option<u32>,
+
+    /// Preset for tests: no prefill cost, 1 ms decode steps, 8 output tokens. Explicit flags win.
+    #[arg(long)]
+    pub fast: bool,
+
+    /// Enable automatic prefix caching (the default).
+    #[arg(long, overrides_with = "no_prefix_cache")]
+    pub prefix_cache: bool,
+
+    /// Disable automatic prefix caching.
+    #[arg(long, overrides_with = "prefix_cache")]
+    pub no_prefix_cache: bool,
+}
+
+/// Upper bound on one request's output, whatever it asks for.
+pub const MAX_OUTPUT_TOKENS: u32 = 4096;
+
+fn non_negative(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(number) if number.is_finite() && number >= 0.0 => Ok(number),
+        _ => Err(format!("expected a non-negative number, got {value:?}")),
+    }
+}
+
+/// Resolved settings for one simulated server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub model: String,
+    pub loras: Vec<String>,
+    pub max_loras: u32,
+    pub max_num_seqs: u32,
+    pub kv_blocks: u32,
+    pub block_size: u32,
+    pub prefill_per_token: Duration,
+    pub decode_per_step: Duration,
+    pub output_tokens: u32,
+    pub prefix_cache: bool,
+}
+
+impl Cli {
+    pub fn resolve(self) -> Config {
+        let (prefill_us, decode_ms, output_tokens) = if self.fast {
+            (0.0, 1.0, 8)
+        } else {
+            (100.0, 20.0, 32)
+        };
+        // Repeating an adapter, or naming the base model, adds nothing.
+        let mut seen = HashSet::new();
+        let mut loras = self.loras;
+        loras.retain(|name| *name != self.model && seen.insert(name.clone()));
+        Config {
+            listen: self.listen,
+            model: self.model,
+            loras,
+            max_loras: self.max_loras,
+            max_num_seqs: self.max_num_seqs,
+            kv_blocks: self.kv_blocks,
+            block_size: self.block_size,
+            prefill_per_token: Duration::from_secs_f64(
+                self.prefill_us_per_token.unwrap_or(prefill_us) / 1e6,
+            ),
+            decode_per_step: Duration::from_secs_f64(
+                self.decode_ms_per_step.unwrap_or(decode_ms) / 1e3,
+            ),
+            output_tokens: self.output_tokens.unwrap_or(output_tokens),
+            prefix_cache: !self.no_prefix_cache,
+        }
+    }
+}
+
+impl Config {
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            scheduler: SchedulerConfig {
+                max_num_seqs: self.max_num_seqs as usize,
+                num_blocks: self.kv_blocks,
+                block_size: self.block_size,
+                max_loras: self.max_loras as usize,
+                prefix_caching: self.prefix_cache,
+            },
+            decode_per_step: self.decode_per_step,
+            prefill_per_token: self.prefill_per_token,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Cli::try_parse_from(std::iter::once("sluice-simulator").chain(args.iter().copied()))
+            .unwrap()
+            .resolve()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(&[]);
+        assert_eq!(config.listen, "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(config.model, "meta-llama/Llama-3.1-8B-Instruct");
+        assert_eq!((config.max_loras, config.max_num_seqs), (2, 64));
+        assert_eq!((config.kv_blocks, config.block_size), (2048, 16));
+        assert_eq!(config.prefill_per_token, Duration::from_micros(100));
+        assert_eq!(config.decode_per_step, Duration::from_millis(20));
+        assert_eq!(config.output_tokens, 32);
+        assert!(config.prefix_cache);
+    }
+
+    #[test]
+    fn fast_preset_yields_to_explicit_flags() {
+        let config = parse(&["--fast", "--output-tokens", "3"]);
+        assert_eq!(config.prefill_per_token, Duration::ZERO);
+        assert_eq!(config.decode_per_step, Duration::from_millis(1));
+        assert_eq!(config.output_tokens, 3);
+    }
+
+    #[test]
+    fn repeated_loras_and_prefix_cache_switches() {
+        let config = parse(&[
+            "--lora",
+            "a",
+            "--lora",
+            "b",
+            "--lora",
+            "a",
+            "--no-prefix-cache",
+        ]);
+        assert_eq!(config.loras, vec!["a", "b"]);
+        assert!(!config.prefix_cache);
+        assert!(parse(&["--no-prefix-cache", "--prefix-cache"]).prefix_cache);
+    }
+
+    #[test]
+    fn rejects_nonsense_values() {
+        let bad = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("sluice-simulator").chain(args.iter().copied()))
+                .is_err()
+        };
+        assert!(bad(&["--decode-ms-per-step", "-1"]));
+        assert!(bad(&["--kv-blocks", "1"]));
+        assert!(bad(&["--max-num-seqs", "0"]));
+        assert!(bad(&["--output-tokens", "5000"]));
+    }
+}

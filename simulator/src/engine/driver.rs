@@ -1,0 +1,168 @@
+//! The engine task: runs scheduler steps in simulated time and delivers tokens to requests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use super::scheduler::{Emission, NewSequence, Scheduler, SeqId};
+use super::stats::{EngineStats, FinishedCounts, Histogram};
+use super::{EngineConfig, FinishReason, Token};
+
+#[derive(Debug)]
+pub(super) enum Command {
+    Submit {
+        sequence: NewSequence,
+        client: Client,
+    },
+    Abort(SeqId),
+}
+
+/// Where a sequence's tokens go, and what the driver measures about it.
+#[derive(Debug)]
+pub(super) struct Client {
+    tokens: mpsc::UnboundedSender<Token>,
+    limit_reason: FinishReason,
+    arrived: Instant,
+}
+
+impl Client {
+    pub(super) fn new(tokens: mpsc::UnboundedSender<Token>, limit_reason: FinishReason) -> Self {
+        Self {
+            tokens,
+            limit_reason,
+            arrived: Instant::now(),
+        }
+    }
+}
+
+pub(super) struct Driver {
+    config: EngineConfig,
+    scheduler: Scheduler,
+    clients: HashMap<SeqId, Client>,
+    finished: FinishedCounts,
+    time_to_first_token: Histogram,
+    published: Arc<Mutex<EngineStats>>,
+}
+
+impl Driver {
+    pub(super) fn new(config: EngineConfig, published: Arc<Mutex<EngineStats>>) -> Self {
+        Self {
+            config,
+            scheduler: Scheduler::new(config.scheduler),
+            clients: HashMap::new(),
+            finished: FinishedCounts::default(),
+            time_to_first_token: Histogram::default(),
+            published,
+        }
+    }
+
+    /// Runs until every sender of commands (the `Engine` handles and live `Generation`s) is gone.
+    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            while let Ok(command) = commands.try_recv() {
+                self.handle(command);
+            }
+            let plan = self.scheduler.schedule();
+            self.publish();
+
+            if self.scheduler.running_len() == 0 {
+                // Nothing can run: sleep until a request or an abort arrives.
+                match commands.recv().await {
+                    Some(command) => self.handle(command),
+                    None => return,
+                }
+                continue;
+            }
+
+            // Requests and aborts keep arriving while the step "computes"; they are applied at
+            // once so that an abort frees its blocks and the snapshot shows new arrivals waiting.
+            let step_end = Instant::now() + self.step_duration(plan.prefill_tokens);
+            loop {
+                tokio::select! {
+                    () = sleep_until(step_end) => break,
+                    command = commands.recv() => match command {
+                        Some(command) => {
+                            self.handle(command);
+                            self.publish();
+                        }
+                        None => return,
+                    },
+                }
+            }
+            let emissions = self.scheduler.complete_step();
+            self.deliver(&emissions);
+        }
+    }
+
+    /// Tokio timers fire on whole milliseconds, so a step really lasts this long rounded up to
+    /// the next millisecond: close enough at the default 20 ms decode steps.
+    fn step_duration(&self, prefill_tokens: u32) -> Duration {
+        self.config.decode_per_step + self.config.prefill_per_token.saturating_mul(prefill_tokens)
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Submit { sequence, client } => {
+                self.clients.insert(sequence.id, client);
+                self.scheduler.enqueue(sequence);
+            }
+            Command::Abort(id) => self.abort(id),
+        }
+    }
+
+    fn abort(&mut self, id: SeqId) {
+        self.clients.remove(&id);
+        if self.scheduler.abort(id) {
+            self.finished.abort += 1;
+        }
+    }
+
+    fn deliver(&mut self, emissions: &[Emission]) {
+        let now = Instant::now();
+        for emission in emissions {
+            let Some(client) = self.clients.get(&emission.id) else {
+                continue;
+            };
+            if emission.index == 0 {
+                let waited = now.duration_since(client.arrived);
+                self.time_to_first_token.observe(waited.as_secs_f64());
+            }
+            let finish = emission.finished.then_some(client.limit_reason);
+            let token = Token {
+                index: emission.index,
+                finish,
+            };
+            if client.tokens.send(token).is_err() {
+                // The receiver is gone; its abort command may still be in flight.
+                self.abort(emission.id);
+                continue;
+            }
+            match finish {
+                Some(FinishReason::Stop) => self.finished.stop += 1,
+                Some(FinishReason::Length) => self.finished.length += 1,
+                None => continue,
+            }
+            self.clients.remove(&emission.id);
+        }
+    }
+
+    fn publish(&self) {
+        let mut stats = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *stats = EngineStats {
+            waiting: self.scheduler.waiting_len(),
+            running: self.scheduler.running_len(),
+            kv_usage: self.scheduler.kv_usage(),
+            running_adapters: self.scheduler.running_adapters(),
+            waiting_adapters: self.scheduler.waiting_adapters(),
+            counters: self.scheduler.counters(),
+            finished: self.finished,
+            time_to_first_token: self.time_to_first_token.clone(),
+        };
+    }
+}

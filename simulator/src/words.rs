@@ -1,0 +1,41 @@
+//! The simulated model's output: deterministic words, one per token, each with a leading space.
+
+const WORDS: [&str; 16] = [
+    " the",
+    " quick",
+    " brown",
+    " fox",
+    " jumps",
+    " over",
+    " a",
+    " lazy",
+    " dog",
+    " while",
+    " simulated",
+    " tokens",
+    " stream",
+    " from",
+    " the",
+    " server",
+];
+
+/// The text of output token `index` (0-based).
+pub fn token_text(index: u32) -> &'static str {
+    WORDS[index as usize % WORDS.len()]
+}
+
+/// The text of the first `count` output tokens.
+pub fn completion_text(count: u32) -> String {
+    (0..count).map(token_text).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_cycle_and_concatenate() {
+        assert_eq!(completion_text(3), " the quick brown");
+        assert_eq!(token_text(16), token_text(0));
+    }
+}
