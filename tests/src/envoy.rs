@@ -1,0 +1,195 @@
+//! A real Envoy running the shipped `envoy.yaml`, rendered for the test: every port becomes a
+//! free one (0, read back from the admin API) and the replica list and `.wasm` path are the
+//! test's. Each substitution must find its anchor, so a change to `envoy.yaml` that these tests
+//! no longer understand fails loudly instead of testing something else.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::paths;
+use crate::process::Process;
+
+/// What a test may change in the shipped configuration.
+#[derive(Debug, Clone, Default)]
+pub struct EnvoyOptions {
+    pub replicas: Vec<SocketAddr>,
+    /// Replaces the filter's JSON configuration.
+    pub filter_configuration: Option<String>,
+}
+
+pub struct Envoy {
+    pub process: Process,
+    pub admin: SocketAddr,
+    pub listener: SocketAddr,
+}
+
+impl Envoy {
+    /// Starts Envoy in `dir` and waits until it is ready to serve.
+    pub async fn start(dir: &Path, options: &EnvoyOptions) -> Self {
+        let mut process = Self::spawn(dir, options);
+        let admin_file = dir.join("envoy-admin-address");
+        let admin = wait_for_admin_address(&mut process, &admin_file).await;
+        let client = crate::gateway::client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = client.get(format!("http://{admin}/ready")).send().await;
+            if matches!(&ready, Ok(r) if r.status() == 200) {
+                break;
+            }
+            assert!(process.is_running(), "envoy exited:\n{}", process.log());
+            assert!(
+                Instant::now() < deadline,
+                "envoy not ready:\n{}",
+                process.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let listeners: serde_json::Value = client
+            .get(format!("http://{admin}/listeners?format=json"))
+            .send()
+            .await
+            .expect("GET /listeners")
+            .json()
+            .await
+            .expect("listeners JSON");
+        let socket = &listeners["listener_statuses"][0]["local_address"]["socket_address"];
+        let listener = format!(
+            "{}:{}",
+            socket["address"].as_str().expect("listener address"),
+            socket["port_value"].as_u64().expect("listener port")
+        )
+        .parse()
+        .expect("listener socket address");
+        Self {
+            process,
+            admin,
+            listener,
+        }
+    }
+
+    /// Starts Envoy without waiting for it: for tests that expect it to refuse its config.
+    pub fn spawn(dir: &Path, options: &EnvoyOptions) -> Process {
+        let template = std::fs::read_to_string(paths::envoy_yaml()).expect("read envoy.yaml");
+        let config = render(&template, &paths::filter_wasm(), options);
+        let config_path = dir.join("envoy.yaml");
+        std::fs::write(&config_path, config).expect("write envoy config");
+        let mut command = Command::new(paths::envoy_bin());
+        command
+            .arg("-c")
+            .arg(&config_path)
+            .arg("--admin-address-path")
+            .arg(dir.join("envoy-admin-address"))
+            // No shared-memory base id: any number of test Envoys can run side by side.
+            .arg("--disable-hot-restart")
+            .args(["--concurrency", "2", "--log-level", "warn"])
+            .args(["--component-log-level", "wasm:info"]);
+        Process::spawn("envoy", command, &dir.join("envoy.log"))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.listener)
+    }
+
+    /// The value of one counter or gauge from the admin `/stats`, 0 when absent.
+    pub async fn stat(&self, name: &str) -> u64 {
+        let text = crate::gateway::client()
+            .get(format!("http://{}/stats?filter=^{name}$", self.admin))
+            .send()
+            .await
+            .expect("GET /stats")
+            .text()
+            .await
+            .expect("stats text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .map(|value| value.trim().parse().expect("numeric stat"))
+            .unwrap_or(0)
+    }
+}
+
+async fn wait_for_admin_address(process: &mut Process, file: &Path) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            if let Ok(addr) = text.trim().parse() {
+                return addr;
+            }
+        }
+        assert!(process.is_running(), "envoy exited:\n{}", process.log());
+        assert!(
+            Instant::now() < deadline,
+            "envoy has no admin address:\n{}",
+            process.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Renders the shipped `envoy.yaml` for one test.
+pub fn render(template: &str, wasm: &Path, options: &EnvoyOptions) -> String {
+    let mut config = replace_once(template, "port_value: 9901", "port_value: 0");
+    config = replace_once(&config, "port_value: 10000", "port_value: 0");
+    config = replace_once(
+        &config,
+        "filename: target/wasm32-wasip1/release/sluice_filter.wasm",
+        &format!("filename: {}", wasm.display()),
+    );
+    config = replace_endpoints(&config, &options.replicas);
+    if let Some(json) = &options.filter_configuration {
+        config = replace_filter_configuration(&config, json);
+    }
+    config
+}
+
+fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "envoy.yaml must contain {from:?} exactly once"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// Swaps the `model_servers` endpoint lines (ports 8001..) for the test's replicas.
+fn replace_endpoints(text: &str, replicas: &[SocketAddr]) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_replica = |line: &str| line.contains("- endpoint:") && line.contains("port_value: 800");
+    let first = lines
+        .iter()
+        .position(|l| is_replica(l))
+        .expect("replica endpoints in envoy.yaml");
+    let count = lines[first..].iter().take_while(|l| is_replica(l)).count();
+    let indent = &lines[first][..lines[first].len() - lines[first].trim_start().len()];
+    let mut out: Vec<String> = lines[..first].iter().map(|l| l.to_string()).collect();
+    for addr in replicas {
+        out.push(format!(
+            "{indent}- endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }}",
+            addr.ip(),
+            addr.port()
+        ));
+    }
+    out.extend(lines[first + count..].iter().map(|l| l.to_string()));
+    out.join("\n") + "\n"
+}
+
+/// Swaps the filter's JSON configuration (the block under `value: |`).
+fn replace_filter_configuration(text: &str, json: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "value: |")
+        .expect("filter configuration block in envoy.yaml");
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let block_indent = indent_of(lines[start]);
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| !l.trim().is_empty() && indent_of(l) <= block_indent)
+        .map_or(lines.len(), |i| start + 1 + i);
+    let pad = " ".repeat(block_indent + 2);
+    let mut out: Vec<String> = lines[..=start].iter().map(|l| l.to_string()).collect();
+    out.extend(json.lines().map(|l| format!("{pad}{l}")));
+    out.extend(lines[end..].iter().map(|l| l.to_string()));
+    out.join("\n") + "\n"
+}

@@ -1,0 +1,15 @@
+//! Harness for the end-to-end tests: starts real processes (the simulator, the picker, Envoy with
+//! the built `.wasm`) on free loopback ports and stops every one of them when its guard is
+//! dropped, which also happens when a test panics.
+//!
+//! The binaries must be built first (`make test` does it: the simulator and picker in the dev
+//! profile, the filter in release); paths can be overridden with
+//! `SLUICE_SIMULATOR_BIN`, `SLUICE_PICKER_BIN`, `SLUICE_FILTER_WASM` and `ENVOY_BIN`.
+
+pub mod envoy;
+pub mod gateway;
+pub mod paths;
+pub mod picker;
+pub mod process;
+pub mod simulator;
+pub mod sse;

@@ -1,0 +1,43 @@
+//! Where the artifacts under test live.
+
+use std::path::PathBuf;
+
+pub fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+fn artifact(env_var: &str, default: &str) -> PathBuf {
+    let path = std::env::var_os(env_var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(default));
+    assert!(
+        path.exists(),
+        "{} not found (set {env_var} or run `make test`, which builds it)",
+        path.display()
+    );
+    path
+}
+
+pub fn simulator_bin() -> PathBuf {
+    artifact("SLUICE_SIMULATOR_BIN", "target/debug/sluice-simulator")
+}
+
+pub fn picker_bin() -> PathBuf {
+    artifact("SLUICE_PICKER_BIN", "target/debug/sluice-picker")
+}
+
+pub fn filter_wasm() -> PathBuf {
+    artifact(
+        "SLUICE_FILTER_WASM",
+        "target/wasm32-wasip1/release/sluice_filter.wasm",
+    )
+}
+
+pub fn envoy_bin() -> PathBuf {
+    artifact("ENVOY_BIN", ".venv/bin/envoy")
+}
+
+pub fn envoy_yaml() -> PathBuf {
+    repo_root().join("envoy.yaml")
+}

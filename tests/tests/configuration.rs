@@ -1,0 +1,66 @@
+//! The filter's configuration is validated when Envoy loads it.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_e2e::envoy::{Envoy, EnvoyOptions};
+use sluice_e2e::gateway::{Gateway, GatewayOptions, client};
+
+/// A bad configuration is refused at load, with the offending field in Envoy's log; it never
+/// serves traffic.
+#[tokio::test]
+async fn envoy_refuses_an_invalid_filter_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EnvoyOptions {
+        replicas: vec!["127.0.0.1:9".parse().unwrap()],
+        filter_configuration: Some(r#"{"routing": {"modle_header": "x-model"}}"#.into()),
+    };
+    let mut envoy = Envoy::spawn(dir.path(), &options);
+    let status = envoy.wait_exit(Duration::from_secs(30)).await;
+    let log = envoy.log();
+    assert!(
+        matches!(status, Some(s) if !s.success()),
+        "{status:?}\n{log}"
+    );
+    assert!(
+        log.contains("invalid plugin configuration: routing.modle_header: unknown field"),
+        "{log}"
+    );
+}
+
+/// A valid non-default configuration is applied: the custom model header is the one removed.
+#[tokio::test]
+async fn custom_model_header_is_applied() {
+    let gateway = Gateway::start(GatewayOptions {
+        replicas: 1,
+        filter_configuration: Some(r#"{"routing": {"model_header": "X-Route-Model"}}"#.into()),
+        ..GatewayOptions::default()
+    })
+    .await;
+    let response = client()
+        .post(gateway.url("/v1/chat/completions"))
+        .header("x-route-model", "spoofed")
+        .header("x-sluice-model", "not-internal-here")
+        .json(&json!({
+            "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "messages": [{"role": "user", "content": "hi"}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        gateway
+            .envoy
+            .stat("wasmcustom.sluice_internal_headers_removed_total")
+            .await,
+        1
+    );
+    assert!(
+        gateway
+            .envoy
+            .process
+            .log()
+            .contains("configured; model header x-route-model")
+    );
+}

@@ -1,0 +1,50 @@
+//! Headers that steer routing are the gateway's own: copies sent by a client never reach the
+//! router or the upstream.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sluice_e2e::gateway::{Gateway, GatewayOptions, client};
+
+#[tokio::test]
+async fn client_sent_routing_headers_are_removed() {
+    let gateway = Gateway::start(GatewayOptions::default()).await;
+    let response = client()
+        .post(gateway.url("/v1/chat/completions?probe=spoofed"))
+        .header("x-sluice-model", "some-other-model")
+        .header("x-gateway-destination-endpoint", "10.9.9.9:80")
+        .json(&json!({
+            "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 2
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // The access log prints the request headers as they left the filter chain.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let log = gateway.envoy.process.log();
+        if let Some(line) = log.lines().find(|l| l.contains("probe=spoofed")) {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no access log line:\n{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(line.contains(" model=- endpoint=- "), "{line}");
+    assert!(!line.contains("10.9.9.9"), "{line}");
+
+    assert_eq!(
+        gateway
+            .envoy
+            .stat("wasmcustom.sluice_internal_headers_removed_total")
+            .await,
+        2
+    );
+    assert_eq!(
+        gateway.envoy.stat("wasmcustom.sluice_requests_total").await,
+        1
+    );
+}
