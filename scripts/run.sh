@@ -32,17 +32,20 @@ wait_listening() {
 }
 
 for i in 1 2 3; do
+    : >"$LOGS/replica-$i.log"
     target/release/sluice-simulator --listen "127.0.0.1:800$i" >"$LOGS/replica-$i.log" 2>&1 &
     pids+=($!)
     wait_listening "replica $i" "$LOGS/replica-$i.log" $!
 done
 
+: >"$LOGS/picker.log"
 target/release/sluice-picker --config picker.toml >"$LOGS/picker.log" 2>&1 &
 pids+=($!)
 wait_listening picker "$LOGS/picker.log" $!
 
+# Process substitution rather than a pipe, so that $! is Envoy itself and `stop` reaches it.
 .venv/bin/envoy -c envoy.yaml --concurrency 2 --disable-hot-restart \
-    --log-level warn --component-log-level wasm:info 2>&1 | tee "$LOGS/envoy.log" &
+    --log-level warn --component-log-level wasm:info > >(tee "$LOGS/envoy.log") 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
     curl -fs http://127.0.0.1:9901/ready >/dev/null 2>&1 && break
