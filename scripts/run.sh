@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: three simulated vLLM replicas, the picker and Envoy with the Sluice filter, in the
-# foreground. Ctrl-C stops everything this script started. Logs are in .run/.
+# `make run`: simulated vLLM replicas in two pools, the picker and Envoy with the Sluice filter,
+# in the foreground. Ctrl-C stops everything this script started. Logs are in .run/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,12 +31,18 @@ wait_listening() {
     exit 1
 }
 
-for i in 1 2 3; do
-    : >"$LOGS/replica-$i.log"
-    target/release/sluice-simulator --listen "127.0.0.1:800$i" >"$LOGS/replica-$i.log" 2>&1 &
+# The pools envoy.yaml routes to: Llama (with a LoRA adapter) on :8001-8002, Qwen on :8003.
+start_replica() {
+    local port=$1
+    shift
+    : >"$LOGS/replica-$port.log"
+    target/release/sluice-simulator --listen "127.0.0.1:$port" "$@" >"$LOGS/replica-$port.log" 2>&1 &
     pids+=($!)
-    wait_listening "replica $i" "$LOGS/replica-$i.log" $!
-done
+    wait_listening "replica :$port" "$LOGS/replica-$port.log" $!
+}
+start_replica 8001 --model meta-llama/Llama-3.1-8B-Instruct --lora sql-lora
+start_replica 8002 --model meta-llama/Llama-3.1-8B-Instruct --lora sql-lora
+start_replica 8003 --model Qwen/Qwen2.5-7B-Instruct
 
 : >"$LOGS/picker.log"
 target/release/sluice-picker --config picker.toml >"$LOGS/picker.log" 2>&1 &
@@ -56,7 +62,8 @@ curl -fs http://127.0.0.1:9901/ready >/dev/null || { echo "envoy did not become 
 cat <<'MSG'
 
 Sluice is up.
-  gateway     http://127.0.0.1:10000   (Envoy + Sluice filter -> replicas on :8001-8003)
+  gateway     http://127.0.0.1:10000   (Envoy + Sluice filter)
+  replicas    Llama-3.1-8B (+ sql-lora) on :8001, :8002; Qwen2.5-7B on :8003
   envoy admin http://127.0.0.1:9901    (stats: /stats?filter=wasmcustom)
   picker      http://127.0.0.1:9100/healthz
 
@@ -64,7 +71,8 @@ Try:
   curl -s http://127.0.0.1:10000/v1/chat/completions -H 'content-type: application/json' \
     -d '{"model":"meta-llama/Llama-3.1-8B-Instruct","messages":[{"role":"user","content":"Hello!"}]}'
   curl -sN http://127.0.0.1:10000/v1/chat/completions -H 'content-type: application/json' \
-    -d '{"model":"meta-llama/Llama-3.1-8B-Instruct","messages":[{"role":"user","content":"Hello!"}],"stream":true}'
+    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello!"}],"stream":true}'
+  curl -s http://127.0.0.1:10000/v1/models
 
 Ctrl-C stops everything. Access log below; other logs in .run/.
 MSG

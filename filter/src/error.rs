@@ -1,7 +1,12 @@
-//! Errors the filter answers itself, each rendered in the error format of the API the client
-//! called, so every SDK surfaces it like an error from the provider.
+//! Every request the filter ends itself, as one error type rendered in the error format of the
+//! API the client called, so each SDK surfaces it like an error from the provider.
+//!
+//! Messages never echo request content beyond what identifies the problem (a field path, a
+//! model name, a content type), and never credentials.
 
 use serde::Serialize;
+
+use crate::json::FieldError;
 
 /// The API family a client speaks, which decides the shape of error bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +28,9 @@ impl ApiFlavor {
     }
 }
 
-/// A request the filter ends itself instead of forwarding.
+/// Longest client-supplied text (a path, a content type) an error message repeats.
+const MAX_ECHO: usize = 120;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayError {
     /// The plugin has no valid configuration, so it cannot apply its policies. Failing closed
@@ -31,45 +38,217 @@ pub enum GatewayError {
     NotConfigured,
     /// A host call the request depends on failed; the request cannot be handled safely.
     Internal(&'static str),
+    /// The body is not a JSON object.
+    InvalidJson(String),
+    /// A field is present but wrong; `param` is its path (`messages[2].content`).
+    InvalidField {
+        param: String,
+        message: String,
+    },
+    MissingField(&'static str),
+    /// An inference request without a body.
+    MissingBody,
+    ModelNotFound(String),
+    ContextLengthExceeded {
+        limit: u64,
+        prompt: u64,
+        output: u64,
+    },
+    PayloadTooLarge {
+        limit: u64,
+    },
+    UnsupportedContentType(String),
+    MethodNotAllowed {
+        method: String,
+        allow: &'static str,
+    },
+    UnknownPath {
+        method: String,
+        path: String,
+    },
+}
+
+impl From<FieldError> for GatewayError {
+    fn from(err: FieldError) -> Self {
+        match err {
+            FieldError::Body(detail) => Self::InvalidJson(detail),
+            FieldError::Invalid { path, message } => Self::InvalidField {
+                param: path,
+                message,
+            },
+            FieldError::Missing(field) => Self::MissingField(field),
+        }
+    }
+}
+
+/// How one error shows in each API's format.
+struct Rendering {
+    status: u16,
+    message: String,
+    openai_type: &'static str,
+    openai_code: Option<&'static str>,
+    param: Option<String>,
+    anthropic_type: &'static str,
 }
 
 impl GatewayError {
     pub fn status(&self) -> u16 {
+        self.rendering().status
+    }
+
+    /// Extra response headers the status calls for.
+    pub fn headers(&self) -> Vec<(&'static str, &'static str)> {
         match self {
-            Self::NotConfigured => 503,
-            Self::Internal(_) => 500,
+            Self::MethodNotAllowed { allow, .. } => vec![("allow", *allow)],
+            _ => Vec::new(),
         }
     }
 
-    fn message(&self) -> String {
+    fn rendering(&self) -> Rendering {
+        let invalid = |status: u16, message: String, code, param| Rendering {
+            status,
+            message,
+            openai_type: "invalid_request_error",
+            openai_code: code,
+            param,
+            anthropic_type: "invalid_request_error",
+        };
         match self {
-            Self::NotConfigured => "The gateway is not configured to serve this request.".into(),
-            Self::Internal(what) => format!("The gateway failed to process the request: {what}."),
+            Self::NotConfigured => Rendering {
+                status: 503,
+                message: "The gateway is not configured to serve this request.".into(),
+                openai_type: "server_error",
+                openai_code: None,
+                param: None,
+                anthropic_type: "api_error",
+            },
+            Self::Internal(what) => Rendering {
+                status: 500,
+                message: format!("The gateway failed to process the request: {what}."),
+                openai_type: "server_error",
+                openai_code: None,
+                param: None,
+                anthropic_type: "api_error",
+            },
+            Self::InvalidJson(detail) => invalid(
+                400,
+                format!("The request body is not valid JSON: {detail}."),
+                Some("invalid_json"),
+                None,
+            ),
+            Self::InvalidField { param, message } => invalid(
+                400,
+                format!("Invalid value for '{param}': {message}."),
+                Some("invalid_value"),
+                Some(param.clone()),
+            ),
+            Self::MissingField(field) => invalid(
+                400,
+                format!("Missing required parameter: '{field}'."),
+                Some("missing_required_parameter"),
+                Some((*field).to_owned()),
+            ),
+            Self::MissingBody => invalid(
+                400,
+                "The request needs a JSON body.".into(),
+                Some("missing_body"),
+                None,
+            ),
+            Self::ModelNotFound(model) => Rendering {
+                status: 404,
+                message: format!(
+                    "The model '{}' does not exist or you do not have access to it.",
+                    truncate(model)
+                ),
+                openai_type: "invalid_request_error",
+                openai_code: Some("model_not_found"),
+                param: Some("model".into()),
+                anthropic_type: "not_found_error",
+            },
+            Self::ContextLengthExceeded {
+                limit,
+                prompt,
+                output,
+            } => invalid(
+                400,
+                format!(
+                    "This model's maximum context length is {limit} tokens, but the request \
+                     needs about {} tokens ({prompt} in the prompt, {output} for the output). \
+                     Shorten the prompt or lower the output limit.",
+                    prompt.saturating_add(*output)
+                ),
+                Some("context_length_exceeded"),
+                Some("messages".into()),
+            ),
+            Self::PayloadTooLarge { limit } => Rendering {
+                status: 413,
+                message: format!(
+                    "The request body is larger than the gateway's limit of {limit} bytes."
+                ),
+                openai_type: "invalid_request_error",
+                openai_code: Some("request_too_large"),
+                param: None,
+                anthropic_type: "request_too_large",
+            },
+            Self::UnsupportedContentType(content_type) => invalid(
+                415,
+                format!(
+                    "Unsupported content type '{}'; send 'application/json'.",
+                    truncate(content_type)
+                ),
+                Some("unsupported_content_type"),
+                None,
+            ),
+            Self::MethodNotAllowed { method, allow } => invalid(
+                405,
+                format!(
+                    "Method {} is not allowed here; use {allow}.",
+                    truncate(method)
+                ),
+                Some("method_not_allowed"),
+                None,
+            ),
+            Self::UnknownPath { method, path } => Rendering {
+                status: 404,
+                message: format!("Invalid URL ({} {}).", truncate(method), truncate(path)),
+                openai_type: "invalid_request_error",
+                openai_code: Some("unknown_url"),
+                param: None,
+                anthropic_type: "not_found_error",
+            },
         }
     }
 
     /// The response body, in `api`'s error format.
     pub fn body(&self, api: ApiFlavor) -> String {
-        let message = self.message();
+        let r = self.rendering();
         let rendered = match api {
             ApiFlavor::OpenAi => serde_json::to_string(&OpenAiErrorBody {
                 error: OpenAiError {
-                    message: &message,
-                    kind: "server_error",
-                    param: None,
-                    code: None,
+                    message: &r.message,
+                    kind: r.openai_type,
+                    param: r.param.as_deref(),
+                    code: r.openai_code,
                 },
             }),
             ApiFlavor::Anthropic => serde_json::to_string(&AnthropicErrorBody {
                 kind: "error",
                 error: AnthropicError {
-                    kind: "api_error",
-                    message: &message,
+                    kind: r.anthropic_type,
+                    message: &r.message,
                 },
             }),
         };
         // Serializing plain strings cannot fail; the fallback only keeps this total.
         rendered.unwrap_or_default()
+    }
+}
+
+/// At most `MAX_ECHO` characters of client-supplied text.
+fn truncate(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO) {
+        Some((at, _)) => format!("{}…", text.get(..at).unwrap_or_default()),
+        None => text.to_owned(),
     }
 }
 
@@ -104,48 +283,4 @@ struct AnthropicError<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    #[cfg(target_family = "wasm")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    use super::{ApiFlavor, GatewayError};
-
-    #[test]
-    fn flavor_follows_the_path() {
-        assert_eq!(ApiFlavor::from_path("/v1/messages"), ApiFlavor::Anthropic);
-        assert_eq!(
-            ApiFlavor::from_path("/v1/messages?beta=true"),
-            ApiFlavor::Anthropic
-        );
-        assert_eq!(
-            ApiFlavor::from_path("/v1/messages/count_tokens"),
-            ApiFlavor::Anthropic
-        );
-        assert_eq!(ApiFlavor::from_path("/v1/messagesx"), ApiFlavor::OpenAi);
-        assert_eq!(
-            ApiFlavor::from_path("/v1/chat/completions"),
-            ApiFlavor::OpenAi
-        );
-        assert_eq!(ApiFlavor::from_path(""), ApiFlavor::OpenAi);
-    }
-
-    #[test]
-    fn openai_error_body_is_exact() {
-        let body = GatewayError::NotConfigured.body(ApiFlavor::OpenAi);
-        assert_eq!(
-            body,
-            r#"{"error":{"message":"The gateway is not configured to serve this request.","type":"server_error","param":null,"code":null}}"#
-        );
-        assert_eq!(GatewayError::NotConfigured.status(), 503);
-    }
-
-    #[test]
-    fn anthropic_error_body_is_exact() {
-        let body = GatewayError::Internal("header update failed").body(ApiFlavor::Anthropic);
-        assert_eq!(
-            body,
-            r#"{"type":"error","error":{"type":"api_error","message":"The gateway failed to process the request: header update failed."}}"#
-        );
-        assert_eq!(GatewayError::Internal("x").status(), 500);
-    }
-}
+mod tests;

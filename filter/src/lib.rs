@@ -24,8 +24,13 @@
     )
 )]
 
+pub mod api;
+pub mod canonical;
 pub mod config;
 pub mod error;
+pub mod json;
+pub mod pipeline;
+pub mod routing;
 
 #[cfg(target_os = "wasi")]
 mod host;

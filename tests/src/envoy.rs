@@ -14,7 +14,8 @@ use crate::process::Process;
 /// What a test may change in the shipped configuration.
 #[derive(Debug, Clone, Default)]
 pub struct EnvoyOptions {
-    pub replicas: Vec<SocketAddr>,
+    /// The endpoints of each cluster named here replace the shipped ones.
+    pub clusters: Vec<(String, Vec<SocketAddr>)>,
     /// Replaces the filter's JSON configuration.
     pub filter_configuration: Option<String>,
 }
@@ -136,7 +137,9 @@ pub fn render(template: &str, wasm: &Path, options: &EnvoyOptions) -> String {
         "filename: target/wasm32-wasip1/release/sluice_filter.wasm",
         &format!("filename: {}", wasm.display()),
     );
-    config = replace_endpoints(&config, &options.replicas);
+    for (cluster, replicas) in &options.clusters {
+        config = replace_endpoints(&config, cluster, replicas);
+    }
     if let Some(json) = &options.filter_configuration {
         config = replace_filter_configuration(&config, json);
     }
@@ -152,15 +155,27 @@ fn replace_once(text: &str, from: &str, to: &str) -> String {
     text.replacen(from, to, 1)
 }
 
-/// Swaps the `model_servers` endpoint lines (ports 8001..) for the test's replicas.
-fn replace_endpoints(text: &str, replicas: &[SocketAddr]) -> String {
+/// Swaps the endpoint lines of `cluster` for the test's replicas.
+fn replace_endpoints(text: &str, cluster: &str, replicas: &[SocketAddr]) -> String {
+    assert!(
+        !replicas.is_empty(),
+        "cluster {cluster} needs at least one replica"
+    );
     let lines: Vec<&str> = text.lines().collect();
-    let is_replica = |line: &str| line.contains("- endpoint:") && line.contains("port_value: 800");
-    let first = lines
+    let anchor = format!("cluster_name: {cluster}");
+    let start = lines
         .iter()
-        .position(|l| is_replica(l))
-        .expect("replica endpoints in envoy.yaml");
-    let count = lines[first..].iter().take_while(|l| is_replica(l)).count();
+        .position(|l| l.trim() == anchor)
+        .unwrap_or_else(|| panic!("{anchor:?} in envoy.yaml"));
+    let first = start
+        + lines[start..]
+            .iter()
+            .position(|l| l.trim_start().starts_with("- endpoint:"))
+            .unwrap_or_else(|| panic!("endpoints of {cluster} in envoy.yaml"));
+    let count = lines[first..]
+        .iter()
+        .take_while(|l| l.trim_start().starts_with("- endpoint:"))
+        .count();
     let indent = &lines[first][..lines[first].len() - lines[first].trim_start().len()];
     let mut out: Vec<String> = lines[..first].iter().map(|l| l.to_string()).collect();
     for addr in replicas {

@@ -1,10 +1,14 @@
-//! A whole gateway for one test: simulator replicas and Envoy with the filter, in a temporary
-//! directory that holds their configs and logs.
+//! A whole gateway for one test: simulator replicas per pool and Envoy with the filter, in a
+//! temporary directory that holds their configs and logs. The default layout is the shipped
+//! `envoy.yaml`'s: two Llama replicas (serving the `sql-lora` adapter too) and one Qwen replica.
 
 use std::time::Duration;
 
 use crate::envoy::{Envoy, EnvoyOptions};
 use crate::simulator::Simulator;
+
+pub const LLAMA: &str = "meta-llama/Llama-3.1-8B-Instruct";
+pub const QWEN: &str = "Qwen/Qwen2.5-7B-Instruct";
 
 /// An HTTP client for talking to local processes.
 pub fn client() -> reqwest::Client {
@@ -15,9 +19,18 @@ pub fn client() -> reqwest::Client {
         .expect("HTTP client")
 }
 
+/// The replicas of one Envoy cluster.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub cluster: &'static str,
+    pub replicas: usize,
+    /// Simulator flags for this pool's replicas (the model it serves...).
+    pub args: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
-    pub replicas: usize,
+    pub pools: Vec<PoolOptions>,
     /// Extra simulator flags, given to every replica.
     pub simulator_args: Vec<String>,
     pub filter_configuration: Option<String>,
@@ -26,17 +39,54 @@ pub struct GatewayOptions {
 impl Default for GatewayOptions {
     fn default() -> Self {
         Self {
-            replicas: 3,
+            pools: vec![
+                PoolOptions {
+                    cluster: "llama_8b",
+                    replicas: 2,
+                    args: ["--model", LLAMA, "--lora", "sql-lora"]
+                        .map(String::from)
+                        .to_vec(),
+                },
+                PoolOptions {
+                    cluster: "qwen_7b",
+                    replicas: 1,
+                    args: ["--model", QWEN].map(String::from).to_vec(),
+                },
+            ],
             simulator_args: Vec::new(),
             filter_configuration: None,
         }
     }
 }
 
+impl GatewayOptions {
+    /// Sets the number of replicas of the pool behind `cluster`.
+    pub fn with_replicas(mut self, cluster: &str, replicas: usize) -> Self {
+        for pool in &mut self.pools {
+            if pool.cluster == cluster {
+                pool.replicas = replicas;
+            }
+        }
+        self
+    }
+
+    pub fn with_simulator_args(mut self, args: &[&str]) -> Self {
+        self.simulator_args
+            .extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    pub fn with_filter_configuration(mut self, json: &str) -> Self {
+        self.filter_configuration = Some(json.to_owned());
+        self
+    }
+}
+
 pub struct Gateway {
     // Field order is drop order: Envoy stops before the replicas, the directory goes last.
     pub envoy: Envoy,
-    pub replicas: Vec<Simulator>,
+    /// Replicas by cluster, in the order of `GatewayOptions::pools`.
+    pub pools: Vec<(&'static str, Vec<Simulator>)>,
     pub dir: tempfile::TempDir,
 }
 
@@ -46,24 +96,66 @@ impl Gateway {
             .prefix("sluice-e2e-")
             .tempdir()
             .expect("temp dir");
-        let mut replicas = Vec::with_capacity(options.replicas);
-        for i in 0..options.replicas {
-            let name = format!("replica-{i}");
-            replicas.push(Simulator::start(dir.path(), &name, &options.simulator_args).await);
+        let mut pools = Vec::with_capacity(options.pools.len());
+        for pool in &options.pools {
+            let mut replicas = Vec::with_capacity(pool.replicas);
+            for i in 0..pool.replicas {
+                let name = format!("{}-{i}", pool.cluster);
+                let args: Vec<String> = pool
+                    .args
+                    .iter()
+                    .chain(&options.simulator_args)
+                    .cloned()
+                    .collect();
+                replicas.push(Simulator::start(dir.path(), &name, &args).await);
+            }
+            pools.push((pool.cluster, replicas));
         }
         let envoy_options = EnvoyOptions {
-            replicas: replicas.iter().map(|r| r.addr).collect(),
+            clusters: pools
+                .iter()
+                .map(|(cluster, replicas)| {
+                    (
+                        cluster.to_string(),
+                        replicas.iter().map(|r| r.addr).collect(),
+                    )
+                })
+                .collect(),
             filter_configuration: options.filter_configuration,
         };
         let envoy = Envoy::start(dir.path(), &envoy_options).await;
-        Self {
-            envoy,
-            replicas,
-            dir,
-        }
+        Self { envoy, pools, dir }
     }
 
     pub fn url(&self, path: &str) -> String {
         self.envoy.url(path)
+    }
+
+    /// Every replica, all pools.
+    pub fn replicas(&self) -> impl Iterator<Item = &Simulator> {
+        self.pools.iter().flat_map(|(_, replicas)| replicas)
+    }
+
+    /// The replicas behind `cluster`.
+    pub fn pool(&self, cluster: &str) -> &[Simulator] {
+        self.pools
+            .iter()
+            .find(|(name, _)| *name == cluster)
+            .map(|(_, replicas)| replicas.as_slice())
+            .unwrap_or_else(|| panic!("no pool {cluster}"))
+    }
+
+    /// Which cluster served a response, from its `x-simulator-id` header.
+    pub fn cluster_of(&self, response: &reqwest::Response) -> &'static str {
+        let id = response
+            .headers()
+            .get("x-simulator-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("x-simulator-id header");
+        self.pools
+            .iter()
+            .find(|(_, replicas)| replicas.iter().any(|r| r.addr.to_string() == id))
+            .map(|(cluster, _)| *cluster)
+            .unwrap_or_else(|| panic!("no replica {id}"))
     }
 }

@@ -38,6 +38,11 @@ pub fn envoy_bin() -> PathBuf {
     artifact("ENVOY_BIN", ".venv/bin/envoy")
 }
 
+/// The project venv's Python, which has the official OpenAI and Anthropic SDKs.
+pub fn python_bin() -> PathBuf {
+    artifact("SLUICE_PYTHON", ".venv/bin/python")
+}
+
 pub fn envoy_yaml() -> PathBuf {
     repo_root().join("envoy.yaml")
 }

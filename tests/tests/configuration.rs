@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_e2e::envoy::{Envoy, EnvoyOptions};
-use sluice_e2e::gateway::{Gateway, GatewayOptions, client};
+use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, client};
 
 /// A bad configuration is refused at load, with the offending field in Envoy's log; it never
 /// serves traffic.
@@ -12,7 +12,7 @@ use sluice_e2e::gateway::{Gateway, GatewayOptions, client};
 async fn envoy_refuses_an_invalid_filter_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let options = EnvoyOptions {
-        replicas: vec!["127.0.0.1:9".parse().unwrap()],
+        clusters: Vec::new(),
         filter_configuration: Some(r#"{"routing": {"modle_header": "x-model"}}"#.into()),
     };
     let mut envoy = Envoy::spawn(dir.path(), &options);
@@ -28,21 +28,22 @@ async fn envoy_refuses_an_invalid_filter_configuration() {
     );
 }
 
-/// A valid non-default configuration is applied: the custom model header is the one removed.
+/// A valid non-default configuration is applied: the custom model header is the one removed
+/// (the old default name is then an ordinary header).
 #[tokio::test]
 async fn custom_model_header_is_applied() {
-    let gateway = Gateway::start(GatewayOptions {
-        replicas: 1,
-        filter_configuration: Some(r#"{"routing": {"model_header": "X-Route-Model"}}"#.into()),
-        ..GatewayOptions::default()
-    })
+    let gateway = Gateway::start(
+        GatewayOptions::default().with_filter_configuration(&format!(
+            r#"{{"routing": {{"model_header": "X-Route-Model"}}, "models": {{"{LLAMA}": {{}}}}}}"#
+        )),
+    )
     .await;
     let response = client()
         .post(gateway.url("/v1/chat/completions"))
         .header("x-route-model", "spoofed")
         .header("x-sluice-model", "not-internal-here")
         .json(&json!({
-            "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "model": LLAMA,
             "messages": [{"role": "user", "content": "hi"}]
         }))
         .send()
@@ -57,10 +58,8 @@ async fn custom_model_header_is_applied() {
         1
     );
     assert!(
-        gateway
-            .envoy
-            .process
-            .log()
-            .contains("configured; model header x-route-model")
+        gateway.envoy.process.log().contains(
+            "configured; model header x-route-model, base model header x-sluice-base-model"
+        )
     );
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sluice_e2e::gateway::{Gateway, GatewayOptions, client};
+use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, QWEN, client};
 
 #[tokio::test]
 async fn client_sent_routing_headers_are_removed() {
@@ -12,9 +12,10 @@ async fn client_sent_routing_headers_are_removed() {
     let response = client()
         .post(gateway.url("/v1/chat/completions?probe=spoofed"))
         .header("x-sluice-model", "some-other-model")
+        .header("x-sluice-base-model", QWEN)
         .header("x-gateway-destination-endpoint", "10.9.9.9:80")
         .json(&json!({
-            "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "model": LLAMA,
             "messages": [{"role": "user", "content": "hi"}],
             "max_tokens": 2
         }))
@@ -22,6 +23,7 @@ async fn client_sent_routing_headers_are_removed() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    assert_eq!(gateway.cluster_of(&response), "llama_8b");
 
     // The access log prints the request headers as they left the filter chain.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -33,7 +35,10 @@ async fn client_sent_routing_headers_are_removed() {
         assert!(Instant::now() < deadline, "no access log line:\n{log}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(line.contains(" model=- endpoint=- "), "{line}");
+    assert!(
+        line.contains(&format!(" model={LLAMA} base={LLAMA} endpoint=- ")),
+        "{line}"
+    );
     assert!(!line.contains("10.9.9.9"), "{line}");
 
     assert_eq!(
@@ -41,7 +46,7 @@ async fn client_sent_routing_headers_are_removed() {
             .envoy
             .stat("wasmcustom.sluice_internal_headers_removed_total")
             .await,
-        2
+        3
     );
     assert_eq!(
         gateway.envoy.stat("wasmcustom.sluice_requests_total").await,

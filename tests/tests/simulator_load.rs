@@ -3,20 +3,20 @@
 
 use futures_util::future::join_all;
 use serde_json::json;
-use sluice_e2e::gateway::{Gateway, GatewayOptions, client};
+use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_and_kv_cache_metrics_follow_the_load() {
-    let gateway = Gateway::start(GatewayOptions {
-        replicas: 2,
-        simulator_args: ["--max-num-seqs", "2", "--decode-ms-per-step", "25"]
-            .map(String::from)
-            .to_vec(),
-        ..GatewayOptions::default()
-    })
+    let gateway = Gateway::start(GatewayOptions::default().with_simulator_args(&[
+        "--max-num-seqs",
+        "2",
+        "--decode-ms-per-step",
+        "25",
+    ]))
     .await;
+    let pool = gateway.pool("llama_8b");
 
-    for replica in &gateway.replicas {
+    for replica in pool {
         assert_eq!(replica.metric("vllm:num_requests_waiting").await, 0.0);
         assert_eq!(replica.metric("vllm:kv_cache_usage_perc").await, 0.0);
     }
@@ -28,7 +28,7 @@ async fn queue_and_kv_cache_metrics_follow_the_load() {
         async move {
             http.post(url)
                 .json(&json!({
-                    "model": "meta-llama/Llama-3.1-8B-Instruct",
+                    "model": LLAMA,
                     "messages": [{"role": "user", "content": format!("request {i}: {}", "lorem ipsum ".repeat(40))}],
                     "max_tokens": 16
                 }))
@@ -39,11 +39,11 @@ async fn queue_and_kv_cache_metrics_follow_the_load() {
     });
     let load = tokio::spawn(join_all(requests));
 
-    // 16 requests, 2 replicas, 2 running each: most must wait. Watch until both signals show it.
+    // 16 requests, 2 Llama replicas, 2 running each: most must wait. Watch until both signals show it.
     let mut max_waiting: f64 = 0.0;
     let mut max_kv: f64 = 0.0;
     while !load.is_finished() {
-        for replica in &gateway.replicas {
+        for replica in pool {
             max_waiting = max_waiting.max(replica.metric("vllm:num_requests_waiting").await);
             max_kv = max_kv.max(replica.metric("vllm:kv_cache_usage_perc").await);
         }
@@ -61,7 +61,7 @@ async fn queue_and_kv_cache_metrics_follow_the_load() {
     assert!(max_kv > 0.0, "KV cache use never rose: {max_kv}");
 
     let mut served = 0.0;
-    for replica in &gateway.replicas {
+    for replica in pool {
         assert_eq!(replica.metric("vllm:num_requests_waiting").await, 0.0);
         assert_eq!(replica.metric("vllm:num_requests_running").await, 0.0);
         assert_eq!(replica.metric("vllm:kv_cache_usage_perc").await, 0.0);

@@ -5,8 +5,8 @@
 mod error;
 mod header_name;
 mod runtime;
-mod wire;
+pub(crate) mod wire;
 
 pub use error::ConfigError;
 pub use header_name::HeaderName;
-pub use runtime::{Config, DESTINATION_ENDPOINT_HEADER, Routing};
+pub use runtime::{Config, DESTINATION_ENDPOINT_HEADER, Limits, Routing, UnhandledPaths};

@@ -3,9 +3,13 @@
 
 use super::error::ConfigError;
 use super::header_name::HeaderName;
-use super::wire::{WireConfig, WireRouting};
+use super::wire::{WireConfig, WireLimits, WireRouting, WireUnhandledPaths};
+use crate::routing::ModelCatalog;
 
 pub(crate) const DEFAULT_MODEL_HEADER: &str = "x-sluice-model";
+pub(crate) const DEFAULT_BASE_MODEL_HEADER: &str = "x-sluice-base-model";
+/// Large enough for prompts with a few inline images; see README on Envoy's buffer limit.
+pub(crate) const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The header through which an endpoint picker tells Envoy's `override_host` load balancer which
 /// replica to use. Same name as the Gateway API Inference Extension, so Sluice can stand where an
@@ -15,16 +19,35 @@ pub const DESTINATION_ENDPOINT_HEADER: &str = "x-gateway-destination-endpoint";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub routing: Routing,
+    pub limits: Limits,
+    pub catalog: ModelCatalog,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routing {
     pub model_header: HeaderName,
+    pub base_model_header: HeaderName,
+    pub unhandled_paths: UnhandledPaths,
+}
+
+/// What happens to requests for paths the filter does not handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnhandledPaths {
+    /// Forwarded untouched (other APIs, health checks...).
+    Pass,
+    /// Answered with 404.
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_request_body_bytes: u64,
 }
 
 impl Config {
     /// Parses and validates the plugin configuration. Empty (or all-whitespace) input means "all
-    /// defaults", which is what Envoy passes when the `configuration` field is absent.
+    /// defaults", which is what Envoy passes when the `configuration` field is absent; it is
+    /// still rejected, because at least one model must be configured.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         match first {
@@ -59,29 +82,67 @@ impl WireConfig {
     fn validate(self) -> Result<Config, ConfigError> {
         Ok(Config {
             routing: self.routing.validate()?,
+            limits: self.limits.validate()?,
+            catalog: ModelCatalog::build(self.models, self.aliases)?,
         })
     }
 }
 
 impl WireRouting {
     fn validate(self) -> Result<Routing, ConfigError> {
-        let model_header = HeaderName::parse(&self.model_header)
-            .map_err(|msg| ConfigError::new("routing.model_header", msg))?;
+        let header = |field: &str, raw: &str| {
+            HeaderName::parse(raw).map_err(|msg| ConfigError::new(field, msg))
+        };
+        let model_header = header("routing.model_header", &self.model_header)?;
+        let base_model_header = header("routing.base_model_header", &self.base_model_header)?;
         if model_header.as_str() == DESTINATION_ENDPOINT_HEADER {
             return Err(ConfigError::new(
                 "routing.model_header",
                 format!("must differ from {DESTINATION_ENDPOINT_HEADER}"),
             ));
         }
-        Ok(Routing { model_header })
+        if base_model_header == model_header
+            || base_model_header.as_str() == DESTINATION_ENDPOINT_HEADER
+        {
+            return Err(ConfigError::new(
+                "routing.base_model_header",
+                "must differ from the model header and the destination endpoint header",
+            ));
+        }
+        Ok(Routing {
+            model_header,
+            base_model_header,
+            unhandled_paths: match self.unhandled_paths {
+                WireUnhandledPaths::Pass => UnhandledPaths::Pass,
+                WireUnhandledPaths::Reject => UnhandledPaths::Reject,
+            },
+        })
+    }
+}
+
+impl WireLimits {
+    fn validate(self) -> Result<Limits, ConfigError> {
+        if self.max_request_body_bytes == 0 {
+            return Err(ConfigError::new(
+                "limits.max_request_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        Ok(Limits {
+            max_request_body_bytes: self.max_request_body_bytes,
+        })
     }
 }
 
 impl Routing {
     /// Request headers that steer routing inside the gateway. Only the filter may set them: any
     /// copy a client sends is removed before anything reads it.
-    pub fn internal_headers(&self) -> [&str; 2] {
-        [self.model_header.as_str(), DESTINATION_ENDPOINT_HEADER]
+    pub fn internal_headers(&self) -> [&str; 3] {
+        [
+            self.model_header.as_str(),
+            self.base_model_header.as_str(),
+            DESTINATION_ENDPOINT_HEADER,
+        ]
     }
 }
 
@@ -90,27 +151,53 @@ mod tests {
     #[cfg(target_family = "wasm")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use super::{Config, ConfigError};
+    use super::{Config, ConfigError, UnhandledPaths};
+
+    const MODELS: &str = r#""models": {"m": {}}"#;
 
     fn error_of(json: &str) -> ConfigError {
         Config::from_json(json.as_bytes()).unwrap_err()
     }
 
     #[test]
-    fn empty_configuration_means_defaults() {
-        for input in ["", "  \n", "{}", r#"{"routing":{}}"#] {
-            let config = Config::from_json(input.as_bytes()).unwrap();
-            assert_eq!(config.routing.model_header.as_str(), "x-sluice-model");
+    fn defaults_apply_to_every_optional_field() {
+        let config = Config::from_json(format!("{{{MODELS}}}").as_bytes()).unwrap();
+        assert_eq!(
+            config.routing.internal_headers(),
+            [
+                "x-sluice-model",
+                "x-sluice-base-model",
+                "x-gateway-destination-endpoint"
+            ]
+        );
+        assert_eq!(config.routing.unhandled_paths, UnhandledPaths::Pass);
+        assert_eq!(config.limits.max_request_body_bytes, 8 * 1024 * 1024);
+    }
+
+    #[test]
+    fn an_empty_configuration_asks_for_models() {
+        for input in ["", "  \n", "{}"] {
+            let err = error_of(input);
+            assert_eq!(err.field, "models", "{input:?}");
         }
     }
 
     #[test]
-    fn custom_model_header_is_lowercased() {
-        let config = Config::from_json(br#"{"routing":{"model_header":"X-Model"}}"#).unwrap();
+    fn custom_values_are_applied() {
+        let config = Config::from_json(
+            format!(
+                r#"{{"routing":{{"model_header":"X-Model","base_model_header":"x-base",
+                "unhandled_paths":"reject"}},"limits":{{"max_request_body_bytes":10}},{MODELS}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
         assert_eq!(
             config.routing.internal_headers(),
-            ["x-model", "x-gateway-destination-endpoint"]
+            ["x-model", "x-base", "x-gateway-destination-endpoint"]
         );
+        assert_eq!(config.routing.unhandled_paths, UnhandledPaths::Reject);
+        assert_eq!(config.limits.max_request_body_bytes, 10);
     }
 
     #[test]
@@ -124,6 +211,9 @@ mod tests {
 
         let err = error_of(r#"{"routng":{}}"#);
         assert_eq!(err.field, "routng");
+
+        let err = error_of(r#"{"models":{"m":{"context":1}}}"#);
+        assert_eq!(err.field, "models.m.context");
     }
 
     #[test]
@@ -131,15 +221,38 @@ mod tests {
         let err = error_of(r#"{"routing":{"model_header":42}}"#);
         assert_eq!(err.field, "routing.model_header");
         assert!(err.message.contains("expected a string"), "{err}");
+        let err = error_of(r#"{"routing":{"unhandled_paths":"drop"}}"#);
+        assert_eq!(err.field, "routing.unhandled_paths");
+        let err = error_of(r#"{"models":{"m":{"context_window":-1}}}"#);
+        assert_eq!(err.field, "models.m.context_window");
     }
 
     #[test]
     fn invalid_values_are_named() {
-        let err = error_of(r#"{"routing":{"model_header":"bad header"}}"#);
-        assert_eq!(err.field, "routing.model_header");
-        let err = error_of(r#"{"routing":{"model_header":"X-Gateway-Destination-Endpoint"}}"#);
-        assert_eq!(err.field, "routing.model_header");
-        assert!(err.to_string().starts_with("routing.model_header: "));
+        let cases = [
+            (
+                r#"{"routing":{"model_header":"bad header"}}"#,
+                "routing.model_header",
+            ),
+            (
+                r#"{"routing":{"model_header":"X-Gateway-Destination-Endpoint"}}"#,
+                "routing.model_header",
+            ),
+            (
+                r#"{"routing":{"base_model_header":"x-sluice-model"}}"#,
+                "routing.base_model_header",
+            ),
+            (
+                r#"{"limits":{"max_request_body_bytes":0}}"#,
+                "limits.max_request_body_bytes",
+            ),
+            (r#"{"models":{"m":{}},"aliases":{"a":"nope"}}"#, "aliases.a"),
+        ];
+        for (json, field) in cases {
+            let err = error_of(json);
+            assert_eq!(err.field, field, "{json}: {err}");
+            assert!(err.to_string().starts_with(&format!("{field}: ")));
+        }
     }
 
     #[test]

@@ -1,27 +1,77 @@
 //! The configuration exactly as users write it. Unknown fields are errors, so a typo never
 //! silently falls back to a default.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
-use super::runtime::DEFAULT_MODEL_HEADER;
+use super::runtime::{
+    DEFAULT_BASE_MODEL_HEADER, DEFAULT_MAX_REQUEST_BODY_BYTES, DEFAULT_MODEL_HEADER,
+};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct WireConfig {
     pub routing: WireRouting,
+    pub limits: WireLimits,
+    /// Models the gateway serves, by exact name, `prefix*` family or `*` (any model).
+    pub models: BTreeMap<String, WireModel>,
+    /// Names clients may use for a model: exact, `prefix*` or `*`, each mapped to an exact model
+    /// (or adapter) name from `models`. The body's `model` is rewritten to the target.
+    pub aliases: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct WireRouting {
-    /// Request header the filter sets to the request's model, for Envoy routes to match on.
+    /// Request header the filter sets to the model the upstream will serve.
     pub model_header: String,
+    /// Request header the filter sets to the base model (differs from the model for LoRA
+    /// adapters), so adapters can be routed to the pool that serves their base model.
+    pub base_model_header: String,
+    /// What to do with requests to paths the filter does not handle.
+    pub unhandled_paths: WireUnhandledPaths,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum WireUnhandledPaths {
+    #[default]
+    Pass,
+    Reject,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct WireLimits {
+    pub max_request_body_bytes: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct WireModel {
+    /// The backend or replica pool that serves the model (defaults to the model's name).
+    pub pool: Option<String>,
+    /// Prompt plus output tokens the model accepts; requests that cannot fit are rejected.
+    pub context_window: Option<u64>,
+    /// LoRA adapters served on top of this model, addressed by name in `model`.
+    pub adapters: Vec<String>,
 }
 
 impl Default for WireRouting {
     fn default() -> Self {
         Self {
             model_header: DEFAULT_MODEL_HEADER.to_owned(),
+            base_model_header: DEFAULT_BASE_MODEL_HEADER.to_owned(),
+            unhandled_paths: WireUnhandledPaths::default(),
+        }
+    }
+}
+
+impl Default for WireLimits {
+    fn default() -> Self {
+        Self {
+            max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
         }
     }
 }

@@ -1,79 +1,207 @@
-//! One `HttpFilter` per request: the phase callbacks Envoy drives.
+//! One `HttpFilter` per request: the phase callbacks Envoy drives. Each reads what its decision
+//! needs from Envoy, asks `pipeline` what to do, and does it.
 
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
+use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::log;
 use super::metrics::Metrics;
-use crate::config::Config;
+use super::root::Configured;
+use crate::canonical::ApiKind;
+use crate::config::Routing;
 use crate::error::{ApiFlavor, GatewayError};
+use crate::pipeline::{
+    self, HeadersDecision, LocalReply, RequestHead, RoutedRequest, check_body_size,
+};
 
 pub struct HttpFilter {
-    config: Option<Rc<Config>>,
+    configured: Option<Rc<Configured>>,
     metrics: Option<Metrics>,
+    /// Set while the body of an inference request is being read.
+    reading_body: Option<ApiKind>,
+    /// Bytes of request body buffered so far, as Envoy last reported.
+    body_size: usize,
 }
 
 impl HttpFilter {
-    pub fn new(config: Option<Rc<Config>>, metrics: Option<Metrics>) -> Self {
-        Self { config, metrics }
+    pub fn new(configured: Option<Rc<Configured>>, metrics: Option<Metrics>) -> Self {
+        Self {
+            configured,
+            metrics,
+            reading_body: None,
+            body_size: 0,
+        }
+    }
+
+    fn count(&self, pick: impl Fn(&Metrics) -> super::metrics::Counter) {
+        if let Some(metrics) = &self.metrics {
+            pick(metrics).increment();
+        }
     }
 
     /// Removes every client-sent copy of a header only the gateway may set.
-    fn remove_internal_headers(&self, config: &Config) -> Result<(), GatewayError> {
-        for name in config.routing.internal_headers() {
-            let present = hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+    fn remove_internal_headers(&self, configured: &Configured) -> Result<(), GatewayError> {
+        for name in configured.config.routing.internal_headers() {
+            let present = request_header(name)
                 .map_err(|_| GatewayError::Internal("reading request headers failed"))?
                 .is_some();
             if present {
                 hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
                     .map_err(|_| GatewayError::Internal("removing a request header failed"))?;
-                if let Some(metrics) = self.metrics {
-                    metrics.internal_headers_removed.increment();
-                }
+                self.count(|m| m.internal_headers_removed);
             }
         }
         Ok(())
     }
 
-    /// Ends the request with `error`, in the error format of the API the client called. Returns
-    /// the action for the current phase.
-    fn reject(&self, error: &GatewayError) -> Action {
-        let path = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let body = error.body(ApiFlavor::from_path(&path));
+    /// Sends `reply` and ends the request. Returns the action for the current phase.
+    fn send(&mut self, reply: &LocalReply) -> Action {
+        self.reading_body = None;
+        if reply.status >= 400 {
+            self.count(|m| m.rejected);
+        }
         let sent = hostcalls::send_http_response(
-            u32::from(error.status()),
-            vec![("content-type", "application/json")],
-            Some(body.as_bytes()),
+            u32::from(reply.status),
+            reply.headers.clone(),
+            Some(reply.body.as_bytes()),
         );
         if let Err(status) = sent {
             log::warn(&format!("sending a local reply failed: {status:?}"));
         }
         Action::Pause
     }
+
+    fn reject(&mut self, error: &GatewayError, flavor: ApiFlavor) -> Action {
+        self.send(&LocalReply::error(error, flavor))
+    }
+
+    /// The whole body is in: decide where the request goes.
+    fn finish_body(&mut self, api: ApiKind, body_size: usize) -> Action {
+        let Some(configured) = self.configured.clone() else {
+            return self.reject(&GatewayError::NotConfigured, api.flavor());
+        };
+        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+            Ok(body) => body.unwrap_or_default(),
+            Err(_) => {
+                return self.reject(
+                    &GatewayError::Internal("reading the body failed"),
+                    api.flavor(),
+                );
+            }
+        };
+        let outcome = pipeline::route_request(&configured.config, api, &body)
+            .and_then(|routed| apply_route(&configured.config.routing, &routed, body_size));
+        self.reading_body = None;
+        match outcome {
+            Ok(()) => Action::Continue,
+            Err(error) => self.reject(&error, api.flavor()),
+        }
+    }
+}
+
+/// Sets the routing headers (and the rewritten body) and lets Envoy pick the route again.
+fn apply_route(
+    routing: &Routing,
+    routed: &RoutedRequest,
+    body_size: usize,
+) -> Result<(), GatewayError> {
+    let failed = |_| GatewayError::Internal("updating the request failed");
+    if let Some(body) = &routed.body {
+        hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body_size, body).map_err(failed)?;
+        let length = body.len().to_string();
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, "content-length", Some(&length))
+            .map_err(failed)?;
+    }
+    hostcalls::set_map_value(
+        MapType::HttpRequestHeaders,
+        routing.model_header.as_str(),
+        Some(&routed.model),
+    )
+    .map_err(failed)?;
+    hostcalls::set_map_value(
+        MapType::HttpRequestHeaders,
+        routing.base_model_header.as_str(),
+        Some(&routed.base_model),
+    )
+    .map_err(failed)?;
+    // Routes were matched before the body was read; match again on the new headers.
+    if let Err(status) = hostcalls::call_foreign_function("clear_route_cache", None) {
+        log::warn(&format!("clear_route_cache failed: {status:?}"));
+    }
+    Ok(())
+}
+
+fn request_header(name: &str) -> Result<Option<String>, proxy_wasm::types::Status> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
 }
 
 impl Context for HttpFilter {}
 
 impl HttpContext for HttpFilter {
-    /// Request headers, before any routing decision. Headers may still be changed here; Envoy
-    /// matches the route after this phase. `Continue` forwards the request as it now is;
-    /// `Pause` after a local reply ends it.
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(metrics) = self.metrics {
-            metrics.requests.increment();
-        }
-        let Some(config) = self.config.clone() else {
-            return self.reject(&GatewayError::NotConfigured);
+    /// Request headers, before any routing decision; they can still be changed. `Continue`
+    /// forwards the request (headers and body) as it now is; `Pause` either holds the headers
+    /// while the body is read (Envoy then calls `on_http_request_body`; this needs
+    /// `allow_on_headers_stop_iteration`) or, after a local reply, ends the request.
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.count(|m| m.requests);
+        let Some(configured) = self.configured.clone() else {
+            let path = request_header(":path").ok().flatten().unwrap_or_default();
+            return self.reject(&GatewayError::NotConfigured, ApiFlavor::from_path(&path));
         };
-        match self.remove_internal_headers(&config) {
-            Ok(()) => Action::Continue,
-            Err(error) => self.reject(&error),
+        if let Err(error) = self.remove_internal_headers(&configured) {
+            return self.reject(&error, ApiFlavor::OpenAi);
         }
+        let header = |name| request_header(name).ok().flatten();
+        let (method, path) = (
+            header(":method").unwrap_or_default(),
+            header(":path").unwrap_or_default(),
+        );
+        let (content_type, content_length) = (header("content-type"), header("content-length"));
+        let head = RequestHead {
+            method: &method,
+            path: &path,
+            content_type: content_type.as_deref(),
+            content_length: content_length.as_deref(),
+            anthropic_version: header("anthropic-version").is_some(),
+            end_of_stream,
+        };
+        match pipeline::decide_on_headers(&configured.config, &configured.models, &head) {
+            HeadersDecision::Forward => Action::Continue,
+            HeadersDecision::Reply(reply) => self.send(&reply),
+            HeadersDecision::ReadBody(api) => {
+                self.reading_body = Some(api);
+                Action::Pause
+            }
+        }
+    }
+
+    /// A piece of the request body; `body_size` is all of it buffered so far. `Pause` keeps
+    /// buffering (headers and body stay held); `Continue` at the end sends headers and body on.
+    /// Headers and body can both still be changed here, because neither has left.
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(api) = self.reading_body else {
+            return Action::Continue;
+        };
+        self.body_size = body_size;
+        if let Some(configured) = &self.configured {
+            if let Err(error) = check_body_size(&configured.config, body_size) {
+                return self.reject(&error, api.flavor());
+            }
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.finish_body(api, body_size)
+    }
+
+    /// Trailers end a body that did not end on its own (chunked with trailers): finish it here.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let Some(api) = self.reading_body else {
+            return Action::Continue;
+        };
+        self.finish_body(api, self.body_size)
     }
 }

@@ -28,6 +28,8 @@ pub struct Metrics {
     /// Client-sent copies of internal routing headers that were removed: a client trying to
     /// steer routing, or a misconfigured proxy in front of the gateway.
     pub internal_headers_removed: Counter,
+    /// Requests the filter answered with an error itself.
+    pub rejected: Counter,
 }
 
 impl Metrics {
@@ -35,6 +37,7 @@ impl Metrics {
         Self {
             requests: Counter::define("sluice_requests_total"),
             internal_headers_removed: Counter::define("sluice_internal_headers_removed_total"),
+            rejected: Counter::define("sluice_requests_rejected_total"),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! request.
 
 use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -11,11 +12,18 @@ use super::http::HttpFilter;
 use super::log;
 use super::metrics::Metrics;
 use crate::config::Config;
+use crate::pipeline::ModelsList;
+
+/// Everything derived from one accepted configuration, shared by the requests of this VM.
+pub struct Configured {
+    pub config: Config,
+    pub models: ModelsList,
+}
 
 #[derive(Default)]
 pub struct Root {
     /// `None` until a configuration was accepted.
-    config: Option<Rc<Config>>,
+    configured: Option<Rc<Configured>>,
     metrics: Option<Metrics>,
 }
 
@@ -33,28 +41,35 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match Config::from_json(&bytes) {
-            Ok(config) => {
-                log::info(&format!(
-                    "configured; model header {}",
-                    config.routing.model_header
-                ));
-                self.config = Some(Rc::new(config));
-                if self.metrics.is_none() {
-                    self.metrics = Some(Metrics::define());
-                }
-                true
-            }
+        let config = match Config::from_json(&bytes) {
+            Ok(config) => config,
             Err(err) => {
                 log::error(&format!("invalid plugin configuration: {err}"));
-                false
+                return false;
             }
+        };
+        let now = hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        let models = ModelsList::new(&config.catalog, now);
+        log::info(&format!(
+            "configured; model header {}, base model header {}",
+            config.routing.model_header, config.routing.base_model_header
+        ));
+        self.configured = Some(Rc::new(Configured { config, models }));
+        if self.metrics.is_none() {
+            self.metrics = Some(Metrics::define());
         }
+        true
     }
 
     /// Must return a context: the SDK panics when the root offers none.
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(HttpFilter::new(self.config.clone(), self.metrics)))
+        Some(Box::new(HttpFilter::new(
+            self.configured.clone(),
+            self.metrics,
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {

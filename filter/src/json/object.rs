@@ -1,0 +1,287 @@
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// Why the body or one of its fields could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldError {
+    /// The body is not a JSON object (syntax error, wrong top-level type, duplicate key...).
+    Body(String),
+    /// A field is present but unusable; `path` is like `messages[2].content`.
+    Invalid { path: String, message: String },
+    /// A required field is absent (or `null`).
+    Missing(&'static str),
+}
+
+/// The body's top-level object: every member as its raw JSON text, in order.
+#[derive(Debug)]
+pub struct TopLevel<'a> {
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+/// Deepest nesting of arrays and objects a body may have, the top-level object included. Tool
+/// schemas nest a dozen levels at most; serde_json's own limit (128) only guards fields the filter
+/// parses, not the ones it passes on raw.
+pub const MAX_DEPTH: usize = 64;
+
+impl<'a> TopLevel<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, FieldError> {
+        if nesting_exceeds(body, MAX_DEPTH) {
+            return Err(FieldError::Body(format!(
+                "nesting deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        serde_json::from_slice(body).map_err(|err| FieldError::Body(without_position(&err)))
+    }
+
+    pub fn raw(&self, key: &str) -> Option<&'a RawValue> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, raw)| *raw)
+    }
+
+    /// Reads an optional field; JSON `null` counts as absent.
+    pub fn get<T: Deserialize<'a>>(&self, key: &'static str) -> Result<Option<T>, FieldError> {
+        let Some(raw) = self.raw(key) else {
+            return Ok(None);
+        };
+        if raw.get() == "null" {
+            return Ok(None);
+        }
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        serde_path_to_error::deserialize(&mut de)
+            .map(Some)
+            .map_err(|err| {
+                let inner_path = err.path().to_string();
+                let path = if inner_path == "." {
+                    key.to_owned()
+                } else if inner_path.starts_with('[') {
+                    format!("{key}{inner_path}")
+                } else {
+                    format!("{key}.{inner_path}")
+                };
+                FieldError::Invalid {
+                    path,
+                    message: without_position(err.inner()),
+                }
+            })
+    }
+
+    pub fn require<T: Deserialize<'a>>(&self, key: &'static str) -> Result<T, FieldError> {
+        self.get(key)?.ok_or(FieldError::Missing(key))
+    }
+
+    /// The object again, with `key`'s value replaced by `raw_value` (valid JSON text). Other
+    /// members keep their exact bytes and order.
+    pub fn with_replaced(&self, key: &str, raw_value: &str) -> Vec<u8> {
+        let capacity = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len().saturating_add(v.get().len()).saturating_add(4))
+            .fold(raw_value.len().saturating_add(2), usize::saturating_add);
+        let mut out = Vec::with_capacity(capacity);
+        out.push(b'{');
+        for (i, (k, v)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // Writing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, k.as_ref());
+            out.push(b':');
+            let value = if k == key { raw_value } else { v.get() };
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(TopLevelVisitor)
+    }
+}
+
+struct TopLevelVisitor;
+
+impl<'de> Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if fields.iter().any(|(k, _)| *k == key) {
+                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+            }
+            let value: &'de RawValue = map.next_value()?;
+            fields.push((key, value));
+        }
+        Ok(TopLevel { fields })
+    }
+}
+
+/// Whether arrays and objects in `body` nest deeper than `max`. Brackets inside strings do not
+/// count; string contents are skipped with `memchr`, so the scan costs little next to parsing.
+/// Malformed JSON is left for the parser to report.
+fn nesting_exceeds(body: &[u8], max: usize) -> bool {
+    let mut depth: usize = 0;
+    let mut rest = body;
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = tail;
+        match byte {
+            b'"' => {
+                // Skip to the closing quote, stepping over escapes.
+                loop {
+                    let Some(at) = memchr::memchr2(b'"', b'\\', rest) else {
+                        return false;
+                    };
+                    match rest.get(at..).unwrap_or_default().split_first() {
+                        Some((b'\\', escaped)) => rest = escaped.get(1..).unwrap_or_default(),
+                        Some((_, closed)) => {
+                            rest = closed;
+                            break;
+                        }
+                        None => return false,
+                    }
+                }
+            }
+            b'[' | b'{' => {
+                depth = depth.saturating_add(1);
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// serde_json appends "at line L column C"; inside a field that position is relative to the
+/// field, which would mislead, and for the body the path already says where.
+fn without_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(at) if err.line() > 0 => text.get(..at).unwrap_or(&text).to_owned(),
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_family = "wasm")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use std::borrow::Cow;
+
+    use super::{FieldError, TopLevel};
+
+    #[test]
+    fn keeps_fields_in_order_and_replaces_one() {
+        let body = br#"{ "model" : "a",  "messages":[ {"role":"user"} ], "x": 1.50 }"#;
+        let top = TopLevel::parse(body).unwrap();
+        assert_eq!(top.raw("x").unwrap().get(), "1.50");
+        let out = top.with_replaced("model", r#""b""#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"model":"b","messages":[ {"role":"user"} ],"x":1.50}"#
+        );
+    }
+
+    #[test]
+    fn escaped_keys_survive_reassembly() {
+        let top = TopLevel::parse(br#"{"a\"b":1,"model":"m"}"#).unwrap();
+        let out = top.with_replaced("model", r#""n""#);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a\"b":1,"model":"n"}"#);
+    }
+
+    #[test]
+    fn typed_fields_and_paths() {
+        let top =
+            TopLevel::parse(br#"{"n": 3, "s": "x", "list": [{"v": 1}, {"v": "bad"}], "z": null}"#)
+                .unwrap();
+        assert_eq!(top.get::<u64>("n").unwrap(), Some(3));
+        assert_eq!(top.get::<Cow<'_, str>>("s").unwrap().as_deref(), Some("x"));
+        assert_eq!(top.get::<u64>("absent").unwrap(), None);
+        assert_eq!(top.get::<u64>("z").unwrap(), None);
+        assert_eq!(
+            top.require::<u64>("z").unwrap_err(),
+            FieldError::Missing("z")
+        );
+
+        #[derive(serde::Deserialize, Debug)]
+        struct Item {
+            #[allow(dead_code)]
+            v: u64,
+        }
+        let err = top.get::<Vec<Item>>("list").unwrap_err();
+        assert_eq!(
+            err,
+            FieldError::Invalid {
+                path: "list[1].v".into(),
+                message: "invalid type: string \"bad\", expected u64".into()
+            }
+        );
+        let err = top.get::<u64>("s").unwrap_err();
+        assert!(
+            matches!(err, FieldError::Invalid { ref path, .. } if path == "s"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn pathological_bodies_are_errors_not_panics() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"[]".to_vec(),
+            b"\"model\"".to_vec(),
+            b"{\"model\":\"a\",\"model\":\"b\"}".to_vec(),
+            b"{\"model\":\"\xff\xfe\"}".to_vec(),
+            b"{\"model\":\"a\"".to_vec(),
+            b"{\"model\":\"a\"} trailing".to_vec(),
+            deep.into_bytes(),
+        ];
+        for body in cases {
+            assert!(
+                matches!(TopLevel::parse(&body), Err(FieldError::Body(_))),
+                "{:?}",
+                String::from_utf8_lossy(&body[..body.len().min(40)])
+            );
+        }
+        let huge =
+            TopLevel::parse(br#"{"max_tokens": 1e400, "n": 123456789012345678901234567890}"#);
+        let top = huge.unwrap();
+        assert!(top.get::<u64>("n").is_err());
+        assert!(top.get::<u64>("max_tokens").is_err());
+    }
+
+    #[test]
+    fn depth_is_limited_and_strings_do_not_count() {
+        let nested = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n), "]".repeat(n));
+        assert!(TopLevel::parse(nested(super::MAX_DEPTH - 1).as_bytes()).is_ok());
+        let err = TopLevel::parse(nested(super::MAX_DEPTH).as_bytes()).unwrap_err();
+        assert_eq!(
+            err,
+            FieldError::Body("nesting deeper than 64 levels".into())
+        );
+        let brackets_in_strings =
+            format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(500), "{".repeat(500));
+        assert!(TopLevel::parse(brackets_in_strings.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn duplicate_keys_are_named() {
+        let err = TopLevel::parse(br#"{"model":"a","stream":true,"model":"b"}"#).unwrap_err();
+        assert_eq!(err, FieldError::Body("duplicate key `model`".into()));
+    }
+}

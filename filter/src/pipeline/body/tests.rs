@@ -1,0 +1,144 @@
+#[cfg(target_family = "wasm")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use super::{RoutedRequest, check_body_size, route_request};
+use crate::canonical::ApiKind;
+use crate::config::Config;
+use crate::error::GatewayError;
+
+fn config() -> Config {
+    Config::from_json(
+        br#"{
+          "limits": {"max_request_body_bytes": 64},
+          "models": {
+            "llama-70b": {"pool": "big", "context_window": 100, "adapters": ["sql-lora"]},
+            "qwen-7b": {},
+            "gpt-*": {"pool": "openai"}
+          },
+          "aliases": {"gpt-4o": "llama-70b", "claude-*": "qwen-7b"}
+        }"#,
+    )
+    .unwrap()
+}
+
+fn route(api: ApiKind, body: &str) -> Result<RoutedRequest, GatewayError> {
+    route_request(&config(), api, body.as_bytes())
+}
+
+#[test]
+fn exact_models_keep_the_body() {
+    let routed = route(
+        ApiKind::ChatCompletions,
+        r#"{"model":"qwen-7b","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        routed,
+        RoutedRequest {
+            model: "qwen-7b".into(),
+            base_model: "qwen-7b".into(),
+            body: None
+        }
+    );
+}
+
+#[test]
+fn aliases_rewrite_only_the_model_field() {
+    let body =
+        r#"{"messages":[{"role":"user","content":"hi  there"}],  "model" : "gpt-4o","n":1.0}"#;
+    let routed = route(ApiKind::ChatCompletions, body).unwrap();
+    assert_eq!(routed.model, "llama-70b");
+    assert_eq!(routed.base_model, "llama-70b");
+    assert_eq!(
+        String::from_utf8(routed.body.unwrap()).unwrap(),
+        r#"{"messages":[{"role":"user","content":"hi  there"}],"model":"llama-70b","n":1.0}"#
+    );
+
+    let routed = route(
+        ApiKind::Messages,
+        r#"{"model":"claude-sonnet-4","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(routed.model, "qwen-7b");
+}
+
+#[test]
+fn adapters_route_to_their_base_model() {
+    let routed = route(
+        ApiKind::Completions,
+        r#"{"model":"sql-lora","prompt":"select"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (routed.model.as_str(), routed.base_model.as_str()),
+        ("sql-lora", "llama-70b")
+    );
+    assert_eq!(routed.body, None);
+}
+
+#[test]
+fn families_pass_the_requested_name() {
+    let routed = route(
+        ApiKind::Embeddings,
+        r#"{"model":"gpt-embed-3","input":"x"}"#,
+    )
+    .unwrap();
+    assert_eq!((routed.model.as_str(), routed.body), ("gpt-embed-3", None));
+}
+
+#[test]
+fn unknown_models_are_not_found() {
+    let err = route(
+        ApiKind::ChatCompletions,
+        r#"{"model":"mistral","messages":[{"role":"user","content":"x"}]}"#,
+    )
+    .unwrap_err();
+    assert_eq!(err, GatewayError::ModelNotFound("mistral".into()));
+}
+
+#[test]
+fn requests_that_cannot_fit_the_context_window_are_rejected() {
+    // 100-token window: a 240-byte prompt is ~60 tokens; 60 + 41 output > 100.
+    let prompt = "x".repeat(240);
+    let fits = format!(
+        r#"{{"model":"llama-70b","max_tokens":40,"messages":[{{"role":"user","content":"{prompt}"}}]}}"#
+    );
+    assert!(route(ApiKind::ChatCompletions, &fits).is_ok());
+    let too_big = fits.replace("\"max_tokens\":40", "\"max_tokens\":41");
+    assert_eq!(
+        route(ApiKind::ChatCompletions, &too_big).unwrap_err(),
+        GatewayError::ContextLengthExceeded {
+            limit: 100,
+            prompt: 60,
+            output: 41
+        }
+    );
+    // Through an alias, the target's window applies.
+    let alias = too_big.replace("llama-70b", "gpt-4o");
+    assert!(matches!(
+        route(ApiKind::ChatCompletions, &alias),
+        Err(GatewayError::ContextLengthExceeded { .. })
+    ));
+}
+
+#[test]
+fn model_names_that_cannot_be_header_values_are_rejected() {
+    for model in [r"gpt-4\r\nx-injected: 1", r"gpt-\u0000", "gpt-é"] {
+        let body = format!(r#"{{"model":"{model}","input":"x"}}"#);
+        let err = route(ApiKind::Embeddings, &body).unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::InvalidField { param, .. } if param == "model"),
+            "{model}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn body_size_limit() {
+    let config = config();
+    assert!(check_body_size(&config, 64).is_ok());
+    assert_eq!(
+        check_body_size(&config, 65),
+        Err(GatewayError::PayloadTooLarge { limit: 64 })
+    );
+}

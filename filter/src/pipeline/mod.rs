@@ -1,0 +1,10 @@
+//! What the filter decides in each request phase, as plain functions over header values and
+//! body bytes. `host/http.rs` feeds them from Envoy and carries out their decisions.
+
+mod body;
+mod headers;
+mod models_list;
+
+pub use body::{RoutedRequest, check_body_size, route_request};
+pub use headers::{HeadersDecision, LocalReply, RequestHead, decide_on_headers};
+pub use models_list::ModelsList;
