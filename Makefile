@@ -5,7 +5,7 @@ WASM := target/wasm32-wasip1/release/sluice_filter.wasm
 # wasm-bindgen-test-runner runs the filter's unit tests compiled to wasm32 under Node.
 WASM_TEST_RUNNER := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CURDIR)/.tools/bin/wasm-bindgen-test-runner
 
-.PHONY: setup build run test lint unit-test wasm-test e2e-test clean
+.PHONY: setup build run test lint unit-test wasm-test e2e-test bench clean
 
 setup:
 	@scripts/setup.sh
@@ -39,6 +39,16 @@ e2e-test:
 	cargo build --locked --release -p sluice-filter --target wasm32-wasip1
 	cargo build --locked -p sluice-simulator -p sluice-picker
 	cargo test --locked -p sluice-e2e
+
+## bench: Sluice's overhead side by side with no gateway, plain Envoy and LiteLLM against one fast
+## mock upstream (repeated runs, medians), plus the filter's criterion micro-benchmarks. Prints a
+## summary and writes BENCHMARKS.md; about 12 minutes. `make bench BENCH_ARGS=--quick` checks
+## that it all works in about 3 (report in .bench/). The orchestrator is built in the dev profile
+## on purpose: it unwinds on a failure, so every process it started is stopped.
+bench: setup
+	@bench/setup.sh
+	cargo build --locked --release -p sluice-filter --target wasm32-wasip1
+	cargo run --locked -q -p sluice-bench --bin bench -- $(BENCH_ARGS)
 
 clean:
 	cargo clean

@@ -1,0 +1,154 @@
+//! Criterion micro-benchmarks of the filter's request path, compiled natively. `make bench` runs
+//! them (briefly: 2 s of measurement each) and copies the medians into BENCHMARKS.md.
+//!
+//! One function per hot path, each listed in `criterion_group!` at the bottom. When a new stage
+//! lands in the filter (token estimation, guardrail scan, replica scoring...), add one function
+//! that calls it, on the same bodies (`chat_body`) where it reads a request, and list it there:
+//!
+//! ```ignore
+//! fn token_estimate(c: &mut Criterion) {
+//!     for_each_body(c, "token_estimate", |b, body| {
+//!         let parsed = api::parse(ApiKind::ChatCompletions, body).expect("valid body");
+//!         b.iter(|| sluice_filter::tokens::estimate(black_box(&parsed.request)))
+//!     });
+//! }
+//! ```
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Bencher, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sluice_bench::bodies::{MICRO_SIZES, chat_body};
+use sluice_bench::sluice_config::FILTER_CONFIGURATION;
+use sluice_filter::api;
+use sluice_filter::canonical::ApiKind;
+use sluice_filter::config::Config;
+use sluice_filter::error::{ApiFlavor, GatewayError};
+use sluice_filter::pipeline::{self, ModelsList, RequestHead};
+
+/// The configuration `make bench` runs Envoy + Sluice with.
+fn config() -> Config {
+    match Config::from_json(FILTER_CONFIGURATION.as_bytes()) {
+        Ok(config) => config,
+        Err(error) => panic!("bench/src/sluice_config.rs is rejected: {error}"),
+    }
+}
+
+/// Runs `bench` on the OpenAI chat body of every micro-benchmark size (1 KB, 16 KB, 256 KB), as
+/// `group/openai_chat/<size>`, with throughput in bytes.
+fn for_each_body(c: &mut Criterion, group: &str, mut bench: impl FnMut(&mut Bencher<'_>, &[u8])) {
+    let mut group = c.benchmark_group(group);
+    group.sample_size(20);
+    for &(size, label) in MICRO_SIZES {
+        let body = chat_body(size, false);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new("openai_chat", label),
+            body.as_bytes(),
+            |b, body| bench(b, body),
+        );
+    }
+    group.finish();
+}
+
+/// BASELINE, not Sluice code: `serde_json::from_slice::<serde_json::Value>` of the same bodies,
+/// for scale beside `parse_normalize`.
+fn parse_baseline(c: &mut Criterion) {
+    for_each_body(c, "parse_baseline_serde_json_value", |b, body| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)))
+    });
+}
+
+/// Parse + normalize: the body into the canonical request every later stage reads.
+fn parse_normalize(c: &mut Criterion) {
+    for_each_body(c, "parse_normalize", |b, body| {
+        b.iter(|| api::parse(ApiKind::ChatCompletions, black_box(body)).map(|p| p.request.model))
+    });
+}
+
+/// The whole body phase: parse + normalize, resolve the model in the catalog, check the context
+/// window (the model is not rewritten).
+fn route_request(c: &mut Criterion) {
+    let config = config();
+    for_each_body(c, "route_request", |b, body| {
+        b.iter(|| pipeline::route_request(&config, ApiKind::ChatCompletions, black_box(body)))
+    });
+}
+
+/// The body phase for a request naming an alias (`gpt-4o`): the body is re-serialized with the
+/// served model's name, the costliest routing case.
+fn route_request_alias(c: &mut Criterion) {
+    let config = config();
+    let mut group = c.benchmark_group("route_request_alias_rewrite");
+    group.sample_size(20);
+    for &(size, label) in MICRO_SIZES {
+        let body = chat_body(size, false).replacen(
+            r#""model":"meta-llama/Llama-3.1-8B-Instruct""#,
+            r#""model":"gpt-4o""#,
+            1,
+        );
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new("openai_chat", label),
+            body.as_bytes(),
+            |b, body| {
+                b.iter(|| {
+                    pipeline::route_request(&config, ApiKind::ChatCompletions, black_box(body))
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+/// The headers phase: classify the path, check method, content type and declared length.
+fn headers_phase(c: &mut Criterion) {
+    let config = config();
+    let models = ModelsList::new(&config.catalog, 0);
+    let head = RequestHead {
+        method: "POST",
+        path: "/v1/chat/completions",
+        content_type: Some("application/json"),
+        content_length: Some("16384"),
+        anthropic_version: false,
+        end_of_stream: false,
+    };
+    c.bench_function("request_path/decide_on_headers", |b| {
+        b.iter(|| pipeline::decide_on_headers(&config, &models, black_box(&head)))
+    });
+}
+
+/// A rejected request: rendering the error body in the client's API format.
+fn error_body(c: &mut Criterion) {
+    let mut group = c.benchmark_group("request_path");
+    let error = GatewayError::ModelNotFound("no-such-model".into());
+    for (name, path) in [
+        ("error_body_openai", "/v1/chat/completions"),
+        ("error_body_anthropic", "/v1/messages"),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(&error).body(ApiFlavor::from_path(black_box(path))))
+        });
+    }
+    group.finish();
+}
+
+/// Configure time, not per request (once per VM and configuration push): for scale only.
+fn configure(c: &mut Criterion) {
+    let json = FILTER_CONFIGURATION.as_bytes();
+    c.bench_function("configure_time/config_from_json", |b| {
+        b.iter(|| Config::from_json(black_box(json)))
+    });
+}
+
+criterion_group! {
+    name = hot_path;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+        .without_plots();
+    targets = parse_baseline, parse_normalize, route_request, route_request_alias, headers_phase,
+        error_body, configure
+}
+criterion_main!(hot_path);

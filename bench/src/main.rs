@@ -1,0 +1,761 @@
+//! `make bench`: starts a mock upstream, plain Envoy, Envoy + Sluice and LiteLLM side by side,
+//! measures each with wrk, oha and curl (repeated, interleaved), runs the criterion
+//! micro-benchmarks, prints a summary and writes `BENCHMARKS.md`.
+//!
+//! Every process it starts is stopped when it ends: normally, on an error, on a panic (this
+//! binary is built in the dev profile, which unwinds) and on SIGINT, SIGTERM or SIGHUP.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use sluice_bench::bodies::{self, GATEWAY_SIZES, MODEL};
+use sluice_bench::load::{self, Run, Tools};
+use sluice_bench::procs::{self, API_KEY, ENVOY_WORKERS, LITELLM_VERSION, Service};
+use sluice_bench::report::{
+    Machine, Method, Metric, Micro, Report, Results, Rss, Setup, fmt_rps, fmt_us,
+};
+use sluice_bench::sluice_config;
+
+const USAGE: &str = "\
+usage: bench [--quick] [--repeats N] [--skip-litellm] [--skip-micro] [--output FILE]
+
+  --quick         1 repeat of short runs: checks that everything works; the rough report goes
+                  to .bench/BENCHMARKS-quick.md unless --output says otherwise
+  --repeats N     runs of every measurement; the report gives their median (default 3)
+  --skip-litellm  do not start LiteLLM
+  --skip-micro    do not run the criterion micro-benchmarks
+  --output FILE   where to write the report (default BENCHMARKS.md in the repository)";
+
+/// The canned answer the mock upstream gives; every setup must pass it through.
+const CANNED_CONTENT: &str =
+    "The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs.";
+
+#[derive(Debug, Clone)]
+struct Options {
+    repeats: usize,
+    c1_seconds: u64,
+    rate_rps: u32,
+    rate_seconds: u64,
+    saturation_connections: u32,
+    saturation_seconds: u64,
+    warmup_seconds: u64,
+    ttfb_requests: usize,
+    litellm: bool,
+    micro: bool,
+    output: Option<PathBuf>,
+    quick: bool,
+}
+
+impl Options {
+    fn parse(args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut options = Options {
+            repeats: 3,
+            c1_seconds: 5,
+            // Low enough for every setup, LiteLLM with 16 KB bodies included, to keep up with.
+            rate_rps: 10,
+            rate_seconds: 10,
+            saturation_connections: 32,
+            saturation_seconds: 5,
+            warmup_seconds: 2,
+            ttfb_requests: 30,
+            litellm: true,
+            micro: true,
+            output: None,
+            quick: false,
+        };
+        let mut args = args.peekable();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => {
+                    options.quick = true;
+                    options.repeats = 1;
+                    options.c1_seconds = 1;
+                    options.rate_seconds = 2;
+                    options.saturation_seconds = 1;
+                    options.warmup_seconds = 1;
+                    options.ttfb_requests = 5;
+                }
+                "--repeats" => {
+                    options.repeats = args
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|&n| n > 0)
+                        .ok_or("--repeats needs a positive number")?;
+                }
+                "--skip-litellm" => options.litellm = false,
+                "--skip-micro" => options.micro = false,
+                "--output" => {
+                    options.output = Some(args.next().ok_or("--output needs a file")?.into());
+                }
+                "-h" | "--help" => return Err(USAGE.into()),
+                other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+            }
+        }
+        Ok(options)
+    }
+
+    /// Where the report goes: a quick run must not overwrite the real BENCHMARKS.md.
+    fn output(&self) -> PathBuf {
+        match &self.output {
+            Some(path) => path.clone(),
+            None if self.quick => procs::work_dir().join("BENCHMARKS-quick.md"),
+            None => sluice_e2e::paths::repo_root().join("BENCHMARKS.md"),
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    if cfg!(panic = "abort") {
+        eprintln!(
+            "bench: warning: built with panic = \"abort\"; a failure would leave processes \
+             running. Build it in the dev profile, as `make bench` does."
+        );
+    }
+    // When a signal wins, `run` is dropped, and with it every process guard it holds.
+    tokio::select! {
+        result = run(options) => match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("bench: {message}");
+                eprintln!("bench: stopped every process it started");
+                ExitCode::FAILURE
+            }
+        },
+        signal = interrupted() => {
+            eprintln!("\nbench: {signal}: stopping every process it started");
+            ExitCode::from(130)
+        }
+    }
+}
+
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "interrupted",
+        _ = term.recv() => "terminated",
+        _ = hup.recv() => "hung up",
+    }
+}
+
+fn say(message: &str) {
+    println!("==> {message}");
+}
+
+/// Request bodies on disk, for the load generators: (size, JSON body, streaming body).
+struct BodyFiles {
+    files: Vec<(usize, PathBuf, PathBuf)>,
+}
+
+impl BodyFiles {
+    fn write(dir: &Path) -> Result<Self, String> {
+        let mut files = Vec::new();
+        for &(size, _) in GATEWAY_SIZES {
+            let json = dir.join(format!("chat-{size}.json"));
+            let stream = dir.join(format!("chat-stream-{size}.json"));
+            std::fs::write(&json, bodies::chat_body(size, false))
+                .and_then(|()| std::fs::write(&stream, bodies::chat_body(size, true)))
+                .map_err(|e| format!("write request bodies: {e}"))?;
+            files.push((size, json, stream));
+        }
+        Ok(Self { files })
+    }
+}
+
+/// Checks that `base` answers the canned completion and stream for every body size. Returns the
+/// sizes of the last answers: completion bytes, stream bytes and SSE events.
+async fn check_setup(
+    setup: Setup,
+    base: &str,
+    bodies: &BodyFiles,
+) -> Result<(usize, usize, usize), String> {
+    let mut sizes = (0, 0, 0);
+    let client = sluice_e2e::gateway::client();
+    let url = format!("{base}/v1/chat/completions");
+    for (size, json, stream) in &bodies.files {
+        for (path, streaming) in [(json, false), (stream, true)] {
+            let body = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+            let response = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {API_KEY}"))
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| format!("{}: POST {url}: {e}", setup.label()))?;
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            let what = format!(
+                "{} ({size} bytes, stream {streaming}): status {status}, body {:.300}",
+                setup.label(),
+                text
+            );
+            if status != 200 {
+                return Err(format!("pre-flight check failed: {what}"));
+            }
+            let good = if streaming {
+                let events = text.lines().filter(|l| l.starts_with("data: ")).count();
+                sizes.1 = text.len();
+                sizes.2 = events;
+                text.contains("data: [DONE]") && text.contains("jugs.") && events >= 18
+            } else {
+                sizes.0 = text.len();
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map(|v| v["choices"][0]["message"]["content"] == CANNED_CONTENT)
+                    .unwrap_or(false)
+            };
+            if !good {
+                return Err(format!("pre-flight check: unexpected answer from {what}"));
+            }
+        }
+    }
+    Ok(sizes)
+}
+
+async fn machine(tools: &Tools) -> Machine {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpu_model = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|rest| rest.split_once(':'))
+        .map_or("unknown CPU".into(), |(_, v)| v.trim().to_owned());
+    let memory = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or("unknown".into(), |kib| {
+            format!("{:.0} GiB", kib / 1024.0 / 1024.0)
+        });
+    let date = load::version(Path::new("date"), &["-u", "+%Y-%m-%d %H:%M UTC"]).await;
+    let root = sluice_e2e::paths::repo_root();
+    let revision = load::version(
+        Path::new("git"),
+        &[
+            "-C",
+            &root.display().to_string(),
+            "describe",
+            "--always",
+            "--dirty",
+        ],
+    )
+    .await;
+    let revision = if revision.is_empty() || revision.contains(' ') {
+        "unknown revision".to_owned()
+    } else {
+        revision
+    };
+    let word = |line: String, n: usize| line.split_whitespace().nth(n).unwrap_or("?").to_owned();
+    let envoy = load::version(&sluice_e2e::paths::envoy_bin(), &["--version"]).await;
+    // `envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL`
+    let envoy = word(envoy, 2).split('/').nth(1).unwrap_or("?").to_owned();
+    let mut tools_list = vec![
+        ("Envoy".to_owned(), envoy),
+        (
+            "wrk".into(),
+            word(load::version(&tools.wrk, &["-v"]).await, 1),
+        ),
+    ];
+    if let Some(oha) = &tools.oha {
+        tools_list.push((
+            "oha".into(),
+            word(load::version(oha, &["--version"]).await, 1),
+        ));
+    }
+    tools_list.push((
+        "curl".into(),
+        word(load::version(&tools.curl, &["--version"]).await, 1),
+    ));
+    tools_list.push((
+        "rustc".into(),
+        word(load::version(Path::new("rustc"), &["--version"]).await, 1),
+    ));
+    Machine {
+        date,
+        cpu_model,
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        memory,
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        revision,
+        load_before: load_average(),
+        load_after: String::new(),
+        tools: tools_list,
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn find_tools() -> Result<(Tools, Vec<String>), String> {
+    let mut unavailable = Vec::new();
+    let wrk = load::which("wrk")
+        .ok_or("wrk not found: `apt-get install wrk` (bench/setup.sh, run by make bench, does)")?;
+    let curl = load::which("curl").ok_or("curl not found")?;
+    let oha = std::env::var_os("OHA_BIN")
+        .map(PathBuf::from)
+        .or_else(|| Some(procs::work_dir().join("bin/oha")))
+        .filter(|p| p.is_file())
+        .or_else(|| load::which("oha"));
+    if oha.is_none() {
+        unavailable.push(
+            "fixed-rate (open-loop) latency: oha is not installed (bench/setup.sh builds it with \
+             cargo install; see .bench/setup.log)"
+                .to_owned(),
+        );
+    }
+    let tools = Tools {
+        wrk,
+        wrk_script: procs::bench_dir().join("wrk.lua"),
+        oha,
+        curl,
+    };
+    Ok((tools, unavailable))
+}
+
+/// Runs `cargo bench` for the criterion benches and reads back what this run measured.
+async fn micro_benchmarks(work: &Path) -> Result<Vec<Micro>, String> {
+    let home = work.join("criterion");
+    let started = SystemTime::now();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = tokio::process::Command::new(cargo)
+        .args([
+            "bench",
+            "--locked",
+            "-p",
+            "sluice-bench",
+            // Without the orchestrator's dependencies: only what the benches measure.
+            "--no-default-features",
+            "--bench",
+            "hot_path",
+        ])
+        .env("CRITERION_HOME", &home)
+        .current_dir(sluice_e2e::paths::repo_root())
+        .kill_on_drop(true)
+        .status()
+        .await
+        .map_err(|e| format!("cannot run cargo bench: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo bench failed ({status})"));
+    }
+    let mut found = Vec::new();
+    collect_criterion(&home, started, &mut found);
+    // In the order they ran, which is the order of benches/hot_path.rs.
+    found.sort_by_key(|(modified, _)| *modified);
+    let found = found.into_iter().map(|(_, micro)| micro).collect();
+    Ok(found)
+}
+
+/// Every `<id>/new/{benchmark,estimates}.json` under `dir` written since `since`.
+fn collect_criterion(dir: &Path, since: SystemTime, out: &mut Vec<(SystemTime, Micro)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        if path.file_name().is_some_and(|n| n == "new") {
+            let estimates = path.join("estimates.json");
+            let modified = std::fs::metadata(&estimates).and_then(|m| m.modified());
+            let fresh = modified.as_ref().is_ok_and(|t| *t >= since);
+            let read = |name: &str| {
+                std::fs::read_to_string(path.join(name))
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            };
+            if let (true, Some(bench), Some(est)) =
+                (fresh, read("benchmark.json"), read("estimates.json"))
+            {
+                if let (Some(id), Some(median)) = (
+                    bench["full_id"].as_str(),
+                    est["median"]["point_estimate"].as_f64(),
+                ) {
+                    out.push((
+                        modified.unwrap_or(since),
+                        Micro {
+                            id: id.to_owned(),
+                            median_ns: median,
+                            bytes: bench["throughput"]["Bytes"].as_u64(),
+                        },
+                    ));
+                }
+            }
+        } else {
+            collect_criterion(&path, since, out);
+        }
+    }
+}
+
+/// One measurement's progress line.
+fn progress(repeat: usize, repeats: usize, label: &str, setup: Setup, what: &str, run: &Run) {
+    let rps = if run.rps.is_nan() {
+        String::new()
+    } else {
+        format!("  {}", fmt_rps(Some(run.rps)))
+    };
+    println!(
+        "    [{}/{repeats}] {label:>5} {:<20} {what:<12} p50 {:>8}  p90 {:>8}  p99 {:>8}{rps}",
+        repeat + 1,
+        setup.label(),
+        fmt_us(Some(run.p50_us)),
+        fmt_us(Some(run.p90_us)),
+        fmt_us(Some(run.p99_us)),
+    );
+}
+
+struct Running {
+    upstream: Service,
+    envoy: Service,
+    sluice: Service,
+    litellm: Option<Service>,
+}
+
+impl Running {
+    fn base(&self, setup: Setup) -> Option<String> {
+        let service = match setup {
+            Setup::Direct => &self.upstream,
+            Setup::Envoy => &self.envoy,
+            Setup::Sluice => &self.sluice,
+            Setup::LiteLlm => self.litellm.as_ref()?,
+        };
+        Some(service.url(""))
+    }
+
+    /// The gateway process of `setup` (none when going direct).
+    fn gateway(&self, setup: Setup) -> Option<&Service> {
+        match setup {
+            Setup::Direct => None,
+            Setup::Envoy => Some(&self.envoy),
+            Setup::Sluice => Some(&self.sluice),
+            Setup::LiteLlm => self.litellm.as_ref(),
+        }
+    }
+
+    fn setups(&self) -> Vec<Setup> {
+        Setup::ALL
+            .into_iter()
+            .filter(|s| self.base(*s).is_some())
+            .collect()
+    }
+
+    fn check_alive(&mut self) -> Result<(), String> {
+        self.upstream.check_running("the mock upstream")?;
+        self.envoy.check_running("plain Envoy")?;
+        self.sluice.check_running("Envoy + Sluice")?;
+        Ok(())
+    }
+}
+
+async fn run(options: Options) -> Result<(), String> {
+    let started = Instant::now();
+    sluice_filter::config::Config::from_json(sluice_config::FILTER_CONFIGURATION.as_bytes())
+        .map_err(|e| {
+            format!("bench/src/sluice_config.rs: the filter rejects the configuration: {e}")
+        })?;
+    let (tools, mut unavailable) = find_tools()?;
+    let mut warnings = Vec::new();
+    let mut machine = machine(&tools).await;
+    let work = procs::work_dir();
+    std::fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
+    // Keeps everything under .bench/ out of git without touching the repository's .gitignore.
+    let _ = std::fs::write(work.join(".gitignore"), "*\n");
+
+    let mut micro = Vec::new();
+    if options.micro {
+        say("micro-benchmarks (criterion, native): cargo bench -p sluice-bench");
+        match micro_benchmarks(&work).await {
+            Ok(found) => micro = found,
+            Err(e) => warnings.push(format!("micro-benchmarks: {e}")),
+        }
+    }
+
+    let dir = work.join("run");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let body_files = BodyFiles::write(&dir)?;
+
+    let wasm = sluice_e2e::paths::filter_wasm();
+    let wasm_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
+    say(&format!(
+        "starting the mock upstream, plain Envoy and Envoy + Sluice ({})",
+        wasm.display()
+    ));
+    let upstream = procs::start_envoy("upstream", &dir, &procs::upstream_config()?, 1).await?;
+    let sluice_yaml =
+        procs::sluice_config(upstream.addr, &wasm, sluice_config::FILTER_CONFIGURATION)?;
+    let plain_yaml = procs::without_filter(&sluice_yaml, "sluice")?;
+    let sluice = procs::start_envoy("envoy-sluice", &dir, &sluice_yaml, ENVOY_WORKERS).await?;
+    let envoy = procs::start_envoy("envoy-plain", &dir, &plain_yaml, ENVOY_WORKERS).await?;
+
+    let mut litellm = None;
+    if !options.litellm {
+        unavailable.push("LiteLLM: skipped (--skip-litellm)".into());
+    } else if !procs::litellm_bin().is_file() {
+        let reason = std::fs::read_to_string(work.join("litellm-unavailable"))
+            .unwrap_or_else(|_| "not installed (bench/setup.sh installs it)".into());
+        unavailable.push(format!(
+            "LiteLLM: could not be installed here: {}",
+            reason.trim()
+        ));
+    } else {
+        say("starting LiteLLM (one worker; its start-up takes a while)");
+        match procs::start_litellm(&dir, upstream.addr, MODEL).await {
+            Ok(service) => litellm = Some(service),
+            Err(e) => unavailable.push(format!("LiteLLM: could not be started here: {e}")),
+        }
+    }
+    if litellm.is_some() {
+        let version = load::version(
+            &procs::work_dir().join("litellm-venv/bin/python"),
+            &[
+                "-c",
+                "import importlib.metadata as m; print(m.version('litellm'))",
+            ],
+        )
+        .await;
+        if version != LITELLM_VERSION {
+            warnings.push(format!(
+                "LiteLLM {version} measured, bench/setup.sh pins {LITELLM_VERSION}"
+            ));
+        }
+        machine.tools.push(("LiteLLM".into(), version));
+    }
+    let mut running = Running {
+        upstream,
+        envoy,
+        sluice,
+        litellm,
+    };
+
+    say("pre-flight: every setup returns the canned completion and stream");
+    let mut canned = (0, 0, 0);
+    for setup in running.setups() {
+        let base = running.base(setup).unwrap_or_default();
+        match check_setup(setup, &base, &body_files).await {
+            Ok(sizes) if setup == Setup::Direct => canned = sizes,
+            Ok(_) => {}
+            Err(e) if setup == Setup::LiteLlm => {
+                unavailable.push(format!("LiteLLM: {e}"));
+                running.litellm = None;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+
+    // The filter really ran: it counted the pre-flight requests.
+    let seen = running
+        .sluice
+        .envoy_stat("wasmcustom.sluice_requests_total")
+        .await
+        .unwrap_or(0);
+    if seen == 0 {
+        return Err("Envoy + Sluice: the filter counted none of the pre-flight requests".into());
+    }
+
+    let idle = |s: &Service| s.memory_kib().0;
+    let mut envoy_rss = Rss {
+        idle_kib: idle(&running.envoy),
+        ..Rss::default()
+    };
+    let mut sluice_rss = Rss {
+        idle_kib: idle(&running.sluice),
+        ..Rss::default()
+    };
+    let mut litellm_rss = Rss {
+        idle_kib: running.litellm.as_ref().and_then(idle),
+        ..Rss::default()
+    };
+
+    say(&format!("warm-up: {} s per setup", options.warmup_seconds));
+    for setup in running.setups() {
+        let url = format!(
+            "{}/v1/chat/completions",
+            running.base(setup).unwrap_or_default()
+        );
+        for (_, json, _) in &body_files.files {
+            load::wrk(&tools, &url, json, 8, options.warmup_seconds).await?;
+        }
+    }
+
+    let tick_hz: f64 = load::version(Path::new("getconf"), &["CLK_TCK"])
+        .await
+        .parse()
+        .unwrap_or(100.0);
+    let mut results = Results::default();
+    let repeats = options.repeats;
+    for repeat in 0..repeats {
+        say(&format!("run {}/{repeats}", repeat + 1));
+        // Rotate the order each run, so drift in the machine's load does not favour one setup.
+        let mut setups = running.setups();
+        let len = setups.len();
+        setups.rotate_left(repeat % len.max(1));
+        for ((size, label), (_, json, stream)) in GATEWAY_SIZES.iter().zip(&body_files.files) {
+            for &setup in &setups {
+                running.check_alive()?;
+                let Some(base) = running.base(setup) else {
+                    continue;
+                };
+                let url = format!("{base}/v1/chat/completions");
+                let mut record = |what: &str, run: &Run, metrics: &[(Metric, f64)]| {
+                    progress(repeat, repeats, label, setup, what, run);
+                    if run.errors > 0 {
+                        warnings.push(format!(
+                            "{} {label} {what}, run {}: {} of {} requests failed",
+                            setup.label(),
+                            repeat + 1,
+                            run.errors,
+                            run.requests
+                        ));
+                    }
+                    for &(metric, value) in metrics {
+                        results.add(setup, *size, metric, value);
+                    }
+                };
+                let c1 = load::wrk(&tools, &url, json, 1, options.c1_seconds).await?;
+                record(
+                    "c=1",
+                    &c1,
+                    &[
+                        (Metric::C1P50, c1.p50_us),
+                        (Metric::C1P90, c1.p90_us),
+                        (Metric::C1P99, c1.p99_us),
+                    ],
+                );
+                if let Some(oha) = &tools.oha {
+                    let rate =
+                        load::oha(oha, &url, json, options.rate_rps, options.rate_seconds).await?;
+                    record(
+                        &format!("{}/s", options.rate_rps),
+                        &rate,
+                        &[
+                            (Metric::RateP50, rate.p50_us),
+                            (Metric::RateP90, rate.p90_us),
+                            (Metric::RateP99, rate.p99_us),
+                        ],
+                    );
+                }
+                let ticks_before = running.gateway(setup).and_then(Service::cpu_ticks);
+                let sat = load::wrk(
+                    &tools,
+                    &url,
+                    json,
+                    options.saturation_connections,
+                    options.saturation_seconds,
+                )
+                .await?;
+                let ticks_after = running.gateway(setup).and_then(Service::cpu_ticks);
+                let cpu_us = ticks_before
+                    .zip(ticks_after)
+                    .filter(|_| sat.requests > 0)
+                    .map(|(a, b)| b.saturating_sub(a) as f64 * 1e6 / tick_hz / sat.requests as f64);
+                let mut metrics = vec![
+                    (Metric::SatRps, sat.rps),
+                    (Metric::SatP50, sat.p50_us),
+                    (Metric::SatP99, sat.p99_us),
+                ];
+                metrics.extend(cpu_us.map(|us| (Metric::SatCpuUs, us)));
+                record("saturation", &sat, &metrics);
+                let ttfb = load::ttfb(&tools, &url, stream, options.ttfb_requests).await?;
+                record(
+                    "stream TTFB",
+                    &ttfb,
+                    &[
+                        (Metric::TtfbP50, ttfb.p50_us),
+                        (Metric::TtfbP90, ttfb.p90_us),
+                    ],
+                );
+            }
+        }
+    }
+
+    running.check_alive()?;
+    let loaded = |s: &Service, rss: &mut Rss| {
+        let (now, peak) = s.memory_kib();
+        rss.loaded_kib = now;
+        rss.peak_kib = peak;
+    };
+    loaded(&running.envoy, &mut envoy_rss);
+    loaded(&running.sluice, &mut sluice_rss);
+    if let Some(litellm) = &running.litellm {
+        loaded(litellm, &mut litellm_rss);
+    }
+    machine.load_after = load_average();
+    // Stop everything before writing the report.
+    drop(running);
+
+    let report = Report {
+        machine,
+        method: Method {
+            repeats,
+            c1_seconds: options.c1_seconds,
+            rate_rps: options.rate_rps,
+            rate_seconds: options.rate_seconds,
+            saturation_connections: options.saturation_connections,
+            saturation_seconds: options.saturation_seconds,
+            ttfb_requests: options.ttfb_requests,
+            envoy_workers: ENVOY_WORKERS,
+            warmup_seconds: options.warmup_seconds,
+            completion_bytes: canned.0,
+            stream_bytes: canned.1,
+            stream_events: canned.2,
+        },
+        results,
+        sizes: GATEWAY_SIZES
+            .iter()
+            .map(|(s, l)| (*s, (*l).to_owned()))
+            .collect(),
+        wasm_bytes,
+        envoy_rss,
+        sluice_rss,
+        litellm_rss,
+        micro,
+        unavailable,
+        warnings,
+        sluice_configuration: sluice_config::FILTER_CONFIGURATION.to_owned(),
+        sluice_features: sluice_config::FEATURES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        elapsed_seconds: started.elapsed().as_secs(),
+    };
+    let raw = serde_json::json!({
+        "date": report.machine.date,
+        "samples": report.results.to_json(),
+    });
+    let _ = std::fs::write(
+        work.join("results.json"),
+        serde_json::to_string_pretty(&raw).unwrap_or_default(),
+    );
+    let output = options.output();
+    std::fs::write(&output, report.markdown())
+        .map_err(|e| format!("write {}: {e}", output.display()))?;
+    println!("\n{}", report.summary());
+    say(&format!(
+        "report written to {} (raw samples in {}); bench took {:?}",
+        output.display(),
+        work.join("results.json").display(),
+        Duration::from_secs(started.elapsed().as_secs())
+    ));
+    Ok(())
+}

@@ -1,0 +1,487 @@
+//! The processes one `make bench` starts: the mock upstream, plain Envoy, Envoy + Sluice and
+//! LiteLLM. Each is a `sluice_e2e` process guard, which kills it when dropped (on success, on an
+//! error and on Ctrl-C alike); the pid is kept for reading its memory from /proc.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sluice_e2e::process::Process;
+
+/// Workers of each Envoy under test, as `make run` starts it.
+pub const ENVOY_WORKERS: u32 = 2;
+
+/// The master key LiteLLM is configured with. Every setup gets the same `authorization` header,
+/// so all four see identical requests.
+pub const API_KEY: &str = "sk-sluice-bench-0f3c9a7e5d2b4186a9e07c1d";
+
+/// The LiteLLM release measured; `bench/setup.sh` installs this one.
+pub const LITELLM_VERSION: &str = "1.106.2";
+
+pub struct Service {
+    pub process: Process,
+    pub pid: u32,
+    /// Where clients send requests.
+    pub addr: SocketAddr,
+    /// Envoy's admin address.
+    pub admin: Option<SocketAddr>,
+}
+
+impl Service {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// VmRSS and VmHWM (peak) in KiB.
+    pub fn memory_kib(&self) -> (Option<u64>, Option<u64>) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid));
+        let field = |name: &str| {
+            status.as_ref().ok().and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|v| v.parse().ok())
+            })
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// CPU time used so far (user + system), in clock ticks.
+    pub fn cpu_ticks(&self) -> Option<u64> {
+        cpu_ticks(&std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?)
+    }
+
+    /// One counter from Envoy's admin `/stats` (`None` if absent or not an Envoy).
+    pub async fn envoy_stat(&self, name: &str) -> Option<u64> {
+        let admin = self.admin?;
+        let text = sluice_e2e::gateway::client()
+            .get(format!("http://{admin}/stats?filter=^{name}$"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    pub fn check_running(&mut self, name: &str) -> Result<(), String> {
+        if self.process.is_running() {
+            Ok(())
+        } else {
+            Err(format!("{name} exited:\n{}", tail(&self.process.log(), 30)))
+        }
+    }
+}
+
+/// The last `lines` lines of a log, without Envoy's access-log lines.
+/// utime + stime from a `/proc/<pid>/stat` line. The command name is in parentheses and may hold
+/// spaces, so fields are counted after its closing one: state is field 3, utime 14, stime 15.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().filter(|l| !l.contains(" upstream=")).collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Starts `program args` with its output in `dir/<name>.log`, learning its pid through a shell
+/// that `exec`s it (so the pid is the program's own).
+fn spawn(
+    name: &str,
+    dir: &Path,
+    program: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+) -> Result<(Process, u32), String> {
+    let pid_file = dir.join(format!("{name}.pid"));
+    let _ = std::fs::remove_file(&pid_file);
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(r#"echo $$ > "$0" && exec "$@""#)
+        .arg(&pid_file)
+        .arg(program)
+        .args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut process = Process::spawn(name, command, &dir.join(format!("{name}.log")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return Ok((process, pid));
+        }
+        if !process.is_running() || Instant::now() > deadline {
+            return Err(format!("{name} did not start:\n{}", process.log()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls `url` until it answers 200, the process dies or `timeout` passes.
+async fn wait_ok(
+    process: &mut Process,
+    name: &str,
+    url: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let client = sluice_e2e::gateway::client();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let response = client.get(url).timeout(Duration::from_secs(2)).send().await;
+        if matches!(&response, Ok(r) if r.status() == 200) {
+            return Ok(());
+        }
+        if !process.is_running() {
+            return Err(format!("{name} exited:\n{}", tail(&process.log(), 30)));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{name} not ready at {url} after {timeout:?}:\n{}",
+                tail(&process.log(), 30)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts an Envoy from `config` (admin and listener on port 0) and waits until it serves.
+pub async fn start_envoy(
+    name: &str,
+    dir: &Path,
+    config: &str,
+    workers: u32,
+) -> Result<Service, String> {
+    let config_path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&config_path, config).map_err(|e| format!("write {name} config: {e}"))?;
+    let admin_file = dir.join(format!("{name}-admin-address"));
+    let _ = std::fs::remove_file(&admin_file);
+    let args: Vec<String> = [
+        "-c",
+        &config_path.display().to_string(),
+        "--admin-address-path",
+        &admin_file.display().to_string(),
+        // No shared-memory base id, so several Envoys run side by side.
+        "--disable-hot-restart",
+        "--concurrency",
+        &workers.to_string(),
+        // The log levels `make run` uses.
+        "--log-level",
+        "warn",
+        "--component-log-level",
+        "wasm:info",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (mut process, pid) = spawn(name, dir, &sluice_e2e::paths::envoy_bin(), &args, &[])?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let admin: SocketAddr = loop {
+        if let Some(addr) = std::fs::read_to_string(&admin_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break addr;
+        }
+        if !process.is_running() || Instant::now() > deadline {
+            return Err(format!(
+                "{name} did not start:\n{}",
+                tail(&process.log(), 30)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    wait_ok(
+        &mut process,
+        name,
+        &format!("http://{admin}/ready"),
+        Duration::from_secs(30),
+    )
+    .await?;
+    let listeners: serde_json::Value = sluice_e2e::gateway::client()
+        .get(format!("http://{admin}/listeners?format=json"))
+        .send()
+        .await
+        .map_err(|e| format!("{name} /listeners: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("{name} /listeners JSON: {e}"))?;
+    let socket = &listeners["listener_statuses"][0]["local_address"]["socket_address"];
+    let addr = format!(
+        "{}:{}",
+        socket["address"].as_str().unwrap_or("127.0.0.1"),
+        socket["port_value"].as_u64().unwrap_or(0)
+    )
+    .parse()
+    .map_err(|e| format!("{name} listener address: {e}"))?;
+    Ok(Service {
+        process,
+        pid,
+        addr,
+        admin: Some(admin),
+    })
+}
+
+/// The mock upstream's Envoy config (`bench/upstream.yaml`).
+pub fn upstream_config() -> Result<String, String> {
+    let path = bench_dir().join("upstream.yaml");
+    std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))
+}
+
+/// The shipped `envoy.yaml` with the Sluice filter (`wasm`) and `filter_configuration`, the
+/// endpoints of every model pool (the clusters the configuration's `models` name) replaced by
+/// `upstream`.
+pub fn sluice_config(
+    upstream: SocketAddr,
+    wasm: &Path,
+    filter_configuration: &str,
+) -> Result<String, String> {
+    let path = sluice_e2e::paths::envoy_yaml();
+    let template =
+        std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let clusters: Vec<(String, Vec<SocketAddr>)> = model_pools(filter_configuration)?
+        .into_iter()
+        .filter(|pool| {
+            template
+                .lines()
+                .any(|l| l.trim().strip_prefix("cluster_name: ") == Some(pool.as_str()))
+        })
+        .map(|pool| (pool, vec![upstream]))
+        .collect();
+    if clusters.is_empty() {
+        return Err(format!(
+            "none of the model pools in bench/src/sluice_config.rs is a cluster of {}",
+            path.display()
+        ));
+    }
+    // `..Default::default()` keeps this building when the harness gains options.
+    #[allow(clippy::needless_update)]
+    let options = sluice_e2e::envoy::EnvoyOptions {
+        clusters,
+        filter_configuration: Some(filter_configuration.to_owned()),
+        ..Default::default()
+    };
+    Ok(sluice_e2e::envoy::render(&template, wasm, &options))
+}
+
+/// The pools (Envoy clusters) the filter configuration routes models to: each model's `pool`,
+/// or its name when it has none.
+fn model_pools(filter_configuration: &str) -> Result<Vec<String>, String> {
+    let config: serde_json::Value = serde_json::from_str(filter_configuration)
+        .map_err(|e| format!("bench/src/sluice_config.rs: {e}"))?;
+    let mut pools: Vec<String> = config["models"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, spec)| spec["pool"].as_str().unwrap_or(name).to_owned())
+        .collect();
+    pools.sort();
+    pools.dedup();
+    Ok(pools)
+}
+
+/// `config` with the HTTP filter named `name` removed, everything else byte for byte the same:
+/// plain Envoy as the physical limit for Sluice.
+pub fn without_filter(config: &str, name: &str) -> Result<String, String> {
+    let lines: Vec<&str> = config.lines().collect();
+    let start_line = format!("- name: {name}");
+    let starts: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].trim() == start_line)
+        .collect();
+    let [start] = starts[..] else {
+        return Err(format!(
+            "expected exactly one `{start_line}` in the Envoy config, found {}",
+            starts.len()
+        ));
+    };
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let depth = indent(lines[start]);
+    let end = (start + 1..lines.len())
+        .find(|&i| {
+            let l = lines[i];
+            !l.trim().is_empty()
+                && (indent(l) < depth || (indent(l) == depth && l.trim_start().starts_with("- ")))
+        })
+        .unwrap_or(lines.len());
+    let mut out: Vec<&str> = lines[..start].to_vec();
+    out.extend(&lines[end..]);
+    let out = out.join("\n") + "\n";
+    if out.contains("extensions.filters.http.wasm.") || !out.contains("envoy.filters.http.router") {
+        return Err("removing the Sluice filter left an unexpected Envoy config".into());
+    }
+    Ok(out)
+}
+
+/// `bench/` in the repository.
+pub fn bench_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `.bench/` in the repository: LiteLLM's venv, run directories, results. Git-ignored by the
+/// `.gitignore` inside it.
+pub fn work_dir() -> PathBuf {
+    sluice_e2e::paths::repo_root().join(".bench")
+}
+
+pub fn litellm_bin() -> PathBuf {
+    work_dir().join("litellm-venv/bin/litellm")
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Starts the LiteLLM proxy, one worker, with `upstream` as its only (OpenAI-compatible) model.
+pub async fn start_litellm(
+    dir: &Path,
+    upstream: SocketAddr,
+    model: &str,
+) -> Result<Service, String> {
+    let config = format!(
+        "# LiteLLM as its docs deploy it: one model, a master key, no database.\n\
+         model_list:\n\
+         \x20 - model_name: {model}\n\
+         \x20   litellm_params:\n\
+         \x20     model: openai/{model}\n\
+         \x20     api_base: http://{upstream}/v1\n\
+         \x20     api_key: sk-upstream-unused\n\
+         litellm_settings:\n\
+         \x20 # The upstream is a Llama model name; without this LiteLLM would download a\n\
+         \x20 # tokenizer from the Hugging Face hub (no network here) and use tiktoken anyway.\n\
+         \x20 disable_hf_tokenizer_download: true\n\
+         general_settings:\n\
+         \x20 master_key: {API_KEY}\n"
+    );
+    let config_path = dir.join("litellm.yaml");
+    std::fs::write(&config_path, config).map_err(|e| format!("write LiteLLM config: {e}"))?;
+    let port = free_port()?;
+    let args: Vec<String> = [
+        "--config",
+        &config_path.display().to_string(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--num_workers",
+        "1",
+        "--telemetry",
+        "False",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let env = [
+        ("LITELLM_LOG", "ERROR"),
+        // Use the bundled model cost map instead of fetching it from the internet.
+        ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
+        ("LITELLM_TELEMETRY", "False"),
+        ("HF_HUB_OFFLINE", "1"),
+        ("NO_PROXY", "127.0.0.1,localhost"),
+    ];
+    let (mut process, pid) = spawn("litellm", dir, &litellm_bin(), &args, &env)?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}")
+        .parse()
+        .map_err(|e| format!("LiteLLM address: {e}"))?;
+    wait_ok(
+        &mut process,
+        "LiteLLM",
+        &format!("http://{addr}/health/liveliness"),
+        Duration::from_secs(180),
+    )
+    .await?;
+    Ok(Service {
+        process,
+        pid,
+        addr,
+        admin: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rendering only writes the path; the module need not be built.
+    const WASM: &str = "/nowhere/sluice_filter.wasm";
+
+    fn upstream() -> SocketAddr {
+        "127.0.0.1:1234".parse().expect("address")
+    }
+
+    #[test]
+    fn plain_envoy_is_the_shipped_config_without_the_filter() {
+        let sluice = sluice_config(
+            upstream(),
+            Path::new(WASM),
+            crate::sluice_config::FILTER_CONFIGURATION,
+        )
+        .expect("render");
+        let plain = without_filter(&sluice, "sluice").expect("strip");
+        assert!(sluice.contains("extensions.filters.http.wasm."));
+        assert!(!plain.contains("extensions.filters.http.wasm."));
+        assert!(!plain.contains("sluice_filter.wasm"));
+        // Nothing else changed: the removed lines are one contiguous block.
+        let removed = sluice.lines().count() - plain.lines().count();
+        let sluice_lines: Vec<&str> = sluice.lines().collect();
+        let plain_lines: Vec<&str> = plain.lines().collect();
+        let first_diff = (0..plain_lines.len())
+            .find(|&i| plain_lines[i] != sluice_lines[i])
+            .expect("a difference");
+        assert!(sluice_lines[first_diff].trim() == "- name: sluice");
+        assert_eq!(
+            plain_lines[first_diff..],
+            sluice_lines[first_diff + removed..]
+        );
+        assert!(plain_lines[first_diff].contains("envoy.filters.http.router"));
+    }
+
+    #[test]
+    fn every_model_pool_goes_to_the_upstream() {
+        let pools = model_pools(crate::sluice_config::FILTER_CONFIGURATION).expect("pools");
+        assert!(!pools.is_empty());
+        let rendered = sluice_config(upstream(), Path::new(WASM), "{}");
+        assert!(rendered.is_err(), "no models, no pools");
+        let rendered = sluice_config(
+            upstream(),
+            Path::new(WASM),
+            crate::sluice_config::FILTER_CONFIGURATION,
+        )
+        .expect("render");
+        for pool in pools {
+            assert!(
+                rendered.contains(&format!("cluster_name: {pool}")),
+                "{pool}"
+            );
+        }
+        assert!(rendered.contains("port_value: 1234"));
+    }
+
+    #[test]
+    fn cpu_ticks_are_utime_plus_stime() {
+        let stat = "4242 (wrk worker (2)) S 1 4242 4242 0 -1 4194304 120 0 0 0 250 31 0 0 20 0 3";
+        assert_eq!(cpu_ticks(stat), Some(281));
+        assert_eq!(cpu_ticks("garbage"), None);
+        let own = std::fs::read_to_string("/proc/self/stat").expect("own stat");
+        assert!(cpu_ticks(&own).is_some());
+    }
+
+    #[test]
+    fn a_missing_filter_is_an_error() {
+        assert!(without_filter("a: 1\n", "sluice").is_err());
+    }
+}

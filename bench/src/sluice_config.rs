@@ -1,0 +1,88 @@
+//! THE SLUICE CONFIGURATION `make bench` MEASURES: the one place to change it.
+//!
+//! The "Envoy + Sluice" setup must run every feature the filter has, configured as a real
+//! deployment would, so that the overhead reported is the overhead users get. When a feature
+//! lands (normalization, model header and mapping, token accounting, quotas, guardrails, replica
+//! picking), turn it on here, in the same change. The benchmark validates this JSON with the
+//! filter's own parser (`sluice_filter::config::Config::from_json`) before it starts anything,
+//! and prints it in the report, so a stale or mistyped field fails loudly.
+//!
+//! Today this is the shipped `envoy.yaml`'s configuration: request normalization (OpenAI and
+//! Anthropic APIs, with the body-size limit), the model catalog with pools, context windows and a
+//! LoRA adapter, aliases, and the routing headers (model and base model) Envoy's routes match on,
+//! set by the filter from the body. Every request the benchmark sends names a model of the
+//! catalog in its body, as clients do; every Envoy cluster points at the benchmark's upstream,
+//! which answers any model.
+
+/// The filter's plugin configuration (JSON), given to Envoy in place of the one in `envoy.yaml`.
+pub const FILTER_CONFIGURATION: &str = r#"{
+  "routing": {
+    "model_header": "x-sluice-model",
+    "base_model_header": "x-sluice-base-model",
+    "unhandled_paths": "pass"
+  },
+  "limits": { "max_request_body_bytes": 8388608 },
+  "models": {
+    "meta-llama/Llama-3.1-8B-Instruct": {
+      "pool": "llama_8b", "context_window": 131072, "adapters": ["sql-lora"]
+    },
+    "Qwen/Qwen2.5-7B-Instruct": { "pool": "qwen_7b", "context_window": 32768 }
+  },
+  "aliases": {
+    "gpt-4o": "meta-llama/Llama-3.1-8B-Instruct",
+    "gpt-4o-mini": "Qwen/Qwen2.5-7B-Instruct",
+    "claude-*": "meta-llama/Llama-3.1-8B-Instruct"
+  }
+}"#;
+
+/// Features enabled above, for the report. Keep in step with `FILTER_CONFIGURATION`.
+pub const FEATURES: &[&str] = &[
+    "request parsing and normalization (body limit 8 MiB)",
+    "model catalog and aliases",
+    "routing on the model and base-model headers set from the body",
+    "routing-header hygiene",
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_filter_accepts_the_configuration() {
+        if let Err(error) =
+            sluice_filter::config::Config::from_json(super::FILTER_CONFIGURATION.as_bytes())
+        {
+            panic!("invalid Sluice configuration for the benchmark: {error}");
+        }
+    }
+
+    /// The micro-benchmarks must measure the success path, not an early rejection.
+    #[test]
+    fn the_benchmark_bodies_route() {
+        use crate::bodies::{GATEWAY_SIZES, MICRO_SIZES, MODEL, chat_body};
+        use sluice_filter::canonical::ApiKind;
+        let config =
+            sluice_filter::config::Config::from_json(super::FILTER_CONFIGURATION.as_bytes())
+                .expect("valid configuration");
+        for &(size, _) in MICRO_SIZES.iter().chain(GATEWAY_SIZES) {
+            for stream in [false, true] {
+                let body = chat_body(size, stream);
+                let routed = sluice_filter::pipeline::route_request(
+                    &config,
+                    ApiKind::ChatCompletions,
+                    body.as_bytes(),
+                )
+                .unwrap_or_else(|e| panic!("{size} bytes: {e:?}"));
+                assert_eq!(routed.model, MODEL);
+                assert_eq!(routed.body, None);
+                let alias = body.replacen(MODEL, "gpt-4o", 1);
+                let routed = sluice_filter::pipeline::route_request(
+                    &config,
+                    ApiKind::ChatCompletions,
+                    alias.as_bytes(),
+                )
+                .unwrap_or_else(|e| panic!("{size} bytes, alias: {e:?}"));
+                assert_eq!(routed.model, MODEL);
+                assert!(routed.body.is_some());
+            }
+        }
+    }
+}
