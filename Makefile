@@ -27,13 +27,13 @@ test: setup lint unit-test wasm-test e2e-test
 lint:
 	cargo fmt --all --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
-	cargo clippy --locked -p sluice-filter --target wasm32-wasip1 --all-targets -- -D warnings
+	cargo clippy --locked -p sluice-filter -p sluice-snapshot --target wasm32-wasip1 --all-targets -- -D warnings
 
 unit-test:
 	cargo test --locked --workspace --exclude sluice-e2e
 
 wasm-test:
-	$(WASM_TEST_RUNNER) cargo test --locked -p sluice-filter --target wasm32-unknown-unknown --lib
+	$(WASM_TEST_RUNNER) cargo test --locked -p sluice-filter -p sluice-snapshot --target wasm32-unknown-unknown --lib
 
 e2e-test:
 	cargo build --locked --release -p sluice-filter --target wasm32-wasip1

@@ -1,15 +1,45 @@
-//! The picker service: knows the model-server endpoints of every pool and (in the routing work)
-//! scrapes them into the snapshot the filter picks replicas from.
+//! The picker service: scrapes every model-server endpoint of every pool on a short interval,
+//! tracks their health, and serves the snapshot the filter picks replicas from.
+//!
+//! Tasks: discovery (static endpoints, DNS re-resolved periodically) keeps the registry's
+//! endpoint lists; the scrape rounds fill in each endpoint's load and health and publish a
+//! snapshot per round; the HTTP server answers `/snapshot`, `/metrics` and `/healthz`.
+//!
+//! A production service: outside tests, errors are handled, never unwrapped.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 mod config;
+mod discovery;
+mod health;
 mod http;
+mod metrics;
+mod registry;
+mod scrape;
 mod shutdown;
+mod snapshot;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
+
+use crate::discovery::Discovery;
+use crate::health::HealthPolicy;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::scrape::client::ScrapeClient;
+use crate::scrape::rounds::Rounds;
+use crate::snapshot::Publisher;
 
 /// Command line of `sluice-picker`.
 #[derive(Debug, Parser)]
@@ -27,6 +57,8 @@ struct Cli {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: `make run` and the tests write the log to files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     let cli = Cli::parse();
@@ -40,6 +72,13 @@ async fn main() -> ExitCode {
     if let Some(listen) = cli.listen {
         config.listen = listen;
     }
+    let client = match ScrapeClient::new(config.scrape_timeout) {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(err) => {
@@ -48,19 +87,48 @@ async fn main() -> ExitCode {
         }
     };
     let local = listener.local_addr().unwrap_or(config.listen);
+
+    let registry = Arc::new(Registry::new(&config));
+    let metrics = Arc::new(Metrics::new(
+        config.pools.iter().map(|pool| pool.name.as_str()),
+    ));
+    let publisher = Arc::new(Publisher::new());
+    let mut discovery = Discovery::new(&config, Arc::clone(&registry), Arc::clone(&metrics));
+    // Endpoints first, so the first round already scrapes them.
+    discovery.refresh_all().await;
+    let discovery_task = discovery.has_dns().then(|| tokio::spawn(discovery.run()));
+    let rounds = Rounds::new(
+        Arc::clone(&registry),
+        Arc::clone(&metrics),
+        Arc::clone(&publisher),
+        client,
+        HealthPolicy {
+            unhealthy_after: config.unhealthy_after,
+            healthy_after: config.healthy_after,
+        },
+        config.scrape_interval,
+        config.max_concurrent_scrapes,
+    );
+    let rounds_task = tokio::spawn(rounds.run());
+
     // One line on stdout, for whoever started us with port 0.
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on {local}").and_then(|()| stdout.flush());
     tracing::info!(
         pools = config.pools.len(),
-        endpoints = config.endpoint_count(),
+        static_endpoints = config.static_endpoint_count(),
+        scrape_interval_ms = config.scrape_interval.as_millis(),
         "picker listening on {local}"
     );
-    let app = http::router();
-    if let Err(err) = axum::serve(listener, app)
+    let app = http::router(http::AppState { publisher, metrics });
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown::signal())
-        .await
-    {
+        .await;
+    rounds_task.abort();
+    if let Some(task) = discovery_task {
+        task.abort();
+    }
+    if let Err(err) = served {
         tracing::error!("server error: {err}");
         return ExitCode::FAILURE;
     }
