@@ -66,6 +66,10 @@ pub enum GatewayError {
         method: String,
         path: String,
     },
+    /// Every replica of the model's pool is past the configured queue bound: load is shed.
+    Overloaded,
+    /// The model's pool has no healthy replica.
+    NoHealthyEndpoint,
 }
 
 impl From<FieldError> for GatewayError {
@@ -100,6 +104,9 @@ impl GatewayError {
     pub fn headers(&self) -> Vec<(&'static str, &'static str)> {
         match self {
             Self::MethodNotAllowed { allow, .. } => vec![("allow", *allow)],
+            // Clients (and the OpenAI and Anthropic SDKs) retry after this; one second lets the
+            // replicas drain a little before the next attempt.
+            Self::Overloaded => vec![("retry-after", "1"), ("retry-after-ms", "1000")],
             _ => Vec::new(),
         }
     }
@@ -208,6 +215,22 @@ impl GatewayError {
                 Some("method_not_allowed"),
                 None,
             ),
+            Self::Overloaded => Rendering {
+                status: 429,
+                message: "Every replica serving this model is at capacity; retry shortly.".into(),
+                openai_type: "server_error",
+                openai_code: Some("overloaded"),
+                param: None,
+                anthropic_type: "overloaded_error",
+            },
+            Self::NoHealthyEndpoint => Rendering {
+                status: 503,
+                message: "No healthy replica serves this model right now.".into(),
+                openai_type: "server_error",
+                openai_code: Some("no_healthy_upstream"),
+                param: None,
+                anthropic_type: "api_error",
+            },
             Self::UnknownPath { method, path } => Rendering {
                 status: 404,
                 message: format!("Invalid URL ({} {}).", truncate(method), truncate(path)),

@@ -29,6 +29,7 @@ pub mod canonical;
 pub mod config;
 pub mod error;
 pub mod json;
+pub mod picking;
 pub mod pipeline;
 pub mod routing;
 

@@ -5,10 +5,14 @@
 use std::time::Duration;
 
 use crate::envoy::{Envoy, EnvoyOptions};
+use crate::picker::Picker;
 use crate::simulator::Simulator;
 
 pub const LLAMA: &str = "meta-llama/Llama-3.1-8B-Instruct";
 pub const QWEN: &str = "Qwen/Qwen2.5-7B-Instruct";
+
+/// A loopback address nothing listens on (port 1 needs root to bind, and nothing here does).
+const CLOSED_PORT: &str = "127.0.0.1:1";
 
 /// An HTTP client for talking to local processes.
 pub fn client() -> reqwest::Client {
@@ -23,6 +27,8 @@ pub fn client() -> reqwest::Client {
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
     pub cluster: &'static str,
+    /// The base model the pool serves (also in `args`).
+    pub model: &'static str,
     pub replicas: usize,
     /// Simulator flags for this pool's replicas (the model it serves...).
     pub args: Vec<String>,
@@ -34,6 +40,8 @@ pub struct GatewayOptions {
     /// Extra simulator flags, given to every replica.
     pub simulator_args: Vec<String>,
     pub filter_configuration: Option<String>,
+    /// Start the picker, scraping every replica, for the filter to pick replicas with.
+    pub picker: bool,
 }
 
 impl Default for GatewayOptions {
@@ -42,6 +50,7 @@ impl Default for GatewayOptions {
             pools: vec![
                 PoolOptions {
                     cluster: "llama_8b",
+                    model: LLAMA,
                     replicas: 2,
                     args: ["--model", LLAMA, "--lora", "sql-lora"]
                         .map(String::from)
@@ -49,12 +58,14 @@ impl Default for GatewayOptions {
                 },
                 PoolOptions {
                     cluster: "qwen_7b",
+                    model: QWEN,
                     replicas: 1,
                     args: ["--model", QWEN].map(String::from).to_vec(),
                 },
             ],
             simulator_args: Vec::new(),
             filter_configuration: None,
+            picker: false,
         }
     }
 }
@@ -76,6 +87,11 @@ impl GatewayOptions {
         self
     }
 
+    pub fn with_picker(mut self) -> Self {
+        self.picker = true;
+        self
+    }
+
     pub fn with_filter_configuration(mut self, json: &str) -> Self {
         self.filter_configuration = Some(json.to_owned());
         self
@@ -83,8 +99,10 @@ impl GatewayOptions {
 }
 
 pub struct Gateway {
-    // Field order is drop order: Envoy stops before the replicas, the directory goes last.
+    // Field order is drop order: Envoy stops before the picker and the replicas, the directory
+    // goes last.
     pub envoy: Envoy,
+    pub picker: Option<Picker>,
     /// Replicas by cluster, in the order of `GatewayOptions::pools`.
     pub pools: Vec<(&'static str, Vec<Simulator>)>,
     pub dir: tempfile::TempDir,
@@ -111,20 +129,37 @@ impl Gateway {
             }
             pools.push((pool.cluster, replicas));
         }
+        let mut clusters: Vec<(String, Vec<std::net::SocketAddr>)> = pools
+            .iter()
+            .map(|(cluster, replicas)| {
+                (
+                    cluster.to_string(),
+                    replicas.iter().map(|r| r.addr).collect(),
+                )
+            })
+            .collect();
+        let picker = if options.picker {
+            Some(Picker::start(dir.path(), &picker_config(&options.pools, &pools)).await)
+        } else {
+            None
+        };
+        // Without a picker its cluster points at a closed port, so snapshot fetches fail fast
+        // and the filter leaves the choice of replica to Envoy.
+        let picker_addr = picker
+            .as_ref()
+            .map_or_else(|| CLOSED_PORT.parse().expect("address"), |p| p.addr);
+        clusters.push(("sluice_picker".into(), vec![picker_addr]));
         let envoy_options = EnvoyOptions {
-            clusters: pools
-                .iter()
-                .map(|(cluster, replicas)| {
-                    (
-                        cluster.to_string(),
-                        replicas.iter().map(|r| r.addr).collect(),
-                    )
-                })
-                .collect(),
+            clusters,
             filter_configuration: options.filter_configuration,
         };
         let envoy = Envoy::start(dir.path(), &envoy_options).await;
-        Self { envoy, pools, dir }
+        Self {
+            envoy,
+            picker,
+            pools,
+            dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -158,4 +193,21 @@ impl Gateway {
             .map(|(cluster, _)| *cluster)
             .unwrap_or_else(|| panic!("no replica {id}"))
     }
+}
+
+/// A picker configuration scraping every replica of `pools` every 50 ms, quick to mark a dead
+/// replica unhealthy.
+fn picker_config(options: &[PoolOptions], pools: &[(&'static str, Vec<Simulator>)]) -> String {
+    let mut toml = String::from(
+        "scrape_interval_ms = 50\nscrape_timeout_ms = 200\nunhealthy_after = 2\nhealthy_after = 1\n",
+    );
+    for (pool, (cluster, replicas)) in options.iter().zip(pools) {
+        let endpoints: Vec<String> = replicas.iter().map(|r| format!("\"{}\"", r.addr)).collect();
+        toml.push_str(&format!(
+            "\n[[pool]]\nname = \"{cluster}\"\nmodel = \"{}\"\nendpoints = [{}]\n",
+            pool.model,
+            endpoints.join(", ")
+        ));
+    }
+    toml
 }

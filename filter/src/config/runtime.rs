@@ -3,7 +3,8 @@
 
 use super::error::ConfigError;
 use super::header_name::HeaderName;
-use super::wire::{WireConfig, WireLimits, WireRouting, WireUnhandledPaths};
+use super::wire::{WireConfig, WireLimits, WirePicking, WireRouting, WireUnhandledPaths};
+use crate::picking::Picking;
 use crate::routing::ModelCatalog;
 
 pub(crate) const DEFAULT_MODEL_HEADER: &str = "x-sluice-model";
@@ -16,11 +17,13 @@ pub(crate) const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 8 * 1024 * 1024;
 /// InferencePool expects a picker.
 pub const DESTINATION_ENDPOINT_HEADER: &str = "x-gateway-destination-endpoint";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub routing: Routing,
     pub limits: Limits,
     pub catalog: ModelCatalog,
+    /// Replica picking; `None` leaves the choice to Envoy's load balancer.
+    pub picking: Option<Picking>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +87,7 @@ impl WireConfig {
             routing: self.routing.validate()?,
             limits: self.limits.validate()?,
             catalog: ModelCatalog::build(self.models, self.aliases)?,
+            picking: self.picking.map(WirePicking::validate).transpose()?,
         })
     }
 }
@@ -134,6 +138,68 @@ impl WireLimits {
     }
 }
 
+impl WirePicking {
+    fn validate(self) -> Result<Picking, ConfigError> {
+        let field = |name: &str| format!("picking.{name}");
+        if self.picker_cluster.trim().is_empty() {
+            return Err(ConfigError::new(
+                field("picker_cluster"),
+                "must not be empty",
+            ));
+        }
+        if self.picker_authority.trim().is_empty() {
+            return Err(ConfigError::new(
+                field("picker_authority"),
+                "must not be empty",
+            ));
+        }
+        if !(10..=60_000).contains(&self.refresh_ms) {
+            return Err(ConfigError::new(field("refresh_ms"), "must be 10 to 60000"));
+        }
+        if self.stale_after_ms < self.refresh_ms {
+            return Err(ConfigError::new(
+                field("stale_after_ms"),
+                "must be at least refresh_ms",
+            ));
+        }
+        if self.fallbacks > 8 {
+            return Err(ConfigError::new(field("fallbacks"), "must be at most 8"));
+        }
+        if self.prefix_ttl_ms == 0 {
+            return Err(ConfigError::new(
+                field("prefix_ttl_ms"),
+                "must be greater than 0",
+            ));
+        }
+        let w = &self.weights;
+        for (name, value) in [
+            ("queue", w.queue),
+            ("kv_cache", w.kv_cache),
+            ("running", w.running),
+            ("in_flight", w.in_flight),
+            ("prefix", w.prefix),
+            ("lora", w.lora),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(ConfigError::new(
+                    format!("picking.weights.{name}"),
+                    "must be a finite number, 0 or more",
+                ));
+            }
+        }
+        Ok(Picking {
+            picker_cluster: self.picker_cluster,
+            picker_authority: self.picker_authority,
+            refresh_ms: self.refresh_ms,
+            stale_after_ms: self.stale_after_ms,
+            fallbacks: self.fallbacks,
+            prefix_ttl_ms: self.prefix_ttl_ms,
+            max_waiting_per_endpoint: self.max_waiting_per_endpoint,
+            weights: self.weights,
+        })
+    }
+}
+
 impl Routing {
     /// Request headers that steer routing inside the gateway. Only the filter may set them: any
     /// copy a client sends is removed before anything reads it.
@@ -172,6 +238,12 @@ mod tests {
         );
         assert_eq!(config.routing.unhandled_paths, UnhandledPaths::Pass);
         assert_eq!(config.limits.max_request_body_bytes, 8 * 1024 * 1024);
+        assert_eq!(config.picking, None);
+        let with_picking =
+            Config::from_json(format!("{{{MODELS},\"picking\":{{}}}}").as_bytes()).unwrap();
+        let picking = with_picking.picking.unwrap();
+        assert_eq!(picking.picker_cluster, "sluice_picker");
+        assert_eq!((picking.refresh_ms, picking.fallbacks), (100, 2));
     }
 
     #[test]
@@ -247,6 +319,22 @@ mod tests {
                 "limits.max_request_body_bytes",
             ),
             (r#"{"models":{"m":{}},"aliases":{"a":"nope"}}"#, "aliases.a"),
+            (
+                r#"{"models":{"m":{}},"picking":{"refresh_ms":5}}"#,
+                "picking.refresh_ms",
+            ),
+            (
+                r#"{"models":{"m":{}},"picking":{"refresh_ms":500,"stale_after_ms":100}}"#,
+                "picking.stale_after_ms",
+            ),
+            (
+                r#"{"models":{"m":{}},"picking":{"weights":{"queue":-1}}}"#,
+                "picking.weights.queue",
+            ),
+            (
+                r#"{"models":{"m":{}},"picking":{"picker_cluster":""}}"#,
+                "picking.picker_cluster",
+            ),
         ];
         for (json, field) in cases {
             let err = error_of(json);

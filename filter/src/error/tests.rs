@@ -145,3 +145,28 @@ fn client_text_is_truncated() {
     assert!(body.len() < 400, "{body}");
     assert!(body.contains("…"));
 }
+
+#[test]
+fn load_shedding_and_no_healthy_replica() {
+    let shed = GatewayError::Overloaded;
+    assert_eq!(
+        bodies(&shed),
+        (
+            429,
+            r#"{"error":{"message":"Every replica serving this model is at capacity; retry shortly.","type":"server_error","param":null,"code":"overloaded"}}"#.into(),
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Every replica serving this model is at capacity; retry shortly."}}"#.into(),
+        )
+    );
+    assert_eq!(
+        shed.headers(),
+        vec![("retry-after", "1"), ("retry-after-ms", "1000")]
+    );
+    assert_eq!(
+        bodies(&GatewayError::NoHealthyEndpoint),
+        (
+            503,
+            r#"{"error":{"message":"No healthy replica serves this model right now.","type":"server_error","param":null,"code":"no_healthy_upstream"}}"#.into(),
+            r#"{"type":"error","error":{"type":"api_error","message":"No healthy replica serves this model right now."}}"#.into(),
+        )
+    );
+}

@@ -9,30 +9,41 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::log;
 use super::metrics::Metrics;
+use super::pick::{self, InFlightTicket, PickOutcome};
 use super::root::Configured;
 use crate::canonical::ApiKind;
-use crate::config::Routing;
+use crate::config::{DESTINATION_ENDPOINT_HEADER, Routing};
 use crate::error::{ApiFlavor, GatewayError};
 use crate::pipeline::{
     self, HeadersDecision, LocalReply, RequestHead, RoutedRequest, check_body_size,
 };
 
 pub struct HttpFilter {
+    /// Unique among this VM's live requests; rotates ties between equally good replicas.
+    context_id: u32,
     configured: Option<Rc<Configured>>,
     metrics: Option<Metrics>,
     /// Set while the body of an inference request is being read.
     reading_body: Option<ApiKind>,
     /// Bytes of request body buffered so far, as Envoy last reported.
     body_size: usize,
+    /// The picked replica's in-flight count this request holds, released when it ends.
+    ticket: Option<InFlightTicket>,
 }
 
 impl HttpFilter {
-    pub fn new(configured: Option<Rc<Configured>>, metrics: Option<Metrics>) -> Self {
+    pub fn new(
+        context_id: u32,
+        configured: Option<Rc<Configured>>,
+        metrics: Option<Metrics>,
+    ) -> Self {
         Self {
+            context_id,
             configured,
             metrics,
             reading_body: None,
             body_size: 0,
+            ticket: None,
         }
     }
 
@@ -78,6 +89,40 @@ impl HttpFilter {
         self.send(&LocalReply::error(error, flavor))
     }
 
+    /// The replicas to send `routed` to, best first, when picking is on and a fresh snapshot is
+    /// at hand; `None` leaves the choice to Envoy.
+    fn pick_replica(
+        &mut self,
+        configured: &Configured,
+        routed: &RoutedRequest,
+    ) -> Result<Option<String>, GatewayError> {
+        let Some(picking) = &configured.config.picking else {
+            return Ok(None);
+        };
+        match pick::pick(
+            picking,
+            &configured.snapshot,
+            routed,
+            u64::from(self.context_id),
+        ) {
+            PickOutcome::Destination { header, ticket } => {
+                self.ticket = Some(ticket);
+                self.count(|m| m.picked);
+                Ok(Some(header))
+            }
+            PickOutcome::EnvoyDecides => {
+                self.count(|m| m.pick_fallbacks);
+                Ok(None)
+            }
+            PickOutcome::Reject(error) => {
+                if error == GatewayError::Overloaded {
+                    self.count(|m| m.shed);
+                }
+                Err(error)
+            }
+        }
+    }
+
     /// The whole body is in: decide where the request goes.
     fn finish_body(&mut self, api: ApiKind, body_size: usize) -> Action {
         let Some(configured) = self.configured.clone() else {
@@ -92,8 +137,15 @@ impl HttpFilter {
                 );
             }
         };
-        let outcome = pipeline::route_request(&configured.config, api, &body)
-            .and_then(|routed| apply_route(&configured.config.routing, &routed, body_size));
+        let outcome = pipeline::route_request(&configured.config, api, &body).and_then(|routed| {
+            let destination = self.pick_replica(&configured, &routed)?;
+            apply_route(
+                &configured.config.routing,
+                &routed,
+                destination.as_deref(),
+                body_size,
+            )
+        });
         self.reading_body = None;
         match outcome {
             Ok(()) => Action::Continue,
@@ -106,6 +158,7 @@ impl HttpFilter {
 fn apply_route(
     routing: &Routing,
     routed: &RoutedRequest,
+    destination: Option<&str>,
     body_size: usize,
 ) -> Result<(), GatewayError> {
     let failed = |_| GatewayError::Internal("updating the request failed");
@@ -127,6 +180,14 @@ fn apply_route(
         Some(&routed.base_model),
     )
     .map_err(failed)?;
+    if let Some(destination) = destination {
+        hostcalls::set_map_value(
+            MapType::HttpRequestHeaders,
+            DESTINATION_ENDPOINT_HEADER,
+            Some(destination),
+        )
+        .map_err(failed)?;
+    }
     // Routes were matched before the body was read; match again on the new headers.
     if let Err(status) = hostcalls::call_foreign_function("clear_route_cache", None) {
         log::warn(&format!("clear_route_cache failed: {status:?}"));
@@ -195,6 +256,13 @@ impl HttpContext for HttpFilter {
             return Action::Pause;
         }
         self.finish_body(api, body_size)
+    }
+
+    /// The request is over (completed, reset or answered locally): release its in-flight count.
+    fn on_log(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            pick::release(&ticket);
+        }
     }
 
     /// Trailers end a body that did not end on its own (chunked with trailers): finish it here.

@@ -30,6 +30,14 @@ pub struct Metrics {
     pub internal_headers_removed: Counter,
     /// Requests the filter answered with an error itself.
     pub rejected: Counter,
+    /// Requests sent to the replica the filter picked.
+    pub picked: Counter,
+    /// Requests left to Envoy's load balancing because no fresh snapshot was at hand.
+    pub pick_fallbacks: Counter,
+    /// Requests shed because every replica of their pool was saturated.
+    pub shed: Counter,
+    /// Snapshot fetches from the picker that failed.
+    pub picker_fetch_failures: Counter,
 }
 
 impl Metrics {
@@ -38,6 +46,10 @@ impl Metrics {
             requests: Counter::define("sluice_requests_total"),
             internal_headers_removed: Counter::define("sluice_internal_headers_removed_total"),
             rejected: Counter::define("sluice_requests_rejected_total"),
+            picked: Counter::define("sluice_picks_total"),
+            pick_fallbacks: Counter::define("sluice_pick_fallbacks_total"),
+            shed: Counter::define("sluice_requests_shed_total"),
+            picker_fetch_failures: Counter::define("sluice_picker_fetch_failures_total"),
         }
     }
 }

@@ -7,7 +7,10 @@
 mod http;
 mod log;
 mod metrics;
+mod pick;
+mod picker_sync;
 mod root;
+mod shared;
 
 // The SDK's entry-point macro expands to an exported `#[no_mangle]` function, which the
 // workspace's `unsafe_code` lint flags.

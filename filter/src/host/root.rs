@@ -1,8 +1,9 @@
 //! The per-VM root context: owns the validated configuration and creates one `HttpFilter` per
 //! request.
 
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -11,13 +12,17 @@ use proxy_wasm::types::{BufferType, ContextType};
 use super::http::HttpFilter;
 use super::log;
 use super::metrics::Metrics;
+use super::picker_sync::PickerSync;
 use crate::config::Config;
+use crate::picking::{InFlight, LocalSnapshot};
 use crate::pipeline::ModelsList;
 
 /// Everything derived from one accepted configuration, shared by the requests of this VM.
 pub struct Configured {
     pub config: Config,
     pub models: ModelsList,
+    /// This worker's copy of the picker's snapshot, kept fresh by the root's tick.
+    pub snapshot: Rc<RefCell<LocalSnapshot>>,
 }
 
 #[derive(Default)]
@@ -25,9 +30,24 @@ pub struct Root {
     /// `None` until a configuration was accepted.
     configured: Option<Rc<Configured>>,
     metrics: Option<Metrics>,
+    /// Present when replica picking is configured.
+    picker: Option<PickerSync>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    /// The picker answered a snapshot request made on a tick.
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(picker) = &mut self.picker {
+            picker.on_response(token_id, body_size);
+        }
+    }
+}
 
 impl RootContext for Root {
     /// Called with the plugin's `configuration`, at load and on every config update. Returning
@@ -57,16 +77,47 @@ impl RootContext for Root {
             "configured; model header {}, base model header {}",
             config.routing.model_header, config.routing.base_model_header
         ));
-        self.configured = Some(Rc::new(Configured { config, models }));
         if self.metrics.is_none() {
             self.metrics = Some(Metrics::define());
         }
+        let snapshot = Rc::new(RefCell::new(LocalSnapshot::default()));
+        self.picker = config.picking.clone().map(|picking| {
+            // Create each pool's in-flight map now, so that later updates can always use
+            // compare-and-swap (a missing key has no token to compare against).
+            for pool in config.catalog.pools() {
+                let key = InFlight::key(pool);
+                if super::shared::get(&key).0.is_none() {
+                    super::shared::set(&key, &InFlight::default().encode(), None);
+                }
+            }
+            PickerSync::new(picking, Rc::clone(&snapshot), self.metrics)
+        });
+        let period = self
+            .picker
+            .as_ref()
+            .map_or(Duration::ZERO, PickerSync::tick_period);
+        if let Err(status) = hostcalls::set_tick_period(period) {
+            log::error(&format!("cannot schedule the snapshot refresh: {status:?}"));
+            return false;
+        }
+        self.configured = Some(Rc::new(Configured {
+            config,
+            models,
+            snapshot,
+        }));
         true
     }
 
+    fn on_tick(&mut self) {
+        if let Some(picker) = &mut self.picker {
+            picker.on_tick();
+        }
+    }
+
     /// Must return a context: the SDK panics when the root offers none.
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(HttpFilter::new(
+            context_id,
             self.configured.clone(),
             self.metrics,
         )))

@@ -13,6 +13,17 @@ pub struct RoutedRequest {
     pub base_model: String,
     /// The body to send instead of the client's, when the model was rewritten.
     pub body: Option<Vec<u8>>,
+    /// The replica pool that serves `base_model`.
+    pub pool: String,
+    /// Stable hash of the prompt's start, for prefix affinity.
+    pub prefix_hash: u64,
+}
+
+impl RoutedRequest {
+    /// The LoRA adapter the request is for: the model, when it is not its own base model.
+    pub fn adapter(&self) -> Option<&str> {
+        (self.model != self.base_model).then_some(self.model.as_str())
+    }
 }
 
 /// Rejects a body, or a body so far, that is over the configured limit.
@@ -54,6 +65,8 @@ pub fn route_request(
         model: resolution.model.into_owned(),
         base_model: resolution.base_model.into_owned(),
         body,
+        pool: resolution.spec.pool.clone(),
+        prefix_hash: parsed.request.prefix_hash,
     })
 }
 

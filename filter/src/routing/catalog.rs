@@ -251,6 +251,14 @@ impl ModelCatalog {
         }
     }
 
+    /// Every pool a model is served by, each once.
+    pub fn pools(&self) -> Vec<&str> {
+        let mut pools: Vec<&str> = self.specs.iter().map(|spec| spec.pool.as_str()).collect();
+        pools.sort_unstable();
+        pools.dedup();
+        pools
+    }
+
     /// The names `GET /v1/models` lists: exact models, their adapters and exact aliases.
     pub fn listed_models(&self) -> Vec<ListedModel> {
         self.exact

@@ -37,9 +37,12 @@ fn exact_models_keep_the_body() {
         RoutedRequest {
             model: "qwen-7b".into(),
             base_model: "qwen-7b".into(),
-            body: None
+            body: None,
+            pool: "qwen-7b".into(),
+            prefix_hash: routed.prefix_hash,
         }
     );
+    assert_eq!(routed.adapter(), None);
 }
 
 #[test]

@@ -1,0 +1,39 @@
+//! Envoy's shared data (one map per VM id, shared by every worker) and the host clock. Failures
+//! read as "nothing there": shared data steers routing and must never fail a request.
+
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+
+/// The value under `key` and its compare-and-swap token.
+pub fn get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+/// Writes `value`; with `cas`, only if nobody wrote since it was read. Returns whether it did.
+pub fn set(key: &str, value: &[u8], cas: Option<u32>) -> bool {
+    hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+}
+
+/// Read-modify-write of `key`, retried against concurrent writers from other workers. Returns
+/// whether the update landed.
+pub fn update(key: &str, mut change: impl FnMut(Option<&[u8]>) -> Vec<u8>) -> bool {
+    for _ in 0..8 {
+        let (current, cas) = get(key);
+        let next = change(current.as_deref());
+        // A missing key has no token; creating it is then a plain write.
+        if set(key, &next, cas) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Unix time in milliseconds, from the host (0 if it cannot tell).
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .unwrap_or(0)
+}

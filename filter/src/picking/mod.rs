@@ -1,0 +1,65 @@
+//! Replica picking: which model-server replica should serve a request, from the picker's
+//! snapshot (queue, KV cache, LoRA adapters of every endpoint) and what this Envoy knows that the
+//! snapshot cannot (its own in-flight requests, which prompt prefixes went where).
+//!
+//! Shared state lives in Envoy's shared data under a fixed set of keys (keys are never freed, so
+//! the key space is bounded by design): one lease, one snapshot and its version, one in-flight
+//! map per pool, and `prefix_table::SLOTS` prefix slots.
+
+use serde::Deserialize;
+
+mod in_flight;
+mod lease;
+mod local_snapshot;
+mod prefix_table;
+mod score;
+
+pub use in_flight::InFlight;
+pub use lease::{LEASE_KEY, Lease};
+pub use local_snapshot::{
+    LocalSnapshot, SNAPSHOT_KEY, Unavailable, VERSION_KEY, decode_version, encode_version,
+};
+pub use prefix_table::PrefixEntry;
+pub use score::{Pick, PickRequest, destination, rank};
+
+/// Validated `picking` configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Picking {
+    pub picker_cluster: String,
+    pub picker_authority: String,
+    pub refresh_ms: u64,
+    pub stale_after_ms: u64,
+    pub fallbacks: u32,
+    pub prefix_ttl_ms: u64,
+    pub max_waiting_per_endpoint: Option<u32>,
+    pub weights: Weights,
+}
+
+/// How much each signal counts in an endpoint's score. Read straight from the configuration
+/// (`picking.weights`); validation only checks the values.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Weights {
+    pub queue: f64,
+    pub kv_cache: f64,
+    pub running: f64,
+    pub in_flight: f64,
+    pub prefix: f64,
+    pub lora: f64,
+}
+
+impl Default for Weights {
+    /// Queue and KV cache as the Gateway API Inference Extension weighs them; prefix affinity
+    /// above both, since a cached prefix saves the most; the gateway's own in-flight count as
+    /// much as the queue, because it is fresher than any scrape.
+    fn default() -> Self {
+        Self {
+            queue: 2.0,
+            kv_cache: 2.0,
+            running: 1.0,
+            in_flight: 2.0,
+            prefix: 3.0,
+            lora: 2.0,
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Which endpoint last served a prompt prefix: a fixed number of shared-data slots indexed by
+//! the prefix hash. A newer prefix in the same slot replaces the older one, so the table is
+//! bounded (and approximate) whatever the traffic.
+
+use serde::{Deserialize, Serialize};
+
+/// Slots in the table; each holds one prefix.
+pub const SLOTS: u64 = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixEntry {
+    pub hash: u64,
+    pub endpoint: String,
+    pub at_ms: u64,
+}
+
+impl PrefixEntry {
+    /// The shared-data key of the slot for `hash`.
+    pub fn key(hash: u64) -> String {
+        format!("sluice.prefix.{}", hash % SLOTS)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// The endpoint recorded in `slot` for `hash`, unless another prefix took the slot or the
+    /// entry is older than `ttl_ms` (the replica has likely evicted it by then).
+    pub fn lookup(slot: &[u8], hash: u64, now_ms: u64, ttl_ms: u64) -> Option<String> {
+        let entry: Self = postcard::from_bytes(slot).ok()?;
+        (entry.hash == hash && now_ms.saturating_sub(entry.at_ms) < ttl_ms)
+            .then_some(entry.endpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_family = "wasm")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::{PrefixEntry, SLOTS};
+
+    #[test]
+    fn lookups_match_hash_and_age() {
+        let entry = PrefixEntry {
+            hash: 7 + SLOTS,
+            endpoint: "a:1".into(),
+            at_ms: 1000,
+        };
+        let slot = entry.encode();
+        assert_eq!(PrefixEntry::key(7), PrefixEntry::key(7 + SLOTS));
+        assert_eq!(
+            PrefixEntry::lookup(&slot, 7 + SLOTS, 1500, 1000).as_deref(),
+            Some("a:1")
+        );
+        assert_eq!(
+            PrefixEntry::lookup(&slot, 7, 1500, 1000),
+            None,
+            "another prefix, same slot"
+        );
+        assert_eq!(
+            PrefixEntry::lookup(&slot, 7 + SLOTS, 2000, 1000),
+            None,
+            "expired"
+        );
+        assert_eq!(PrefixEntry::lookup(b"", 7, 0, 1000), None);
+    }
+}
