@@ -39,11 +39,7 @@ impl Picker {
 
     pub async fn start(dir: &Path, config: &str) -> Self {
         let mut process = Self::spawn(dir, config);
-        let addr = process
-            .wait_for_line("listening on ", Duration::from_secs(20))
-            .await
-            .parse()
-            .expect("picker address");
+        let addr = process.listening_addr().await;
         Self { process, addr }
     }
 

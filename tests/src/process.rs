@@ -59,6 +59,16 @@ impl Process {
         }
     }
 
+    /// Waits for the `listening on ADDR` line a service prints once bound (the project's binaries
+    /// do, for callers that gave them port 0) and returns the address.
+    pub async fn listening_addr(&mut self) -> std::net::SocketAddr {
+        let line = self
+            .wait_for_line("listening on ", Duration::from_secs(20))
+            .await;
+        line.parse()
+            .unwrap_or_else(|_| panic!("{}: bad address {line:?}", self.name))
+    }
+
     /// Waits for the process to exit by itself; `None` if it is still running at `timeout`.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use crate::paths;
 use crate::process::Process;
@@ -21,11 +20,7 @@ impl Simulator {
             .args(["--listen", "127.0.0.1:0", "--fast"])
             .args(args);
         let mut process = Process::spawn(name, command, &dir.join(format!("{name}.log")));
-        let addr = process
-            .wait_for_line("listening on ", Duration::from_secs(20))
-            .await
-            .parse()
-            .expect("simulator address");
+        let addr = process.listening_addr().await;
         Self { process, addr }
     }
 

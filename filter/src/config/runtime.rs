@@ -3,7 +3,7 @@
 
 use super::error::ConfigError;
 use super::header_name::HeaderName;
-use super::wire::{WireConfig, WireLimits, WirePicking, WireRouting, WireUnhandledPaths};
+use super::wire::{WireConfig, WireLimits, WireRouting, WireUnhandledPaths};
 use crate::picking::Picking;
 use crate::routing::ModelCatalog;
 
@@ -87,7 +87,7 @@ impl WireConfig {
             routing: self.routing.validate()?,
             limits: self.limits.validate()?,
             catalog: ModelCatalog::build(self.models, self.aliases)?,
-            picking: self.picking.map(WirePicking::validate).transpose()?,
+            picking: self.picking.map(validate_picking).transpose()?,
         })
     }
 }
@@ -138,66 +138,56 @@ impl WireLimits {
     }
 }
 
-impl WirePicking {
-    fn validate(self) -> Result<Picking, ConfigError> {
-        let field = |name: &str| format!("picking.{name}");
-        if self.picker_cluster.trim().is_empty() {
-            return Err(ConfigError::new(
-                field("picker_cluster"),
-                "must not be empty",
-            ));
-        }
-        if self.picker_authority.trim().is_empty() {
-            return Err(ConfigError::new(
-                field("picker_authority"),
-                "must not be empty",
-            ));
-        }
-        if !(10..=60_000).contains(&self.refresh_ms) {
-            return Err(ConfigError::new(field("refresh_ms"), "must be 10 to 60000"));
-        }
-        if self.stale_after_ms < self.refresh_ms {
-            return Err(ConfigError::new(
-                field("stale_after_ms"),
-                "must be at least refresh_ms",
-            ));
-        }
-        if self.fallbacks > 8 {
-            return Err(ConfigError::new(field("fallbacks"), "must be at most 8"));
-        }
-        if self.prefix_ttl_ms == 0 {
-            return Err(ConfigError::new(
-                field("prefix_ttl_ms"),
-                "must be greater than 0",
-            ));
-        }
-        let w = &self.weights;
-        for (name, value) in [
-            ("queue", w.queue),
-            ("kv_cache", w.kv_cache),
-            ("running", w.running),
-            ("in_flight", w.in_flight),
-            ("prefix", w.prefix),
-            ("lora", w.lora),
-        ] {
-            if !value.is_finite() || value < 0.0 {
-                return Err(ConfigError::new(
-                    format!("picking.weights.{name}"),
-                    "must be a finite number, 0 or more",
-                ));
-            }
-        }
-        Ok(Picking {
-            picker_cluster: self.picker_cluster,
-            picker_authority: self.picker_authority,
-            refresh_ms: self.refresh_ms,
-            stale_after_ms: self.stale_after_ms,
-            fallbacks: self.fallbacks,
-            prefix_ttl_ms: self.prefix_ttl_ms,
-            max_waiting_per_endpoint: self.max_waiting_per_endpoint,
-            weights: self.weights,
-        })
+/// Checks the values serde cannot: ranges and relations between fields.
+fn validate_picking(picking: Picking) -> Result<Picking, ConfigError> {
+    let field = |name: &str| format!("picking.{name}");
+    if picking.picker_cluster.trim().is_empty() {
+        return Err(ConfigError::new(
+            field("picker_cluster"),
+            "must not be empty",
+        ));
     }
+    if picking.picker_authority.trim().is_empty() {
+        return Err(ConfigError::new(
+            field("picker_authority"),
+            "must not be empty",
+        ));
+    }
+    if !(10..=60_000).contains(&picking.refresh_ms) {
+        return Err(ConfigError::new(field("refresh_ms"), "must be 10 to 60000"));
+    }
+    if picking.stale_after_ms < picking.refresh_ms {
+        return Err(ConfigError::new(
+            field("stale_after_ms"),
+            "must be at least refresh_ms",
+        ));
+    }
+    if picking.fallbacks > 8 {
+        return Err(ConfigError::new(field("fallbacks"), "must be at most 8"));
+    }
+    if picking.prefix_ttl_ms == 0 {
+        return Err(ConfigError::new(
+            field("prefix_ttl_ms"),
+            "must be greater than 0",
+        ));
+    }
+    let w = &picking.weights;
+    for (name, value) in [
+        ("queue", w.queue),
+        ("kv_cache", w.kv_cache),
+        ("running", w.running),
+        ("in_flight", w.in_flight),
+        ("prefix", w.prefix),
+        ("lora", w.lora),
+    ] {
+        if !value.is_finite() || value < 0.0 {
+            return Err(ConfigError::new(
+                format!("picking.weights.{name}"),
+                "must be a finite number, 0 or more",
+            ));
+        }
+    }
+    Ok(picking)
 }
 
 impl Routing {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::picking::Weights;
+use crate::picking::Picking;
 
 use super::runtime::{
     DEFAULT_BASE_MODEL_HEADER, DEFAULT_MAX_REQUEST_BODY_BYTES, DEFAULT_MODEL_HEADER,
@@ -22,28 +22,7 @@ pub(crate) struct WireConfig {
     /// (or adapter) name from `models`. The body's `model` is rewritten to the target.
     pub aliases: BTreeMap<String, String>,
     /// Replica picking from the picker's snapshot; off when absent.
-    pub picking: Option<WirePicking>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct WirePicking {
-    /// Envoy cluster of the picker service.
-    pub picker_cluster: String,
-    /// `:authority` of snapshot requests.
-    pub picker_authority: String,
-    /// How often the snapshot is fetched (by one worker) and re-read (by every worker).
-    pub refresh_ms: u64,
-    /// A snapshot older than this is not used: requests fall back to Envoy's load balancing.
-    pub stale_after_ms: u64,
-    /// Fallback endpoints named after the first choice, for Envoy's retries.
-    pub fallbacks: u32,
-    /// How long a prompt prefix stays associated with the endpoint that served it.
-    pub prefix_ttl_ms: u64,
-    /// An endpoint with at least this many waiting requests is saturated; when every endpoint
-    /// of a pool is, requests are shed with 429. Absent: never shed.
-    pub max_waiting_per_endpoint: Option<u32>,
-    pub weights: Weights,
+    pub picking: Option<Picking>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,21 +76,6 @@ impl Default for WireLimits {
     fn default() -> Self {
         Self {
             max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
-        }
-    }
-}
-
-impl Default for WirePicking {
-    fn default() -> Self {
-        Self {
-            picker_cluster: "sluice_picker".to_owned(),
-            picker_authority: "sluice-picker".to_owned(),
-            refresh_ms: 100,
-            stale_after_ms: 2000,
-            fallbacks: 2,
-            prefix_ttl_ms: 600_000,
-            max_waiting_per_endpoint: None,
-            weights: Weights::default(),
         }
     }
 }

@@ -46,8 +46,8 @@ pub fn pick(
         PrefixEntry::lookup(&slot, routed.prefix_hash, now, picking.prefix_ttl_ms)
     });
     let in_flight_key = InFlight::key(&routed.pool);
-    let in_flight = shared::get(&in_flight_key)
-        .0
+    let (in_flight_bytes, in_flight_cas) = shared::get(&in_flight_key);
+    let mut in_flight = in_flight_bytes
         .map(|bytes| InFlight::decode(&bytes))
         .unwrap_or_default();
     let request = PickRequest {
@@ -69,11 +69,16 @@ pub fn pick(
     let Some(chosen) = ranked.first().map(|a| (*a).to_owned()) else {
         return PickOutcome::EnvoyDecides;
     };
-    shared::update(&in_flight_key, |current| {
-        let mut map = current.map(InFlight::decode).unwrap_or_default();
-        map.add(&chosen, 1, now);
-        map.encode()
-    });
+    // Count the request with the map already read; only if another worker wrote in between is
+    // it read again.
+    in_flight.add(&chosen, 1, now);
+    if !shared::set(&in_flight_key, &in_flight.encode(), in_flight_cas) {
+        shared::update(&in_flight_key, |current| {
+            let mut map = current.map(InFlight::decode).unwrap_or_default();
+            map.add(&chosen, 1, now);
+            map.encode()
+        });
+    }
     let entry = PrefixEntry {
         hash: routed.prefix_hash,
         endpoint: chosen.clone(),

@@ -22,17 +22,42 @@ pub use local_snapshot::{
 pub use prefix_table::PrefixEntry;
 pub use score::{Pick, PickRequest, destination, rank};
 
-/// Validated `picking` configuration.
-#[derive(Debug, Clone, PartialEq)]
+/// The `picking` configuration, read straight from JSON; `validate` checks it once at configure
+/// time.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Picking {
+    /// Envoy cluster of the picker service.
     pub picker_cluster: String,
+    /// `:authority` of snapshot requests.
     pub picker_authority: String,
+    /// How often the snapshot is fetched (by one worker) and re-read (by every worker).
     pub refresh_ms: u64,
+    /// A snapshot older than this is not used: requests fall back to Envoy's load balancing.
     pub stale_after_ms: u64,
+    /// Fallback endpoints named after the first choice, for Envoy's retries.
     pub fallbacks: u32,
+    /// How long a prompt prefix stays associated with the endpoint that served it.
     pub prefix_ttl_ms: u64,
+    /// An endpoint with at least this many waiting requests is saturated; when every endpoint
+    /// of a pool is, requests are shed with 429. Absent: never shed.
     pub max_waiting_per_endpoint: Option<u32>,
     pub weights: Weights,
+}
+
+impl Default for Picking {
+    fn default() -> Self {
+        Self {
+            picker_cluster: "sluice_picker".to_owned(),
+            picker_authority: "sluice-picker".to_owned(),
+            refresh_ms: 100,
+            stale_after_ms: 2000,
+            fallbacks: 2,
+            prefix_ttl_ms: 600_000,
+            max_waiting_per_endpoint: None,
+            weights: Weights::default(),
+        }
+    }
 }
 
 /// How much each signal counts in an endpoint's score. Read straight from the configuration
