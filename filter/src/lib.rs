@@ -32,6 +32,7 @@ pub mod json;
 pub mod picking;
 pub mod pipeline;
 pub mod routing;
+pub mod tokens;
 
 #[cfg(target_os = "wasi")]
 mod host;
