@@ -33,6 +33,7 @@ pub mod picking;
 pub mod pipeline;
 pub mod routing;
 pub mod tokens;
+pub mod usage;
 
 #[cfg(target_os = "wasi")]
 mod host;
