@@ -95,6 +95,9 @@ impl Envoy {
 
     /// The value of one counter or gauge from the admin `/stats`, 0 when absent.
     pub async fn stat(&self, name: &str) -> u64 {
+        // The filter hands its counters to Envoy on its root tick (every 100 ms at most); wait
+        // long enough that every count made before this call shows.
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         let text = crate::gateway::client()
             .get(format!("http://{}/stats?filter=^{name}$", self.admin))
             .send()

@@ -15,14 +15,14 @@ use crate::canonical::ApiKind;
 use crate::config::{DESTINATION_ENDPOINT_HEADER, Routing};
 use crate::error::{ApiFlavor, GatewayError};
 use crate::pipeline::{
-    self, HeadersDecision, LocalReply, RequestHead, RoutedRequest, check_body_size,
+    self, HeadersDecision, LocalReply, RequestHeaders, RoutedRequest, check_body_size,
 };
 
 pub struct HttpFilter {
     /// Unique among this VM's live requests; rotates ties between equally good replicas.
     context_id: u32,
     configured: Option<Rc<Configured>>,
-    metrics: Option<Metrics>,
+    metrics: Option<Rc<Metrics>>,
     /// Set while the body of an inference request is being read.
     reading_body: Option<ApiKind>,
     /// Bytes of request body buffered so far, as Envoy last reported.
@@ -35,7 +35,7 @@ impl HttpFilter {
     pub fn new(
         context_id: u32,
         configured: Option<Rc<Configured>>,
-        metrics: Option<Metrics>,
+        metrics: Option<Rc<Metrics>>,
     ) -> Self {
         Self {
             context_id,
@@ -47,22 +47,24 @@ impl HttpFilter {
         }
     }
 
-    fn count(&self, pick: impl Fn(&Metrics) -> super::metrics::Counter) {
+    fn count(&self, pick: impl Fn(&Metrics) -> &super::metrics::Counter) {
         if let Some(metrics) = &self.metrics {
             pick(metrics).increment();
         }
     }
 
-    /// Removes every client-sent copy of a header only the gateway may set.
-    fn remove_internal_headers(&self, configured: &Configured) -> Result<(), GatewayError> {
+    /// Removes every client-sent copy of a header only the gateway may set. Asks the host only
+    /// for headers `headers` holds, so a clean request costs no host call here.
+    fn remove_internal_headers(
+        &self,
+        configured: &Configured,
+        headers: &RequestHeaders,
+    ) -> Result<(), GatewayError> {
         for name in configured.config.routing.internal_headers() {
-            let present = request_header(name)
-                .map_err(|_| GatewayError::Internal("reading request headers failed"))?
-                .is_some();
-            if present {
+            if headers.contains(name) {
                 hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
                     .map_err(|_| GatewayError::Internal("removing a request header failed"))?;
-                self.count(|m| m.internal_headers_removed);
+                self.count(|m| &m.internal_headers_removed);
             }
         }
         Ok(())
@@ -72,7 +74,7 @@ impl HttpFilter {
     fn send(&mut self, reply: &LocalReply) -> Action {
         self.reading_body = None;
         if reply.status >= 400 {
-            self.count(|m| m.rejected);
+            self.count(|m| &m.rejected);
         }
         let sent = hostcalls::send_http_response(
             u32::from(reply.status),
@@ -107,16 +109,16 @@ impl HttpFilter {
         ) {
             PickOutcome::Destination { header, ticket } => {
                 self.ticket = Some(ticket);
-                self.count(|m| m.picked);
+                self.count(|m| &m.picked);
                 Ok(Some(header))
             }
             PickOutcome::EnvoyDecides => {
-                self.count(|m| m.pick_fallbacks);
+                self.count(|m| &m.pick_fallbacks);
                 Ok(None)
             }
             PickOutcome::Reject(error) => {
                 if error == GatewayError::Overloaded {
-                    self.count(|m| m.shed);
+                    self.count(|m| &m.shed);
                 }
                 Err(error)
             }
@@ -154,7 +156,10 @@ impl HttpFilter {
     }
 }
 
-/// Sets the routing headers (and the rewritten body) and lets Envoy pick the route again.
+/// Sets the routing headers (and the rewritten body). Envoy picks the route again: with the ABI
+/// this SDK speaks (proxy-wasm 0.2.1), changing a request header clears the route cache, so no
+/// separate `clear_route_cache` call (a host call per request) is needed; the routing e2e tests
+/// catch it if that ever changes.
 fn apply_route(
     routing: &Routing,
     routed: &RoutedRequest,
@@ -188,15 +193,7 @@ fn apply_route(
         )
         .map_err(failed)?;
     }
-    // Routes were matched before the body was read; match again on the new headers.
-    if let Err(status) = hostcalls::call_foreign_function("clear_route_cache", None) {
-        log::warn(&format!("clear_route_cache failed: {status:?}"));
-    }
     Ok(())
-}
-
-fn request_header(name: &str) -> Result<Option<String>, proxy_wasm::types::Status> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
 }
 
 impl Context for HttpFilter {}
@@ -207,28 +204,24 @@ impl HttpContext for HttpFilter {
     /// while the body is read (Envoy then calls `on_http_request_body`; this needs
     /// `allow_on_headers_stop_iteration`) or, after a local reply, ends the request.
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.count(|m| m.requests);
+        self.count(|m| &m.requests);
+        let headers = match hostcalls::get_map(MapType::HttpRequestHeaders) {
+            Ok(pairs) => RequestHeaders::new(pairs),
+            Err(_) => {
+                let error = GatewayError::Internal("reading request headers failed");
+                return self.reject(&error, ApiFlavor::OpenAi);
+            }
+        };
+        let head = headers.head(end_of_stream);
         let Some(configured) = self.configured.clone() else {
-            let path = request_header(":path").ok().flatten().unwrap_or_default();
-            return self.reject(&GatewayError::NotConfigured, ApiFlavor::from_path(&path));
+            return self.reject(
+                &GatewayError::NotConfigured,
+                ApiFlavor::from_path(head.path),
+            );
         };
-        if let Err(error) = self.remove_internal_headers(&configured) {
-            return self.reject(&error, ApiFlavor::OpenAi);
+        if let Err(error) = self.remove_internal_headers(&configured, &headers) {
+            return self.reject(&error, ApiFlavor::from_path(head.path));
         }
-        let header = |name| request_header(name).ok().flatten();
-        let (method, path) = (
-            header(":method").unwrap_or_default(),
-            header(":path").unwrap_or_default(),
-        );
-        let (content_type, content_length) = (header("content-type"), header("content-length"));
-        let head = RequestHead {
-            method: &method,
-            path: &path,
-            content_type: content_type.as_deref(),
-            content_length: content_length.as_deref(),
-            anthropic_version: header("anthropic-version").is_some(),
-            end_of_stream,
-        };
         match pipeline::decide_on_headers(&configured.config, &configured.models, &head) {
             HeadersDecision::Forward => Action::Continue,
             HeadersDecision::Reply(reply) => self.send(&reply),

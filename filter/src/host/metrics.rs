@@ -1,27 +1,45 @@
 //! Counters the filter exports. Envoy shows them as `wasmcustom.<name>` in `/stats` and
 //! `/stats/prometheus`, summed over every worker's VM.
+//!
+//! Requests only bump a number in guest memory; the root context adds what gathered to Envoy's
+//! counters on its tick. An `increment_metric` per request would cost a host call each, and
+//! counters that reach Envoy a tick (at most 100 ms) later lose nothing an operator needs.
+
+use std::cell::Cell;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
 /// A counter that never fails the request that bumps it: if the host refused to define or
 /// update it, the count is lost and the request goes on.
-#[derive(Debug, Clone, Copy)]
-pub struct Counter(Option<u32>);
+#[derive(Debug)]
+pub struct Counter {
+    id: Option<u32>,
+    /// Increments not yet handed to Envoy.
+    pending: Cell<u64>,
+}
 
 impl Counter {
     fn define(name: &str) -> Self {
-        Self(hostcalls::define_metric(MetricType::Counter, name).ok())
+        Self {
+            id: hostcalls::define_metric(MetricType::Counter, name).ok(),
+            pending: Cell::new(0),
+        }
     }
 
-    pub fn increment(self) {
-        if let Some(id) = self.0 {
-            let _ = hostcalls::increment_metric(id, 1);
+    pub fn increment(&self) {
+        self.pending.set(self.pending.get().saturating_add(1));
+    }
+
+    fn flush(&self) {
+        let pending = self.pending.replace(0);
+        if let (Some(id), true) = (self.id, pending > 0) {
+            let _ = hostcalls::increment_metric(id, i64::try_from(pending).unwrap_or(i64::MAX));
         }
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Metrics {
     /// Requests the filter saw.
     pub requests: Counter,
@@ -50,6 +68,21 @@ impl Metrics {
             pick_fallbacks: Counter::define("sluice_pick_fallbacks_total"),
             shed: Counter::define("sluice_requests_shed_total"),
             picker_fetch_failures: Counter::define("sluice_picker_fetch_failures_total"),
+        }
+    }
+
+    /// Hands every pending increment to Envoy; called on the root's tick.
+    pub fn flush(&self) {
+        for counter in [
+            &self.requests,
+            &self.internal_headers_removed,
+            &self.rejected,
+            &self.picked,
+            &self.pick_fallbacks,
+            &self.shed,
+            &self.picker_fetch_failures,
+        ] {
+            counter.flush();
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Host calls go through `proxy_wasm::hostcalls`, which return `Result`, rather than the SDK's
 //! context helpers, several of which panic on an unexpected host status (a panic traps the VM).
 
+mod clock;
 mod http;
 mod log;
 mod metrics;

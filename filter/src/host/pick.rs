@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use super::shared;
+use super::{clock, shared};
 use crate::error::GatewayError;
 use crate::picking::{
     InFlight, LocalSnapshot, Pick, PickRequest, Picking, PrefixEntry, destination, rank,
@@ -34,7 +34,7 @@ pub fn pick(
     routed: &RoutedRequest,
     tie_breaker: u64,
 ) -> PickOutcome {
-    let now = shared::now_ms();
+    let now = clock::now_ms();
     let Ok(local) = local.try_borrow() else {
         return PickOutcome::EnvoyDecides;
     };
@@ -42,9 +42,9 @@ pub fn pick(
         return PickOutcome::EnvoyDecides;
     };
     let prefix_key = PrefixEntry::key(routed.prefix_hash);
-    let prefix_endpoint = shared::get(&prefix_key).0.and_then(|slot| {
-        PrefixEntry::lookup(&slot, routed.prefix_hash, now, picking.prefix_ttl_ms)
-    });
+    let recorded = shared::get(&prefix_key)
+        .0
+        .and_then(|slot| PrefixEntry::find(&slot, routed.prefix_hash, now, picking.prefix_ttl_ms));
     let in_flight_key = InFlight::key(&routed.pool);
     let (in_flight_bytes, in_flight_cas) = shared::get(&in_flight_key);
     let mut in_flight = in_flight_bytes
@@ -52,7 +52,7 @@ pub fn pick(
         .unwrap_or_default();
     let request = PickRequest {
         adapter: routed.adapter(),
-        prefix_endpoint: prefix_endpoint.as_deref(),
+        prefix_endpoint: recorded.as_ref().map(|entry| entry.endpoint.as_str()),
         tie_breaker,
     };
     let ranked = match rank(
@@ -79,12 +79,14 @@ pub fn pick(
             map.encode()
         });
     }
-    let entry = PrefixEntry {
-        hash: routed.prefix_hash,
-        endpoint: chosen.clone(),
-        at_ms: now,
-    };
-    shared::set(&prefix_key, &entry.encode(), None);
+    if recorded.is_none_or(|entry| entry.needs_write(&chosen, now, picking.prefix_ttl_ms)) {
+        let entry = PrefixEntry {
+            hash: routed.prefix_hash,
+            endpoint: chosen.clone(),
+            at_ms: now,
+        };
+        shared::set(&prefix_key, &entry.encode(), None);
+    }
     PickOutcome::Destination {
         header: destination(&ranked, picking.fallbacks),
         ticket: InFlightTicket {
@@ -96,7 +98,7 @@ pub fn pick(
 
 /// The request to `ticket`'s endpoint is over.
 pub fn release(ticket: &InFlightTicket) {
-    let now = shared::now_ms();
+    let now = clock::now_ms();
     shared::update(&ticket.key, |current| {
         let mut map = current.map(InFlight::decode).unwrap_or_default();
         map.add(&ticket.address, -1, now);

@@ -11,9 +11,8 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 
-use super::log;
 use super::metrics::Metrics;
-use super::shared;
+use super::{clock, log, shared};
 use crate::picking::{
     LEASE_KEY, Lease, LocalSnapshot, Picking, SNAPSHOT_KEY, VERSION_KEY, decode_version,
     encode_version,
@@ -26,14 +25,17 @@ pub struct PickerSync {
     /// Token of the snapshot request under way, if any.
     call: Option<u32>,
     local: Rc<RefCell<LocalSnapshot>>,
-    metrics: Option<Metrics>,
+    metrics: Option<Rc<Metrics>>,
+    /// Unix ms from which the next tick refreshes: the root ticks more often than `refresh_ms`
+    /// when that is long, to flush its counters.
+    due_ms: u64,
 }
 
 impl PickerSync {
     pub fn new(
         picking: Picking,
         local: Rc<RefCell<LocalSnapshot>>,
-        metrics: Option<Metrics>,
+        metrics: Option<Rc<Metrics>>,
     ) -> Self {
         // std seeds RandomState from the host's random source (WASI random_get).
         let me = RandomState::new().hash_one(0u8);
@@ -43,6 +45,7 @@ impl PickerSync {
             call: None,
             local,
             metrics,
+            due_ms: 0,
         }
     }
 
@@ -51,8 +54,12 @@ impl PickerSync {
     }
 
     pub fn on_tick(&mut self) {
+        let now = clock::now_ms();
+        if now < self.due_ms {
+            return;
+        }
+        self.due_ms = now.saturating_add(self.picking.refresh_ms);
         self.refresh_local();
-        let now = shared::now_ms();
         let (current, cas) = shared::get(LEASE_KEY);
         let ttl = self.picking.refresh_ms.saturating_mul(3);
         let Some(lease) = Lease::next(

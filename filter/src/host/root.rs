@@ -3,16 +3,16 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
 use super::http::HttpFilter;
-use super::log;
 use super::metrics::Metrics;
 use super::picker_sync::PickerSync;
+use super::{clock, log};
 use crate::config::Config;
 use crate::picking::{InFlight, LocalSnapshot};
 use crate::pipeline::ModelsList;
@@ -25,11 +25,15 @@ pub struct Configured {
     pub snapshot: Rc<RefCell<LocalSnapshot>>,
 }
 
+/// The longest the root waits between ticks: it bounds how late counters reach Envoy and how
+/// old the cached clock gets.
+const MAX_TICK: Duration = Duration::from_millis(100);
+
 #[derive(Default)]
 pub struct Root {
     /// `None` until a configuration was accepted.
     configured: Option<Rc<Configured>>,
-    metrics: Option<Metrics>,
+    metrics: Option<Rc<Metrics>>,
     /// Present when replica picking is configured.
     picker: Option<PickerSync>,
 }
@@ -68,17 +72,14 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let now = hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs());
-        let models = ModelsList::new(&config.catalog, now);
+        let now_s = clock::refresh() / 1000;
+        let models = ModelsList::new(&config.catalog, now_s);
         log::info(&format!(
             "configured; model header {}, base model header {}",
             config.routing.model_header, config.routing.base_model_header
         ));
         if self.metrics.is_none() {
-            self.metrics = Some(Metrics::define());
+            self.metrics = Some(Rc::new(Metrics::define()));
         }
         let snapshot = Rc::new(RefCell::new(LocalSnapshot::default()));
         self.picker = config.picking.clone().map(|picking| {
@@ -90,14 +91,14 @@ impl RootContext for Root {
                     super::shared::set(&key, &InFlight::default().encode(), None);
                 }
             }
-            PickerSync::new(picking, Rc::clone(&snapshot), self.metrics)
+            PickerSync::new(picking, Rc::clone(&snapshot), self.metrics.clone())
         });
         let period = self
             .picker
             .as_ref()
-            .map_or(Duration::ZERO, PickerSync::tick_period);
+            .map_or(MAX_TICK, |picker| picker.tick_period().min(MAX_TICK));
         if let Err(status) = hostcalls::set_tick_period(period) {
-            log::error(&format!("cannot schedule the snapshot refresh: {status:?}"));
+            log::error(&format!("cannot schedule the root tick: {status:?}"));
             return false;
         }
         self.configured = Some(Rc::new(Configured {
@@ -108,7 +109,12 @@ impl RootContext for Root {
         true
     }
 
+    /// Advances the cached clock, hands the counters to Envoy and keeps the snapshot fresh.
     fn on_tick(&mut self) {
+        clock::refresh();
+        if let Some(metrics) = &self.metrics {
+            metrics.flush();
+        }
         if let Some(picker) = &mut self.picker {
             picker.on_tick();
         }
@@ -119,7 +125,7 @@ impl RootContext for Root {
         Some(Box::new(HttpFilter::new(
             context_id,
             self.configured.clone(),
-            self.metrics,
+            self.metrics.clone(),
         )))
     }
 

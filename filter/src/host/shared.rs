@@ -1,7 +1,5 @@
-//! Envoy's shared data (one map per VM id, shared by every worker) and the host clock. Failures
-//! read as "nothing there": shared data steers routing and must never fail a request.
-
-use std::time::UNIX_EPOCH;
+//! Envoy's shared data (one map per VM id, shared by every worker). Failures read as "nothing
+//! there": shared data steers routing and must never fail a request.
 
 use proxy_wasm::hostcalls;
 
@@ -27,13 +25,4 @@ pub fn update(key: &str, mut change: impl FnMut(Option<&[u8]>) -> Vec<u8>) -> bo
         }
     }
     false
-}
-
-/// Unix time in milliseconds, from the host (0 if it cannot tell).
-pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| u64::try_from(d.as_millis()).ok())
-        .unwrap_or(0)
 }

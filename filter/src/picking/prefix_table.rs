@@ -27,9 +27,24 @@ impl PrefixEntry {
     /// The endpoint recorded in `slot` for `hash`, unless another prefix took the slot or the
     /// entry is older than `ttl_ms` (the replica has likely evicted it by then).
     pub fn lookup(slot: &[u8], hash: u64, now_ms: u64, ttl_ms: u64) -> Option<String> {
+        Self::find(slot, hash, now_ms, ttl_ms).map(|entry| entry.endpoint)
+    }
+
+    /// The entry in `slot` for `hash` that is younger than `ttl_ms`, if any.
+    pub fn find(slot: &[u8], hash: u64, now_ms: u64, ttl_ms: u64) -> Option<Self> {
         let entry: Self = postcard::from_bytes(slot).ok()?;
-        (entry.hash == hash && now_ms.saturating_sub(entry.at_ms) < ttl_ms)
-            .then_some(entry.endpoint)
+        (entry.hash == hash && entry.age_ms(now_ms) < ttl_ms).then_some(entry)
+    }
+
+    /// Whether sending `hash` to `endpoint` at `now_ms` needs this entry written again: it names
+    /// another endpoint, or it is past half its `ttl_ms` and would soon expire. Skipping the
+    /// write when neither holds saves a shared-data write on most requests of a hot prefix.
+    pub fn needs_write(&self, endpoint: &str, now_ms: u64, ttl_ms: u64) -> bool {
+        self.endpoint != endpoint || self.age_ms(now_ms) >= ttl_ms / 2
+    }
+
+    fn age_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.at_ms)
     }
 }
 
@@ -39,6 +54,24 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::{PrefixEntry, SLOTS};
+
+    #[test]
+    fn an_entry_is_rewritten_only_when_it_moves_or_ages() {
+        let entry = PrefixEntry {
+            hash: 7,
+            endpoint: "a:1".into(),
+            at_ms: 1000,
+        };
+        let found = PrefixEntry::find(&entry.encode(), 7, 1200, 1000).unwrap();
+        assert_eq!(found, entry);
+        assert!(!found.needs_write("a:1", 1499, 1000));
+        assert!(
+            found.needs_write("a:1", 1500, 1000),
+            "half its lifetime gone"
+        );
+        assert!(found.needs_write("b:1", 1001, 1000), "another endpoint");
+        assert_eq!(PrefixEntry::find(&entry.encode(), 7, 2000, 1000), None);
+    }
 
     #[test]
     fn lookups_match_hash_and_age() {

@@ -4,7 +4,9 @@
 mod body;
 mod headers;
 mod models_list;
+mod request_headers;
 
 pub use body::{RoutedRequest, check_body_size, route_request};
 pub use headers::{HeadersDecision, LocalReply, RequestHead, decide_on_headers};
 pub use models_list::ModelsList;
+pub use request_headers::RequestHeaders;

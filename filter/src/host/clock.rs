@@ -1,0 +1,29 @@
+//! The host clock, read once per tick instead of once per request: a host call costs a Wasm
+//! boundary crossing, and everything the filter times (snapshot staleness, prefix-table age,
+//! leaked in-flight counts) is measured in hundreds of milliseconds or more, far above the tick.
+
+use std::cell::Cell;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+
+thread_local! {
+    /// Unix milliseconds at the last refresh. A VM runs on one worker thread only.
+    static NOW_MS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Reads the host clock; called on configuration and on every tick.
+pub fn refresh() -> u64 {
+    let now = hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .unwrap_or(0);
+    NOW_MS.with(|cell| cell.set(now));
+    now
+}
+
+/// Unix time in milliseconds as of the last refresh (at most one tick old; 0 before the first).
+pub fn now_ms() -> u64 {
+    NOW_MS.with(Cell::get)
+}
