@@ -48,6 +48,7 @@ e2e-test:
 bench: setup
 	@bench/setup.sh
 	cargo build --locked --release -p sluice-filter --target wasm32-wasip1
+	cargo build --locked --release -p sluice-picker
 	cargo run --locked -q -p sluice-bench --bin bench -- $(BENCH_ARGS)
 
 clean:
