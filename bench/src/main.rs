@@ -506,8 +506,13 @@ async fn run(options: Options) -> Result<(), String> {
         wasm.display()
     ));
     let upstream = procs::start_envoy("upstream", &dir, &procs::upstream_config()?, 1).await?;
-    let picker =
-        procs::start_picker(&dir, upstream.addr, sluice_config::FILTER_CONFIGURATION).await?;
+    let picker = procs::start_picker(
+        &dir,
+        upstream.addr,
+        sluice_config::FILTER_CONFIGURATION,
+        MODEL,
+    )
+    .await?;
     let sluice_yaml = procs::sluice_config(
         upstream.addr,
         Some(picker.addr),

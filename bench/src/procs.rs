@@ -303,22 +303,27 @@ fn model_pools(filter_configuration: &str) -> Result<Vec<(String, String)>, Stri
 /// The Envoy cluster of the shipped `envoy.yaml` the filter fetches snapshots from.
 const PICKER_CLUSTER: &str = "sluice_picker";
 
-/// The picker (release build) with every pool of `filter_configuration` served by `upstream`,
-/// whose canned `/metrics` page is an idle vLLM replica: the filter then picks a replica per
-/// request from a live snapshot, as in production. Waits for the first snapshot.
+/// The picker (release build) with the pool that serves `model` in `filter_configuration`
+/// scraping `upstream`, whose canned `/metrics` page is an idle vLLM replica: the filter then
+/// picks a replica per request from a live snapshot, as in production. (An endpoint may belong
+/// to one pool only, and every benchmark request is for `model`.) Waits for the first snapshot.
 pub async fn start_picker(
     dir: &Path,
     upstream: SocketAddr,
     filter_configuration: &str,
+    model: &str,
 ) -> Result<Service, String> {
-    let mut config = String::from(
-        "scrape_interval_ms = 50\nscrape_timeout_ms = 500\nunhealthy_after = 3\nhealthy_after = 2\n",
-    );
-    for (pool, model) in model_pools(filter_configuration)? {
-        config.push_str(&format!(
-            "\n[[pool]]\nname = {pool:?}\nmodel = {model:?}\nendpoints = [\"{upstream}\"]\n"
+    let pools = model_pools(filter_configuration)?;
+    let Some((pool, _)) = pools.iter().find(|(_, m)| m == model) else {
+        return Err(format!(
+            "bench/src/sluice_config.rs: no pool serves {model}"
         ));
-    }
+    };
+    let config = format!(
+        "scrape_interval_ms = 50\nscrape_timeout_ms = 500\nunhealthy_after = 3\n\
+         healthy_after = 2\n\n[[pool]]\nname = {pool:?}\nmodel = {model:?}\n\
+         endpoints = [\"{upstream}\"]\n"
+    );
     let config_path = dir.join("picker.toml");
     std::fs::write(&config_path, config).map_err(|e| format!("write picker config: {e}"))?;
     let port = free_port()?;
