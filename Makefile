@@ -5,7 +5,7 @@ WASM := target/wasm32-wasip1/release/sluice_filter.wasm
 # wasm-bindgen-test-runner runs the filter's unit tests compiled to wasm32 under Node.
 WASM_TEST_RUNNER := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CURDIR)/.tools/bin/wasm-bindgen-test-runner
 
-.PHONY: setup build run test lint unit-test wasm-test e2e-test bench clean token-accuracy token-calibrate
+.PHONY: setup build run test lint unit-test wasm-test e2e-test bench bench-host-cost clean token-accuracy token-calibrate
 
 setup:
 	@scripts/setup.sh
@@ -27,7 +27,7 @@ test: setup lint unit-test wasm-test e2e-test
 lint:
 	cargo fmt --all --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
-	cargo clippy --locked -p sluice-filter -p sluice-snapshot --target wasm32-wasip1 --all-targets -- -D warnings
+	cargo clippy --locked -p sluice-filter -p sluice-snapshot -p sluice-host-cost --target wasm32-wasip1 --all-targets -- -D warnings
 
 unit-test:
 	cargo test --locked --workspace --exclude sluice-e2e
@@ -48,7 +48,17 @@ e2e-test:
 bench: setup
 	@bench/setup.sh
 	cargo build --locked --release -p sluice-filter --target wasm32-wasip1
+	cargo build --locked --release -p sluice-picker
 	cargo run --locked -q -p sluice-bench --bin bench -- $(BENCH_ARGS)
+
+## bench-host-cost: what each proxy-wasm mechanism (a loaded filter, header reads, body buffering,
+## header writes, shared data, counters) costs per request in this Envoy, measured with a probe
+## filter (bench/host-cost) beside plain Envoy and Envoy + Sluice; needs perf. About 5 minutes.
+bench-host-cost: setup
+	@bench/setup.sh
+	@command -v perf >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null)
+	cargo build --locked --release -p sluice-filter -p sluice-host-cost --target wasm32-wasip1
+	bench/host-cost/measure.py $(HOST_COST_ARGS)
 
 ## token-accuracy: the filter's token estimator beside the real tokenizers (o200k_base, cl100k_base,
 ## Qwen 2.5, Claude), offline, on a corpus built from tools/token-accuracy/corpus and this repository;

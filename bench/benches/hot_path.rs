@@ -135,6 +135,72 @@ fn error_body(c: &mut Criterion) {
     group.finish();
 }
 
+/// Replica scoring for one request: rank the healthy endpoints of a pool by queue, KV cache,
+/// running and in-flight requests, prefix and LoRA affinity (what the filter does per request
+/// once a fresh snapshot is at hand), for pools of 4, 16 and 64 replicas.
+fn replica_scoring(c: &mut Criterion) {
+    use sluice_filter::picking::{InFlight, PickRequest, Picking, destination, rank};
+    use sluice_snapshot::{Endpoint, Lora, Pool};
+    let picking = Picking::default();
+    let mut group = c.benchmark_group("replica_scoring");
+    for replicas in [4u32, 16, 64] {
+        let endpoints: Vec<Endpoint> = (0..replicas)
+            .map(|i| Endpoint {
+                address: format!("10.0.{}.{}:8000", i / 200, i % 200 + 1),
+                healthy: i % 13 != 5,
+                waiting: (i * 7) % 5,
+                running: (i * 11) % 17,
+                kv_cache_usage: ((i * 37) % 100) as f32 / 100.0,
+                block_size: 16,
+                lora: Lora {
+                    max: 4,
+                    running: if i % 3 == 0 {
+                        vec!["sql-lora".into()]
+                    } else {
+                        vec![]
+                    },
+                    waiting: vec![],
+                },
+                metrics_age_ms: 20,
+            })
+            .collect();
+        let mut in_flight = InFlight::default();
+        for endpoint in endpoints.iter().step_by(2) {
+            in_flight.add(&endpoint.address, 3, 1_000);
+        }
+        let prefix_endpoint = endpoints.get(1).map(|e| e.address.clone());
+        let pool = Pool {
+            name: "llama_8b".into(),
+            model: "meta-llama/Llama-3.1-8B-Instruct".into(),
+            endpoints,
+        };
+        let mut tie_breaker = 0u64;
+        group.bench_function(BenchmarkId::new("rank", replicas), |b| {
+            b.iter(|| {
+                tie_breaker = tie_breaker.wrapping_add(1);
+                let request = PickRequest {
+                    adapter: Some("sql-lora"),
+                    prefix_endpoint: prefix_endpoint.as_deref(),
+                    tie_breaker,
+                };
+                match rank(
+                    black_box(&pool),
+                    &in_flight,
+                    &request,
+                    &picking.weights,
+                    picking.max_waiting_per_endpoint,
+                ) {
+                    sluice_filter::picking::Pick::Ranked(ranked) => {
+                        destination(&ranked, picking.fallbacks)
+                    }
+                    _ => String::new(),
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Token estimation of the whole request (text, chat overheads, output budget), on the parsed
 /// request: what `route_request` adds for token accounting.
 fn token_estimate(c: &mut Criterion) {
@@ -211,6 +277,6 @@ criterion_group! {
         .sample_size(30)
         .without_plots();
     targets = parse_baseline, parse_normalize, route_request, route_request_alias, headers_phase,
-        error_body, token_estimate, token_count, usage_stream, configure
+        replica_scoring, error_body, token_estimate, token_count, usage_stream, configure
 }
 criterion_main!(hot_path);

@@ -426,6 +426,9 @@ fn progress(repeat: usize, repeats: usize, label: &str, setup: Setup, what: &str
 
 struct Running {
     upstream: Service,
+    /// Keeps the snapshot fresh for Envoy + Sluice; a process of its own, outside the CPU and
+    /// memory measured for Envoy (as a picker runs beside the proxy in production).
+    picker: Service,
     envoy: Service,
     sluice: Service,
     litellm: Option<Service>,
@@ -461,6 +464,7 @@ impl Running {
 
     fn check_alive(&mut self) -> Result<(), String> {
         self.upstream.check_running("the mock upstream")?;
+        self.picker.check_running("the picker")?;
         self.envoy.check_running("plain Envoy")?;
         self.sluice.check_running("Envoy + Sluice")?;
         Ok(())
@@ -502,8 +506,19 @@ async fn run(options: Options) -> Result<(), String> {
         wasm.display()
     ));
     let upstream = procs::start_envoy("upstream", &dir, &procs::upstream_config()?, 1).await?;
-    let sluice_yaml =
-        procs::sluice_config(upstream.addr, &wasm, sluice_config::FILTER_CONFIGURATION)?;
+    let picker = procs::start_picker(
+        &dir,
+        upstream.addr,
+        sluice_config::FILTER_CONFIGURATION,
+        MODEL,
+    )
+    .await?;
+    let sluice_yaml = procs::sluice_config(
+        upstream.addr,
+        Some(picker.addr),
+        &wasm,
+        sluice_config::FILTER_CONFIGURATION,
+    )?;
     let plain_yaml = procs::without_filter(&sluice_yaml, "sluice")?;
     let sluice = procs::start_envoy("envoy-sluice", &dir, &sluice_yaml, ENVOY_WORKERS).await?;
     let envoy = procs::start_envoy("envoy-plain", &dir, &plain_yaml, ENVOY_WORKERS).await?;
@@ -543,6 +558,7 @@ async fn run(options: Options) -> Result<(), String> {
     }
     let mut running = Running {
         upstream,
+        picker,
         envoy,
         sluice,
         litellm,
@@ -563,14 +579,23 @@ async fn run(options: Options) -> Result<(), String> {
         }
     }
 
-    // The filter really ran: it counted the pre-flight requests.
-    let seen = running
-        .sluice
-        .envoy_stat("wasmcustom.sluice_requests_total")
-        .await
-        .unwrap_or(0);
-    if seen == 0 {
-        return Err("Envoy + Sluice: the filter counted none of the pre-flight requests".into());
+    // The filter really ran and picked replicas from the picker's snapshot: it counted the
+    // pre-flight requests (its counters reach Envoy on its tick, so allow a moment).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let stat = |name| running.sluice.envoy_stat(name);
+        let seen = stat("wasmcustom.sluice_requests_total").await.unwrap_or(0);
+        let picked = stat("wasmcustom.sluice_picks_total").await.unwrap_or(0);
+        if seen > 0 && picked > 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "Envoy + Sluice: of the pre-flight requests the filter counted {seen} and \
+                 picked a replica for {picked}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     let idle = |s: &Service| s.memory_kib().0;

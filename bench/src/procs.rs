@@ -1,5 +1,5 @@
-//! The processes one `make bench` starts: the mock upstream, plain Envoy, Envoy + Sluice and
-//! LiteLLM. Each is a `sluice_e2e` process guard, which kills it when dropped (on success, on an
+//! The processes one `make bench` starts: the mock upstream, plain Envoy, Envoy + Sluice with
+//! its picker, and LiteLLM. Each is a `sluice_e2e` process guard, which kills it when dropped (on success, on an
 //! error and on Ctrl-C alike); the pid is kept for reading its memory from /proc.
 
 use std::net::{SocketAddr, TcpListener};
@@ -242,17 +242,19 @@ pub fn upstream_config() -> Result<String, String> {
 
 /// The shipped `envoy.yaml` with the Sluice filter (`wasm`) and `filter_configuration`, the
 /// endpoints of every model pool (the clusters the configuration's `models` name) replaced by
-/// `upstream`.
+/// `upstream`, and the picker cluster pointed at `picker` when there is one.
 pub fn sluice_config(
     upstream: SocketAddr,
+    picker: Option<SocketAddr>,
     wasm: &Path,
     filter_configuration: &str,
 ) -> Result<String, String> {
     let path = sluice_e2e::paths::envoy_yaml();
     let template =
         std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
-    let clusters: Vec<(String, Vec<SocketAddr>)> = model_pools(filter_configuration)?
+    let mut clusters: Vec<(String, Vec<SocketAddr>)> = model_pools(filter_configuration)?
         .into_iter()
+        .map(|(pool, _model)| pool)
         .filter(|pool| {
             template
                 .lines()
@@ -266,6 +268,9 @@ pub fn sluice_config(
             path.display()
         ));
     }
+    if let Some(picker) = picker {
+        clusters.push((PICKER_CLUSTER.to_owned(), vec![picker]));
+    }
     // `..Default::default()` keeps this building when the harness gains options.
     #[allow(clippy::needless_update)]
     let options = sluice_e2e::envoy::EnvoyOptions {
@@ -276,20 +281,69 @@ pub fn sluice_config(
     Ok(sluice_e2e::envoy::render(&template, wasm, &options))
 }
 
-/// The pools (Envoy clusters) the filter configuration routes models to: each model's `pool`,
-/// or its name when it has none.
-fn model_pools(filter_configuration: &str) -> Result<Vec<String>, String> {
+/// The pools (Envoy clusters) the filter configuration routes models to, each with the model it
+/// serves: each model's `pool`, or its name when it has none.
+fn model_pools(filter_configuration: &str) -> Result<Vec<(String, String)>, String> {
     let config: serde_json::Value = serde_json::from_str(filter_configuration)
         .map_err(|e| format!("bench/src/sluice_config.rs: {e}"))?;
-    let mut pools: Vec<String> = config["models"]
+    let mut pools: Vec<(String, String)> = config["models"]
         .as_object()
         .into_iter()
         .flatten()
-        .map(|(name, spec)| spec["pool"].as_str().unwrap_or(name).to_owned())
+        .map(|(name, spec)| {
+            let pool = spec["pool"].as_str().unwrap_or(name);
+            (pool.to_owned(), name.clone())
+        })
         .collect();
     pools.sort();
-    pools.dedup();
+    pools.dedup_by(|a, b| a.0 == b.0);
     Ok(pools)
+}
+
+/// The Envoy cluster of the shipped `envoy.yaml` the filter fetches snapshots from.
+const PICKER_CLUSTER: &str = "sluice_picker";
+
+/// The picker (release build) with the pool that serves `model` in `filter_configuration`
+/// scraping `upstream`, whose canned `/metrics` page is an idle vLLM replica: the filter then
+/// picks a replica per request from a live snapshot, as in production. (An endpoint may belong
+/// to one pool only, and every benchmark request is for `model`.) Waits for the first snapshot.
+pub async fn start_picker(
+    dir: &Path,
+    upstream: SocketAddr,
+    filter_configuration: &str,
+    model: &str,
+) -> Result<Service, String> {
+    let pools = model_pools(filter_configuration)?;
+    let Some((pool, _)) = pools.iter().find(|(_, m)| m == model) else {
+        return Err(format!(
+            "bench/src/sluice_config.rs: no pool serves {model}"
+        ));
+    };
+    let config = format!(
+        "scrape_interval_ms = 50\nscrape_timeout_ms = 500\nunhealthy_after = 3\n\
+         healthy_after = 2\n\n[[pool]]\nname = {pool:?}\nmodel = {model:?}\n\
+         endpoints = [\"{upstream}\"]\n"
+    );
+    let config_path = dir.join("picker.toml");
+    std::fs::write(&config_path, config).map_err(|e| format!("write picker config: {e}"))?;
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let args = [
+        "--config".to_owned(),
+        config_path.display().to_string(),
+        "--listen".to_owned(),
+        addr.to_string(),
+    ];
+    let program = sluice_e2e::paths::repo_root().join("target/release/sluice-picker");
+    let (mut process, pid) = spawn("picker", dir, &program, &args, &[])?;
+    let url = format!("http://{addr}/snapshot");
+    wait_ok(&mut process, "picker", &url, Duration::from_secs(30)).await?;
+    Ok(Service {
+        process,
+        pid,
+        addr,
+        admin: None,
+    })
 }
 
 /// `config` with the HTTP filter named `name` removed, everything else byte for byte the same:
@@ -427,6 +481,7 @@ mod tests {
     fn plain_envoy_is_the_shipped_config_without_the_filter() {
         let sluice = sluice_config(
             upstream(),
+            None,
             Path::new(WASM),
             crate::sluice_config::FILTER_CONFIGURATION,
         )
@@ -454,21 +509,25 @@ mod tests {
     fn every_model_pool_goes_to_the_upstream() {
         let pools = model_pools(crate::sluice_config::FILTER_CONFIGURATION).expect("pools");
         assert!(!pools.is_empty());
-        let rendered = sluice_config(upstream(), Path::new(WASM), "{}");
+        let rendered = sluice_config(upstream(), None, Path::new(WASM), "{}");
         assert!(rendered.is_err(), "no models, no pools");
+        let picker: SocketAddr = "127.0.0.1:4321".parse().expect("address");
         let rendered = sluice_config(
             upstream(),
+            Some(picker),
             Path::new(WASM),
             crate::sluice_config::FILTER_CONFIGURATION,
         )
         .expect("render");
-        for pool in pools {
+        for (pool, _model) in pools {
             assert!(
                 rendered.contains(&format!("cluster_name: {pool}")),
                 "{pool}"
             );
         }
         assert!(rendered.contains("port_value: 1234"));
+        assert!(rendered.contains("cluster_name: sluice_picker"));
+        assert!(rendered.contains("port_value: 4321"), "the picker cluster");
     }
 
     #[test]

@@ -812,7 +812,9 @@ impl Report {
                  per call on the same deterministic chat bodies. `parse_normalize` is the body \
                  parsed into the canonical request; `route_request` adds the model lookup and the \
                  context-window check (the whole body phase); `route_request_alias_rewrite` also \
-                 re-serializes the body for an alias. `parse_baseline_serde_json_value` is NOT \
+                 re-serializes the body for an alias. `replica_scoring/rank/N` ranks a pool of N \
+                 replicas for one request (queue, KV cache, running, in-flight, prefix and LoRA \
+                 affinity). `parse_baseline_serde_json_value` is NOT \
                  Sluice code: `serde_json::from_slice::<serde_json::Value>` of the same bodies, for \
                  scale. `configure_time` runs once per configuration, not per request.\n\n{}",
                 self.micro_table()

@@ -9,8 +9,10 @@
 //!
 //! Today this is the shipped `envoy.yaml`'s configuration: request normalization (OpenAI and
 //! Anthropic APIs, with the body-size limit), the model catalog with pools, context windows and a
-//! LoRA adapter, aliases, and the routing headers (model and base model) Envoy's routes match on,
-//! set by the filter from the body. Every request the benchmark sends names a model of the
+//! LoRA adapter, aliases, the routing headers (model and base model) Envoy's routes match on,
+//! set by the filter from the body, and replica picking: the benchmark starts the picker, which
+//! scrapes the mock upstream's canned vLLM metrics, so every request is scored and sent to a
+//! picked endpoint through the override_host load balancer. Every request the benchmark sends names a model of the
 //! catalog in its body, as clients do; every Envoy cluster points at the benchmark's upstream,
 //! which answers any model.
 
@@ -32,6 +34,12 @@ pub const FILTER_CONFIGURATION: &str = r#"{
     "gpt-4o": "meta-llama/Llama-3.1-8B-Instruct",
     "gpt-4o-mini": "Qwen/Qwen2.5-7B-Instruct",
     "claude-*": "meta-llama/Llama-3.1-8B-Instruct"
+  },
+  "picking": {
+    "picker_cluster": "sluice_picker",
+    "refresh_ms": 50,
+    "stale_after_ms": 2000,
+    "fallbacks": 2
   }
 }"#;
 
@@ -41,6 +49,9 @@ pub const FEATURES: &[&str] = &[
     "model catalog and aliases",
     "routing on the model and base-model headers set from the body",
     "routing-header hygiene",
+    "replica picking: per-request scoring from the picker's snapshot (refreshed every 50 ms), \
+     in-flight counts and prefix table in shared data, destination and 2 fallbacks for Envoy's \
+     override_host load balancing",
 ];
 
 #[cfg(test)]
