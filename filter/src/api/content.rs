@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::canonical::{Part, Tool};
+use crate::canonical::{Image, ImageDetail, Part, Tool};
 use crate::json::FieldError;
 
 /// A string, or an array of `T`: message content (parts), Responses `input` (items).
@@ -74,6 +74,33 @@ pub(crate) struct WirePart<'a> {
     tool_use_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     content: Option<WireContent<'a>>,
+    /// OpenAI chat `{url, detail}`, or Responses' bare URL string.
+    #[serde(borrow, default)]
+    image_url: Option<WireImageUrl<'a>>,
+    /// Responses' `detail` beside `image_url`.
+    #[serde(borrow, default)]
+    detail: Option<Cow<'a, str>>,
+    /// Anthropic's image `source` (`{type: base64, data}` or `{type: url, url}`).
+    #[serde(borrow, default)]
+    source: Option<WireImageSource<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum WireImageUrl<'a> {
+    Url(#[serde(borrow)] Cow<'a, str>),
+    Object {
+        #[serde(borrow, default)]
+        url: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        detail: Option<Cow<'a, str>>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireImageSource<'a> {
+    #[serde(borrow, default)]
+    data: Option<Cow<'a, str>>,
 }
 
 impl<'a> WireContent<'a> {
@@ -91,6 +118,28 @@ impl<'a> WireContent<'a> {
 }
 
 impl<'a> WirePart<'a> {
+    /// The image's detail setting and, for inline images, its size from the header.
+    fn image(&self) -> Image {
+        let (url, detail) = match &self.image_url {
+            Some(WireImageUrl::Url(url)) => (Some(url.as_ref()), self.detail.as_deref()),
+            Some(WireImageUrl::Object { url, detail }) => (url.as_deref(), detail.as_deref()),
+            None => (None, self.detail.as_deref()),
+        };
+        let inline = url
+            .filter(|url| url.starts_with("data:"))
+            .or(self.source.as_ref().and_then(|s| s.data.as_deref()));
+        Image {
+            detail: match detail {
+                Some("low") => ImageDetail::Low,
+                Some("high") => ImageDetail::High,
+                _ => ImageDetail::Auto,
+            },
+            size: inline
+                .and_then(crate::tokens::image_size_from_data_url)
+                .map(|size| (size.width, size.height)),
+        }
+    }
+
     fn into_part(self, path: &str) -> Result<Part<'a>, FieldError> {
         let missing = |field: &str| FieldError::Invalid {
             path: format!("{path}.{field}"),
@@ -101,7 +150,7 @@ impl<'a> WirePart<'a> {
                 Part::Text(self.text.clone().ok_or_else(|| missing("text"))?)
             }
             "refusal" => Part::Text(self.refusal.clone().ok_or_else(|| missing("refusal"))?),
-            "image_url" | "image" | "input_image" => Part::Image,
+            "image_url" | "image" | "input_image" => Part::Image(self.image()),
             "tool_use" | "server_tool_use" => Part::ToolCall {
                 id: self.id.clone(),
                 name: self.name.clone().ok_or_else(|| missing("name"))?,

@@ -4,7 +4,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use std::borrow::Cow;
 
 use super::{Endpoint, parse};
-use crate::canonical::{ApiKind, CanonicalRequest, Part, Role, SegmentRole};
+use crate::canonical::{ApiKind, CanonicalRequest, Image, Part, Role, SegmentRole};
 use crate::error::GatewayError;
 
 fn normalize(api: ApiKind, body: &str) -> CanonicalRequest<'_> {
@@ -80,7 +80,7 @@ fn chat_with_parts_images_tools_and_tool_results() {
     assert_eq!(r.max_output_tokens, Some(7), "max_completion_tokens wins");
     assert_eq!(r.tools[0].name, "weather");
     assert_eq!(r.tools[0].schema, Some(r#"{"type":"object"}"#));
-    assert_eq!(r.messages[1].parts[1], Part::Image);
+    assert_eq!(r.messages[1].parts[1], Part::Image(Image::default()));
     assert_eq!(
         r.messages[1].parts[2],
         Part::Other {
@@ -154,7 +154,10 @@ fn responses_with_instructions_items_and_function_calls() {
     assert_eq!(r.max_output_tokens, Some(64));
     assert_eq!(r.tools[1].name, "web_search");
     assert_eq!(r.messages[0].parts, [text("be kind")]);
-    assert_eq!(r.messages[1].parts, [text("find"), Part::Image]);
+    assert_eq!(
+        r.messages[1].parts,
+        [text("find"), Part::Image(Image::default())]
+    );
     assert_eq!(r.messages[3].role, Role::Tool);
     assert_eq!(r.messages[3].tool_call_id.as_deref(), Some("f1"));
     assert_eq!(

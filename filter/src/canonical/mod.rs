@@ -38,13 +38,30 @@ pub enum Role {
     Tool,
 }
 
+/// An image part: what the providers' image-token conventions need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Image {
+    /// OpenAI's `detail`: `low` is priced flat.
+    pub detail: ImageDetail,
+    /// Width and height in pixels, when the image is inline and its header could be read.
+    pub size: Option<(u32, u32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageDetail {
+    #[default]
+    Auto,
+    Low,
+    High,
+}
+
 /// One piece of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part<'a> {
     Text(Cow<'a, str>),
     /// Prompt given as token ids (completions, embeddings); only their number matters here.
     TokenIds(u64),
-    Image,
+    Image(Image),
     /// The model asked to call a tool (OpenAI `tool_calls`, Anthropic `tool_use`, Responses
     /// `function_call`). `arguments` is JSON text.
     ToolCall {
@@ -157,7 +174,7 @@ impl<'a> CanonicalRequest<'a> {
                 .map(|part| match part {
                     Part::Text(_) | Part::ToolCall { .. } => 0,
                     Part::ToolResult { parts, .. } => count(parts),
-                    Part::TokenIds(_) | Part::Image | Part::Other { .. } => 1,
+                    Part::TokenIds(_) | Part::Image(_) | Part::Other { .. } => 1,
                 })
                 .fold(0, usize::saturating_add)
         }
@@ -191,7 +208,7 @@ fn part_tokens(parts: &[Part<'_>]) -> u64 {
             Part::Text(_) | Part::ToolCall { .. } => 0,
             Part::TokenIds(count) => *count,
             Part::ToolResult { parts, .. } => part_tokens(parts),
-            Part::Image | Part::Other { .. } => 85,
+            Part::Image(_) | Part::Other { .. } => 85,
         })
         .fold(0u64, u64::saturating_add)
 }
@@ -213,6 +230,6 @@ fn push_segments<'r>(part: &'r Part<'_>, role: SegmentRole, out: &mut Vec<Segmen
                 push_segments(inner, SegmentRole::ToolResult, out);
             }
         }
-        Part::TokenIds(_) | Part::Image | Part::Other { .. } => {}
+        Part::TokenIds(_) | Part::Image(_) | Part::Other { .. } => {}
     }
 }

@@ -9,4 +9,6 @@ pub(crate) mod wire;
 
 pub use error::ConfigError;
 pub use header_name::HeaderName;
-pub use runtime::{Config, DESTINATION_ENDPOINT_HEADER, Limits, Routing, UnhandledPaths};
+pub use runtime::{
+    Config, DESTINATION_ENDPOINT_HEADER, Limits, Routing, Tokens, USAGE_HEADER, UnhandledPaths,
+};

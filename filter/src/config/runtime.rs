@@ -3,7 +3,7 @@
 
 use super::error::ConfigError;
 use super::header_name::HeaderName;
-use super::wire::{WireConfig, WireLimits, WireRouting, WireUnhandledPaths};
+use super::wire::{WireConfig, WireLimits, WireRouting, WireTokens, WireUnhandledPaths};
 use crate::picking::Picking;
 use crate::routing::ModelCatalog;
 
@@ -24,7 +24,20 @@ pub struct Config {
     pub catalog: ModelCatalog,
     /// Replica picking; `None` leaves the choice to Envoy's load balancer.
     pub picking: Option<Picking>,
+    pub tokens: Tokens,
 }
+
+/// Token accounting settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tokens {
+    pub default_max_output_tokens: u64,
+    pub stream_usage: bool,
+    pub usage_header: bool,
+    pub max_response_bytes: u64,
+}
+
+/// The response header carrying the counts when `tokens.usage_header` is on.
+pub const USAGE_HEADER: &str = "x-sluice-usage";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routing {
@@ -88,6 +101,7 @@ impl WireConfig {
             limits: self.limits.validate()?,
             catalog: ModelCatalog::build(self.models, self.aliases)?,
             picking: self.picking.map(validate_picking).transpose()?,
+            tokens: self.tokens.validate()?,
         })
     }
 }
@@ -134,6 +148,23 @@ impl WireLimits {
         }
         Ok(Limits {
             max_request_body_bytes: self.max_request_body_bytes,
+        })
+    }
+}
+
+impl WireTokens {
+    fn validate(self) -> Result<Tokens, ConfigError> {
+        if self.default_max_output_tokens == 0 {
+            return Err(ConfigError::new(
+                "tokens.default_max_output_tokens",
+                "must be greater than 0",
+            ));
+        }
+        Ok(Tokens {
+            default_max_output_tokens: self.default_max_output_tokens,
+            stream_usage: self.stream_usage,
+            usage_header: self.usage_header,
+            max_response_bytes: self.max_response_bytes,
         })
     }
 }
@@ -276,6 +307,8 @@ mod tests {
 
         let err = error_of(r#"{"models":{"m":{"context":1}}}"#);
         assert_eq!(err.field, "models.m.context");
+        let err = error_of(r#"{"models":{"m":{}},"tokens":{"header":true}}"#);
+        assert_eq!(err.field, "tokens.header");
     }
 
     #[test]
@@ -324,6 +357,18 @@ mod tests {
             (
                 r#"{"models":{"m":{}},"picking":{"picker_cluster":""}}"#,
                 "picking.picker_cluster",
+            ),
+            (
+                r#"{"models":{"m":{"tokenizer":"gpt2"}}}"#,
+                "models.m.tokenizer",
+            ),
+            (
+                r#"{"models":{"m":{"default_max_output_tokens":0}}}"#,
+                "models.m.default_max_output_tokens",
+            ),
+            (
+                r#"{"models":{"m":{}},"tokens":{"default_max_output_tokens":0}}"#,
+                "tokens.default_max_output_tokens",
             ),
         ];
         for (json, field) in cases {

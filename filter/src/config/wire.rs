@@ -23,6 +23,34 @@ pub(crate) struct WireConfig {
     pub aliases: BTreeMap<String, String>,
     /// Replica picking from the picker's snapshot; off when absent.
     pub picking: Option<Picking>,
+    /// Token accounting.
+    pub tokens: WireTokens,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct WireTokens {
+    /// Output budget of a request that sets no `max_tokens` (or equivalent), unless its model
+    /// sets its own.
+    pub default_max_output_tokens: u64,
+    /// Ask streaming upstreams for usage (`stream_options.include_usage`) when the client did
+    /// not, and remove it from what the client gets.
+    pub stream_usage: bool,
+    /// Add `x-sluice-usage` with the counts to JSON responses (held until the body is read).
+    pub usage_header: bool,
+    /// Largest JSON response body read for usage; larger ones are estimated.
+    pub max_response_bytes: u64,
+}
+
+impl Default for WireTokens {
+    fn default() -> Self {
+        Self {
+            default_max_output_tokens: 4096,
+            stream_usage: true,
+            usage_header: false,
+            max_response_bytes: 4 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +88,11 @@ pub(crate) struct WireModel {
     pub context_window: Option<u64>,
     /// LoRA adapters served on top of this model, addressed by name in `model`.
     pub adapters: Vec<String>,
+    /// Tokenizer family for token estimates: o200k, cl100k, llama3, qwen or claude (default:
+    /// guessed from the model's name).
+    pub tokenizer: Option<String>,
+    /// Output budget when a request sets none (default: `tokens.default_max_output_tokens`).
+    pub default_max_output_tokens: Option<u64>,
 }
 
 impl Default for WireRouting {

@@ -11,8 +11,9 @@ use super::log;
 use super::metrics::Metrics;
 use super::pick::{self, InFlightTicket, PickOutcome};
 use super::root::Configured;
+use super::tokens::{self, Accounting, HeadersPlan};
 use crate::canonical::ApiKind;
-use crate::config::{DESTINATION_ENDPOINT_HEADER, Routing};
+use crate::config::{DESTINATION_ENDPOINT_HEADER, Routing, USAGE_HEADER};
 use crate::error::{ApiFlavor, GatewayError};
 use crate::pipeline::{
     self, HeadersDecision, LocalReply, RequestHeaders, RoutedRequest, check_body_size,
@@ -29,6 +30,12 @@ pub struct HttpFilter {
     body_size: usize,
     /// The picked replica's in-flight count this request holds, released when it ends.
     ticket: Option<InFlightTicket>,
+    /// When the inference request started (µs), for its duration and time to first token.
+    started_us: u64,
+    /// Token accounting of a routed inference request.
+    accounting: Option<Accounting>,
+    /// The response headers are held until the body is read (the usage header is on).
+    holding_response: bool,
 }
 
 impl HttpFilter {
@@ -44,7 +51,18 @@ impl HttpFilter {
             reading_body: None,
             body_size: 0,
             ticket: None,
+            started_us: 0,
+            accounting: None,
+            holding_response: false,
         }
+    }
+
+    /// The request's counts are known: filter state and metrics.
+    fn report_tokens(&self, counts: crate::usage::Counts) -> Option<crate::usage::TokenRecord> {
+        let accounting = self.accounting.as_ref()?;
+        let record = accounting.record(counts);
+        accounting.report(&record, self.metrics.as_deref().map(|m| &m.tokens));
+        Some(record)
     }
 
     fn count(&self, pick: impl Fn(&Metrics) -> &super::metrics::Counter) {
@@ -146,7 +164,9 @@ impl HttpFilter {
                 &routed,
                 destination.as_deref(),
                 body_size,
-            )
+            )?;
+            self.accounting = Some(Accounting::new(&routed, self.started_us));
+            Ok(())
         });
         self.reading_body = None;
         match outcome {
@@ -227,6 +247,7 @@ impl HttpContext for HttpFilter {
             HeadersDecision::Reply(reply) => self.send(&reply),
             HeadersDecision::ReadBody(api) => {
                 self.reading_body = Some(api);
+                self.started_us = tokens::now_us();
                 Action::Pause
             }
         }
@@ -251,10 +272,73 @@ impl HttpContext for HttpFilter {
         self.finish_body(api, body_size)
     }
 
-    /// The request is over (completed, reset or answered locally): release its in-flight count.
+    /// Response headers of a routed inference request: decide how its body is read.
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(configured) = self.configured.clone() else {
+            return Action::Continue;
+        };
+        let Some(accounting) = self.accounting.as_mut() else {
+            return Action::Continue;
+        };
+        let settings = configured.config.tokens;
+        let plan = accounting.on_headers(settings.max_response_bytes, settings.usage_header);
+        if end_of_stream {
+            let counts = accounting.finish();
+            self.report_tokens(counts);
+            return Action::Continue;
+        }
+        match plan {
+            HeadersPlan::Continue => Action::Continue,
+            HeadersPlan::DropContentLength => {
+                let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length");
+                Action::Continue
+            }
+            HeadersPlan::Hold => {
+                self.holding_response = true;
+                Action::Pause
+            }
+        }
+    }
+
+    /// A piece of the response body: read for usage as it passes (or, with the usage header on,
+    /// held until the end).
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(accounting) = self.accounting.as_mut() else {
+            return Action::Continue;
+        };
+        if self.holding_response && !end_of_stream {
+            return Action::Pause;
+        }
+        let Some(counts) = accounting.on_body(body_size, end_of_stream) else {
+            return Action::Continue;
+        };
+        let record = self.report_tokens(counts);
+        if self.holding_response {
+            self.holding_response = false;
+            if let Some(record) = record {
+                let _ = hostcalls::set_map_value(
+                    MapType::HttpResponseHeaders,
+                    USAGE_HEADER,
+                    Some(&record.header_value()),
+                );
+            }
+        }
+        Action::Continue
+    }
+
+    /// The request is over (completed, reset or answered locally): release its in-flight count,
+    /// and count a response that never finished (a stream the upstream cut) from what was seen.
     fn on_log(&mut self) {
         if let Some(ticket) = self.ticket.take() {
             pick::release(&ticket);
+        }
+        let unfinished = self
+            .accounting
+            .as_mut()
+            .filter(|a| !a.is_finished())
+            .map(Accounting::finish);
+        if let Some(counts) = unfinished {
+            self.report_tokens(counts);
         }
     }
 

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub shed: Counter,
     /// Snapshot fetches from the picker that failed.
     pub picker_fetch_failures: Counter,
+    /// Token usage and latency per model.
+    pub tokens: super::tokens::TokenMetrics,
 }
 
 impl Metrics {
@@ -68,6 +70,7 @@ impl Metrics {
             pick_fallbacks: Counter::define("sluice_pick_fallbacks_total"),
             shed: Counter::define("sluice_requests_shed_total"),
             picker_fetch_failures: Counter::define("sluice_picker_fetch_failures_total"),
+            tokens: super::tokens::TokenMetrics::default(),
         }
     }
 
@@ -84,5 +87,6 @@ impl Metrics {
         ] {
             counter.flush();
         }
+        self.tokens.flush();
     }
 }

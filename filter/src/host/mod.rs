@@ -12,6 +12,7 @@ mod pick;
 mod picker_sync;
 mod root;
 mod shared;
+mod tokens;
 
 // The SDK's entry-point macro expands to an exported `#[no_mangle]` function, which the
 // workspace's `unsafe_code` lint flags.

@@ -78,22 +78,43 @@ impl<'a> TopLevel<'a> {
     /// The object again, with `key`'s value replaced by `raw_value` (valid JSON text). Other
     /// members keep their exact bytes and order.
     pub fn with_replaced(&self, key: &str, raw_value: &str) -> Vec<u8> {
+        self.with_fields(&[(key, raw_value)])
+    }
+
+    /// The object again with each `(key, raw_value)` of `changes` replacing that member, or
+    /// appended when the object has none. Other members keep their exact bytes and order.
+    pub fn with_fields(&self, changes: &[(&str, &str)]) -> Vec<u8> {
+        let extra = changes
+            .iter()
+            .map(|(k, v)| k.len().saturating_add(v.len()).saturating_add(4))
+            .fold(2, usize::saturating_add);
         let capacity = self
             .fields
             .iter()
             .map(|(k, v)| k.len().saturating_add(v.get().len()).saturating_add(4))
-            .fold(raw_value.len().saturating_add(2), usize::saturating_add);
+            .fold(extra, usize::saturating_add);
         let mut out = Vec::with_capacity(capacity);
         out.push(b'{');
-        for (i, (k, v)) in self.fields.iter().enumerate() {
-            if i > 0 {
+        let write = |out: &mut Vec<u8>, key: &str, value: &str| {
+            if out.len() > 1 {
                 out.push(b',');
             }
             // Writing a string into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut out, k.as_ref());
+            let _ = serde_json::to_writer(&mut *out, key);
             out.push(b':');
-            let value = if k == key { raw_value } else { v.get() };
             out.extend_from_slice(value.as_bytes());
+        };
+        for (k, v) in &self.fields {
+            let value = changes
+                .iter()
+                .find(|(key, _)| *key == k.as_ref())
+                .map_or(v.get(), |(_, value)| *value);
+            write(&mut out, k, value);
+        }
+        for (key, value) in changes {
+            if self.raw(key).is_none() {
+                write(&mut out, key, value);
+            }
         }
         out.push(b'}');
         out
@@ -194,6 +215,16 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"model":"b","messages":[ {"role":"user"} ],"x":1.50}"#
+        );
+    }
+
+    #[test]
+    fn fields_are_replaced_or_appended() {
+        let top = TopLevel::parse(br#"{"model":"a","stream":true}"#).unwrap();
+        let out = top.with_fields(&[("model", r#""b""#), ("stream_options", r#"{"x":1}"#)]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"model":"b","stream":true,"stream_options":{"x":1}}"#
         );
     }
 

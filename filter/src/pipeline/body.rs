@@ -3,6 +3,7 @@ use crate::canonical::ApiKind;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::routing::check_context_window;
+use crate::tokens::{Budget, Estimate, Family, estimate_request};
 
 /// Where a request goes, decided from its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,15 @@ pub struct RoutedRequest {
     pub pool: String,
     /// Stable hash of the prompt's start, for prefix affinity.
     pub prefix_hash: u64,
+    pub api: ApiKind,
+    pub stream: bool,
+    /// Tokenizer family of the model, for estimates.
+    pub family: Family,
+    /// Prompt tokens and output budget, before the request goes upstream.
+    pub estimate: Estimate,
+    /// The gateway asked the upstream for stream usage the client did not ask for: remove it
+    /// from the response.
+    pub strip_usage: bool,
 }
 
 impl RoutedRequest {
@@ -54,20 +64,66 @@ pub fn route_request(
         .resolve(requested)
         .ok_or_else(|| GatewayError::ModelNotFound(requested.to_owned()))?;
     check_context_window(&parsed.request, resolution.spec)?;
-    let body = if resolution.rewritten {
+    let request = &parsed.request;
+    let family = resolution
+        .spec
+        .tokenizer
+        .unwrap_or_else(|| Family::guess(&resolution.base_model));
+    let estimate = estimate_request(
+        request,
+        family,
+        Budget {
+            default_max_output_tokens: resolution
+                .spec
+                .default_max_output_tokens
+                .unwrap_or(config.tokens.default_max_output_tokens),
+            context_window: resolution.spec.context_window,
+        },
+    );
+    let mut changes: Vec<(&str, String)> = Vec::new();
+    if resolution.rewritten {
         let value = serde_json::to_string(resolution.model.as_ref())
             .map_err(|_| GatewayError::Internal("encoding the model name failed"))?;
-        Some(parsed.top.with_replaced("model", &value))
-    } else {
+        changes.push(("model", value));
+    }
+    // OpenAI streams carry usage only when asked; ask for it, and take it out again.
+    let strip_usage = config.tokens.stream_usage
+        && request.stream
+        && !request.include_usage
+        && matches!(api, ApiKind::ChatCompletions | ApiKind::Completions);
+    if strip_usage {
+        changes.push(("stream_options", stream_options_with_usage(&parsed.top)));
+    }
+    let body = if changes.is_empty() {
         None
+    } else {
+        let changes: Vec<(&str, &str)> = changes.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Some(parsed.top.with_fields(&changes))
     };
     Ok(RoutedRequest {
         model: resolution.model.into_owned(),
         base_model: resolution.base_model.into_owned(),
         body,
         pool: resolution.spec.pool.clone(),
-        prefix_hash: parsed.request.prefix_hash,
+        prefix_hash: request.prefix_hash,
+        api,
+        stream: request.stream,
+        family,
+        estimate,
+        strip_usage,
     })
+}
+
+/// The client's `stream_options` (if an object) with `include_usage: true`.
+fn stream_options_with_usage(top: &crate::json::TopLevel<'_>) -> String {
+    let mut options = top
+        .raw("stream_options")
+        .and_then(|raw| {
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get()).ok()
+        })
+        .unwrap_or_default();
+    options.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
+    serde_json::to_string(&options).unwrap_or_else(|_| r#"{"include_usage":true}"#.to_owned())
 }
 
 /// Model names become header values: visible ASCII and spaces only, so no client can smuggle

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::config::ConfigError;
 use crate::config::wire::WireModel;
+use crate::tokens::Family;
 
 /// What the gateway knows about a served model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,10 @@ pub struct ModelSpec {
     pub pool: String,
     /// Prompt plus output tokens the model accepts, when known.
     pub context_window: Option<u64>,
+    /// Tokenizer family; `None`: guessed from the requested model's name.
+    pub tokenizer: Option<Family>,
+    /// Output budget when a request sets none; `None`: the global default.
+    pub default_max_output_tokens: Option<u64>,
 }
 
 /// A requested model name, resolved.
@@ -116,9 +121,26 @@ impl ModelCatalog {
                     "must not be empty",
                 ));
             }
+            let tokenizer = match &model.tokenizer {
+                None => None,
+                Some(name) => Some(Family::from_name(name).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{field}.tokenizer"),
+                        format!("unknown tokenizer {name:?}; expected o200k, cl100k, llama3, qwen or claude"),
+                    )
+                })?),
+            };
+            if model.default_max_output_tokens == Some(0) {
+                return Err(ConfigError::new(
+                    format!("{field}.default_max_output_tokens"),
+                    "must be greater than 0",
+                ));
+            }
             catalog.specs.push(ModelSpec {
                 pool,
                 context_window: model.context_window,
+                tokenizer,
+                default_max_output_tokens: model.default_max_output_tokens,
             });
             match parse_key(&name, &field)? {
                 Key::Exact(exact) => {
@@ -289,6 +311,7 @@ mod tests {
             pool: pool.map(str::to_owned),
             context_window: Some(8192),
             adapters: adapters.iter().map(|a| a.to_string()).collect(),
+            ..WireModel::default()
         }
     }
 

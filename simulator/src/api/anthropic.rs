@@ -60,7 +60,12 @@ pub(super) async fn messages(
     )?;
     let id = response_id("msg_");
     if request.stream.unwrap_or(false) {
-        Ok(stream(id, request.model, generation))
+        Ok(stream(
+            id,
+            request.model,
+            generation,
+            state.config.cut_streams_after,
+        ))
     } else {
         complete(id, request.model, generation).await
     }
@@ -98,7 +103,7 @@ async fn complete(
 /// Anthropic's named-event stream: message_start, content_block_start and ping open it with the
 /// first token, one content_block_delta per token, then content_block_stop, message_delta and
 /// message_stop after the last.
-fn stream(id: String, model: String, generation: Generation) -> Response {
+fn stream(id: String, model: String, generation: Generation, cut_after: Option<u32>) -> Response {
     let input_tokens = generation.prompt_tokens();
     let render = move |token: Token| {
         let mut events = Vec::new();
@@ -154,7 +159,7 @@ fn stream(id: String, model: String, generation: Generation) -> Response {
         }
         events
     };
-    Sse::new(token_events(generation, render)).into_response()
+    Sse::new(token_events(generation, render, cut_after)).into_response()
 }
 
 fn named(name: &'static str, data: Value) -> Event {

@@ -100,7 +100,11 @@ pub(super) async fn chat_completions(
         kind: Kind::Chat,
     };
     if request.stream.unwrap_or(false) {
-        Ok(envelope.stream(generation, include_usage(request.stream_options.as_ref())))
+        Ok(envelope.stream(
+            generation,
+            include_usage(request.stream_options.as_ref()),
+            state.config.cut_streams_after,
+        ))
     } else {
         envelope.complete(generation).await
     }
@@ -123,7 +127,11 @@ pub(super) async fn completions(
         kind: Kind::Text,
     };
     if request.stream.unwrap_or(false) {
-        Ok(envelope.stream(generation, include_usage(request.stream_options.as_ref())))
+        Ok(envelope.stream(
+            generation,
+            include_usage(request.stream_options.as_ref()),
+            state.config.cut_streams_after,
+        ))
     } else {
         envelope.complete(generation).await
     }
@@ -225,7 +233,12 @@ impl Envelope {
 
     /// Streams one chunk per token (chat opens with a role-only chunk; the last token's chunk
     /// carries the finish reason), then a usage chunk if asked for, then `[DONE]`.
-    fn stream(self, generation: Generation, include_usage: bool) -> Response {
+    fn stream(
+        self,
+        generation: Generation,
+        include_usage: bool,
+        cut_after: Option<u32>,
+    ) -> Response {
         let prompt_tokens = generation.prompt_tokens();
         let render = move |token: Token| {
             let mut events = Vec::new();
@@ -273,7 +286,7 @@ impl Envelope {
             }
             events
         };
-        Sse::new(token_events(generation, render)).into_response()
+        Sse::new(token_events(generation, render, cut_after)).into_response()
     }
 
     fn chunk(&self, choices: Value, include_usage: bool) -> Event {

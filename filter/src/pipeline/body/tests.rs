@@ -5,6 +5,7 @@ use super::{RoutedRequest, check_body_size, route_request};
 use crate::canonical::ApiKind;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::tokens::Family;
 
 fn config() -> Config {
     Config::from_json(
@@ -40,9 +41,41 @@ fn exact_models_keep_the_body() {
             body: None,
             pool: "qwen-7b".into(),
             prefix_hash: routed.prefix_hash,
+            api: ApiKind::ChatCompletions,
+            stream: false,
+            family: Family::Qwen,
+            estimate: routed.estimate,
+            strip_usage: false,
         }
     );
     assert_eq!(routed.adapter(), None);
+    // "hi": 1 token, 5 per message, 3 to prime the reply, 22 for Qwen's default system prompt.
+    assert_eq!(routed.estimate.prompt_tokens, 31);
+    assert_eq!(routed.estimate.output_budget, 4096);
+}
+
+#[test]
+fn streams_without_usage_ask_the_upstream_for_it() {
+    let body = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let routed = route(ApiKind::ChatCompletions, body).unwrap();
+    assert!(routed.strip_usage);
+    assert_eq!(
+        String::from_utf8(routed.body.unwrap()).unwrap(),
+        r#"{"model":"llama-70b","stream":true,"messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}"#
+    );
+    let kept = r#"{"model":"qwen-7b","stream":true,"stream_options":{"include_usage":false,"x":1},"prompt":"hi"}"#;
+    let routed = route(ApiKind::Completions, kept).unwrap();
+    assert!(routed.strip_usage);
+    assert_eq!(
+        String::from_utf8(routed.body.unwrap()).unwrap(),
+        r#"{"model":"qwen-7b","stream":true,"stream_options":{"include_usage":true,"x":1},"prompt":"hi"}"#
+    );
+    let asked = r#"{"model":"qwen-7b","stream":true,"stream_options":{"include_usage":true},"prompt":"hi"}"#;
+    let routed = route(ApiKind::Completions, asked).unwrap();
+    assert!(!routed.strip_usage && routed.body.is_none());
+    let anthropic = r#"{"model":"qwen-7b","stream":true,"max_tokens":3,"messages":[{"role":"user","content":"hi"}]}"#;
+    let routed = route(ApiKind::Messages, anthropic).unwrap();
+    assert!(!routed.strip_usage && routed.body.is_none());
 }
 
 #[test]

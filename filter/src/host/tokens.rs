@@ -1,0 +1,345 @@
+//! Token accounting on the response path: reads usage from the response as it passes (JSON
+//! copied up to a limit, SSE through the incremental reader), times the request, and at the end
+//! writes the record to filter state and the metrics.
+//!
+//! Host calls per request: two response-header reads, one body read per chunk (plus a write
+//! only for chunks that change), three clock reads (start, first token, end) and one filter-state
+//! write. Metric updates are gathered in guest memory and handed to Envoy on the root tick.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, MetricType};
+
+use crate::pipeline::RoutedRequest;
+use crate::tokens::Family;
+use crate::usage::{ChunkAction, Counts, StreamReader, TokenRecord, usage_from_json};
+
+/// Distinct model labels at most; more models share the label `other`.
+const MAX_MODEL_LABELS: usize = 64;
+
+/// Microseconds since the Unix epoch from the host clock (0 if it cannot tell).
+pub fn now_us() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_micros()).ok())
+        .unwrap_or(0)
+}
+
+/// How the response body is read.
+enum Body {
+    /// Not read: an error status, or not an inference response.
+    Ignored,
+    /// A JSON body, copied as it passes (up to the configured limit).
+    Json {
+        copy: Vec<u8>,
+        limit: usize,
+        over: bool,
+    },
+    /// Server-sent events.
+    Stream(Box<StreamReader>),
+}
+
+/// One request's accounting, from the routing decision to the end of the response.
+pub struct Accounting {
+    model: String,
+    family: Family,
+    input_estimate: u64,
+    strip_usage: bool,
+    started_us: u64,
+    first_token_us: Option<u64>,
+    body: Body,
+    finished: bool,
+}
+
+/// What the response-headers phase must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadersPlan {
+    Continue,
+    /// Remove `content-length`: the body will change length.
+    DropContentLength,
+    /// Hold the headers until the body is read, to add the usage header.
+    Hold,
+}
+
+impl Accounting {
+    pub fn new(routed: &RoutedRequest, started_us: u64) -> Self {
+        Self {
+            model: routed.model.clone(),
+            family: routed.family,
+            input_estimate: routed.estimate.prompt_tokens,
+            strip_usage: routed.strip_usage,
+            started_us,
+            first_token_us: None,
+            body: Body::Ignored,
+            finished: false,
+        }
+    }
+
+    /// Response headers: decides how the body will be read.
+    pub fn on_headers(&mut self, max_json_bytes: u64, usage_header: bool) -> HeadersPlan {
+        let header = |name| {
+            hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+                .ok()
+                .flatten()
+        };
+        let ok = header(":status").is_some_and(|s| s.starts_with('2'));
+        if !ok {
+            // The upstream refused or failed: nothing was generated; no usage to read.
+            self.finished = true;
+            return HeadersPlan::Continue;
+        }
+        let content_type = header("content-type").unwrap_or_default();
+        if content_type.starts_with("text/event-stream") {
+            self.body = Body::Stream(Box::new(StreamReader::new(self.family, self.strip_usage)));
+            if self.strip_usage {
+                return HeadersPlan::DropContentLength;
+            }
+        } else {
+            self.body = Body::Json {
+                copy: Vec::new(),
+                limit: usize::try_from(max_json_bytes).unwrap_or(usize::MAX),
+                over: false,
+            };
+            if usage_header {
+                return HeadersPlan::Hold;
+            }
+        }
+        HeadersPlan::Continue
+    }
+
+    /// One chunk of the response body as it passes (`size` bytes, the whole buffer when the
+    /// body was held). Returns the counts when the response is complete.
+    pub fn on_body(&mut self, size: usize, end: bool) -> Option<Counts> {
+        if self.finished {
+            return None;
+        }
+        let chunk = if size > 0 {
+            hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        match &mut self.body {
+            Body::Ignored => {}
+            Body::Json { copy, limit, over } => {
+                if !*over {
+                    if copy.len().saturating_add(chunk.len()) > *limit {
+                        *over = true;
+                        copy.clear();
+                    } else {
+                        copy.extend_from_slice(&chunk);
+                    }
+                }
+                if self.first_token_us.is_none() && !chunk.is_empty() {
+                    self.first_token_us = Some(now_us());
+                }
+            }
+            Body::Stream(reader) => {
+                if let ChunkAction::Replace(bytes) = reader.chunk(&chunk, end) {
+                    let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &bytes);
+                }
+                if self.first_token_us.is_none() && reader.saw_output {
+                    self.first_token_us = Some(now_us());
+                }
+            }
+        }
+        if end { Some(self.finish()) } else { None }
+    }
+
+    /// The counts now: at the end of the body, or when the request ends without one (the
+    /// upstream cut the stream, the client went away).
+    pub fn finish(&mut self) -> Counts {
+        self.finished = true;
+        match std::mem::replace(&mut self.body, Body::Ignored) {
+            Body::Ignored => Counts::from_parts(None, self.input_estimate, 0),
+            Body::Json { copy, over, .. } => {
+                let reported = if over { None } else { usage_from_json(&copy) };
+                let (usage, model) = reported.map_or((None, None), |(u, m)| (Some(u), m));
+                let mut counts = Counts::from_parts(usage, self.input_estimate, 0);
+                counts.response_model = model;
+                counts
+            }
+            Body::Stream(reader) => reader.finish(self.input_estimate),
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    pub fn record(&self, counts: Counts) -> TokenRecord {
+        TokenRecord {
+            counts,
+            model: self.model.clone(),
+            tenant: None,
+        }
+    }
+
+    /// Writes the record to filter state (`wasm.sluice.tokens`, one JSON value, one host call)
+    /// and the metrics.
+    pub fn report(&self, record: &TokenRecord, metrics: Option<&TokenMetrics>) {
+        let c = &record.counts;
+        let value = serde_json::json!({
+            "input": c.input,
+            "output": c.output,
+            "cached": c.cached,
+            "reasoning": c.reasoning,
+            "total": c.total(),
+            "source": c.source(),
+            "model": record.model,
+            "tenant": record.tenant,
+        })
+        .to_string();
+        let _ = hostcalls::set_property(vec!["sluice.tokens"], Some(value.as_bytes()));
+        let Some(metrics) = metrics else {
+            return;
+        };
+        let end_us = now_us();
+        let duration_us = end_us.saturating_sub(self.started_us);
+        let ttft_us = self
+            .first_token_us
+            .map(|t| t.saturating_sub(self.started_us));
+        // Time per output token: from the first token to the end, over the tokens after it.
+        let tpot_us = match (self.first_token_us, c.output) {
+            (Some(first), output) if output > 1 => end_us
+                .saturating_sub(first)
+                .checked_div(output.saturating_sub(1)),
+            _ => None,
+        };
+        metrics.observe(&record.model, c, duration_us, ttft_us, tpot_us);
+    }
+}
+
+/// Metric ids of one model label.
+#[derive(Debug)]
+struct ModelMetrics {
+    input: Option<u32>,
+    output: Option<u32>,
+    input_total: Option<u32>,
+    output_total: Option<u32>,
+    cached_total: Option<u32>,
+    estimated_total: Option<u32>,
+    duration: Option<u32>,
+    ttft: Option<u32>,
+    tpot: Option<u32>,
+}
+
+/// Token and latency metrics, named after the OpenTelemetry GenAI conventions. Envoy stat names
+/// carry no labels, so the label values are in the name (`<metric>.gen_ai_token_type.<type>
+/// .gen_ai_request_model.<model>`) and `envoy.yaml`'s `stats_tags` turn them into Prometheus
+/// labels. Updates wait in guest memory until the root tick.
+#[derive(Debug, Default)]
+pub struct TokenMetrics {
+    models: RefCell<HashMap<String, ModelMetrics>>,
+    /// `(metric id, value)`: histogram observations and counter increments to hand to Envoy.
+    pending_histograms: RefCell<Vec<(u32, u64)>>,
+    pending_counters: RefCell<HashMap<u32, u64>>,
+}
+
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    hostcalls::define_metric(kind, name).ok()
+}
+
+impl ModelMetrics {
+    fn define(model: &str) -> Self {
+        let tagged = |metric: &str, token_type: Option<&str>| match token_type {
+            Some(t) => format!("{metric}.gen_ai_token_type.{t}.gen_ai_request_model.{model}"),
+            None => format!("{metric}.gen_ai_request_model.{model}"),
+        };
+        let histogram = |metric, t| define(MetricType::Histogram, &tagged(metric, t));
+        let counter = |metric, t| define(MetricType::Counter, &tagged(metric, t));
+        Self {
+            input: histogram("gen_ai_client_token_usage", Some("input")),
+            output: histogram("gen_ai_client_token_usage", Some("output")),
+            input_total: counter("sluice_tokens_total", Some("input")),
+            output_total: counter("sluice_tokens_total", Some("output")),
+            cached_total: counter("sluice_tokens_total", Some("cached")),
+            estimated_total: counter("sluice_token_counts_estimated_total", None),
+            duration: histogram("gen_ai_server_request_duration_ms", None),
+            ttft: histogram("gen_ai_server_time_to_first_token_ms", None),
+            tpot: histogram("gen_ai_server_time_per_output_token_us", None),
+        }
+    }
+}
+
+/// Model names become part of stat names: keep them to characters Envoy and Prometheus take.
+fn label(model: &str) -> String {
+    model
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/' | ':' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl TokenMetrics {
+    fn observe(
+        &self,
+        model: &str,
+        counts: &Counts,
+        duration_us: u64,
+        ttft_us: Option<u64>,
+        tpot_us: Option<u64>,
+    ) {
+        let Ok(mut models) = self.models.try_borrow_mut() else {
+            return;
+        };
+        let mut key = label(model);
+        if !models.contains_key(&key) && models.len() >= MAX_MODEL_LABELS {
+            key = "other".to_owned();
+        }
+        let ids = models
+            .entry(key)
+            .or_insert_with_key(|key| ModelMetrics::define(key));
+        let (Ok(mut histograms), Ok(mut counters)) = (
+            self.pending_histograms.try_borrow_mut(),
+            self.pending_counters.try_borrow_mut(),
+        ) else {
+            return;
+        };
+        let mut observe = |id: Option<u32>, value: Option<u64>| {
+            if let (Some(id), Some(value)) = (id, value) {
+                histograms.push((id, value));
+            }
+        };
+        observe(ids.input, Some(counts.input));
+        observe(ids.output, Some(counts.output));
+        observe(ids.duration, duration_us.checked_div(1000));
+        observe(ids.ttft, ttft_us.and_then(|t| t.checked_div(1000)));
+        observe(ids.tpot, tpot_us);
+        let mut add = |id: Option<u32>, value: u64| {
+            if let (Some(id), true) = (id, value > 0) {
+                let slot = counters.entry(id).or_default();
+                *slot = slot.saturating_add(value);
+            }
+        };
+        add(ids.input_total, counts.input);
+        add(ids.output_total, counts.output);
+        add(ids.cached_total, counts.cached);
+        add(ids.estimated_total, u64::from(counts.estimated));
+    }
+
+    /// Hands what gathered to Envoy; called on the root tick.
+    pub fn flush(&self) {
+        if let Ok(mut histograms) = self.pending_histograms.try_borrow_mut() {
+            for (id, value) in histograms.drain(..) {
+                let _ = hostcalls::record_metric(id, value);
+            }
+        }
+        if let Ok(mut counters) = self.pending_counters.try_borrow_mut() {
+            for (id, value) in counters.drain() {
+                let _ = hostcalls::increment_metric(id, i64::try_from(value).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}

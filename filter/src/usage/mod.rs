@@ -1,0 +1,515 @@
+//! Token usage after the request: what the upstream reports (JSON bodies and SSE streams of the
+//! OpenAI and Anthropic APIs), what it did not report (estimated from the streamed text), the
+//! usage chunk the gateway asked for on the client's behalf (removed again), and the
+//! per-request record later stages and access logs read.
+
+pub mod sse;
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::tokens::{Family, Tables, to_tokens};
+use sse::{Piece, SseSplitter, parse_event};
+
+/// Token counts an upstream reported; `None` where it said nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input: Option<u64>,
+    pub output: Option<u64>,
+    /// Input tokens served from the prompt cache (OpenAI `cached_tokens`, Anthropic
+    /// `cache_read_input_tokens`).
+    pub cached: u64,
+    /// Anthropic `cache_creation_input_tokens`.
+    pub cache_creation: u64,
+    /// Output tokens spent on reasoning (`reasoning_tokens`).
+    pub reasoning: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+/// The `usage` object of every API: OpenAI chat/completions/embeddings (`prompt_tokens`...),
+/// Responses and Anthropic (`input_tokens`...).
+#[derive(Debug, Default, Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<WireDetails>,
+    #[serde(default)]
+    input_tokens_details: Option<WireDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<WireDetails>,
+    #[serde(default)]
+    output_tokens_details: Option<WireDetails>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    /// Folds these counts into `usage`; later reports win (Anthropic's `message_delta` carries
+    /// the cumulative output).
+    fn merge_into(self, usage: &mut Usage) {
+        let cache_read = self.cache_read_input_tokens;
+        if let Some(input) = self.prompt_tokens.or(self.input_tokens) {
+            // Anthropic counts cached input apart from `input_tokens`; OpenAI includes it.
+            let cache_creation = self.cache_creation_input_tokens.unwrap_or(0);
+            let extra = cache_read.unwrap_or(0).saturating_add(cache_creation);
+            usage.input = Some(input.saturating_add(extra));
+        }
+        if let Some(output) = self.completion_tokens.or(self.output_tokens) {
+            usage.output = Some(output);
+        }
+        let details = |d: Option<WireDetails>| d.unwrap_or_default();
+        let input_details = details(self.prompt_tokens_details.or(self.input_tokens_details));
+        if let Some(cached) = input_details.cached_tokens.or(cache_read) {
+            usage.cached = cached;
+        }
+        if let Some(created) = self.cache_creation_input_tokens {
+            usage.cache_creation = created;
+        }
+        let output_details = details(
+            self.completion_tokens_details
+                .or(self.output_tokens_details),
+        );
+        if let Some(reasoning) = output_details.reasoning_tokens {
+            usage.reasoning = reasoning;
+        }
+    }
+}
+
+/// Where a usage object can sit in a response body or stream event.
+#[derive(Debug, Default, Deserialize)]
+struct Envelope<'a> {
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    /// Anthropic `message_start`.
+    #[serde(borrow, default)]
+    message: Option<Inner<'a>>,
+    /// Responses `response.completed`.
+    #[serde(borrow, default)]
+    response: Option<Inner<'a>>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<Choice<'a>>>,
+    /// Anthropic `content_block_delta` (an object), Responses `*.delta` (a string).
+    #[serde(borrow, default)]
+    delta: Option<DeltaField<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Inner<'a> {
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow, default)]
+    delta: Option<ChoiceDelta<'a>>,
+    /// Completions.
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ChoiceDelta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ToolCallDelta<'a> {
+    #[serde(borrow, default)]
+    function: Option<FunctionDelta<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FunctionDelta<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DeltaField<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Object(#[serde(borrow)] AnthropicDelta<'a>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AnthropicDelta<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    thinking: Option<Cow<'a, str>>,
+}
+
+impl Envelope<'_> {
+    fn take_usage(&mut self, usage: &mut Usage) -> bool {
+        let mut found = false;
+        // Anthropic's `message_start` carries a placeholder output count; the real one comes
+        // in `message_delta`.
+        let message_start = self
+            .message
+            .as_mut()
+            .and_then(|m| m.usage.take())
+            .map(|mut u| {
+                u.output_tokens = None;
+                u
+            });
+        for wire in [
+            self.usage.take(),
+            message_start,
+            self.response.as_mut().and_then(|r| r.usage.take()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            wire.merge_into(usage);
+            found = true;
+        }
+        found
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.model
+            .as_deref()
+            .or(self.message.as_ref().and_then(|m| m.model.as_deref()))
+            .or(self.response.as_ref().and_then(|r| r.model.as_deref()))
+    }
+
+    /// Generated text this event carries, for estimating output the upstream did not count.
+    fn for_each_text(&self, mut text: impl FnMut(&str)) {
+        for choice in self.choices.iter().flatten() {
+            if let Some(t) = &choice.text {
+                text(t);
+            }
+            if let Some(delta) = &choice.delta {
+                for t in [&delta.content, &delta.reasoning_content, &delta.refusal]
+                    .into_iter()
+                    .flatten()
+                {
+                    text(t);
+                }
+                for call in delta.tool_calls.iter().flatten() {
+                    if let Some(function) = &call.function {
+                        for t in [&function.name, &function.arguments].into_iter().flatten() {
+                            text(t);
+                        }
+                    }
+                }
+            }
+        }
+        match &self.delta {
+            Some(DeltaField::Text(t)) => text(t),
+            Some(DeltaField::Object(d)) => {
+                for t in [&d.text, &d.partial_json, &d.thinking]
+                    .into_iter()
+                    .flatten()
+                {
+                    text(t);
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// The usage in a whole (non-streamed) response body, and the model that answered.
+pub fn usage_from_json(body: &[u8]) -> Option<(Usage, Option<String>)> {
+    let mut envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
+    let mut usage = Usage::default();
+    if !envelope.take_usage(&mut usage) {
+        return None;
+    }
+    Some((usage, envelope.model().map(str::to_owned)))
+}
+
+/// Reads a streamed response as it passes: usage events, the generated text (for an estimate
+/// when usage never comes) and, when the gateway asked for usage the client did not, removes
+/// what that request added so the client gets the stream it asked for.
+#[derive(Debug)]
+pub struct StreamReader {
+    splitter: SseSplitter,
+    tables: &'static Tables,
+    /// Remove the usage chunk and `"usage":null` members the gateway's request added.
+    strip: bool,
+    usage: Usage,
+    reported: bool,
+    output_units: u64,
+    model: Option<String>,
+    /// Whether any generated text has been seen (time to first token).
+    pub saw_output: bool,
+}
+
+/// What to do with one chunk of a stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChunkAction {
+    /// Pass the chunk on as it is.
+    Pass,
+    /// Send these bytes instead.
+    Replace(Vec<u8>),
+}
+
+impl StreamReader {
+    pub fn new(family: Family, strip: bool) -> Self {
+        Self {
+            splitter: SseSplitter::default(),
+            tables: family.tables(),
+            strip,
+            usage: Usage::default(),
+            reported: false,
+            output_units: 0,
+            model: None,
+            saw_output: false,
+        }
+    }
+
+    /// Reads one chunk; `end` when it is the last.
+    pub fn chunk(&mut self, bytes: &[u8], end: bool) -> ChunkAction {
+        let mut out: Vec<u8> = Vec::new();
+        let strip = self.strip;
+        let mut events = Vec::new();
+        self.splitter.feed(bytes, |piece| events.push(piece));
+        for piece in events {
+            match piece {
+                Piece::Event(raw) => {
+                    let keep = self.event(&raw);
+                    if strip && keep {
+                        out.extend_from_slice(&without_null_usage(&raw));
+                    }
+                }
+                Piece::Raw(raw) => {
+                    if strip {
+                        out.extend_from_slice(&raw);
+                    }
+                }
+            }
+        }
+        if end {
+            let rest = self.splitter.finish();
+            // A last event without its blank line still counts.
+            let keep = rest.is_empty() || self.event(&rest);
+            if strip && keep {
+                out.extend_from_slice(&rest);
+            }
+        }
+        if strip && out != bytes {
+            ChunkAction::Replace(out)
+        } else {
+            ChunkAction::Pass
+        }
+    }
+
+    /// Reads one event; returns whether the client should get it.
+    fn event(&mut self, raw: &[u8]) -> bool {
+        let event = parse_event(raw);
+        let data = event.data.as_ref();
+        if data.is_empty() || data == "[DONE]" {
+            return true;
+        }
+        let Ok(mut envelope) = serde_json::from_str::<Envelope<'_>>(data) else {
+            return true;
+        };
+        if self.model.is_none() {
+            self.model = envelope.model().map(str::to_owned);
+        }
+        let mut units = 0u64;
+        let mut saw_text = false;
+        envelope.for_each_text(|text| {
+            saw_text = saw_text || !text.is_empty();
+            units = units.saturating_add(self.tables.units(text));
+        });
+        self.output_units = self.output_units.saturating_add(units);
+        self.saw_output = self.saw_output || saw_text;
+        let is_usage_only_chunk =
+            envelope.usage.is_some() && envelope.choices.as_ref().is_some_and(Vec::is_empty);
+        if envelope.take_usage(&mut self.usage) {
+            self.reported = true;
+        }
+        // The chunk the gateway asked for: `choices: []` with the usage.
+        !(self.strip && is_usage_only_chunk)
+    }
+
+    /// Bytes held back waiting for the rest of an event (bounded by `sse::MAX_EVENT_BYTES`).
+    pub fn held(&self) -> usize {
+        self.splitter.held()
+    }
+
+    /// The counts at the end of the stream: reported where the upstream reported them,
+    /// estimated otherwise (`input_estimate` for the prompt, the streamed text for the output).
+    pub fn finish(&self, input_estimate: u64) -> Counts {
+        let reported = if self.reported {
+            Some(self.usage)
+        } else {
+            None
+        };
+        Counts::from_parts(reported, input_estimate, to_tokens(self.output_units))
+            .with_model(self.model.clone())
+    }
+}
+
+/// Removes the `"usage":null` member every chunk carries once usage is asked for.
+fn without_null_usage(raw: &[u8]) -> Cow<'_, [u8]> {
+    let Some(at) = memchr::memmem::find(raw, b"\"usage\"") else {
+        return Cow::Borrowed(raw);
+    };
+    let skip_ws = |mut i: usize| {
+        while raw.get(i).is_some_and(|b| *b == b' ') {
+            i = i.saturating_add(1);
+        }
+        i
+    };
+    let colon = skip_ws(at.saturating_add(7));
+    if raw.get(colon) != Some(&b':') {
+        return Cow::Borrowed(raw);
+    }
+    let value = skip_ws(colon.saturating_add(1));
+    if raw.get(value..value.saturating_add(4)) != Some(b"null") {
+        return Cow::Borrowed(raw);
+    }
+    let member_end = value.saturating_add(4);
+    // Take the comma before the member (`,"usage":null}`) or, when it is first, the one after.
+    let mut before = at;
+    while before > 0
+        && raw
+            .get(before.saturating_sub(1))
+            .is_some_and(|b| *b == b' ')
+    {
+        before = before.saturating_sub(1);
+    }
+    let (from, to) = if before > 0 && raw.get(before.saturating_sub(1)) == Some(&b',') {
+        (before.saturating_sub(1), member_end)
+    } else {
+        let after = skip_ws(member_end);
+        if raw.get(after) == Some(&b',') {
+            (at, skip_ws(after.saturating_add(1)))
+        } else {
+            (at, member_end)
+        }
+    };
+    let mut out = Vec::with_capacity(raw.len());
+    out.extend_from_slice(raw.get(..from).unwrap_or_default());
+    out.extend_from_slice(raw.get(to..).unwrap_or_default());
+    Cow::Owned(out)
+}
+
+/// One request's token counts: what quotas charge, metrics count and access logs print.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub input: u64,
+    pub output: u64,
+    pub cached: u64,
+    pub reasoning: u64,
+    /// Some count was estimated by the gateway (the upstream reported none, or not all).
+    pub estimated: bool,
+    /// The model the upstream says answered, when it said.
+    pub response_model: Option<String>,
+}
+
+impl Counts {
+    /// Reported counts where there are any, the estimates for the rest.
+    pub fn from_parts(reported: Option<Usage>, input_estimate: u64, output_estimate: u64) -> Self {
+        let usage = reported.unwrap_or_default();
+        Self {
+            input: usage.input.unwrap_or(input_estimate),
+            output: usage.output.unwrap_or(output_estimate),
+            cached: usage.cached,
+            reasoning: usage.reasoning,
+            estimated: usage.input.is_none() || usage.output.is_none(),
+            response_model: None,
+        }
+    }
+
+    fn with_model(mut self, model: Option<String>) -> Self {
+        self.response_model = model;
+        self
+    }
+
+    pub fn total(&self) -> u64 {
+        self.input.saturating_add(self.output)
+    }
+
+    /// `reported` or `estimated`.
+    pub fn source(&self) -> &'static str {
+        if self.estimated {
+            "estimated"
+        } else {
+            "reported"
+        }
+    }
+}
+
+/// The per-request record: counts plus what they are for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub counts: Counts,
+    /// The model the request was routed to.
+    pub model: String,
+    /// The tenant, once the gateway knows tenants (authentication is a later stage).
+    pub tenant: Option<String>,
+}
+
+impl TokenRecord {
+    /// Filter-state keys (under Envoy's `wasm.` prefix) and values, for access logs:
+    /// `%FILTER_STATE(wasm.sluice.tokens.input:PLAIN)%` and so on.
+    pub fn filter_state(&self) -> Vec<(&'static str, String)> {
+        let c = &self.counts;
+        let mut out = vec![
+            ("sluice.tokens.input", c.input.to_string()),
+            ("sluice.tokens.output", c.output.to_string()),
+            ("sluice.tokens.cached", c.cached.to_string()),
+            ("sluice.tokens.total", c.total().to_string()),
+            ("sluice.tokens.source", c.source().to_owned()),
+            ("sluice.tokens.model", self.model.clone()),
+        ];
+        if let Some(tenant) = &self.tenant {
+            out.push(("sluice.tokens.tenant", tenant.clone()));
+        }
+        out
+    }
+
+    /// The optional response header's value.
+    pub fn header_value(&self) -> String {
+        let c = &self.counts;
+        format!(
+            "input={}; output={}; cached={}; total={}; source={}",
+            c.input,
+            c.output,
+            c.cached,
+            c.total(),
+            c.source()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
