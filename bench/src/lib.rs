@@ -16,5 +16,6 @@ pub mod machine;
 pub mod procs;
 pub mod report;
 pub mod routing;
+pub mod sections;
 pub mod sluice_config;
 pub mod stats;

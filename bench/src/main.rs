@@ -18,7 +18,8 @@ use sluice_bench::procs::{self, API_KEY, ENVOY_WORKERS, LITELLM_VERSION, Service
 use sluice_bench::report::{
     Machine, Method, Metric, Micro, Report, Results, Rss, Setup, fmt_rps, fmt_us,
 };
-use sluice_bench::routing::{self, report::compose, workload::Workload};
+use sluice_bench::routing::{self, workload::Workload};
+use sluice_bench::sections::compose;
 use sluice_bench::sluice_config;
 use sluice_filter::picking::Weights;
 

@@ -10,7 +10,11 @@
 #[cfg(feature = "orchestrator")]
 pub mod driver;
 #[cfg(feature = "orchestrator")]
-pub mod fleet;
+pub mod gateways;
+#[cfg(feature = "orchestrator")]
+pub mod processes;
+#[cfg(feature = "orchestrator")]
+pub mod replicas;
 pub mod report;
 pub mod results;
 pub mod rng;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use sluice_filter::picking::Weights;
 
 use super::driver;
-use super::fleet::{self, Counters, Replicas};
+use super::gateways;
+use super::replicas::{Counters, Replicas};
 use super::report::{RoutingReport, WorkloadPlan};
 use super::results::{Policy, Step};
 use super::settings::{self, REPLICAS, SHAPE};
@@ -107,7 +108,8 @@ impl Fleet {
     ) -> Result<(), String> {
         self.replicas.restart().await?;
         if policy == Policy::Sluice {
-            fleet::wait_picker_ready(&self.client, &self.picker, POOL, REPLICAS.replicas).await?;
+            gateways::wait_picker_ready(&self.client, &self.picker, POOL, REPLICAS.replicas)
+                .await?;
             // The filter re-reads the snapshot every refresh: let it see the new replicas.
             tokio::time::sleep(Duration::from_millis(4 * settings::REFRESH_MS)).await;
         }
@@ -232,9 +234,9 @@ pub async fn run(options: &Options, dir: &Path) -> Result<RoutingReport, String>
         REPLICAS.replicas
     ));
     let replicas = Replicas::start(dir, REPLICAS, MODEL).await?;
-    let picker_toml = fleet::picker_config(POOL, MODEL, replicas.addrs(), settings::REFRESH_MS);
-    let picker = fleet::start_picker(dir, &picker_toml).await?;
-    let configs = fleet::envoy_configs(
+    let picker_toml = gateways::picker_config(POOL, MODEL, replicas.addrs(), settings::REFRESH_MS);
+    let picker = gateways::start_picker(dir, &picker_toml).await?;
+    let configs = gateways::envoy_configs(
         replicas.addrs(),
         picker.addr,
         &sluice_e2e::paths::filter_wasm(),
@@ -249,7 +251,7 @@ pub async fn run(options: &Options, dir: &Path) -> Result<RoutingReport, String>
             .await?,
     };
     let client = driver::client()?;
-    fleet::wait_picker_ready(&client, &picker, POOL, REPLICAS.replicas).await?;
+    gateways::wait_picker_ready(&client, &picker, POOL, REPLICAS.replicas).await?;
     for policy in Policy::ALL {
         preflight(&client, gateways.get(policy), policy.label()).await?;
     }
