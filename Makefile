@@ -40,15 +40,18 @@ e2e-test:
 	cargo build --locked -p sluice-simulator -p sluice-picker
 	cargo test --locked -p sluice-e2e
 
-## bench: Sluice's overhead side by side with no gateway, plain Envoy and LiteLLM against one fast
-## mock upstream (repeated runs, medians), plus the filter's criterion micro-benchmarks. Prints a
-## summary and writes BENCHMARKS.md; about 12 minutes. `make bench BENCH_ARGS=--quick` checks
-## that it all works in about 3 (report in .bench/). The orchestrator is built in the dev profile
-## on purpose: it unwinds on a failure, so every process it started is stopped.
+## bench: two sections. Overhead: Sluice side by side with no gateway, plain Envoy and LiteLLM
+## against one fast mock upstream (repeated runs, medians), plus the filter's criterion
+## micro-benchmarks. Routing: Sluice's replica picking against Envoy round robin and least-request
+## on four simulated replicas (release builds), prefix-heavy and independent workloads. Prints a
+## summary and writes BENCHMARKS.md; under 15 minutes. `make bench BENCH_ARGS=--quick` checks that
+## it all works in about 4 (report in .bench/); `BENCH_ARGS="--only routing"` runs one section and
+## keeps the other's figures. The orchestrator is built in the dev profile on purpose: it unwinds
+## on a failure, so every process it started is stopped.
 bench: setup
 	@bench/setup.sh
 	cargo build --locked --release -p sluice-filter --target wasm32-wasip1
-	cargo build --locked --release -p sluice-picker
+	cargo build --locked --release -p sluice-simulator -p sluice-picker
 	cargo run --locked -q -p sluice-bench --bin bench -- $(BENCH_ARGS)
 
 ## bench-host-cost: what each proxy-wasm mechanism (a loaded filter, header reads, body buffering,

@@ -1,6 +1,7 @@
 //! `make bench`: what Sluice costs on the request path, measured side by side with no gateway,
 //! plain Envoy and LiteLLM against one fast mock upstream (the `bench` binary), plus criterion
-//! micro-benchmarks of the filter's hot paths (`benches/hot_path.rs`).
+//! micro-benchmarks of the filter's hot paths (`benches/hot_path.rs`); then how well its replica
+//! picking routes LLM traffic against Envoy's own load balancing (`routing`).
 //!
 //! The library holds what both share and what can be unit-tested without processes: the request
 //! bodies, the Sluice configuration under test, the statistics and the report; with the
@@ -10,7 +11,11 @@ pub mod bodies;
 #[cfg(feature = "orchestrator")]
 pub mod load;
 #[cfg(feature = "orchestrator")]
+pub mod machine;
+#[cfg(feature = "orchestrator")]
 pub mod procs;
 pub mod report;
+pub mod routing;
+pub mod sections;
 pub mod sluice_config;
 pub mod stats;

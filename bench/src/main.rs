@@ -1,6 +1,8 @@
-//! `make bench`: starts a mock upstream, plain Envoy, Envoy + Sluice and LiteLLM side by side,
-//! measures each with wrk, oha and curl (repeated, interleaved), runs the criterion
-//! micro-benchmarks, prints a summary and writes `BENCHMARKS.md`.
+//! `make bench`: the overhead section starts a mock upstream, plain Envoy, Envoy + Sluice and
+//! LiteLLM side by side, measures each with wrk, oha and curl (repeated, interleaved) and runs the
+//! criterion micro-benchmarks; the routing section (`sluice_bench::routing`) measures replica
+//! picking against Envoy's load balancing on simulated replicas. Prints a summary of each and
+//! writes `BENCHMARKS.md`.
 //!
 //! Every process it starts is stopped when it ends: normally, on an error, on a panic (this
 //! binary is built in the dev profile, which unwinds) and on SIGINT, SIGTERM or SIGHUP.
@@ -11,21 +13,43 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sluice_bench::bodies::{self, GATEWAY_SIZES, MODEL};
 use sluice_bench::load::{self, Run, Tools};
+use sluice_bench::machine::{load_average, word};
 use sluice_bench::procs::{self, API_KEY, ENVOY_WORKERS, LITELLM_VERSION, Service};
 use sluice_bench::report::{
     Machine, Method, Metric, Micro, Report, Results, Rss, Setup, fmt_rps, fmt_us,
 };
+use sluice_bench::routing::{self, workload::Workload};
+use sluice_bench::sections::compose;
 use sluice_bench::sluice_config;
+use sluice_filter::picking::Weights;
 
 const USAGE: &str = "\
-usage: bench [--quick] [--repeats N] [--skip-litellm] [--skip-micro] [--output FILE]
+usage: bench [--only overhead|routing] [--quick] [--repeats N] [--skip-litellm] [--skip-micro]
+             [--weights LIST] [--workload NAME] [--output FILE]
 
-  --quick         1 repeat of short runs: checks that everything works; the rough report goes
-                  to .bench/BENCHMARKS-quick.md unless --output says otherwise
+  --only SECTION  run one section: `overhead` (gateways against a mock upstream, micro-benchmarks)
+                  or `routing` (replica picking against Envoy's load balancing); the other
+                  section of the report is kept as it was
+  --quick         short runs: checks that everything works; the rough report goes to
+                  .bench/BENCHMARKS-quick.md unless --output says otherwise
+  --output FILE   where to write the report (default BENCHMARKS.md in the repository)
+
+overhead section:
   --repeats N     runs of every measurement; the report gives their median (default 3)
   --skip-litellm  do not start LiteLLM
   --skip-micro    do not run the criterion micro-benchmarks
-  --output FILE   where to write the report (default BENCHMARKS.md in the repository)";
+
+routing section:
+  --weights LIST  Sluice's picking weights over the defaults, e.g. prefix=4,queue=1 (names:
+                  queue, kv_cache, running, in_flight, prefix, lora)
+  --workload NAME only `prefix-heavy` or `independent` (default both)";
+
+/// The two sections of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Overhead,
+    Routing,
+}
 
 /// The canned answer the mock upstream gives; every setup must pass it through.
 const CANNED_CONTENT: &str =
@@ -45,6 +69,8 @@ struct Options {
     micro: bool,
     output: Option<PathBuf>,
     quick: bool,
+    only: Option<Section>,
+    routing: routing::run::Options,
 }
 
 impl Options {
@@ -54,7 +80,9 @@ impl Options {
             c1_seconds: 5,
             // Low enough for every setup, LiteLLM with 16 KB bodies included, to keep up with.
             rate_rps: 10,
-            rate_seconds: 10,
+            // 8 s (80 requests a run, 240 over the repeats) leaves room for the routing section
+            // in the 15 minutes `make bench` may take.
+            rate_seconds: 8,
             saturation_connections: 32,
             saturation_seconds: 5,
             warmup_seconds: 2,
@@ -63,6 +91,12 @@ impl Options {
             micro: true,
             output: None,
             quick: false,
+            only: None,
+            routing: routing::run::Options {
+                quick: false,
+                weights: Weights::default(),
+                workloads: Workload::ALL.to_vec(),
+            },
         };
         let mut args = args.peekable();
         while let Some(arg) = args.next() {
@@ -75,6 +109,26 @@ impl Options {
                     options.saturation_seconds = 1;
                     options.warmup_seconds = 1;
                     options.ttfb_requests = 5;
+                    options.routing.quick = true;
+                }
+                "--only" => {
+                    options.only = Some(match args.next().as_deref() {
+                        Some("overhead") => Section::Overhead,
+                        Some("routing") => Section::Routing,
+                        _ => return Err("--only needs `overhead` or `routing`".into()),
+                    });
+                }
+                "--weights" => {
+                    let list = args.next().ok_or("--weights needs a list")?;
+                    options.routing.weights = routing::settings::parse_weights(&list)?;
+                }
+                "--workload" => {
+                    let name = args.next().unwrap_or_default();
+                    let workload = Workload::ALL
+                        .into_iter()
+                        .find(|w| w.label() == name)
+                        .ok_or("--workload needs `prefix-heavy` or `independent`")?;
+                    options.routing.workloads = vec![workload];
                 }
                 "--repeats" => {
                     options.repeats = args
@@ -228,48 +282,12 @@ async fn check_setup(
 }
 
 async fn machine(tools: &Tools) -> Machine {
-    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-    let cpu_model = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|rest| rest.split_once(':'))
-        .map_or("unknown CPU".into(), |(_, v)| v.trim().to_owned());
-    let memory = read("/proc/meminfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or("unknown".into(), |kib| {
-            format!("{:.0} GiB", kib / 1024.0 / 1024.0)
-        });
-    let date = load::version(Path::new("date"), &["-u", "+%Y-%m-%d %H:%M UTC"]).await;
-    let root = sluice_e2e::paths::repo_root();
-    let revision = load::version(
-        Path::new("git"),
-        &[
-            "-C",
-            &root.display().to_string(),
-            "describe",
-            "--always",
-            "--dirty",
-        ],
-    )
-    .await;
-    let revision = if revision.is_empty() || revision.contains(' ') {
-        "unknown revision".to_owned()
-    } else {
-        revision
-    };
-    let word = |line: String, n: usize| line.split_whitespace().nth(n).unwrap_or("?").to_owned();
-    let envoy = load::version(&sluice_e2e::paths::envoy_bin(), &["--version"]).await;
-    // `envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL`
-    let envoy = word(envoy, 2).split('/').nth(1).unwrap_or("?").to_owned();
-    let mut tools_list = vec![
-        ("Envoy".to_owned(), envoy),
-        (
-            "wrk".into(),
-            word(load::version(&tools.wrk, &["-v"]).await, 1),
-        ),
-    ];
+    let mut machine = sluice_bench::machine::describe().await;
+    // The load generators after Envoy, before rustc.
+    let mut tools_list = vec![(
+        "wrk".to_owned(),
+        word(load::version(&tools.wrk, &["-v"]).await, 1),
+    )];
     if let Some(oha) = &tools.oha {
         tools_list.push((
             "oha".into(),
@@ -280,30 +298,9 @@ async fn machine(tools: &Tools) -> Machine {
         "curl".into(),
         word(load::version(&tools.curl, &["--version"]).await, 1),
     ));
-    tools_list.push((
-        "rustc".into(),
-        word(load::version(Path::new("rustc"), &["--version"]).await, 1),
-    ));
-    Machine {
-        date,
-        cpu_model,
-        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        memory,
-        kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
-        revision,
-        load_before: load_average(),
-        load_after: String::new(),
-        tools: tools_list,
-    }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
+    let at = machine.tools.len().min(1);
+    machine.tools.splice(at..at, tools_list);
+    machine
 }
 
 fn find_tools() -> Result<(Tools, Vec<String>), String> {
@@ -473,6 +470,51 @@ impl Running {
 
 async fn run(options: Options) -> Result<(), String> {
     let started = Instant::now();
+    let work = procs::work_dir();
+    std::fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
+    // Keeps everything under .bench/ out of git without touching the repository's .gitignore.
+    let _ = std::fs::write(work.join(".gitignore"), "*\n");
+    let output = options.output();
+    // Each section is written as soon as it is done, so a later failure keeps it.
+    let write = |overhead: Option<&str>, routing: Option<&str>| {
+        let existing = std::fs::read_to_string(&output).unwrap_or_default();
+        std::fs::write(&output, compose(&existing, overhead, routing))
+            .map_err(|e| format!("write {}: {e}", output.display()))
+    };
+    if options.only != Some(Section::Routing) {
+        let report = run_overhead(&options).await?;
+        write(Some(&report.markdown()), None)?;
+        println!("\n{}", report.summary());
+        say(&format!(
+            "overhead section written to {} (raw samples in {}); it took {:?}",
+            output.display(),
+            work.join("results.json").display(),
+            Duration::from_secs(report.elapsed_seconds)
+        ));
+    }
+    if options.only != Some(Section::Overhead) {
+        let dir = work.join("routing");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let report = routing::run::run(&options.routing, &dir).await?;
+        write(None, Some(&report.markdown()))?;
+        println!("\n{}", report.summary());
+        say(&format!(
+            "routing section written to {} (logs in {})",
+            output.display(),
+            dir.display()
+        ));
+    }
+    say(&format!(
+        "bench took {:?}",
+        Duration::from_secs(started.elapsed().as_secs())
+    ));
+    Ok(())
+}
+
+/// The overhead section: every gateway against the mock upstream, and the micro-benchmarks.
+async fn run_overhead(options: &Options) -> Result<Report, String> {
+    let started = Instant::now();
     sluice_filter::config::Config::from_json(sluice_config::FILTER_CONFIGURATION.as_bytes())
         .map_err(|e| {
             format!("bench/src/sluice_config.rs: the filter rejects the configuration: {e}")
@@ -481,9 +523,6 @@ async fn run(options: Options) -> Result<(), String> {
     let mut warnings = Vec::new();
     let mut machine = machine(&tools).await;
     let work = procs::work_dir();
-    std::fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
-    // Keeps everything under .bench/ out of git without touching the repository's .gitignore.
-    let _ = std::fs::write(work.join(".gitignore"), "*\n");
 
     let mut micro = Vec::new();
     if options.micro {
@@ -772,15 +811,5 @@ async fn run(options: Options) -> Result<(), String> {
         work.join("results.json"),
         serde_json::to_string_pretty(&raw).unwrap_or_default(),
     );
-    let output = options.output();
-    std::fs::write(&output, report.markdown())
-        .map_err(|e| format!("write {}: {e}", output.display()))?;
-    println!("\n{}", report.summary());
-    say(&format!(
-        "report written to {} (raw samples in {}); bench took {:?}",
-        output.display(),
-        work.join("results.json").display(),
-        Duration::from_secs(started.elapsed().as_secs())
-    ));
-    Ok(())
+    Ok(report)
 }

@@ -77,7 +77,6 @@ impl Service {
     }
 }
 
-/// The last `lines` lines of a log, without Envoy's access-log lines.
 /// utime + stime from a `/proc/<pid>/stat` line. The command name is in parentheses and may hold
 /// spaces, so fields are counted after its closing one: state is field 3, utime 14, stime 15.
 fn cpu_ticks(stat: &str) -> Option<u64> {
@@ -88,14 +87,15 @@ fn cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-fn tail(text: &str, lines: usize) -> String {
+/// The last `lines` lines of a log, without Envoy's access-log lines.
+pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().filter(|l| !l.contains(" upstream=")).collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Starts `program args` with its output in `dir/<name>.log`, learning its pid through a shell
 /// that `exec`s it (so the pid is the program's own).
-fn spawn(
+pub fn spawn(
     name: &str,
     dir: &Path,
     program: &Path,
@@ -131,7 +131,7 @@ fn spawn(
 }
 
 /// Polls `url` until it answers 200, the process dies or `timeout` passes.
-async fn wait_ok(
+pub async fn wait_ok(
     process: &mut Process,
     name: &str,
     url: &str,
@@ -249,27 +249,41 @@ pub fn sluice_config(
     wasm: &Path,
     filter_configuration: &str,
 ) -> Result<String, String> {
+    let mut clusters: Vec<(String, Vec<SocketAddr>)> = model_pools(filter_configuration)?
+        .into_iter()
+        .map(|(pool, _model)| (pool, vec![upstream]))
+        .collect();
+    if let Some(picker) = picker {
+        clusters.push((PICKER_CLUSTER.to_owned(), vec![picker]));
+    }
+    render_envoy(clusters, wasm, filter_configuration)
+}
+
+/// The shipped `envoy.yaml` with the Sluice filter (`wasm`) and `filter_configuration`, and the
+/// endpoints of the named `clusters` replaced. Clusters the file does not have are skipped; at
+/// least one must be there.
+pub fn render_envoy(
+    clusters: Vec<(String, Vec<SocketAddr>)>,
+    wasm: &Path,
+    filter_configuration: &str,
+) -> Result<String, String> {
     let path = sluice_e2e::paths::envoy_yaml();
     let template =
         std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
-    let mut clusters: Vec<(String, Vec<SocketAddr>)> = model_pools(filter_configuration)?
+    let names: Vec<String> = clusters.iter().map(|(name, _)| name.clone()).collect();
+    let clusters: Vec<(String, Vec<SocketAddr>)> = clusters
         .into_iter()
-        .map(|(pool, _model)| pool)
-        .filter(|pool| {
+        .filter(|(name, _)| {
             template
                 .lines()
-                .any(|l| l.trim().strip_prefix("cluster_name: ") == Some(pool.as_str()))
+                .any(|l| l.trim().strip_prefix("cluster_name: ") == Some(name.as_str()))
         })
-        .map(|pool| (pool, vec![upstream]))
         .collect();
-    if clusters.is_empty() {
+    if clusters.iter().all(|(name, _)| name == PICKER_CLUSTER) {
         return Err(format!(
-            "none of the model pools in bench/src/sluice_config.rs is a cluster of {}",
+            "none of the clusters {names:?} (the model pools of the filter configuration) is in {}",
             path.display()
         ));
-    }
-    if let Some(picker) = picker {
-        clusters.push((PICKER_CLUSTER.to_owned(), vec![picker]));
     }
     // `..Default::default()` keeps this building when the harness gains options.
     #[allow(clippy::needless_update)]
@@ -283,7 +297,7 @@ pub fn sluice_config(
 
 /// The pools (Envoy clusters) the filter configuration routes models to, each with the model it
 /// serves: each model's `pool`, or its name when it has none.
-fn model_pools(filter_configuration: &str) -> Result<Vec<(String, String)>, String> {
+pub fn model_pools(filter_configuration: &str) -> Result<Vec<(String, String)>, String> {
     let config: serde_json::Value = serde_json::from_str(filter_configuration)
         .map_err(|e| format!("bench/src/sluice_config.rs: {e}"))?;
     let mut pools: Vec<(String, String)> = config["models"]

@@ -225,7 +225,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    fn text(self) -> &'static str {
+    pub fn text(self) -> &'static str {
         match self {
             Verdict::Met => "met",
             Verdict::Missed => "MISSED",
@@ -298,7 +298,7 @@ fn fmt_ns(ns: f64) -> String {
 }
 
 /// A Markdown table (also readable as plain text).
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "| {} |", header.join(" | "));
     let _ = writeln!(

@@ -77,6 +77,12 @@ impl Default for Weights {
     /// Queue and KV cache as the Gateway API Inference Extension weighs them; prefix affinity
     /// above both, since a cached prefix saves the most; the gateway's own in-flight count as
     /// much as the queue, because it is fresher than any scrape.
+    ///
+    /// Checked with `make bench`'s routing section (one run per variant, docs/routing-tuning.md):
+    /// prefix 1.5 lets load differences scatter tenants (fewer cache hits, 2× the p90 time to
+    /// first token at high load), prefix 5 keeps tenants on overloaded replicas (3× the p90), and
+    /// in-flight 4 costs prefix hits without helping unshared prompts. These values did best of
+    /// those tried on both workloads.
     fn default() -> Self {
         Self {
             queue: 2.0,

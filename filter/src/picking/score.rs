@@ -47,7 +47,7 @@ pub fn rank<'s>(
             return Pick::Saturated;
         }
     }
-    let waiting = Scale::of(healthy.iter().map(|e| e.waiting), 4.0);
+    let waiting = Scale::of(healthy.iter().map(|e| waiting_now(e, in_flight)), 4.0);
     let running = Scale::of(healthy.iter().map(|e| e.running), 8.0);
     let flights = Scale::of(healthy.iter().map(|e| in_flight.get(&e.address)), 4.0);
     let mut scored: Vec<(f64, u64, &'s str)> = healthy
@@ -57,7 +57,7 @@ pub fn rank<'s>(
             let prefix = request
                 .prefix_endpoint
                 .map_or(0.0, |p| if p == e.address { 1.0 } else { 0.0 });
-            let score = weights.queue * waiting.inverse(e.waiting)
+            let score = weights.queue * waiting.inverse(waiting_now(e, in_flight))
                 + weights.kv_cache * (1.0 - kv)
                 + weights.running * running.inverse(e.running)
                 + weights.in_flight * flights.inverse(in_flight.get(&e.address))
@@ -81,6 +81,19 @@ pub fn destination(ranked: &[&str], fallbacks: u32) -> String {
         .copied()
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The endpoint's waiting queue as it is likely to be now: the scraped queue plus the requests
+/// this Envoy sent it that the scrape does not show yet (in flight beyond its running and waiting
+/// counts). The scrape lags by up to an interval, and so do the KV-cache and running figures: a
+/// replica that was just sent a long prompt still looks as empty as before, and without this
+/// every request until the next scrape would follow the first one there, each waiting for the
+/// previous one's prefill. With several Envoys, the others' requests are in the scrape but not in
+/// this count, so the correction only ever undercounts.
+fn waiting_now(endpoint: &Endpoint, in_flight: &InFlight) -> u32 {
+    let seen = endpoint.running.saturating_add(endpoint.waiting);
+    let unseen = in_flight.get(&endpoint.address).saturating_sub(seen);
+    endpoint.waiting.saturating_add(unseen)
 }
 
 /// 1 when the adapter is loaded, 0.8 when it is already queued to load, 0.5 when a slot is free
@@ -220,6 +233,27 @@ mod tests {
             None,
         ));
         assert_eq!(order[0], "b:1");
+    }
+
+    #[test]
+    fn requests_the_scrape_does_not_show_yet_count_as_waiting() {
+        // At the last scrape `a` looked a little emptier (KV 0.30 against 0.45), and it is first.
+        let p = pool(vec![
+            endpoint("a:1", 0, 2, 0.30),
+            endpoint("b:1", 0, 2, 0.45),
+        ]);
+        let mut in_flight = InFlight::default();
+        in_flight.add("a:1", 2, 0);
+        in_flight.add("b:1", 2, 0);
+        let first = |in_flight: &InFlight| {
+            ranked(rank(&p, in_flight, &PickRequest::default(), &WEIGHTS, None))[0]
+        };
+        assert_eq!(first(&in_flight), "a:1");
+        // This Envoy has just sent `a` a long prompt: 3 in flight, the scrape still shows 2
+        // running and the old KV figure. The next request must not follow it there before the
+        // next scrape.
+        in_flight.add("a:1", 1, 0);
+        assert_eq!(first(&in_flight), "b:1");
     }
 
     #[test]

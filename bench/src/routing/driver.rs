@@ -1,0 +1,122 @@
+//! The open-loop load driver: sends each planned request at its scheduled time, whatever the
+//! earlier ones are doing (one task per request), streams the answer and times it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::results::{Outcome, Status};
+use super::stream::StreamReader;
+use super::workload::Planned;
+
+/// A client for one step: no proxy, no overall timeout (the step's deadline bounds every
+/// request), a connection per concurrent request as an application's pool would open.
+pub fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
+/// Runs one step against `url`: every request of `plan` at its time, then waits for the stragglers
+/// at most `drain` after the last arrival; whatever is still running then is cancelled (which
+/// aborts it on the replica) and reported unfinished.
+pub async fn run_step(
+    client: &reqwest::Client,
+    url: &str,
+    plan: &[Planned],
+    drain: Duration,
+) -> Vec<Outcome> {
+    // A short lead so that the first request is not late because of the spawning itself.
+    let start = Instant::now() + Duration::from_millis(20);
+    let last = plan.last().map_or(Duration::ZERO, |p| p.at);
+    let deadline = start + last + drain;
+    let url: Arc<str> = Arc::from(url);
+    let mut tasks = Vec::with_capacity(plan.len());
+    for planned in plan {
+        let due = start + planned.at;
+        tokio::time::sleep_until(due).await;
+        let client = client.clone();
+        let url = Arc::clone(&url);
+        let body = planned.body.clone();
+        tasks.push(tokio::spawn(async move {
+            send(&client, &url, body, due, deadline).await
+        }));
+    }
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for (task, planned) in tasks.into_iter().zip(plan) {
+        let outcome = task.await.unwrap_or_else(|e| Outcome {
+            scheduled: planned.at,
+            lateness: Duration::ZERO,
+            ttft: None,
+            elapsed: Duration::ZERO,
+            output_tokens: 0,
+            status: Status::Failed(format!("driver task: {e}")),
+        });
+        outcomes.push(Outcome {
+            scheduled: planned.at,
+            ..outcome
+        });
+    }
+    outcomes
+}
+
+/// One streaming request, timed from `due`. Gives up at `deadline`.
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    body: String,
+    due: Instant,
+    deadline: Instant,
+) -> Outcome {
+    let lateness = Instant::now().saturating_duration_since(due);
+    let mut outcome = Outcome {
+        scheduled: Duration::ZERO,
+        lateness,
+        ttft: None,
+        elapsed: Duration::ZERO,
+        output_tokens: 0,
+        status: Status::Ok,
+    };
+    let mut reader = StreamReader::default();
+    let exchange = async {
+        let mut response = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("POST: {e}"))?;
+        let status = response.status();
+        if status != 200 {
+            let text = response.text().await.unwrap_or_default();
+            return Err(format!("status {status}: {text:.200}"));
+        }
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("reading the stream: {e}"))?
+        {
+            if reader.feed(&chunk).content_events > 0 && outcome.ttft.is_none() {
+                outcome.ttft = Some(due.elapsed());
+            }
+        }
+        Ok(())
+    };
+    let result = tokio::time::timeout_at(deadline, exchange).await;
+    outcome.elapsed = due.elapsed();
+    outcome.output_tokens = reader.completion_tokens.unwrap_or(reader.content_events);
+    outcome.status = match result {
+        Err(_) => Status::Unfinished,
+        Ok(Err(e)) => Status::Failed(e),
+        Ok(Ok(())) if !reader.done || reader.completion_tokens.is_none() => {
+            Status::Failed("the stream ended without usage and [DONE]".into())
+        }
+        Ok(Ok(())) if outcome.ttft.is_none() => Status::Failed("no content token".into()),
+        Ok(Ok(())) => Status::Ok,
+    };
+    outcome
+}
