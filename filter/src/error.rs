@@ -70,6 +70,12 @@ pub enum GatewayError {
     Overloaded,
     /// The model's pool has no healthy replica.
     NoHealthyEndpoint,
+    /// No API key (or tenant), or one the gateway does not know. Never echoes the key.
+    Unauthenticated {
+        missing: bool,
+    },
+    /// A quota refused the request.
+    QuotaExceeded(crate::quota::Reason),
 }
 
 impl From<FieldError> for GatewayError {
@@ -231,6 +237,21 @@ impl GatewayError {
                 param: None,
                 anthropic_type: "api_error",
             },
+            Self::Unauthenticated { missing } => Rendering {
+                status: 401,
+                message: if *missing {
+                    "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' or \
+                     'x-api-key: <key>'."
+                        .into()
+                } else {
+                    "Incorrect API key provided.".into()
+                },
+                openai_type: "invalid_request_error",
+                openai_code: Some("invalid_api_key"),
+                param: None,
+                anthropic_type: "authentication_error",
+            },
+            Self::QuotaExceeded(reason) => quota_rendering(*reason),
             Self::UnknownPath { method, path } => Rendering {
                 status: 404,
                 message: format!("Invalid URL ({} {}).", truncate(method), truncate(path)),
@@ -264,6 +285,48 @@ impl GatewayError {
         };
         // Serializing plain strings cannot fail; the fallback only keeps this total.
         rendered.unwrap_or_default()
+    }
+}
+
+fn quota_rendering(reason: crate::quota::Reason) -> Rendering {
+    use crate::quota::Reason;
+    let limited = |message: &str, openai_type| Rendering {
+        status: 429,
+        message: message.to_owned(),
+        openai_type,
+        openai_code: Some("rate_limit_exceeded"),
+        param: None,
+        anthropic_type: "rate_limit_error",
+    };
+    match reason {
+        Reason::Requests => limited(
+            "Rate limit reached for requests per minute. Retry after the time in retry-after.",
+            "requests",
+        ),
+        Reason::Concurrency => limited(
+            "Too many requests in flight at once. Retry when one has finished.",
+            "requests",
+        ),
+        Reason::Tokens => limited(
+            "Rate limit reached for tokens per minute. Retry after the time in retry-after.",
+            "tokens",
+        ),
+        Reason::Budget => Rendering {
+            status: 429,
+            message: "You exceeded your current quota: the budget for this period is spent.".into(),
+            openai_type: "insufficient_quota",
+            openai_code: Some("insufficient_quota"),
+            param: None,
+            anthropic_type: "rate_limit_error",
+        },
+        Reason::Unknown => Rendering {
+            status: 503,
+            message: "The gateway cannot check quotas right now; retry shortly.".into(),
+            openai_type: "server_error",
+            openai_code: Some("quota_unavailable"),
+            param: None,
+            anthropic_type: "api_error",
+        },
     }
 }
 

@@ -31,6 +31,7 @@ pub mod error;
 pub mod json;
 pub mod picking;
 pub mod pipeline;
+pub mod quota;
 pub mod routing;
 pub mod tokens;
 pub mod usage;

@@ -42,6 +42,16 @@ impl HeaderName {
         Ok(Self(name))
     }
 
+    /// A header that carries an upstream credential: any valid name, `authorization` and
+    /// `x-api-key` included, but not one that frames the request.
+    pub fn parse_credential(raw: &str) -> Result<String, String> {
+        let name = raw.to_ascii_lowercase();
+        match name.as_str() {
+            "authorization" | "x-api-key" | "proxy-authorization" => Ok(name),
+            _ => Self::parse(raw).map(|h| h.0),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -4,6 +4,7 @@
 
 mod error;
 mod header_name;
+pub mod quotas;
 mod runtime;
 pub(crate) mod wire;
 

@@ -25,6 +25,8 @@ pub(crate) struct WireConfig {
     pub picking: Option<Picking>,
     /// Token accounting.
     pub tokens: WireTokens,
+    /// Identity, limits and budgets; off when absent.
+    pub quotas: Option<super::quotas::WireQuotas>,
 }
 
 #[derive(Debug, Deserialize)]

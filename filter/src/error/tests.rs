@@ -170,3 +170,33 @@ fn load_shedding_and_no_healthy_replica() {
         )
     );
 }
+
+#[test]
+fn authentication_and_quotas() {
+    use crate::quota::Reason;
+    assert_eq!(
+        bodies(&GatewayError::Unauthenticated { missing: false }),
+        (
+            401,
+            r#"{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#.into(),
+            r#"{"type":"error","error":{"type":"authentication_error","message":"Incorrect API key provided."}}"#.into(),
+        )
+    );
+    assert_eq!(
+        bodies(&GatewayError::QuotaExceeded(Reason::Tokens)),
+        (
+            429,
+            r#"{"error":{"message":"Rate limit reached for tokens per minute. Retry after the time in retry-after.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#.into(),
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"Rate limit reached for tokens per minute. Retry after the time in retry-after."}}"#.into(),
+        )
+    );
+    assert_eq!(
+        bodies(&GatewayError::QuotaExceeded(Reason::Requests)).1,
+        r#"{"error":{"message":"Rate limit reached for requests per minute. Retry after the time in retry-after.","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#
+    );
+    assert_eq!(
+        bodies(&GatewayError::QuotaExceeded(Reason::Budget)).1,
+        r#"{"error":{"message":"You exceeded your current quota: the budget for this period is spent.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#
+    );
+    assert_eq!(bodies(&GatewayError::QuotaExceeded(Reason::Unknown)).0, 503);
+}

@@ -10,6 +10,7 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 use super::log;
 use super::metrics::Metrics;
 use super::pick::{self, InFlightTicket, PickOutcome};
+use super::quota::QuotaState;
 use super::root::Configured;
 use super::tokens::{self, Accounting, HeadersPlan};
 use crate::canonical::ApiKind;
@@ -36,6 +37,8 @@ pub struct HttpFilter {
     accounting: Option<Accounting>,
     /// The response headers are held until the body is read (the usage header is on).
     holding_response: bool,
+    /// Who is calling and what the request reserved.
+    quota: QuotaState,
 }
 
 impl HttpFilter {
@@ -54,12 +57,14 @@ impl HttpFilter {
             started_us: 0,
             accounting: None,
             holding_response: false,
+            quota: QuotaState::default(),
         }
     }
 
     /// The request's counts are known: filter state and metrics.
     fn report_tokens(&self, counts: crate::usage::Counts) -> Option<crate::usage::TokenRecord> {
         let accounting = self.accounting.as_ref()?;
+        self.quota.settle(&counts);
         let record = accounting.record(counts);
         accounting.report(&record, self.metrics.as_deref().map(|m| &m.tokens));
         Some(record)
@@ -94,9 +99,16 @@ impl HttpFilter {
         if reply.status >= 400 {
             self.count(|m| &m.rejected);
         }
+        let mut headers = reply.headers.clone();
+        headers.extend(
+            self.quota
+                .reply_headers()
+                .iter()
+                .map(|(n, v)| (*n, v.as_str())),
+        );
         let sent = hostcalls::send_http_response(
             u32::from(reply.status),
-            reply.headers.clone(),
+            headers,
             Some(reply.body.as_bytes()),
         );
         if let Err(status) = sent {
@@ -158,6 +170,10 @@ impl HttpFilter {
             }
         };
         let outcome = pipeline::route_request(&configured.config, api, &body).and_then(|routed| {
+            let quotas = configured.config.quotas.as_ref();
+            let metrics = self.metrics.clone();
+            self.quota
+                .admit(quotas, &routed, metrics.as_deref().map(|m| &m.quota))?;
             let destination = self.pick_replica(&configured, &routed)?;
             apply_route(
                 &configured.config.routing,
@@ -242,6 +258,14 @@ impl HttpContext for HttpFilter {
         if let Err(error) = self.remove_internal_headers(&configured, &headers) {
             return self.reject(&error, ApiFlavor::from_path(head.path));
         }
+        let quotas = configured.config.quotas.as_ref();
+        let metrics = self.metrics.clone();
+        let identified =
+            self.quota
+                .identify(quotas, &headers, metrics.as_deref().map(|m| &m.quota));
+        if let Err(error) = identified {
+            return self.reject(&error, ApiFlavor::from_path(head.path));
+        }
         match pipeline::decide_on_headers(&configured.config, &configured.models, &head) {
             HeadersDecision::Forward => Action::Continue,
             HeadersDecision::Reply(reply) => self.send(&reply),
@@ -274,6 +298,7 @@ impl HttpContext for HttpFilter {
 
     /// Response headers of a routed inference request: decide how its body is read.
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.quota.on_response_headers();
         let Some(configured) = self.configured.clone() else {
             return Action::Continue;
         };
@@ -340,6 +365,7 @@ impl HttpContext for HttpFilter {
         if let Some(counts) = unfinished {
             self.report_tokens(counts);
         }
+        self.quota.finish();
     }
 
     /// Trailers end a body that did not end on its own (chunked with trailers): finish it here.

@@ -20,7 +20,7 @@ pub struct Counter {
 }
 
 impl Counter {
-    fn define(name: &str) -> Self {
+    pub(super) fn define(name: &str) -> Self {
         Self {
             id: hostcalls::define_metric(MetricType::Counter, name).ok(),
             pending: Cell::new(0),
@@ -31,7 +31,7 @@ impl Counter {
         self.pending.set(self.pending.get().saturating_add(1));
     }
 
-    fn flush(&self) {
+    pub(super) fn flush(&self) {
         let pending = self.pending.replace(0);
         if let (Some(id), true) = (self.id, pending > 0) {
             let _ = hostcalls::increment_metric(id, i64::try_from(pending).unwrap_or(i64::MAX));
@@ -58,6 +58,8 @@ pub struct Metrics {
     pub picker_fetch_failures: Counter,
     /// Token usage and latency per model.
     pub tokens: super::tokens::TokenMetrics,
+    /// Admissions, refusals by reason, remaining budgets per tenant, cluster sync.
+    pub quota: super::quota::QuotaMetrics,
 }
 
 impl Metrics {
@@ -71,6 +73,7 @@ impl Metrics {
             shed: Counter::define("sluice_requests_shed_total"),
             picker_fetch_failures: Counter::define("sluice_picker_fetch_failures_total"),
             tokens: super::tokens::TokenMetrics::default(),
+            quota: super::quota::QuotaMetrics::define(),
         }
     }
 
@@ -88,5 +91,6 @@ impl Metrics {
             counter.flush();
         }
         self.tokens.flush();
+        self.quota.flush();
     }
 }

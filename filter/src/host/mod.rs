@@ -10,6 +10,7 @@ mod log;
 mod metrics;
 mod pick;
 mod picker_sync;
+mod quota;
 mod root;
 mod shared;
 mod tokens;

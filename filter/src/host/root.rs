@@ -12,6 +12,7 @@ use proxy_wasm::types::{BufferType, ContextType};
 use super::http::HttpFilter;
 use super::metrics::Metrics;
 use super::picker_sync::PickerSync;
+use super::quota::{self, QuotaSync};
 use super::{clock, log};
 use crate::config::Config;
 use crate::picking::{InFlight, LocalSnapshot};
@@ -36,6 +37,8 @@ pub struct Root {
     metrics: Option<Rc<Metrics>>,
     /// Present when replica picking is configured.
     picker: Option<PickerSync>,
+    /// Present when quotas run in cluster mode.
+    quota_sync: Option<QuotaSync>,
 }
 
 impl Context for Root {
@@ -47,6 +50,12 @@ impl Context for Root {
         body_size: usize,
         _num_trailers: usize,
     ) {
+        let metrics = self.metrics.as_deref().map(|m| &m.quota);
+        if let Some(sync) = &mut self.quota_sync {
+            if sync.on_response(token_id, body_size, metrics) {
+                return;
+            }
+        }
         if let Some(picker) = &mut self.picker {
             picker.on_response(token_id, body_size);
         }
@@ -93,10 +102,22 @@ impl RootContext for Root {
             }
             PickerSync::new(picking, Rc::clone(&snapshot), self.metrics.clone())
         });
+        if let Some(quotas) = &config.quotas {
+            quota::create_slots(quotas);
+            if let Some(metrics) = &self.metrics {
+                metrics.quota.set_slots(quotas.slots);
+            }
+        }
+        self.quota_sync = config.quotas.as_ref().and_then(QuotaSync::new);
+        let sync_period = self
+            .quota_sync
+            .as_ref()
+            .map_or(MAX_TICK, |s| Duration::from_millis(s.tick_ms()));
         let period = self
             .picker
             .as_ref()
-            .map_or(MAX_TICK, |picker| picker.tick_period().min(MAX_TICK));
+            .map_or(MAX_TICK, |picker| picker.tick_period().min(MAX_TICK))
+            .min(sync_period);
         if let Err(status) = hostcalls::set_tick_period(period) {
             log::error(&format!("cannot schedule the root tick: {status:?}"));
             return false;
@@ -117,6 +138,9 @@ impl RootContext for Root {
         }
         if let Some(picker) = &mut self.picker {
             picker.on_tick();
+        }
+        if let Some(sync) = &mut self.quota_sync {
+            sync.on_tick(self.metrics.as_deref().map(|m| &m.quota));
         }
     }
 

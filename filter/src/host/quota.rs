@@ -1,0 +1,490 @@
+//! Quotas on the request path: identify the caller in the headers phase (and remove the client's
+//! key and any client-sent tenant header), reserve once the body is read, put the rate-limit
+//! headers on the response, settle with the real usage at the end. Also the cluster sync that
+//! one worker per Envoy runs on the root tick.
+//!
+//! Host calls per request with quotas on: removing the client's key (one), one shared-data read
+//! and one compare-and-swap write per scope to reserve and again to settle, the upstream
+//! credential (one, when configured) and one header write per rate-limit header (six).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, MetricType};
+
+use super::metrics::Counter;
+use super::{clock, log, shared};
+use crate::config::quotas::{Cluster, Identity, QUOTA_SYNC_PATH, Quotas};
+use crate::error::GatewayError;
+use crate::picking::Lease;
+use crate::pipeline::{RequestHeaders, RoutedRequest};
+use crate::quota::identity::{self, AuthError, Caller};
+use crate::quota::sync::{self, Pushed, SyncRequest, SyncResponse};
+use crate::quota::{self, Admitted, SlotState, Standing, Store, Ticket, Usage};
+use crate::usage::Counts;
+
+/// Shared data through the host.
+pub struct SharedStore;
+
+impl Store for SharedStore {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        shared::get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        shared::set(key, value, cas)
+    }
+}
+
+const LEASE_KEY: &str = "sluice.quota.lease";
+/// Unix ms of the last successful cluster sync of this Envoy.
+const SYNCED_KEY: &str = "sluice.quota.synced";
+/// Distinct tenant labels on the remaining-budget gauges; later tenants are not shown.
+const MAX_TENANT_LABELS: usize = 256;
+
+thread_local! {
+    /// Whether this Envoy's view of the cluster is fresh, as of the last tick.
+    static CLUSTER_FRESH: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Quota metrics, gathered in guest memory and handed to Envoy on the tick.
+#[derive(Debug)]
+pub struct QuotaMetrics {
+    pub admitted: Counter,
+    rejected: Vec<(&'static str, Counter)>,
+    /// Admitted without counting in some scope: no slot or unknown state (fail-open).
+    pub uncounted: Counter,
+    pub sync_failures: Counter,
+    synced: Option<u32>,
+    slots: Option<u32>,
+    remaining: RefCell<HashMap<String, TenantGauges>>,
+}
+
+/// A tenant's remaining-budget gauges and the values to hand to Envoy on the next tick.
+#[derive(Debug, Default)]
+struct TenantGauges {
+    requests_id: Option<u32>,
+    tokens_id: Option<u32>,
+    requests: Option<u64>,
+    tokens: Option<u64>,
+}
+
+impl QuotaMetrics {
+    pub fn define() -> Self {
+        let rejected = [
+            "requests",
+            "tokens",
+            "concurrency",
+            "budget",
+            "unknown",
+            "unauthenticated",
+        ]
+        .into_iter()
+        .map(|r| {
+            (
+                r,
+                Counter::define(&format!("sluice_quota_rejected_total.reason.{r}")),
+            )
+        })
+        .collect();
+        Self {
+            admitted: Counter::define("sluice_quota_admitted_total"),
+            rejected,
+            uncounted: Counter::define("sluice_quota_uncounted_total"),
+            sync_failures: Counter::define("sluice_quota_sync_failures_total"),
+            synced: hostcalls::define_metric(MetricType::Gauge, "sluice_quota_cluster_synced").ok(),
+            slots: hostcalls::define_metric(MetricType::Gauge, "sluice_quota_shared_slots").ok(),
+            remaining: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn reject(&self, reason: &str) {
+        if let Some((_, counter)) = self.rejected.iter().find(|(r, _)| *r == reason) {
+            counter.increment();
+        }
+    }
+
+    fn remaining(&self, tenant: &str, standing: &Standing) {
+        let Ok(mut map) = self.remaining.try_borrow_mut() else {
+            return;
+        };
+        if !map.contains_key(tenant) && map.len() >= MAX_TENANT_LABELS {
+            return;
+        }
+        let entry = map.entry(tenant.to_owned()).or_insert_with(|| {
+            let label: String = tenant
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let gauge = |what: &str| {
+                hostcalls::define_metric(
+                    MetricType::Gauge,
+                    &format!("sluice_quota_remaining_{what}.sluice_tenant.{label}"),
+                )
+                .ok()
+            };
+            TenantGauges {
+                requests_id: gauge("requests"),
+                tokens_id: gauge("tokens"),
+                ..TenantGauges::default()
+            }
+        });
+        entry.requests = standing.requests.map(|r| r.remaining);
+        entry.tokens = standing.tokens.map(|r| r.remaining);
+    }
+
+    pub fn flush(&self) {
+        for (_, counter) in &self.rejected {
+            counter.flush();
+        }
+        for counter in [&self.admitted, &self.uncounted, &self.sync_failures] {
+            counter.flush();
+        }
+        if let Some(id) = self.synced {
+            let _ = hostcalls::record_metric(id, u64::from(CLUSTER_FRESH.with(Cell::get)));
+        }
+        if let Ok(mut map) = self.remaining.try_borrow_mut() {
+            for g in map.values_mut() {
+                if let (Some(id), Some(value)) = (g.requests_id, g.requests.take()) {
+                    let _ = hostcalls::record_metric(id, value);
+                }
+                if let (Some(id), Some(value)) = (g.tokens_id, g.tokens.take()) {
+                    let _ = hostcalls::record_metric(id, value);
+                }
+            }
+        }
+    }
+
+    pub fn set_slots(&self, slots: u32) {
+        if let Some(id) = self.slots {
+            let _ = hostcalls::record_metric(id, u64::from(slots));
+        }
+    }
+}
+
+/// One request's quota state.
+#[derive(Default)]
+pub struct QuotaState {
+    caller: Option<Caller>,
+    ticket: RefCell<Option<Ticket>>,
+    /// Rate-limit headers (and `retry-after` on a refusal) for the response.
+    headers: Vec<(&'static str, String)>,
+}
+
+impl QuotaState {
+    /// Headers phase: who is calling. Removes the client's key and any client-sent tenant header
+    /// so that neither reaches an upstream.
+    pub fn identify(
+        &mut self,
+        quotas: Option<&Quotas>,
+        headers: &RequestHeaders,
+        metrics: Option<&QuotaMetrics>,
+    ) -> Result<(), GatewayError> {
+        let Some(quotas) = quotas else {
+            return Ok(());
+        };
+        let found = identity::identify(&quotas.identity, |name| headers.get(name));
+        let mut remove: Vec<&str> = vec!["authorization", "x-api-key"];
+        if let Identity::Header(name) = &quotas.identity {
+            remove.push(name.as_str());
+        }
+        for name in remove {
+            if headers.contains(name) {
+                hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
+                    .map_err(|_| GatewayError::Internal("removing a request header failed"))?;
+            }
+        }
+        match found {
+            Ok(caller) => {
+                self.caller = Some(caller);
+                Ok(())
+            }
+            Err(err) => {
+                if let Some(m) = metrics {
+                    m.reject("unauthenticated");
+                }
+                Err(GatewayError::Unauthenticated {
+                    missing: err == AuthError::Missing,
+                })
+            }
+        }
+    }
+
+    /// Body read and routed: reserve, or refuse with the limit's error and headers.
+    pub fn admit(
+        &mut self,
+        quotas: Option<&Quotas>,
+        routed: &RoutedRequest,
+        metrics: Option<&QuotaMetrics>,
+    ) -> Result<(), GatewayError> {
+        let (Some(quotas), Some(caller)) = (quotas, &self.caller) else {
+            return Ok(());
+        };
+        let now_ms = clock::now_ms();
+        let request = quota::Request {
+            quotas,
+            tenant: &caller.tenant,
+            model: &routed.model,
+            prompt_tokens: routed.estimate.prompt_tokens,
+            output_budget: routed.estimate.output_budget,
+            now_ms,
+            state_known: quotas.cluster.is_none() || CLUSTER_FRESH.with(Cell::get),
+        };
+        let flavor = routed.api.flavor();
+        match quota::reserve(&SharedStore, &request) {
+            Ok(Admitted {
+                ticket,
+                standing,
+                uncounted,
+            }) => {
+                if let Some(m) = metrics {
+                    m.admitted.increment();
+                    if uncounted > 0 {
+                        m.uncounted.increment();
+                    }
+                    m.remaining(&caller.tenant, &standing);
+                }
+                self.headers = quota::headers::rate_limit_headers(&standing, flavor, now_ms);
+                self.ticket = RefCell::new(Some(ticket));
+                if let Some(credential) = quotas.upstream_credentials.get(&routed.pool) {
+                    hostcalls::set_map_value(
+                        MapType::HttpRequestHeaders,
+                        &credential.header,
+                        Some(&credential.value),
+                    )
+                    .map_err(|_| {
+                        GatewayError::Internal("setting the upstream credential failed")
+                    })?;
+                }
+                Ok(())
+            }
+            Err(rejection) => {
+                if let Some(m) = metrics {
+                    m.reject(rejection.reason.label());
+                    m.remaining(&caller.tenant, &rejection.standing);
+                }
+                let mut headers =
+                    quota::headers::rate_limit_headers(&rejection.standing, flavor, now_ms);
+                headers.extend(quota::headers::retry_after(rejection.retry_after_ms));
+                self.headers = headers;
+                Err(GatewayError::QuotaExceeded(rejection.reason))
+            }
+        }
+    }
+
+    /// Headers for a local reply or the upstream's response.
+    pub fn reply_headers(&self) -> &[(&'static str, String)] {
+        &self.headers
+    }
+
+    /// Puts the rate-limit headers on the upstream's response.
+    pub fn on_response_headers(&mut self) {
+        for (name, value) in self.headers.drain(..) {
+            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, &value);
+        }
+    }
+
+    /// The usage is known: replace the reservation with it.
+    pub fn settle(&self, counts: &Counts) {
+        let Some(ticket) = self.ticket.try_borrow_mut().ok().and_then(|mut t| t.take()) else {
+            return;
+        };
+        let usage = Usage {
+            input: counts.input,
+            output: counts.output,
+            cached: counts.cached,
+        };
+        quota::settle(&SharedStore, &ticket, usage, clock::now_ms());
+    }
+
+    /// The request is over without usage (refused upstream, answered locally, reset): it keeps
+    /// its request count, its tokens come back.
+    pub fn finish(&self) {
+        self.settle(&Counts::default());
+    }
+}
+
+/// Creates every slot key now, so later writes can always compare-and-swap (and the key space
+/// is fixed from the start).
+pub fn create_slots(quotas: &Quotas) {
+    for slot in 0..quotas.slots {
+        let key = quota::slot_key(slot);
+        if shared::get(&key).0.is_none() {
+            shared::set(&key, &[], None);
+        }
+    }
+}
+
+/// Cluster mode: on the root tick, the worker holding the lease sends this Envoy's consumption
+/// to the picker and writes back what the other instances consumed.
+pub struct QuotaSync {
+    cluster: Cluster,
+    slots: u32,
+    me: u64,
+    call: Option<(u32, Vec<Pushed>)>,
+    due_ms: u64,
+}
+
+impl QuotaSync {
+    pub fn new(quotas: &Quotas) -> Option<Self> {
+        let cluster = quotas.cluster.clone()?;
+        Some(Self {
+            cluster,
+            slots: quotas.slots,
+            me: RandomState::new().hash_one(1u8),
+            call: None,
+            due_ms: 0,
+        })
+    }
+
+    pub fn tick_ms(&self) -> u64 {
+        self.cluster.sync_ms
+    }
+
+    pub fn on_tick(&mut self, metrics: Option<&QuotaMetrics>) {
+        let now = clock::now_ms();
+        // Every worker: is this Envoy's view fresh?
+        let synced = shared::get(SYNCED_KEY)
+            .0
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes);
+        CLUSTER_FRESH.with(|c| c.set(now.saturating_sub(synced) <= self.cluster.stale_after_ms));
+        if now < self.due_ms {
+            return;
+        }
+        self.due_ms = now.saturating_add(self.cluster.sync_ms);
+        let (current, cas) = shared::get(LEASE_KEY);
+        let ttl = self.cluster.sync_ms.saturating_mul(3);
+        let Some(lease) = Lease::next(
+            current.as_deref().and_then(Lease::decode),
+            self.me,
+            now,
+            ttl,
+        ) else {
+            return;
+        };
+        if !shared::set(LEASE_KEY, &lease.encode(), cas) || self.call.is_some() {
+            return;
+        }
+        let mut request = SyncRequest::default();
+        let mut pushed = Vec::new();
+        for slot in 0..self.slots {
+            let key = quota::slot_key(slot);
+            for _ in 0..8 {
+                let (bytes, cas) = shared::get(&key);
+                let Some(bytes) = bytes.filter(|b| !b.is_empty()) else {
+                    break;
+                };
+                let mut state = SlotState::decode(&bytes);
+                let (before_entries, before_pushed) = (request.entries.len(), pushed.len());
+                sync::collect(&mut state, slot, now, &mut request.entries, &mut pushed);
+                let moved = pushed
+                    .get(before_pushed..)
+                    .is_some_and(|p| p.iter().any(|p| p.delta != 0 || p.prev_delta != 0));
+                if !moved || shared::set(&key, &state.encode(), cas) {
+                    break;
+                }
+                request.entries.truncate(before_entries);
+                pushed.truncate(before_pushed);
+            }
+        }
+        let body = serde_json::to_vec(&request).unwrap_or_default();
+        let headers = vec![
+            (":method", "POST"),
+            (":path", QUOTA_SYNC_PATH),
+            (":authority", self.cluster.picker_authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let timeout = std::time::Duration::from_millis(self.cluster.sync_ms.saturating_mul(5));
+        match hostcalls::dispatch_http_call(
+            &self.cluster.picker_cluster,
+            headers,
+            Some(&body),
+            Vec::new(),
+            timeout,
+        ) {
+            Ok(token) => self.call = Some((token, pushed)),
+            Err(status) => {
+                restore(&pushed);
+                if let Some(m) = metrics {
+                    m.sync_failures.increment();
+                }
+                log::warn(&format!(
+                    "cannot call picker cluster {} for quota sync: {status:?}",
+                    self.cluster.picker_cluster
+                ));
+            }
+        }
+    }
+
+    /// The picker answered the sync (or the call failed). Returns whether `token` was ours.
+    pub fn on_response(
+        &mut self,
+        token: u32,
+        body_size: usize,
+        metrics: Option<&QuotaMetrics>,
+    ) -> bool {
+        let Some((ours, pushed)) = self.call.take() else {
+            return false;
+        };
+        if ours != token {
+            self.call = Some((ours, pushed));
+            return false;
+        }
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten();
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten();
+        let response = match (status.as_deref(), body) {
+            (Some("200"), Some(body)) => serde_json::from_slice::<SyncResponse>(&body).ok(),
+            _ => None,
+        };
+        let Some(response) = response.filter(|r| r.totals.len() == pushed.len()) else {
+            restore(&pushed);
+            if let Some(m) = metrics {
+                m.sync_failures.increment();
+            }
+            return true;
+        };
+        let now = clock::now_ms();
+        let mut by_slot: HashMap<u32, Vec<(&Pushed, [i64; 2])>> = HashMap::new();
+        for (p, totals) in pushed.iter().zip(response.totals) {
+            by_slot.entry(p.slot).or_default().push((p, totals));
+        }
+        for (slot, entries) in by_slot {
+            shared::update(&quota::slot_key(slot), |current| {
+                let mut state = current.map(SlotState::decode).unwrap_or_default();
+                for (p, totals) in &entries {
+                    sync::apply(&mut state, p, *totals, now);
+                }
+                state.encode()
+            });
+        }
+        shared::set(SYNCED_KEY, &now.to_le_bytes(), None);
+        CLUSTER_FRESH.with(|c| c.set(true));
+        true
+    }
+}
+
+/// Puts what a failed report took out of the slots back into them.
+fn restore(pushed: &[Pushed]) {
+    let now = clock::now_ms();
+    for p in pushed.iter().filter(|p| p.delta != 0 || p.prev_delta != 0) {
+        shared::update(&quota::slot_key(p.slot), |current| {
+            let mut state = current.map(SlotState::decode).unwrap_or_default();
+            sync::restore(&mut state, p, now);
+            state.encode()
+        });
+    }
+}

@@ -1,0 +1,448 @@
+//! Quotas: reserve before the request goes upstream, settle with the real usage after it.
+//!
+//! Every scope a request falls under (its tenant, the tenant on its model, the model over all
+//! tenants) lives in one of a fixed number of shared-data slots, `sluice.q.<n>`, chosen by a hash
+//! of the scope and up to `PROBES` neighbours. Each slot is read and written with
+//! compare-and-swap, so the counters are exact across Envoy's workers. The key space is fixed by
+//! configuration (`quotas.slots`), whatever the number of tenants or keys seen.
+//!
+//! Collisions: a slot stores its scope's full identity. A scope takes the first of its probe
+//! slots that it already owns, else the first that is free or whose occupant has nothing left
+//! that matters (no request in flight, nothing counted in its current windows). When every probe
+//! slot is held by other live scopes, the request's state is unknown and `fail_policy` decides:
+//! admit without counting it in that scope (open) or reject (closed).
+//!
+//! Everything here is plain Rust over a `Store`, so the host's shared data and the unit tests'
+//! map run the same code.
+
+pub mod headers;
+pub mod identity;
+pub mod state;
+pub mod sync;
+pub mod window;
+
+use crate::config::quotas::{FailPolicy, Limit, Measure, Price, Quotas, ScopeLimits, TokenKind};
+pub use state::SlotState;
+
+/// Probe slots per scope.
+pub const PROBES: u32 = 4;
+/// Compare-and-swap attempts before a scope's state counts as unknown.
+const ATTEMPTS: usize = 32;
+
+/// Shared data as the quota code sees it: values with a compare-and-swap token.
+pub trait Store {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Writes `value` if nobody wrote since `cas` was read (any time without `cas`).
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
+}
+
+pub fn slot_key(slot: u32) -> String {
+    format!("sluice.q.{slot}")
+}
+
+/// Tokens of a request: estimated at admission, reported (or estimated) at the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub cached: u64,
+}
+
+impl Usage {
+    fn amount(&self, measure: Measure, price: Price) -> u64 {
+        match measure {
+            Measure::Requests => 1,
+            Measure::Tokens(TokenKind::Total) => self.input.saturating_add(self.output),
+            Measure::Tokens(TokenKind::Input) => self.input,
+            Measure::Tokens(TokenKind::Output) => self.output,
+            Measure::Cost => {
+                let cached = self.cached.min(self.input);
+                self.input
+                    .saturating_sub(cached)
+                    .saturating_mul(price.input)
+                    .saturating_add(cached.saturating_mul(price.cached_input))
+                    .saturating_add(self.output.saturating_mul(price.output))
+            }
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A requests-per-minute limit.
+    Requests,
+    /// A tokens-per-minute limit.
+    Tokens,
+    /// Too many requests in flight.
+    Concurrency,
+    /// An hourly, daily or monthly budget (requests, tokens or USD) is spent.
+    Budget,
+    /// The state is unknown (cluster view stale, no free slot) and the policy is fail-closed.
+    Unknown,
+}
+
+impl Reason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Requests => "requests",
+            Self::Tokens => "tokens",
+            Self::Concurrency => "concurrency",
+            Self::Budget => "budget",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// A limit's standing after a decision, for the rate-limit headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remaining {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Until the window has room again for everything counted now (ms from now).
+    pub reset_ms: u64,
+}
+
+/// The tightest requests limit and the tightest tokens limit that apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Standing {
+    pub requests: Option<Remaining>,
+    pub tokens: Option<Remaining>,
+}
+
+impl Standing {
+    fn note(&mut self, measure: Measure, r: Remaining) {
+        let slot = match measure {
+            Measure::Requests => &mut self.requests,
+            Measure::Tokens(_) => &mut self.tokens,
+            Measure::Cost => return,
+        };
+        if slot.is_none_or(|old| r.remaining < old.remaining) {
+            *slot = Some(r);
+        }
+    }
+
+    fn merge(&mut self, other: Standing) {
+        if let Some(r) = other.requests {
+            self.note(Measure::Requests, r);
+        }
+        if let Some(r) = other.tokens {
+            self.note(Measure::Tokens(TokenKind::Total), r);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub retry_after_ms: u64,
+    pub standing: Standing,
+}
+
+/// What one admitted request holds in one scope, to settle at its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Held {
+    slot: u32,
+    scope: String,
+    /// Per counter: the bucket charged and the amount reserved.
+    charged: Vec<(u64, u64)>,
+    measures: Vec<Measure>,
+}
+
+/// The reservations of an admitted request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ticket {
+    held: Vec<Held>,
+    price: Price,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    pub ticket: Ticket,
+    pub standing: Standing,
+    /// Scopes that had no slot and were passed under the fail-open policy.
+    pub uncounted: u32,
+}
+
+/// The scopes a request falls under: (identity, limits).
+pub fn scopes<'q>(quotas: &'q Quotas, tenant: &str, model: &str) -> Vec<(String, &'q ScopeLimits)> {
+    let mut out = Vec::with_capacity(3);
+    let tenant_limits = quotas
+        .tenants
+        .get(tenant)
+        .or(quotas.default_tenant.as_ref());
+    if let Some(limits) = tenant_limits {
+        if !limits.own.is_empty() {
+            out.push((format!("t|{tenant}"), &limits.own));
+        }
+        if let Some(on_model) = limits.models.get(model).filter(|l| !l.is_empty()) {
+            out.push((format!("tm|{tenant}|{model}"), on_model));
+        }
+    }
+    if let Some(limits) = quotas.models.get(model).filter(|l| !l.is_empty()) {
+        out.push((format!("m|{model}"), limits));
+    }
+    out
+}
+
+/// Where one scope is, or why it has no slot.
+enum Located {
+    Found {
+        slot: u32,
+        state: SlotState,
+        cas: Option<u32>,
+    },
+    NoSlot,
+}
+
+fn home(scope: &str, slots: u32) -> u32 {
+    let hash = xxhash_rust::xxh3::xxh3_64(scope.as_bytes());
+    u32::try_from(hash.checked_rem(u64::from(slots)).unwrap_or(0)).unwrap_or(0)
+}
+
+/// The slot `scope` owns among its probes, else the first it may take.
+fn locate(store: &dyn Store, scope: &str, limits: &[Limit], slots: u32, now_ms: u64) -> Located {
+    let start = home(scope, slots);
+    let mut free: Option<(u32, Option<u32>)> = None;
+    for i in 0..PROBES.min(slots) {
+        let slot = start.saturating_add(i).checked_rem(slots).unwrap_or(0);
+        let (bytes, cas) = store.get(&slot_key(slot));
+        let state = bytes.as_deref().map(SlotState::decode).unwrap_or_default();
+        if state.scope == scope {
+            let state = if state.matches(limits) {
+                state
+            } else {
+                let in_flight = state.in_flight;
+                let mut fresh = SlotState::fresh(scope, limits, now_ms);
+                fresh.in_flight = in_flight;
+                fresh
+            };
+            return Located::Found { slot, state, cas };
+        }
+        if free.is_none() && state.evictable(now_ms) {
+            free = Some((slot, cas));
+        }
+    }
+    match free {
+        Some((slot, cas)) => Located::Found {
+            slot,
+            state: SlotState::fresh(scope, limits, now_ms),
+            cas,
+        },
+        None => Located::NoSlot,
+    }
+}
+
+enum ScopeDecision {
+    Held(Held, Standing),
+    Rejected(Rejection),
+    /// No slot, or no write landed: the state is unknown.
+    Unknown,
+}
+
+fn reserve_scope(
+    store: &dyn Store,
+    scope: &str,
+    limits: &ScopeLimits,
+    amounts: &[u64],
+    slots: u32,
+    now_ms: u64,
+) -> ScopeDecision {
+    for _ in 0..ATTEMPTS {
+        let Located::Found {
+            slot,
+            mut state,
+            cas,
+        } = locate(store, scope, &limits.limits, slots, now_ms)
+        else {
+            return ScopeDecision::Unknown;
+        };
+        let mut standing = Standing::default();
+        let mut refused: Option<(Reason, u64)> = None;
+        for ((limit, counter), amount) in limits.limits.iter().zip(&mut state.counters).zip(amounts)
+        {
+            counter.roll(limit.window, now_ms);
+            let used = counter.used(limit.window, now_ms);
+            let after = used.saturating_add(*amount);
+            if after > limit.max {
+                let reason = match (limit.window, limit.measure) {
+                    (crate::config::quotas::Window::Minute, Measure::Requests) => Reason::Requests,
+                    (crate::config::quotas::Window::Minute, _) => Reason::Tokens,
+                    _ => Reason::Budget,
+                };
+                let wait = counter.wait_ms(limit, now_ms, *amount);
+                // The budget reason wins (retrying soon will not help), then the longest wait.
+                if refused.is_none_or(|(r, w)| {
+                    (reason == Reason::Budget && r != Reason::Budget) || (r == reason && wait > w)
+                }) {
+                    refused = Some((reason, wait));
+                }
+                standing.note(
+                    limit.measure,
+                    Remaining {
+                        limit: limit.max,
+                        remaining: limit.max.saturating_sub(used),
+                        reset_ms: counter.wait_ms(limit, now_ms, 0),
+                    },
+                );
+            } else {
+                standing.note(
+                    limit.measure,
+                    Remaining {
+                        limit: limit.max,
+                        remaining: limit.max.saturating_sub(after),
+                        reset_ms: counter.wait_ms(limit, now_ms, 0).max(1),
+                    },
+                );
+            }
+        }
+        if let Some(max) = limits.max_concurrent {
+            if state.in_flight >= max && refused.is_none() {
+                refused = Some((Reason::Concurrency, 1000));
+            }
+        }
+        if let Some((reason, retry_after_ms)) = refused {
+            return ScopeDecision::Rejected(Rejection {
+                reason,
+                retry_after_ms,
+                standing,
+            });
+        }
+        let mut charged = Vec::with_capacity(amounts.len());
+        for (counter, amount) in state.counters.iter_mut().zip(amounts) {
+            counter.add(counter.window, i64::try_from(*amount).unwrap_or(i64::MAX));
+            charged.push((counter.window, *amount));
+        }
+        state.in_flight = state.in_flight.saturating_add(1);
+        if store.set(&slot_key(slot), &state.encode(), cas) {
+            return ScopeDecision::Held(
+                Held {
+                    slot,
+                    scope: scope.to_owned(),
+                    charged,
+                    measures: limits.limits.iter().map(|l| l.measure).collect(),
+                },
+                standing,
+            );
+        }
+    }
+    ScopeDecision::Unknown
+}
+
+/// What admission needs to know besides the store.
+pub struct Request<'a> {
+    pub quotas: &'a Quotas,
+    pub tenant: &'a str,
+    pub model: &'a str,
+    /// Estimated prompt tokens and requested output budget.
+    pub prompt_tokens: u64,
+    pub output_budget: u64,
+    pub now_ms: u64,
+    /// False when cluster mode is on and the global view is stale.
+    pub state_known: bool,
+}
+
+/// Reserves the request in every scope it falls under, or refuses it. A refusal in one scope
+/// gives back what the earlier scopes reserved.
+pub fn reserve(store: &dyn Store, request: &Request<'_>) -> Result<Admitted, Rejection> {
+    let quotas = request.quotas;
+    let price = quotas
+        .prices
+        .get(request.model)
+        .copied()
+        .unwrap_or_default();
+    let reserved = Usage {
+        input: request.prompt_tokens,
+        output: request.output_budget.min(quotas.max_reserved_output_tokens),
+        cached: 0,
+    };
+    let unknown = || Rejection {
+        reason: Reason::Unknown,
+        retry_after_ms: 1000,
+        standing: Standing::default(),
+    };
+    let scopes = scopes(quotas, request.tenant, request.model);
+    if !request.state_known && quotas.fail_policy == FailPolicy::Closed && !scopes.is_empty() {
+        return Err(unknown());
+    }
+    let mut ticket = Ticket {
+        held: Vec::with_capacity(scopes.len()),
+        price,
+    };
+    let mut standing = Standing::default();
+    let mut uncounted = 0u32;
+    for (scope, limits) in &scopes {
+        let amounts: Vec<u64> = limits
+            .limits
+            .iter()
+            .map(|l| reserved.amount(l.measure, price))
+            .collect();
+        match reserve_scope(store, scope, limits, &amounts, quotas.slots, request.now_ms) {
+            ScopeDecision::Held(held, scope_standing) => {
+                ticket.held.push(held);
+                standing.merge(scope_standing);
+            }
+            ScopeDecision::Rejected(mut rejection) => {
+                cancel(store, &ticket, request.now_ms);
+                rejection.standing.merge(standing);
+                return Err(rejection);
+            }
+            ScopeDecision::Unknown => {
+                if quotas.fail_policy == FailPolicy::Closed {
+                    cancel(store, &ticket, request.now_ms);
+                    return Err(unknown());
+                }
+                uncounted = uncounted.saturating_add(1);
+            }
+        }
+    }
+    Ok(Admitted {
+        ticket,
+        standing,
+        uncounted,
+    })
+}
+
+/// Gives back every reservation of `ticket` (the request did not go upstream after all).
+pub fn cancel(store: &dyn Store, ticket: &Ticket, now_ms: u64) {
+    finish(store, ticket, None, now_ms);
+}
+
+/// Replaces the reservations with the request's real usage.
+pub fn settle(store: &dyn Store, ticket: &Ticket, usage: Usage, now_ms: u64) {
+    finish(store, ticket, Some(usage), now_ms);
+}
+
+fn finish(store: &dyn Store, ticket: &Ticket, usage: Option<Usage>, now_ms: u64) {
+    for held in &ticket.held {
+        let key = slot_key(held.slot);
+        for _ in 0..ATTEMPTS {
+            let (bytes, cas) = store.get(&key);
+            let mut state = bytes.as_deref().map(SlotState::decode).unwrap_or_default();
+            if state.scope != held.scope || state.counters.len() != held.charged.len() {
+                // The configuration changed (or the VM was reloaded): nothing to give back.
+                break;
+            }
+            for ((counter, (bucket, reserved)), measure) in state
+                .counters
+                .iter_mut()
+                .zip(&held.charged)
+                .zip(&held.measures)
+            {
+                counter.roll(state::kind(counter.kind), now_ms);
+                let actual = usage.map_or(0, |u| u.amount(*measure, ticket.price));
+                let delta = i128::from(actual).saturating_sub(i128::from(*reserved));
+                let delta = i64::try_from(delta.clamp(i128::from(i64::MIN), i128::from(i64::MAX)))
+                    .unwrap_or(0);
+                counter.add(*bucket, delta);
+            }
+            state.in_flight = state.in_flight.saturating_sub(1);
+            if store.set(&key, &state.encode(), cas) {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! Cluster mode: each Envoy instance reports what it consumed since the last sync and learns what
+//! every instance consumed, through the picker (which keeps the totals in Redis). The window
+//! buckets are plain counts, so the totals are sums: `INCRBY` on one Redis key per scope,
+//! counter and bucket.
+//!
+//! One worker per Envoy (it holds a lease) scans the slots on a tick, takes every counter's
+//! unreported consumption (`pending`), sends it, and writes back what the other instances
+//! consumed: the total minus what this instance has reported.
+
+use serde::{Deserialize, Serialize};
+
+use super::state::{SlotState, kind};
+use super::window;
+use crate::config::quotas::Window;
+
+/// One counter bucket's report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncEntry {
+    /// `<scope>|<counter index>|<window kind>`; the picker appends the bucket.
+    pub key: String,
+    pub window: u64,
+    /// This instance's consumption in `window` since the last report (may be negative after a
+    /// settle), and in `window - 1` (reported late, after a roll).
+    pub delta: i64,
+    pub prev_delta: i64,
+    /// Also read the total of `window - 1` (sliding windows).
+    pub sliding: bool,
+    /// How long Redis keeps the bucket.
+    pub ttl_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    pub entries: Vec<SyncEntry>,
+}
+
+/// Per entry: the totals of every instance in `window` and `window - 1`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    pub totals: Vec<[i64; 2]>,
+}
+
+/// What was taken out of one slot for a report, to apply the answer to (or put it back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    pub slot: u32,
+    pub scope: String,
+    pub counter: usize,
+    pub window: u64,
+    pub delta: i64,
+    pub prev_delta: i64,
+}
+
+/// Takes the unreported consumption out of `state` (slot `slot`): one entry per counter of a
+/// live scope, with a zero delta too, so that the global view stays fresh.
+pub fn collect(
+    state: &mut SlotState,
+    slot: u32,
+    now_ms: u64,
+    entries: &mut Vec<SyncEntry>,
+    pushed: &mut Vec<Pushed>,
+) {
+    if state.scope.is_empty() || state.evictable(now_ms) {
+        return;
+    }
+    for (i, counter) in state.counters.iter_mut().enumerate() {
+        let win = kind(counter.kind);
+        counter.roll(win, now_ms);
+        entries.push(SyncEntry {
+            key: format!("{}|{i}|{}", state.scope, counter.kind),
+            window: counter.window,
+            delta: counter.pending,
+            prev_delta: counter.pending_prev,
+            sliding: win == Window::Minute,
+            ttl_ms: window::length_ms(win).saturating_mul(2),
+        });
+        pushed.push(Pushed {
+            slot,
+            scope: state.scope.clone(),
+            counter: i,
+            window: counter.window,
+            delta: counter.pending,
+            prev_delta: counter.pending_prev,
+        });
+        counter.pending = 0;
+        counter.pending_prev = 0;
+    }
+}
+
+fn remote(total: i64, local: u64, unreported: i64) -> u64 {
+    // What this instance has reported = local − unreported; the rest of the total is theirs.
+    let reported = i128::from(local).saturating_sub(i128::from(unreported));
+    let theirs = i128::from(total).saturating_sub(reported).max(0);
+    u64::try_from(theirs).unwrap_or(u64::MAX)
+}
+
+/// Writes the other instances' consumption into the counter `pushed` came from.
+pub fn apply(state: &mut SlotState, pushed: &Pushed, totals: [i64; 2], now_ms: u64) {
+    if state.scope != pushed.scope {
+        return;
+    }
+    let Some(counter) = state.counters.get_mut(pushed.counter) else {
+        return;
+    };
+    counter.roll(kind(counter.kind), now_ms);
+    let [cur, prev] = totals;
+    if counter.window == pushed.window {
+        counter.remote_cur = remote(cur, counter.cur, counter.pending);
+        counter.remote_prev = remote(prev, counter.prev, counter.pending_prev);
+    } else if counter.window == pushed.window.saturating_add(1) {
+        counter.remote_prev = remote(cur, counter.prev, counter.pending_prev);
+    }
+}
+
+/// The report did not arrive: put its consumption back to be reported next time.
+pub fn restore(state: &mut SlotState, pushed: &Pushed, now_ms: u64) {
+    if state.scope != pushed.scope {
+        return;
+    }
+    let Some(counter) = state.counters.get_mut(pushed.counter) else {
+        return;
+    };
+    counter.roll(kind(counter.kind), now_ms);
+    let back = |window: u64| {
+        if window == counter.window {
+            Some(true)
+        } else if window.saturating_add(1) == counter.window {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    for (window, delta) in [
+        (pushed.window, pushed.delta),
+        (pushed.window.saturating_sub(1), pushed.prev_delta),
+    ] {
+        match back(window) {
+            Some(true) => counter.pending = counter.pending.saturating_add(delta),
+            Some(false) => counter.pending_prev = counter.pending_prev.saturating_add(delta),
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,304 @@
+#[cfg(target_family = "wasm")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use super::sync::{SyncResponse, apply, collect};
+use super::*;
+use crate::config::Config;
+
+/// Shared data in a map, with Envoy's compare-and-swap semantics.
+#[derive(Default)]
+struct MapStore {
+    map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+}
+
+impl Store for MapStore {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.map.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        let mut map = self.map.borrow_mut();
+        let current = map.get(key).map(|(_, c)| *c);
+        if let (Some(expected), Some(now)) = (cas, current) {
+            if expected != now {
+                return false;
+            }
+        }
+        let next = current.unwrap_or(0) + 1;
+        map.insert(key.to_owned(), (value.to_vec(), next));
+        true
+    }
+}
+
+fn quotas(json: &str) -> Quotas {
+    let config = format!(r#"{{"models":{{"m":{{}}}},"quotas":{json}}}"#);
+    Config::from_json(config.as_bytes())
+        .unwrap()
+        .quotas
+        .unwrap()
+}
+
+const NOW: u64 = 1_709_208_000_000; // 12:00:00 UTC, a minute boundary
+
+fn request<'a>(q: &'a Quotas, tenant: &'a str, now_ms: u64) -> Request<'a> {
+    Request {
+        quotas: q,
+        tenant,
+        model: "m",
+        prompt_tokens: 10,
+        output_budget: 90,
+        now_ms,
+        state_known: true,
+    }
+}
+
+#[test]
+fn exactly_n_requests_per_minute() {
+    let q = quotas(
+        r#"{"identity":{"source":"header"},"default_tenant":{"limits":{"requests_per_minute":5}}}"#,
+    );
+    let store = MapStore::default();
+    let admitted = (0..20)
+        .filter(|i| reserve(&store, &request(&q, "a", NOW + i)).is_ok())
+        .count();
+    assert_eq!(admitted, 5);
+    let rejection = reserve(&store, &request(&q, "a", NOW + 30_000)).unwrap_err();
+    assert_eq!(rejection.reason, Reason::Requests);
+    assert_eq!(rejection.retry_after_ms, 30_000);
+    // Another tenant has its own counters.
+    assert!(reserve(&store, &request(&q, "b", NOW)).is_ok());
+    // Sliding: a minute later half of the previous minute still counts (2.5 → 3 of 5).
+    let later = NOW + 90_000;
+    let admitted = (0..10)
+        .filter(|_| reserve(&store, &request(&q, "a", later)).is_ok())
+        .count();
+    assert_eq!(admitted, 2);
+}
+
+#[test]
+fn tokens_are_reserved_then_settled() {
+    let q = quotas(
+        r#"{"identity":{"source":"header"},"max_reserved_output_tokens":50,
+            "default_tenant":{"limits":{"budgets":[{"period":"day","tokens":600}]}}}"#,
+    );
+    let store = MapStore::default();
+    // Each request reserves 10 + min(90, 50) = 60 tokens.
+    let tickets: Vec<Admitted> = (0..20)
+        .filter_map(|_| reserve(&store, &request(&q, "a", NOW)).ok())
+        .collect();
+    assert_eq!(tickets.len(), 10);
+    let rejection = reserve(&store, &request(&q, "a", NOW)).unwrap_err();
+    assert_eq!(rejection.reason, Reason::Budget);
+    // The day ends in 12 hours.
+    assert_eq!(rejection.retry_after_ms, 12 * 3_600_000);
+    // Five finish having used 20 tokens each: 5 × 40 come back, room for 3 more.
+    for admitted in &tickets[..5] {
+        let usage = Usage {
+            input: 10,
+            output: 10,
+            cached: 0,
+        };
+        settle(&store, &admitted.ticket, usage, NOW + 1);
+    }
+    let more = (0..10)
+        .filter(|_| reserve(&store, &request(&q, "a", NOW + 2)).is_ok())
+        .count();
+    assert_eq!(more, 3);
+    // A long stream uses far more than it reserved: the budget goes into debt, nothing more
+    // is admitted.
+    settle(
+        &store,
+        &tickets[5].ticket,
+        Usage {
+            input: 10,
+            output: 5000,
+            cached: 0,
+        },
+        NOW + 3,
+    );
+    for admitted in &tickets[6..] {
+        cancel(&store, &admitted.ticket, NOW + 3);
+    }
+    assert!(reserve(&store, &request(&q, "a", NOW + 4)).is_err());
+}
+
+#[test]
+fn concurrency_and_cost() {
+    let q = quotas(
+        r#"{"identity":{"source":"header"},
+            "prices":{"m":{"input":1000,"output":2000}},
+            "default_tenant":{"limits":{"max_concurrent":2,"budgets":[{"period":"month","usd":1}]}}}"#,
+    );
+    let store = MapStore::default();
+    let first = reserve(&store, &request(&q, "a", NOW)).unwrap();
+    let _second = reserve(&store, &request(&q, "a", NOW)).unwrap();
+    assert_eq!(
+        reserve(&store, &request(&q, "a", NOW)).unwrap_err().reason,
+        Reason::Concurrency
+    );
+    // 10 input at $1000/M + 90 output at $2000/M = $0.19 reserved each; settled at $0.01.
+    settle(
+        &store,
+        &first.ticket,
+        Usage {
+            input: 10,
+            output: 0,
+            cached: 0,
+        },
+        NOW,
+    );
+    let third = reserve(&store, &request(&q, "a", NOW)).unwrap();
+    settle(&store, &third.ticket, Usage::default(), NOW);
+    // $0.19 + $0.01 used; four more reservations fit under $1, the fifth does not.
+    let more = (0..5)
+        .filter_map(|_| reserve(&store, &request(&q, "b", NOW)).ok())
+        .inspect(|a| {
+            settle(
+                &store,
+                &a.ticket,
+                Usage {
+                    input: 10,
+                    output: 90,
+                    cached: 0,
+                },
+                NOW,
+            )
+        })
+        .count();
+    assert_eq!(more, 5, "tenant b has its own budget: 5 × $0.19");
+    assert_eq!(
+        reserve(&store, &request(&q, "b", NOW)).unwrap_err().reason,
+        Reason::Budget
+    );
+}
+
+#[test]
+fn a_refusal_gives_back_the_other_scopes() {
+    let q = quotas(
+        r#"{"identity":{"source":"header"},
+            "default_tenant":{"limits":{"requests_per_minute":100}},
+            "models":{"m":{"requests_per_minute":3}}}"#,
+    );
+    let store = MapStore::default();
+    let admitted = (0..10)
+        .filter(|i| reserve(&store, &request(&q, ["a", "b"][i % 2], NOW)).is_ok())
+        .count();
+    assert_eq!(admitted, 3);
+    // Tenant a's counter holds only its admitted requests.
+    let standing = reserve(&store, &request(&q, "a", NOW))
+        .unwrap_err()
+        .standing;
+    assert_eq!(standing.requests.unwrap().remaining, 0);
+    let slot = (0..q.slots)
+        .map(|s| store.get(&slot_key(s)).0.map(|b| SlotState::decode(&b)))
+        .find_map(|s| s.filter(|s| s.scope == "t|a"))
+        .unwrap();
+    assert_eq!(slot.counters[0].cur, 2);
+}
+
+#[test]
+fn the_key_space_is_fixed_whatever_the_tenants() {
+    let q = quotas(
+        r#"{"identity":{"source":"header"},"slots":64,
+            "default_tenant":{"limits":{"requests_per_minute":10}}}"#,
+    );
+    let store = MapStore::default();
+    let mut uncounted = 0;
+    for i in 0..100_000u64 {
+        let tenant = format!("tenant-{i}");
+        // Each tenant's minute has passed by the time its slot is needed again.
+        let now = NOW + i * 1000;
+        let admitted = reserve(&store, &request(&q, &tenant, now)).unwrap();
+        uncounted += admitted.uncounted;
+        settle(&store, &admitted.ticket, Usage::default(), now);
+    }
+    assert!(
+        store.map.borrow().len() <= 64,
+        "{}",
+        store.map.borrow().len()
+    );
+    assert!(
+        store
+            .map
+            .borrow()
+            .keys()
+            .all(|k| k.starts_with("sluice.q."))
+    );
+    // 100 tenants live at once per 64 × 4 probes: some found no slot and were passed (open).
+    assert!(uncounted > 0);
+    // Fail-closed refuses them instead.
+    let closed = quotas(
+        r#"{"identity":{"source":"header"},"slots":1,"fail_policy":"closed",
+            "default_tenant":{"limits":{"requests_per_minute":10}}}"#,
+    );
+    let store = MapStore::default();
+    assert!(reserve(&store, &request(&closed, "x", NOW)).is_ok());
+    assert_eq!(
+        reserve(&store, &request(&closed, "y", NOW))
+            .unwrap_err()
+            .reason,
+        Reason::Unknown
+    );
+    let unknown = Request {
+        state_known: false,
+        ..request(&closed, "x", NOW)
+    };
+    assert_eq!(
+        reserve(&store, &unknown).unwrap_err().reason,
+        Reason::Unknown
+    );
+}
+
+#[test]
+fn instances_share_counts_through_sync() {
+    let q = quotas(
+        r#"{"identity":{"source":"header"},"default_tenant":{"limits":{"requests_per_minute":10}}}"#,
+    );
+    let (a, b) = (MapStore::default(), MapStore::default());
+    let mut redis: HashMap<(String, u64), i64> = HashMap::new();
+    let sync = |store: &MapStore, redis: &mut HashMap<(String, u64), i64>| {
+        let mut entries = Vec::new();
+        let mut pushed = Vec::new();
+        let mut states = HashMap::new();
+        for slot in 0..q.slots {
+            if let Some(bytes) = store.get(&slot_key(slot)).0 {
+                let mut state = SlotState::decode(&bytes);
+                collect(&mut state, slot, NOW, &mut entries, &mut pushed);
+                states.insert(slot, state);
+            }
+        }
+        let mut response = SyncResponse::default();
+        for e in &entries {
+            *redis.entry((e.key.clone(), e.window)).or_default() += e.delta;
+            response.totals.push([redis[&(e.key.clone(), e.window)], 0]);
+        }
+        for (p, totals) in pushed.iter().zip(response.totals) {
+            let state = states.get_mut(&p.slot).unwrap();
+            apply(state, p, totals, NOW);
+        }
+        for (slot, state) in states {
+            store.set(&slot_key(slot), &state.encode(), None);
+        }
+    };
+    let take = |store: &MapStore, n: usize| {
+        (0..n)
+            .filter(|_| reserve(store, &request(&q, "t", NOW)).is_ok())
+            .count()
+    };
+    assert_eq!(take(&a, 6), 6);
+    sync(&a, &mut redis);
+    assert_eq!(take(&b, 3), 3);
+    sync(&b, &mut redis);
+    sync(&a, &mut redis);
+    // 9 of 10 used over both: one more anywhere.
+    assert_eq!(take(&a, 5) + take(&b, 0), 1);
+    sync(&a, &mut redis);
+    sync(&b, &mut redis);
+    assert_eq!(take(&b, 5), 0);
+}
