@@ -25,6 +25,8 @@ pub struct Config {
     /// Replica picking; `None` leaves the choice to Envoy's load balancer.
     pub picking: Option<Picking>,
     pub tokens: Tokens,
+    /// Compiled guardrails; `None`: off.
+    pub guardrails: Option<super::GuardrailsConfig>,
 }
 
 /// Token accounting settings.
@@ -102,6 +104,7 @@ impl WireConfig {
             catalog: ModelCatalog::build(self.models, self.aliases)?,
             picking: self.picking.map(validate_picking).transpose()?,
             tokens: self.tokens.validate()?,
+            guardrails: self.guardrails.map(|g| g.validate()).transpose()?,
         })
     }
 }

@@ -25,6 +25,8 @@ pub(crate) struct WireConfig {
     pub picking: Option<Picking>,
     /// Token accounting.
     pub tokens: WireTokens,
+    /// Guardrails on requests and responses; off when absent.
+    pub guardrails: Option<super::guardrails::WireGuardrails>,
 }
 
 #[derive(Debug, Deserialize)]

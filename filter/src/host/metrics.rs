@@ -58,6 +58,8 @@ pub struct Metrics {
     pub picker_fetch_failures: Counter,
     /// Token usage and latency per model.
     pub tokens: super::tokens::TokenMetrics,
+    /// Guardrail hits per rule, action and direction.
+    pub guardrails: super::guardrails::GuardrailMetrics,
 }
 
 impl Metrics {
@@ -71,6 +73,7 @@ impl Metrics {
             shed: Counter::define("sluice_requests_shed_total"),
             picker_fetch_failures: Counter::define("sluice_picker_fetch_failures_total"),
             tokens: super::tokens::TokenMetrics::default(),
+            guardrails: super::guardrails::GuardrailMetrics::default(),
         }
     }
 
@@ -88,5 +91,6 @@ impl Metrics {
             counter.flush();
         }
         self.tokens.flush();
+        self.guardrails.flush();
     }
 }
