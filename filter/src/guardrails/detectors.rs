@@ -73,7 +73,7 @@ pub const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         id: "iban",
-        pattern: r"(?-u:\b)[a-z]{2}[0-9]{2}(?: ?[a-z0-9]){11,30}(?-u:\b)",
+        pattern: r"(?-u:\b)[a-z]{2}[0-9]{2}(?:[a-z0-9]{11,30}|(?: [a-z0-9]{4}){2,7}(?: [0-9]{1,3})?)(?-u:\b)",
         validate: iban,
     },
     Builtin {
@@ -364,7 +364,7 @@ fn ipv6(text: &str, range: Range<usize>, _: &str) -> bool {
     let address = candidate.split('/').next().unwrap_or(candidate);
     let groups = address.split(':').filter(|g| !g.is_empty()).count();
     let hex_digits = address.bytes().filter(u8::is_ascii_hexdigit).count();
-    groups >= 3 && hex_digits >= 6 && address.parse::<std::net::Ipv6Addr>().is_ok()
+    groups >= 2 && hex_digits >= 6 && address.parse::<std::net::Ipv6Addr>().is_ok()
 }
 
 fn email(text: &str, range: Range<usize>, _: &str) -> bool {

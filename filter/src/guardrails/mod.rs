@@ -365,6 +365,13 @@ impl Guardrails {
                         "is empty once folded",
                     ));
                 }
+                // `pipe bomb` also matches `pipe-bomb`, `pipe_bomb` and `pipebomb`.
+                if folded.contains(' ') {
+                    for joiner in ["-", "_", ""] {
+                        words.push(folded.replace(' ', joiner));
+                        word_rules.push(rule);
+                    }
+                }
                 words.push(folded);
                 word_rules.push(rule);
             }
@@ -813,3 +820,6 @@ fn first_line(text: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, not(target_family = "wasm")))]
+mod eval;
