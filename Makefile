@@ -5,7 +5,7 @@ WASM := target/wasm32-wasip1/release/sluice_filter.wasm
 # wasm-bindgen-test-runner runs the filter's unit tests compiled to wasm32 under Node.
 WASM_TEST_RUNNER := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CURDIR)/.tools/bin/wasm-bindgen-test-runner
 
-.PHONY: setup build run test lint unit-test wasm-test e2e-test bench bench-host-cost clean token-accuracy token-calibrate
+.PHONY: setup build run test lint unit-test wasm-test e2e-test bench bench-host-cost clean token-accuracy token-calibrate guardrail-eval
 
 setup:
 	@scripts/setup.sh
@@ -87,6 +87,11 @@ token-calibrate: $(TOKENS_PY)
 	$(TOKENS_PY) tools/token-accuracy/accuracy.py corpus .tokens/corpus.jsonl
 	$(TOKENS_PY) tools/token-accuracy/accuracy.py calibrate .tokens/corpus.jsonl
 	cargo build --locked --release -p sluice-token-accuracy
+
+## guardrail-eval: precision and recall of every guardrail detector on the labelled corpus in
+## tools/guardrail-eval/corpus.tsv (regenerate it with tools/guardrail-eval/make_corpus.py).
+guardrail-eval:
+	cargo test --locked -q -p sluice-filter --lib guardrails::eval -- --nocapture
 
 clean:
 	cargo clean

@@ -262,6 +262,34 @@ fn usage_stream(c: &mut Criterion) {
 }
 
 /// Configure time, not per request (once per VM and configuration push): for scale only.
+/// Guardrails with the default rule set (what `guardrails: {}` turns on) on the user text of
+/// 1 KB and 16 KB chat prompts: the scan a request pays beside parsing and routing.
+fn guardrail_scan(c: &mut Criterion) {
+    let config = config();
+    let Some(guardrails) = config
+        .guardrails
+        .as_ref()
+        .map(|g| std::sync::Arc::clone(&g.0))
+    else {
+        panic!("bench/src/sluice_config.rs has no guardrails");
+    };
+    let mut group = c.benchmark_group("guardrail_scan");
+    group.sample_size(20);
+    for &(size, label) in MICRO_SIZES {
+        if size > 16 * 1024 {
+            continue;
+        }
+        let body = chat_body(size, false);
+        let parsed = api::parse(ApiKind::ChatCompletions, body.as_bytes())
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(BenchmarkId::new("default_rules", label), |b| {
+            b.iter(|| guardrails.check_request(None, "m", black_box(&parsed.request), 0))
+        });
+    }
+    group.finish();
+}
+
 fn configure(c: &mut Criterion) {
     let json = FILTER_CONFIGURATION.as_bytes();
     c.bench_function("configure_time/config_from_json", |b| {
@@ -347,6 +375,7 @@ criterion_group! {
         .sample_size(30)
         .without_plots();
     targets = parse_baseline, parse_normalize, route_request, route_request_alias, headers_phase,
-        replica_scoring, error_body, token_estimate, token_count, usage_stream, configure, quota_check
+        replica_scoring, error_body, token_estimate, token_count, usage_stream, guardrail_scan,
+        quota_check, configure
 }
 criterion_main!(hot_path);

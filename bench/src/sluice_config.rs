@@ -40,7 +40,8 @@ pub const FILTER_CONFIGURATION: &str = r#"{
     "refresh_ms": 50,
     "stale_after_ms": 2000,
     "fallbacks": 2
-  }
+  },
+  "guardrails": {}
 }"#;
 
 /// Features enabled above, for the report. Keep in step with `FILTER_CONFIGURATION`.
@@ -52,6 +53,8 @@ pub const FEATURES: &[&str] = &[
     "replica picking: per-request scoring from the picker's snapshot (refreshed every 50 ms), \
      in-flight counts and prefix table in shared data, destination and 2 fallbacks for Envoy's \
      override_host load balancing",
+    "guardrails: the default rule set (PII and secret detectors, prompt-injection signals) on \
+     user and tool text of requests and on responses (JSON and streamed)",
 ];
 
 #[cfg(test)]

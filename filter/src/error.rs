@@ -76,6 +76,18 @@ pub enum GatewayError {
     },
     /// A quota refused the request.
     QuotaExceeded(crate::quota::Reason),
+    /// A guardrail rule blocked the request; the rule id (never the matched text).
+    ContentPolicy {
+        rule: String,
+    },
+    /// The guardrail policy that applies does not allow this model.
+    ModelNotAllowed(String),
+    /// A guardrail policy limit (`max_prompt_tokens`, `max_output_tokens`) was exceeded.
+    PolicyLimit {
+        field: &'static str,
+        limit: u64,
+        requested: u64,
+    },
 }
 
 impl From<FieldError> for GatewayError {
@@ -252,6 +264,39 @@ impl GatewayError {
                 anthropic_type: "authentication_error",
             },
             Self::QuotaExceeded(reason) => quota_rendering(*reason),
+            Self::ContentPolicy { rule } => invalid(
+                400,
+                format!(
+                    "The request was blocked by the gateway's content policy (rule '{}').",
+                    truncate(rule)
+                ),
+                Some("content_policy_violation"),
+                None,
+            ),
+            Self::ModelNotAllowed(model) => Rendering {
+                status: 403,
+                message: format!(
+                    "The gateway's policy does not allow the model '{}' for this request.",
+                    truncate(model)
+                ),
+                openai_type: "invalid_request_error",
+                openai_code: Some("model_not_allowed"),
+                param: Some("model".into()),
+                anthropic_type: "permission_error",
+            },
+            Self::PolicyLimit {
+                field,
+                limit,
+                requested,
+            } => invalid(
+                400,
+                format!(
+                    "The request exceeds the gateway's policy limit {field} of {limit} tokens \
+                     (about {requested} requested)."
+                ),
+                Some("policy_limit_exceeded"),
+                None,
+            ),
             Self::UnknownPath { method, path } => Rendering {
                 status: 404,
                 message: format!("Invalid URL ({} {}).", truncate(method), truncate(path)),

@@ -28,6 +28,7 @@ pub mod api;
 pub mod canonical;
 pub mod config;
 pub mod error;
+pub mod guardrails;
 pub mod json;
 pub mod picking;
 pub mod pipeline;

@@ -3,12 +3,14 @@
 //! field.
 
 mod error;
+mod guardrails;
 mod header_name;
 pub mod quotas;
 mod runtime;
 pub(crate) mod wire;
 
 pub use error::ConfigError;
+pub use guardrails::GuardrailsConfig;
 pub use header_name::HeaderName;
 pub use runtime::{
     Config, DESTINATION_ENDPOINT_HEADER, Limits, Routing, Tokens, USAGE_HEADER, UnhandledPaths,

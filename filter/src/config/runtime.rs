@@ -27,6 +27,8 @@ pub struct Config {
     pub tokens: Tokens,
     /// Identity and limits; `None` admits every request unauthenticated.
     pub quotas: Option<super::quotas::Quotas>,
+    /// Compiled guardrails; `None`: off.
+    pub guardrails: Option<super::GuardrailsConfig>,
 }
 
 /// Token accounting settings.
@@ -105,6 +107,7 @@ impl WireConfig {
             picking: self.picking.map(validate_picking).transpose()?,
             tokens: self.tokens.validate()?,
             quotas: self.quotas.map(|q| q.validate()).transpose()?,
+            guardrails: self.guardrails.map(|g| g.validate()).transpose()?,
         })
     }
 }

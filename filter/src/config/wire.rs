@@ -27,6 +27,8 @@ pub(crate) struct WireConfig {
     pub tokens: WireTokens,
     /// Identity, limits and budgets; off when absent.
     pub quotas: Option<super::quotas::WireQuotas>,
+    /// Guardrails on requests and responses; off when absent.
+    pub guardrails: Option<super::guardrails::WireGuardrails>,
 }
 
 #[derive(Debug, Deserialize)]

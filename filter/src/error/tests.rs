@@ -200,3 +200,32 @@ fn authentication_and_quotas() {
     );
     assert_eq!(bodies(&GatewayError::QuotaExceeded(Reason::Unknown)).0, 503);
 }
+
+#[test]
+fn guardrail_rejections_name_the_rule_only() {
+    assert_eq!(
+        bodies(&GatewayError::ContentPolicy { rule: "credit_card".into() }),
+        (
+            400,
+            r#"{"error":{"message":"The request was blocked by the gateway's content policy (rule 'credit_card').","type":"invalid_request_error","param":null,"code":"content_policy_violation"}}"#.into(),
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"The request was blocked by the gateway's content policy (rule 'credit_card')."}}"#.into(),
+        )
+    );
+    assert_eq!(
+        bodies(&GatewayError::ModelNotAllowed("gpt-4o".into())),
+        (
+            403,
+            r#"{"error":{"message":"The gateway's policy does not allow the model 'gpt-4o' for this request.","type":"invalid_request_error","param":"model","code":"model_not_allowed"}}"#.into(),
+            r#"{"type":"error","error":{"type":"permission_error","message":"The gateway's policy does not allow the model 'gpt-4o' for this request."}}"#.into(),
+        )
+    );
+    assert_eq!(
+        bodies(&GatewayError::PolicyLimit {
+            field: "max_output_tokens",
+            limit: 100,
+            requested: 500
+        })
+        .1,
+        r#"{"error":{"message":"The request exceeds the gateway's policy limit max_output_tokens of 100 tokens (about 500 requested).","type":"invalid_request_error","param":null,"code":"policy_limit_exceeded"}}"#
+    );
+}

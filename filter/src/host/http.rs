@@ -7,6 +7,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
+use super::guardrails::{self as guard, ResponseGuard};
 use super::log;
 use super::metrics::Metrics;
 use super::pick::{self, InFlightTicket, PickOutcome};
@@ -16,6 +17,7 @@ use super::tokens::{self, Accounting, HeadersPlan};
 use crate::canonical::ApiKind;
 use crate::config::{DESTINATION_ENDPOINT_HEADER, Routing, USAGE_HEADER};
 use crate::error::{ApiFlavor, GatewayError};
+use crate::guardrails::{Direction, Hits};
 use crate::pipeline::{
     self, HeadersDecision, LocalReply, RequestHeaders, RoutedRequest, check_body_size,
 };
@@ -39,6 +41,8 @@ pub struct HttpFilter {
     holding_response: bool,
     /// Who is calling and what the request reserved.
     quota: QuotaState,
+    /// Guardrail policy and request hits of a routed request, when guardrails are on.
+    guard: Option<(Option<usize>, Hits)>,
 }
 
 impl HttpFilter {
@@ -58,6 +62,7 @@ impl HttpFilter {
             accounting: None,
             holding_response: false,
             quota: QuotaState::default(),
+            guard: None,
         }
     }
 
@@ -91,6 +96,73 @@ impl HttpFilter {
             }
         }
         Ok(())
+    }
+
+    fn count_hits(
+        &self,
+        guardrails: &crate::guardrails::Guardrails,
+        direction: Direction,
+        hits: &Hits,
+    ) {
+        if let (Some(metrics), false) = (&self.metrics, hits.is_empty()) {
+            metrics.guardrails.count(guardrails, direction, hits);
+        }
+    }
+
+    /// Counts and records what the guardrails found in a request that goes on.
+    fn guard_request(&mut self, configured: &Configured, routed: &RoutedRequest) {
+        let (Some(guardrails), Some(verdict)) = (&configured.config.guardrails, &routed.guardrails)
+        else {
+            return;
+        };
+        self.count_hits(&guardrails.0, Direction::Request, &verdict.hits);
+        guard::record(
+            &guardrails.0,
+            Some(verdict.policy),
+            None,
+            &verdict.hits,
+            &Hits::default(),
+        );
+        self.guard = Some((Some(verdict.policy), verdict.hits.clone()));
+    }
+
+    /// The response guard, when the request's policy scans responses.
+    fn response_guard(
+        &self,
+        configured: &Configured,
+        routed: &RoutedRequest,
+    ) -> Option<ResponseGuard> {
+        let guardrails = configured.config.guardrails.as_ref()?;
+        let policy = routed.guardrails.as_ref()?.policy;
+        guardrails
+            .0
+            .policy(policy)
+            .filter(|p| p.responses)
+            .map(|_| ResponseGuard::new(std::sync::Arc::clone(&guardrails.0), policy))
+    }
+
+    /// The response is over: counts and records what its guard found.
+    fn finish_response_guard(&mut self) {
+        let Some(hits) = self
+            .accounting
+            .as_mut()
+            .and_then(|a| a.guard.as_mut())
+            .map(ResponseGuard::take_hits)
+        else {
+            return;
+        };
+        if hits.is_empty() {
+            return;
+        }
+        let Some(configured) = self.configured.clone() else {
+            return;
+        };
+        let Some(guardrails) = &configured.config.guardrails else {
+            return;
+        };
+        self.count_hits(&guardrails.0, Direction::Response, &hits);
+        let (policy, request) = self.guard.clone().unwrap_or_default();
+        guard::record(&guardrails.0, policy, None, &request, &hits);
     }
 
     /// Sends `reply` and ends the request. Returns the action for the current phase.
@@ -169,7 +241,24 @@ impl HttpFilter {
                 );
             }
         };
-        let outcome = pipeline::route_request(&configured.config, api, &body).and_then(|routed| {
+        let tenant = self.quota.tenant().map(str::to_owned);
+        let routed = pipeline::route_request_for(&configured.config, api, &body, tenant.as_deref());
+        let routed = match routed {
+            Ok(routed) => {
+                self.guard_request(&configured, &routed);
+                Ok(routed)
+            }
+            Err((error, hits)) => {
+                if let (Some(guardrails), GatewayError::ContentPolicy { rule }) =
+                    (&configured.config.guardrails, &error)
+                {
+                    self.count_hits(&guardrails.0, Direction::Request, &hits);
+                    guard::record(&guardrails.0, None, Some(rule), &hits, &Hits::default());
+                }
+                Err(error)
+            }
+        };
+        let outcome = routed.and_then(|routed| {
             let quotas = configured.config.quotas.as_ref();
             let metrics = self.metrics.clone();
             self.quota
@@ -181,7 +270,10 @@ impl HttpFilter {
                 destination.as_deref(),
                 body_size,
             )?;
-            self.accounting = Some(Accounting::new(&routed, self.started_us));
+            let mut accounting = Accounting::new(&routed, self.started_us);
+            accounting.guard = self.response_guard(&configured, &routed);
+            accounting.tenant.clone_from(&tenant);
+            self.accounting = Some(accounting);
             Ok(())
         });
         self.reading_body = None;
@@ -338,6 +430,7 @@ impl HttpContext for HttpFilter {
             return Action::Continue;
         };
         let record = self.report_tokens(counts);
+        self.finish_response_guard();
         if self.holding_response {
             self.holding_response = false;
             if let Some(record) = record {
@@ -364,6 +457,7 @@ impl HttpContext for HttpFilter {
             .map(Accounting::finish);
         if let Some(counts) = unfinished {
             self.report_tokens(counts);
+            self.finish_response_guard();
         }
         self.quota.finish();
     }

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub tokens: super::tokens::TokenMetrics,
     /// Admissions, refusals by reason, remaining budgets per tenant, cluster sync.
     pub quota: super::quota::QuotaMetrics,
+    /// Guardrail hits per rule, action and direction.
+    pub guardrails: super::guardrails::GuardrailMetrics,
 }
 
 impl Metrics {
@@ -74,6 +76,7 @@ impl Metrics {
             picker_fetch_failures: Counter::define("sluice_picker_fetch_failures_total"),
             tokens: super::tokens::TokenMetrics::default(),
             quota: super::quota::QuotaMetrics::define(),
+            guardrails: super::guardrails::GuardrailMetrics::default(),
         }
     }
 
@@ -92,5 +95,6 @@ impl Metrics {
         }
         self.tokens.flush();
         self.quota.flush();
+        self.guardrails.flush();
     }
 }

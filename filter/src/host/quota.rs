@@ -181,6 +181,11 @@ pub struct QuotaState {
 }
 
 impl QuotaState {
+    /// The caller's tenant, once identified.
+    pub fn tenant(&self) -> Option<&str> {
+        self.caller.as_ref().map(|caller| caller.tenant.as_str())
+    }
+
     /// Headers phase: who is calling. Removes the client's key and any client-sent tenant header
     /// so that neither reaches an upstream.
     pub fn identify(

@@ -53,6 +53,10 @@ pub struct Accounting {
     first_token_us: Option<u64>,
     body: Body,
     finished: bool,
+    /// Guardrails on the response, when its policy scans responses.
+    pub guard: Option<super::guardrails::ResponseGuard>,
+    /// The caller's tenant, when quotas identified one.
+    pub tenant: Option<String>,
 }
 
 /// What the response-headers phase must do.
@@ -76,6 +80,8 @@ impl Accounting {
             first_token_us: None,
             body: Body::Ignored,
             finished: false,
+            guard: None,
+            tenant: None,
         }
     }
 
@@ -95,7 +101,10 @@ impl Accounting {
         let content_type = header("content-type").unwrap_or_default();
         if content_type.starts_with("text/event-stream") {
             self.body = Body::Stream(Box::new(StreamReader::new(self.family, self.strip_usage)));
-            if self.strip_usage {
+            if let Some(guard) = self.guard.as_mut() {
+                guard.start_stream();
+            }
+            if self.strip_usage || self.guard.is_some() {
                 return HeadersPlan::DropContentLength;
             }
         } else {
@@ -104,7 +113,8 @@ impl Accounting {
                 limit: usize::try_from(max_json_bytes).unwrap_or(usize::MAX),
                 over: false,
             };
-            if usage_header {
+            // The guard rewrites the whole body: hold it (and the headers) to the end.
+            if usage_header || self.guard.is_some() {
                 return HeadersPlan::Hold;
             }
         }
@@ -117,7 +127,7 @@ impl Accounting {
         if self.finished {
             return None;
         }
-        let chunk = if size > 0 {
+        let mut chunk = if size > 0 {
             hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
                 .ok()
                 .flatten()
@@ -128,6 +138,22 @@ impl Accounting {
         match &mut self.body {
             Body::Ignored => {}
             Body::Json { copy, limit, over } => {
+                // Held to the end: `chunk` is the whole body.
+                let guarded = self
+                    .guard
+                    .as_mut()
+                    .filter(|_| end)
+                    .and_then(|g| g.json(&chunk));
+                if let Some(body) = guarded {
+                    let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &body);
+                    let length = body.len().to_string();
+                    let _ = hostcalls::set_map_value(
+                        MapType::HttpResponseHeaders,
+                        "content-length",
+                        Some(&length),
+                    );
+                    chunk = body;
+                }
                 if !*over {
                     if copy.len().saturating_add(chunk.len()) > *limit {
                         *over = true;
@@ -141,8 +167,17 @@ impl Accounting {
                 }
             }
             Body::Stream(reader) => {
-                if let ChunkAction::Replace(bytes) = reader.chunk(&chunk, end) {
-                    let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &bytes);
+                let guarded = self.guard.as_mut().map(|g| g.stream_chunk(&chunk, end));
+                let input = guarded.as_deref().unwrap_or(&chunk);
+                match reader.chunk(input, end) {
+                    ChunkAction::Replace(bytes) => {
+                        let _ =
+                            hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &bytes);
+                    }
+                    ChunkAction::Pass if input != chunk.as_slice() => {
+                        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, input);
+                    }
+                    ChunkAction::Pass => {}
                 }
                 if self.first_token_us.is_none() && reader.saw_output {
                     self.first_token_us = Some(now_us());
@@ -177,7 +212,7 @@ impl Accounting {
         TokenRecord {
             counts,
             model: self.model.clone(),
-            tenant: None,
+            tenant: self.tenant.clone(),
         }
     }
 

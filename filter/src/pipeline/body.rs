@@ -2,6 +2,7 @@ use crate::api;
 use crate::canonical::ApiKind;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::guardrails::{Hits, RequestVerdict, Violation};
 use crate::routing::check_context_window;
 use crate::tokens::{Budget, Estimate, Family, estimate_request};
 
@@ -27,6 +28,8 @@ pub struct RoutedRequest {
     /// The gateway asked the upstream for stream usage the client did not ask for: remove it
     /// from the response.
     pub strip_usage: bool,
+    /// What the guardrails found and decided, when they are on.
+    pub guardrails: Option<RequestVerdict>,
 }
 
 impl RoutedRequest {
@@ -51,19 +54,104 @@ pub fn route_request(
     api: ApiKind,
     body: &[u8],
 ) -> Result<RoutedRequest, GatewayError> {
-    let parsed = api::parse(api, body)?;
+    route_request_for(config, api, body, None).map_err(|(error, _)| error)
+}
+
+/// `route_request` for a known tenant (`None` until the gateway identifies tenants). A
+/// rejection comes with the guardrail hits that led to it, for metrics and audit.
+pub fn route_request_for(
+    config: &Config,
+    api: ApiKind,
+    body: &[u8],
+    tenant: Option<&str>,
+) -> Result<RoutedRequest, (GatewayError, Hits)> {
+    route(config, api, body, tenant)
+}
+
+fn route(
+    config: &Config,
+    api: ApiKind,
+    body: &[u8],
+    tenant: Option<&str>,
+) -> Result<RoutedRequest, (GatewayError, Hits)> {
+    let no_hits = |error: GatewayError| (error, Hits::default());
+    let parsed = api::parse(api, body).map_err(no_hits)?;
     let requested = parsed.request.model.as_ref();
     if !is_header_safe(requested) {
-        return Err(GatewayError::InvalidField {
+        return Err(no_hits(GatewayError::InvalidField {
             param: "model".into(),
             message: "must be printable ASCII".into(),
-        });
+        }));
     }
     let resolution = config
         .catalog
         .resolve(requested)
-        .ok_or_else(|| GatewayError::ModelNotFound(requested.to_owned()))?;
-    check_context_window(&parsed.request, resolution.spec)?;
+        .ok_or_else(|| no_hits(GatewayError::ModelNotFound(requested.to_owned())))?;
+    check_context_window(&parsed.request, resolution.spec).map_err(no_hits)?;
+    let routed = route_parsed(config, api, &parsed, &resolution).map_err(no_hits)?;
+    let verdict = match &config.guardrails {
+        Some(guardrails) => Some(
+            guardrails
+                .0
+                .check_request(
+                    tenant,
+                    &routed.model,
+                    &parsed.request,
+                    routed.estimate.prompt_tokens,
+                )
+                .map_err(|(violation, hits)| (violation_error(violation), hits))?,
+        ),
+        None => None,
+    };
+    apply_verdict(routed, verdict, body).map_err(no_hits)
+}
+
+fn violation_error(violation: Violation) -> GatewayError {
+    match violation {
+        Violation::Blocked(rule) => GatewayError::ContentPolicy { rule },
+        Violation::ModelNotAllowed(model) => GatewayError::ModelNotAllowed(model),
+        Violation::Limit {
+            field,
+            limit,
+            requested,
+        } => GatewayError::PolicyLimit {
+            field,
+            limit,
+            requested,
+        },
+    }
+}
+
+/// Applies the guardrails' redactions to the body going upstream: only the affected string
+/// values change.
+fn apply_verdict(
+    mut routed: RoutedRequest,
+    verdict: Option<RequestVerdict>,
+    original: &[u8],
+) -> Result<RoutedRequest, GatewayError> {
+    if let Some(verdict) = &verdict {
+        if !verdict.replacements.is_empty() {
+            let body = routed.body.as_deref().unwrap_or(original);
+            let rewritten = crate::guardrails::rewrite_strings(body, &verdict.replacements)
+                .map_err(|_| GatewayError::ContentPolicy {
+                    // The text to redact is not a plain string value (an Anthropic tool_use
+                    // input object): block rather than let it through.
+                    rule: "unredactable".into(),
+                })?;
+            routed.body = Some(rewritten);
+        }
+    }
+    routed.guardrails = verdict;
+    Ok(routed)
+}
+
+/// The routing decision for a parsed, resolved request (before guardrails).
+fn route_parsed(
+    config: &Config,
+    api: ApiKind,
+    parsed: &api::ParsedRequest<'_>,
+    resolution: &crate::routing::Resolution<'_>,
+) -> Result<RoutedRequest, GatewayError> {
     let request = &parsed.request;
     let family = resolution
         .spec
@@ -101,8 +189,8 @@ pub fn route_request(
         Some(parsed.top.with_fields(&changes))
     };
     Ok(RoutedRequest {
-        model: resolution.model.into_owned(),
-        base_model: resolution.base_model.into_owned(),
+        model: resolution.model.to_string(),
+        base_model: resolution.base_model.to_string(),
         body,
         pool: resolution.spec.pool.clone(),
         prefix_hash: request.prefix_hash,
@@ -111,6 +199,7 @@ pub fn route_request(
         family,
         estimate,
         strip_usage,
+        guardrails: None,
     })
 }
 

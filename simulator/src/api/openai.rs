@@ -70,6 +70,30 @@ impl PromptInput {
     }
 }
 
+/// Marker that makes the simulator echo: a chat whose last user message contains it is
+/// answered with that message's text (marker removed), streamed a few characters per token, so
+/// that tests can put chosen text into a completion (response guardrails).
+pub const ECHO_MARKER: &str = "[[echo]]";
+
+/// Characters per streamed token when echoing: small, so a word spans several events.
+const ECHO_CHARS_PER_TOKEN: usize = 3;
+
+fn echo_pieces(messages: &[ChatMessage]) -> Option<std::sync::Arc<Vec<String>>> {
+    let last = messages.iter().rev().find(|m| m.role == "user")?;
+    let mut text = String::new();
+    last.content.as_ref()?.append_to(&mut text);
+    if !text.contains(ECHO_MARKER) {
+        return None;
+    }
+    let text = text.replace(ECHO_MARKER, "");
+    let chars: Vec<char> = text.chars().collect();
+    let pieces = chars
+        .chunks(ECHO_CHARS_PER_TOKEN)
+        .map(|c| c.iter().collect())
+        .collect();
+    Some(std::sync::Arc::new(pieces))
+}
+
 /// The prompt text of a conversation: each message's role followed by its text.
 fn chat_prompt(messages: &[ChatMessage]) -> Prompt {
     let mut text = String::new();
@@ -90,7 +114,11 @@ pub(super) async fn chat_completions(
     if request.messages.is_empty() {
         return Err(ApiError::bad_request("messages must not be empty").into());
     }
-    let max_tokens = request.max_completion_tokens.or(request.max_tokens);
+    let echo = echo_pieces(&request.messages);
+    let max_tokens = match &echo {
+        Some(pieces) => Some(u32::try_from(pieces.len()).unwrap_or(u32::MAX).max(1)),
+        None => request.max_completion_tokens.or(request.max_tokens),
+    };
     let generation =
         state.start_generation(&request.model, chat_prompt(&request.messages), max_tokens)?;
     let envelope = Envelope {
@@ -98,6 +126,7 @@ pub(super) async fn chat_completions(
         created: unix_seconds(),
         model: request.model,
         kind: Kind::Chat,
+        echo,
     };
     if request.stream.unwrap_or(false) {
         Ok(envelope.stream(
@@ -125,6 +154,7 @@ pub(super) async fn completions(
         created: unix_seconds(),
         model: request.model,
         kind: Kind::Text,
+        echo: None,
     };
     if request.stream.unwrap_or(false) {
         Ok(envelope.stream(
@@ -194,12 +224,17 @@ struct Envelope {
     /// The model name as requested, echoed back.
     model: String,
     kind: Kind,
+    /// Echo mode: the text of each output token.
+    echo: Option<std::sync::Arc<Vec<String>>>,
 }
 
 impl Envelope {
     async fn complete(self, generation: Generation) -> Result<Response, OpenAiError> {
         let done = run_to_completion(generation).await?;
-        let text = completion_text(done.completion_tokens);
+        let text = match &self.echo {
+            Some(pieces) => pieces.concat(),
+            None => completion_text(done.completion_tokens),
+        };
         let (object, choice) = match self.kind {
             Kind::Chat => (
                 "chat.completion",
@@ -259,7 +294,7 @@ impl Envelope {
                     events.push(self.chunk(
                         json!([{
                             "index": 0,
-                            "delta": { "content": token_text(token.index) },
+                            "delta": { "content": self.token_text(token.index) },
                             "logprobs": null,
                             "finish_reason": reason,
                         }]),
@@ -287,6 +322,13 @@ impl Envelope {
             events
         };
         Sse::new(token_events(generation, render, cut_after)).into_response()
+    }
+
+    fn token_text(&self, index: u32) -> &str {
+        match &self.echo {
+            Some(pieces) => pieces.get(index as usize).map_or("", String::as_str),
+            None => token_text(index),
+        }
     }
 
     fn chunk(&self, choices: Value, include_usage: bool) -> Event {

@@ -46,6 +46,7 @@ fn exact_models_keep_the_body() {
             family: Family::Qwen,
             estimate: routed.estimate,
             strip_usage: false,
+            guardrails: None,
         }
     );
     assert_eq!(routed.adapter(), None);

@@ -1,0 +1,825 @@
+//! Guardrails: detectors for PII, secrets, deny rules and prompt-injection signals, run on the
+//! text of requests and of responses (whole JSON bodies and streams), and policy checks (models
+//! allowed, prompt and output limits) per tenant, model or the default policy.
+//!
+//! Everything is compiled once per configuration (`Guardrails::build`): one `RegexSet` over
+//! every regular-expression detector finds which may match in one linear pass, and only those
+//! run again for positions; deny words and injection phrases are Aho-Corasick automatons. All
+//! matching happens on folded text (`normalize`), so case, width, accents, zero-width and bidi
+//! characters and whitespace runs do not hide a word.
+//!
+//! Findings carry rule ids and byte ranges, never the matched text: errors, logs, metrics and
+//! audit records name rules only.
+
+pub mod detectors;
+pub mod injection;
+pub mod normalize;
+mod rewrite;
+pub mod stream;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+use crate::canonical::{CanonicalRequest, SegmentRole};
+use normalize::Normalized;
+pub use rewrite::rewrite_strings;
+pub use stream::StreamGuard;
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Reject the request (400 `content_policy_violation`). In responses, which have already
+    /// started, a block rule redacts.
+    Block,
+    /// Replace the match with the rule's placeholder (`[EMAIL]`).
+    Redact,
+    /// Count and record the hit only.
+    Log,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::Redact => "redact",
+            Self::Log => "log",
+        }
+    }
+}
+
+/// Which way the scanned text was going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Request,
+    Response,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Response => "response",
+        }
+    }
+}
+
+/// Rule id of the prompt-injection signal.
+pub const INJECTION_RULE: &str = "prompt_injection";
+
+/// The default rule set: what `guardrails: {}` turns on.
+pub const DEFAULT_ACTIONS: &[(&str, Action)] = &[
+    ("private_key", Action::Block),
+    ("jwt", Action::Redact),
+    ("anthropic_key", Action::Block),
+    ("openai_key", Action::Block),
+    ("aws_access_key", Action::Block),
+    ("github_token", Action::Block),
+    ("slack_token", Action::Block),
+    ("email", Action::Redact),
+    ("credit_card", Action::Redact),
+    ("iban", Action::Redact),
+    ("us_ssn", Action::Redact),
+    ("phone", Action::Redact),
+    ("ipv4", Action::Log),
+    ("ipv6", Action::Log),
+    (INJECTION_RULE, Action::Block),
+];
+
+/// Roles whose text a policy scans in requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub system: bool,
+    pub user: bool,
+    pub assistant: bool,
+    pub tool_results: bool,
+    pub tool_definitions: bool,
+}
+
+impl Default for Roles {
+    /// What users and tools bring in; not the operator's own system prompt.
+    fn default() -> Self {
+        Self {
+            system: false,
+            user: true,
+            assistant: false,
+            tool_results: true,
+            tool_definitions: false,
+        }
+    }
+}
+
+impl Roles {
+    fn scans(self, role: SegmentRole) -> bool {
+        match role {
+            SegmentRole::System => self.system,
+            SegmentRole::User => self.user,
+            SegmentRole::Assistant => self.assistant,
+            SegmentRole::ToolResult => self.tool_results,
+            SegmentRole::ToolDefinition => self.tool_definitions,
+        }
+    }
+}
+
+/// A deny rule as configured: words or phrases and regular expressions, matched on folded text.
+#[derive(Debug, Clone, Default)]
+pub struct DenySpec {
+    pub id: String,
+    pub words: Vec<String>,
+    pub patterns: Vec<String>,
+}
+
+/// A policy as configured, before rule ids are resolved.
+#[derive(Debug, Clone)]
+pub struct PolicySpec {
+    pub name: String,
+    /// Rule id to action; `None` means the default rule set.
+    pub rules: Option<BTreeMap<String, Action>>,
+    pub roles: Roles,
+    pub responses: bool,
+    pub models: Option<Vec<String>>,
+    pub max_prompt_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+}
+
+impl PolicySpec {
+    pub fn default_named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            rules: None,
+            roles: Roles::default(),
+            responses: true,
+            models: None,
+            max_prompt_tokens: None,
+            max_output_tokens: None,
+        }
+    }
+}
+
+/// Everything configured, before compilation.
+#[derive(Debug, Clone)]
+pub struct GuardrailsSpec {
+    pub policies: Vec<PolicySpec>,
+    /// Model name (exact, `prefix*` or `*`) to policy name.
+    pub models: BTreeMap<String, String>,
+    /// Tenant id to policy name.
+    pub tenants: BTreeMap<String, String>,
+    pub deny: Vec<DenySpec>,
+    pub injection_phrases: BTreeMap<String, f32>,
+    pub injection_threshold: f32,
+    pub stream_holdback_bytes: usize,
+}
+
+/// Why a configuration could not be compiled: the field (relative to `guardrails`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError {
+    pub field: String,
+    pub message: String,
+}
+
+fn build_error(field: impl Into<String>, message: impl Into<String>) -> BuildError {
+    BuildError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    /// Action per rule index; `None`: the rule is off.
+    actions: Vec<Option<Action>>,
+    pub roles: Roles,
+    pub responses: bool,
+    models: Option<Vec<String>>,
+    pub max_prompt_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+}
+
+impl Policy {
+    pub fn action(&self, rule: usize) -> Option<Action> {
+        self.actions.get(rule).copied().flatten()
+    }
+
+    fn allows_model(&self, model: &str) -> bool {
+        self.models
+            .as_ref()
+            .is_none_or(|models| models.iter().any(|p| name_matches(p, model)))
+    }
+
+    fn any_enabled(&self) -> bool {
+        self.actions.iter().any(Option::is_some)
+    }
+}
+
+/// `*`, `prefix*` or an exact name.
+fn name_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+/// A regular-expression detector.
+#[derive(Debug)]
+struct RegexRule {
+    rule: usize,
+    regex: Regex,
+    validate: Option<detectors::Validator>,
+}
+
+/// One rule matched: which, and where in the scanned (original) text. Never the text itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: usize,
+    pub range: Range<usize>,
+}
+
+/// Rule hits of one request or response, for metrics and the audit record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hits(pub BTreeMap<(usize, Action), u32>);
+
+impl Hits {
+    pub fn add(&mut self, rule: usize, action: Action) {
+        let count = self.0.entry((rule, action)).or_default();
+        *count = count.saturating_add(1);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn merge(&mut self, other: &Hits) {
+        for (key, n) in &other.0 {
+            let count = self.0.entry(*key).or_default();
+            *count = count.saturating_add(*n);
+        }
+    }
+}
+
+/// Why a request may not go upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// A block rule matched; the rule id.
+    Blocked(String),
+    /// The policy does not allow the model.
+    ModelNotAllowed(String),
+    /// A policy limit: `max_prompt_tokens` or `max_output_tokens`.
+    Limit {
+        field: &'static str,
+        limit: u64,
+        requested: u64,
+    },
+}
+
+/// What the request guard decided for a request that may go on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestVerdict {
+    /// The policy that applied (index), which also guards the response.
+    pub policy: usize,
+    pub hits: Hits,
+    /// Texts to replace in the body: (original, redacted).
+    pub replacements: Vec<(String, String)>,
+}
+
+/// The compiled guardrails of one configuration.
+#[derive(Debug)]
+pub struct Guardrails {
+    /// Rule ids by index: built-ins, then `prompt_injection`, then deny rules.
+    rules: Vec<String>,
+    placeholders: Vec<String>,
+    regex_rules: Vec<RegexRule>,
+    set: RegexSet,
+    words: Option<(AhoCorasick, Vec<usize>)>,
+    injection: Option<(AhoCorasick, Vec<f32>)>,
+    injection_rule: usize,
+    injection_threshold: f32,
+    pub policies: Vec<Policy>,
+    default_policy: usize,
+    model_policies: Vec<(String, usize)>,
+    tenant_policies: BTreeMap<String, usize>,
+    pub stream_holdback_bytes: usize,
+}
+
+/// Compiled size limits for configured regular expressions: a pattern that would need more is
+/// a configuration error, not a memory blow-up on every worker.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+const REGEX_DFA_LIMIT: usize = 2 << 20;
+
+impl Guardrails {
+    pub fn build(spec: GuardrailsSpec) -> Result<Self, BuildError> {
+        let mut rules: Vec<String> = detectors::BUILTINS
+            .iter()
+            .map(|b| b.id.to_owned())
+            .collect();
+        let injection_rule = rules.len();
+        rules.push(INJECTION_RULE.to_owned());
+        let mut patterns: Vec<String> = detectors::BUILTINS
+            .iter()
+            .map(|b| b.pattern.to_owned())
+            .collect();
+        let mut regex_rules = Vec::new();
+        for (i, builtin) in detectors::BUILTINS.iter().enumerate() {
+            let regex = Regex::new(builtin.pattern)
+                .map_err(|e| build_error(format!("(built-in {})", builtin.id), e.to_string()))?;
+            regex_rules.push(RegexRule {
+                rule: i,
+                regex,
+                validate: Some(builtin.validate),
+            });
+        }
+        let mut words: Vec<String> = Vec::new();
+        let mut word_rules: Vec<usize> = Vec::new();
+        for (i, deny) in spec.deny.iter().enumerate() {
+            let field = format!("deny[{i}]");
+            if deny.id.is_empty()
+                || !deny
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(build_error(
+                    format!("{field}.id"),
+                    "must be non-empty lowercase letters, digits and _",
+                ));
+            }
+            if rules.contains(&deny.id) {
+                return Err(build_error(
+                    format!("{field}.id"),
+                    format!("{:?} is already a rule id", deny.id),
+                ));
+            }
+            if deny.words.is_empty() && deny.patterns.is_empty() {
+                return Err(build_error(field, "needs words or patterns"));
+            }
+            let rule = rules.len();
+            rules.push(deny.id.clone());
+            for (j, word) in deny.words.iter().enumerate() {
+                let folded = normalize::fold(word);
+                if folded.is_empty() {
+                    return Err(build_error(
+                        format!("{field}.words[{j}]"),
+                        "is empty once folded",
+                    ));
+                }
+                // `pipe bomb` also matches `pipe-bomb`, `pipe_bomb` and `pipebomb`.
+                if folded.contains(' ') {
+                    for joiner in ["-", "_", ""] {
+                        words.push(folded.replace(' ', joiner));
+                        word_rules.push(rule);
+                    }
+                }
+                words.push(folded);
+                word_rules.push(rule);
+            }
+            for (j, pattern) in deny.patterns.iter().enumerate() {
+                let pfield = format!("{field}.patterns[{j}]");
+                let regex = RegexBuilder::new(pattern)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .dfa_size_limit(REGEX_DFA_LIMIT)
+                    .build()
+                    .map_err(|e| build_error(&pfield, first_line(&e.to_string())))?;
+                patterns.push(pattern.clone());
+                regex_rules.push(RegexRule {
+                    rule,
+                    regex,
+                    validate: None,
+                });
+            }
+        }
+        let set = RegexSetBuilder::new(&patterns)
+            .size_limit(REGEX_SIZE_LIMIT.saturating_mul(8))
+            .dfa_size_limit(REGEX_DFA_LIMIT.saturating_mul(4))
+            .build()
+            .map_err(|e| build_error("deny", first_line(&e.to_string())))?;
+        let words = if words.is_empty() {
+            None
+        } else {
+            let ac = AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&words)
+                .map_err(|e| build_error("deny", e.to_string()))?;
+            Some((ac, word_rules))
+        };
+        let mut phrases: BTreeMap<String, f32> = injection::PHRASES
+            .iter()
+            .map(|(p, w)| ((*p).to_owned(), *w))
+            .collect();
+        for (phrase, weight) in &spec.injection_phrases {
+            let folded = normalize::fold(phrase);
+            if folded.is_empty() || !weight.is_finite() || *weight < 0.0 {
+                return Err(build_error(
+                    format!("injection.phrases.{phrase}"),
+                    "needs a non-empty phrase and a weight of 0 or more",
+                ));
+            }
+            phrases.insert(folded, *weight);
+        }
+        let (phrase_list, weights): (Vec<String>, Vec<f32>) = phrases.into_iter().unzip();
+        let injection = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .build(&phrase_list)
+            .map_err(|e| build_error("injection.phrases", e.to_string()))?;
+        if !spec.injection_threshold.is_finite() || spec.injection_threshold <= 0.0 {
+            return Err(build_error("injection.threshold", "must be greater than 0"));
+        }
+        let placeholders = rules
+            .iter()
+            .map(|id| format!("[{}]", id.to_ascii_uppercase()))
+            .collect();
+        let mut built = Self {
+            rules,
+            placeholders,
+            regex_rules,
+            set,
+            words,
+            injection: Some((injection, weights)),
+            injection_rule,
+            injection_threshold: spec.injection_threshold,
+            policies: Vec::new(),
+            default_policy: 0,
+            model_policies: Vec::new(),
+            tenant_policies: BTreeMap::new(),
+            stream_holdback_bytes: spec.stream_holdback_bytes,
+        };
+        if !(16..=65_536).contains(&spec.stream_holdback_bytes) {
+            return Err(build_error("stream_holdback_bytes", "must be 16 to 65536"));
+        }
+        let mut specs = spec.policies;
+        if !specs.iter().any(|p| p.name == "default") {
+            specs.push(PolicySpec::default_named("default"));
+        }
+        for policy in specs {
+            let compiled = built.compile_policy(policy)?;
+            built.policies.push(compiled);
+        }
+        built.default_policy = built
+            .policies
+            .iter()
+            .position(|p| p.name == "default")
+            .unwrap_or(0);
+        let find = |name: &str, field: String, policies: &[Policy]| {
+            policies
+                .iter()
+                .position(|p| p.name == name)
+                .ok_or_else(|| build_error(field, format!("no policy named {name:?}")))
+        };
+        for (model, policy) in &spec.models {
+            let index = find(policy, format!("models.{model}"), &built.policies)?;
+            built.model_policies.push((model.clone(), index));
+        }
+        // Exact names first, then longer prefixes, `*` last.
+        built
+            .model_policies
+            .sort_by_key(|(pattern, _)| (pattern.ends_with('*'), std::cmp::Reverse(pattern.len())));
+        for (tenant, policy) in &spec.tenants {
+            let index = find(policy, format!("tenants.{tenant}"), &built.policies)?;
+            built.tenant_policies.insert(tenant.clone(), index);
+        }
+        Ok(built)
+    }
+
+    fn compile_policy(&self, spec: PolicySpec) -> Result<Policy, BuildError> {
+        let mut actions = vec![None; self.rules.len()];
+        let field = format!("policies.{}.rules", spec.name);
+        match &spec.rules {
+            None => {
+                for (id, action) in DEFAULT_ACTIONS {
+                    if let Some(i) = self.rule_index(id) {
+                        if let Some(slot) = actions.get_mut(i) {
+                            *slot = Some(*action);
+                        }
+                    }
+                }
+            }
+            Some(rules) => {
+                for (id, action) in rules {
+                    let i = self.rule_index(id).ok_or_else(|| {
+                        build_error(
+                            format!("{field}.{id}"),
+                            "no detector or deny rule has this id",
+                        )
+                    })?;
+                    if let Some(slot) = actions.get_mut(i) {
+                        *slot = Some(*action);
+                    }
+                }
+            }
+        }
+        Ok(Policy {
+            name: spec.name,
+            actions,
+            roles: spec.roles,
+            responses: spec.responses,
+            models: spec.models,
+            max_prompt_tokens: spec.max_prompt_tokens,
+            max_output_tokens: spec.max_output_tokens,
+        })
+    }
+
+    fn rule_index(&self, id: &str) -> Option<usize> {
+        self.rules.iter().position(|r| r == id)
+    }
+
+    /// Every rule id, by index.
+    pub fn rule_ids(&self) -> &[String] {
+        &self.rules
+    }
+
+    pub fn rule_id(&self, rule: usize) -> &str {
+        self.rules.get(rule).map_or("unknown", String::as_str)
+    }
+
+    pub fn policy(&self, index: usize) -> Option<&Policy> {
+        self.policies.get(index)
+    }
+
+    /// The policy for a request: the tenant's when it has one, else the model's (exact, longest
+    /// prefix, `*`), else `default`. `tenant` is `None` until the gateway identifies tenants.
+    pub fn policy_for(&self, tenant: Option<&str>, model: &str) -> usize {
+        if let Some(index) = tenant.and_then(|t| self.tenant_policies.get(t)) {
+            return *index;
+        }
+        self.model_policies
+            .iter()
+            .find(|(pattern, _)| name_matches(pattern, model))
+            .map_or(self.default_policy, |(_, index)| *index)
+    }
+
+    /// Every finding of the rules `policy` enables in `text`, in order of position.
+    pub fn scan(&self, policy: &Policy, text: &str) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        if text.is_empty() || !policy.any_enabled() {
+            return findings;
+        }
+        let folded = Normalized::new(text);
+        let haystack = folded.text.as_str();
+        let mut push = |rule: usize, range: Range<usize>| {
+            if let Some(original) = folded.original_range(text, range) {
+                findings.push(Finding {
+                    rule,
+                    range: original,
+                });
+            }
+        };
+        let regex_enabled = self
+            .regex_rules
+            .iter()
+            .any(|r| policy.action(r.rule).is_some());
+        if regex_enabled {
+            for index in self.set.matches(haystack).iter() {
+                let Some(rule) = self.regex_rules.get(index) else {
+                    continue;
+                };
+                if policy.action(rule.rule).is_none() {
+                    continue;
+                }
+                for m in rule.regex.find_iter(haystack) {
+                    if m.is_empty() {
+                        continue;
+                    }
+                    let ok = rule.validate.is_none_or(|validate| {
+                        let original = folded
+                            .original_range(text, m.range())
+                            .and_then(|r| text.get(r))
+                            .unwrap_or_default();
+                        validate(haystack, m.range(), original)
+                    });
+                    if ok {
+                        push(rule.rule, m.range());
+                    }
+                }
+            }
+        }
+        if let Some((ac, word_rules)) = &self.words {
+            for m in ac.find_iter(haystack) {
+                let Some(rule) = word_rules.get(m.pattern().as_usize()).copied() else {
+                    continue;
+                };
+                if policy.action(rule).is_some() && at_word_boundaries(haystack, m.range()) {
+                    push(rule, m.range());
+                }
+            }
+        }
+        if policy.action(self.injection_rule).is_some() {
+            if let Some((ac, weights)) = &self.injection {
+                let mut seen = vec![false; weights.len()];
+                let mut score = 0.0f32;
+                let mut spans = Vec::new();
+                for m in ac.find_overlapping_iter(haystack) {
+                    if !at_word_boundaries(haystack, m.range()) {
+                        continue;
+                    }
+                    let id = m.pattern().as_usize();
+                    if let Some(seen) = seen.get_mut(id) {
+                        if !*seen {
+                            *seen = true;
+                            score += weights.get(id).copied().unwrap_or(0.0);
+                        }
+                    }
+                    spans.push(m.range());
+                }
+                if score >= self.injection_threshold {
+                    for span in spans {
+                        push(self.injection_rule, span);
+                    }
+                }
+            }
+        }
+        findings.sort_by_key(|f| (f.range.start, std::cmp::Reverse(f.range.end)));
+        findings
+    }
+
+    /// `text` with every finding whose action (per `policy`) is block or redact replaced by its
+    /// rule's placeholder; overlapping findings merge under the first one's placeholder.
+    /// Counts every finding in `hits` (block counts as redact in `Direction::Response`).
+    pub fn redact(
+        &self,
+        policy: &Policy,
+        text: &str,
+        findings: &[Finding],
+        hits: &mut Hits,
+        direction: Direction,
+    ) -> Option<String> {
+        let mut out = String::new();
+        let mut copied = 0usize;
+        let mut changed = false;
+        for finding in findings {
+            let Some(mut action) = policy.action(finding.rule) else {
+                continue;
+            };
+            if action == Action::Block && direction == Direction::Response {
+                action = Action::Redact;
+            }
+            hits.add(finding.rule, action);
+            if action == Action::Log {
+                continue;
+            }
+            let range = finding.range.clone();
+            if range.end <= copied {
+                continue;
+            }
+            let start = range.start.max(copied);
+            out.push_str(text.get(copied..start).unwrap_or_default());
+            if range.start >= copied {
+                out.push_str(
+                    self.placeholders
+                        .get(finding.rule)
+                        .map_or("[REDACTED]", String::as_str),
+                );
+            }
+            copied = range.end;
+            changed = true;
+        }
+        if !changed {
+            return None;
+        }
+        out.push_str(text.get(copied..).unwrap_or_default());
+        Some(out)
+    }
+
+    /// Checks a request against its policy: the model, the limits, then every scanned text.
+    /// `prompt_tokens` is the gateway's estimate.
+    pub fn check_request(
+        &self,
+        tenant: Option<&str>,
+        model: &str,
+        request: &CanonicalRequest<'_>,
+        prompt_tokens: u64,
+    ) -> Result<RequestVerdict, (Violation, Hits)> {
+        let policy_index = self.policy_for(tenant, model);
+        let mut verdict = RequestVerdict {
+            policy: policy_index,
+            ..RequestVerdict::default()
+        };
+        let Some(policy) = self.policies.get(policy_index) else {
+            return Ok(verdict);
+        };
+        if !policy.allows_model(model) {
+            return Err((
+                Violation::ModelNotAllowed(model.to_owned()),
+                Hits::default(),
+            ));
+        }
+        if let Some(limit) = policy.max_prompt_tokens {
+            if prompt_tokens > limit {
+                return Err((
+                    Violation::Limit {
+                        field: "max_prompt_tokens",
+                        limit,
+                        requested: prompt_tokens,
+                    },
+                    Hits::default(),
+                ));
+            }
+        }
+        if let (Some(limit), Some(requested)) =
+            (policy.max_output_tokens, request.max_output_tokens)
+        {
+            if requested > limit {
+                return Err((
+                    Violation::Limit {
+                        field: "max_output_tokens",
+                        limit,
+                        requested,
+                    },
+                    Hits::default(),
+                ));
+            }
+        }
+        if !policy.any_enabled() {
+            return Ok(verdict);
+        }
+        for segment in request.segments() {
+            if !policy.roles.scans(segment.role) {
+                continue;
+            }
+            let findings = self.scan(policy, segment.text);
+            if findings.is_empty() {
+                continue;
+            }
+            if let Some(blocking) = findings
+                .iter()
+                .find(|f| policy.action(f.rule) == Some(Action::Block))
+            {
+                verdict.hits.add(blocking.rule, Action::Block);
+                let id = self.rule_id(blocking.rule).to_owned();
+                return Err((Violation::Blocked(id), verdict.hits));
+            }
+            if let Some(redacted) = self.redact(
+                policy,
+                segment.text,
+                &findings,
+                &mut verdict.hits,
+                Direction::Request,
+            ) {
+                if !verdict.replacements.iter().any(|(o, _)| o == segment.text) {
+                    verdict
+                        .replacements
+                        .push((segment.text.to_owned(), redacted));
+                }
+            }
+        }
+        Ok(verdict)
+    }
+
+    /// Redacts the generated text of a whole JSON response (chat, completions, Anthropic
+    /// messages, Responses). Returns the new body when anything changed.
+    pub fn guard_json_response(
+        &self,
+        policy: &Policy,
+        body: &[u8],
+        hits: &mut Hits,
+    ) -> Option<Vec<u8>> {
+        let texts = rewrite::response_texts(body)?;
+        let mut replacements: Vec<(String, String)> = Vec::new();
+        for text in texts {
+            let findings = self.scan(policy, &text);
+            if findings.is_empty() {
+                continue;
+            }
+            if let Some(redacted) = self.redact(policy, &text, &findings, hits, Direction::Response)
+            {
+                replacements.push((text, redacted));
+            }
+        }
+        if replacements.is_empty() {
+            return None;
+        }
+        rewrite_strings(body, &replacements).ok()
+    }
+}
+
+/// Whether the match starts and ends on a word boundary (no letter or digit glued to it).
+fn at_word_boundaries(text: &str, range: Range<usize>) -> bool {
+    let before = text
+        .get(..range.start)
+        .and_then(|t| t.chars().next_back())
+        .is_some_and(char::is_alphanumeric);
+    let after = text
+        .get(range.end..)
+        .and_then(|t| t.chars().next())
+        .is_some_and(char::is_alphanumeric);
+    let first = text.get(range.clone()).and_then(|t| t.chars().next());
+    let last = text.get(range).and_then(|t| t.chars().next_back());
+    // A phrase that starts or ends with punctuation needs no boundary on that side.
+    (!before || !first.is_some_and(char::is_alphanumeric))
+        && (!after || !last.is_some_and(char::is_alphanumeric))
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or(text)
+        .trim()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(all(test, not(target_family = "wasm")))]
+mod eval;

@@ -1,0 +1,140 @@
+//! The text detectors read: compatibility-folded (NFKD without combining marks, so fullwidth
+//! letters, ligatures and accents fold to plain letters), lowercased, with zero-width, bidi and
+//! other invisible format characters removed and every run of whitespace collapsed to one
+//! space. Each byte of the folded text remembers which character of the original it came from,
+//! so a match found in the folded text redacts the right bytes of the original.
+
+use std::ops::Range;
+
+use unicode_normalization::char::{decompose_compatible, is_combining_mark};
+
+/// Folded text and, per folded byte, the byte offset in the original of the character it came
+/// from.
+#[derive(Debug, Default)]
+pub struct Normalized {
+    pub text: String,
+    origin: Vec<u32>,
+}
+
+/// Characters that render as nothing (or only steer direction) and can split a word without a
+/// reader noticing.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
+}
+
+impl Normalized {
+    pub fn new(original: &str) -> Self {
+        let mut out = Self {
+            text: String::with_capacity(original.len()),
+            origin: Vec::with_capacity(original.len()),
+        };
+        for (at, c) in original.char_indices() {
+            let at = u32::try_from(at).unwrap_or(u32::MAX);
+            if c.is_ascii() {
+                if c.is_ascii_whitespace() {
+                    out.space(at);
+                } else {
+                    out.push(c.to_ascii_lowercase(), at);
+                }
+                continue;
+            }
+            if is_invisible(c) {
+                continue;
+            }
+            if c.is_whitespace() {
+                out.space(at);
+                continue;
+            }
+            decompose_compatible(c, |d| {
+                if is_combining_mark(d) || is_invisible(d) {
+                    return;
+                }
+                if d.is_whitespace() {
+                    out.space(at);
+                    return;
+                }
+                for lower in d.to_lowercase() {
+                    out.push(lower, at);
+                }
+            });
+        }
+        out
+    }
+
+    fn push(&mut self, c: char, at: u32) {
+        self.text.push(c);
+        for _ in 0..c.len_utf8() {
+            self.origin.push(at);
+        }
+    }
+
+    fn space(&mut self, at: u32) {
+        if !self.text.ends_with(' ') {
+            self.push(' ', at);
+        }
+    }
+
+    /// The bytes of `original` that the folded bytes `range` came from (whole characters).
+    pub fn original_range(&self, original: &str, range: Range<usize>) -> Option<Range<usize>> {
+        if range.is_empty() {
+            return None;
+        }
+        let start = usize::try_from(*self.origin.get(range.start)?).ok()?;
+        let last = usize::try_from(*self.origin.get(range.end.checked_sub(1)?)?).ok()?;
+        let width = original.get(last..)?.chars().next()?.len_utf8();
+        Some(start..last.checked_add(width)?)
+    }
+}
+
+/// Folds a configured word or phrase the way scanned text is folded.
+pub fn fold(text: &str) -> String {
+    Normalized::new(text).text.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_family = "wasm")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::{Normalized, fold};
+
+    #[test]
+    fn folds_case_width_accents_and_invisibles() {
+        let original = "Ｂｏｍｂ  b\u{200B}o\u{202E}m\u{FEFF}b\tBÖMB ﬁle";
+        let n = Normalized::new(original);
+        assert_eq!(n.text, "bomb bomb bomb file");
+        let at = n.text.find("bomb bomb").unwrap() + 5;
+        let range = n.original_range(original, at..at + 4).unwrap();
+        assert_eq!(&original[range], "b\u{200B}o\u{202E}m\u{FEFF}b");
+        assert_eq!(fold("  Ignore   PREVIOUS "), "ignore previous");
+    }
+
+    #[test]
+    fn maps_ranges_through_multibyte_text() {
+        let original = "naïve café: Ａ@b.cd";
+        let n = Normalized::new(original);
+        assert_eq!(n.text, "naive cafe: a@b.cd");
+        let at = n.text.find("a@b").unwrap();
+        let range = n.original_range(original, at..n.text.len()).unwrap();
+        assert_eq!(&original[range], "Ａ@b.cd");
+        assert!(n.original_range(original, 3..3).is_none());
+    }
+}

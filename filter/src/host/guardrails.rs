@@ -1,0 +1,157 @@
+//! Guardrails on the host side: guarding response bodies as they pass (whole JSON bodies,
+//! held until the end; streams through the hold-back of `guardrails::StreamGuard`), the hit
+//! counters, and the audit record in filter state.
+//!
+//! Host calls: none for a request without hits (the scan is guest-only; the response body is
+//! read once by token accounting and rewritten only when something changed); one filter-state
+//! write per request with hits. Counters are gathered in guest memory until the root tick.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+use crate::guardrails::{Action, Direction, Guardrails, Hits, StreamGuard};
+
+/// Distinct (rule, action, direction) counters at most; rules come from the configuration, so
+/// this only guards against a configuration with very many deny rules.
+const MAX_COUNTERS: usize = 512;
+
+/// Guards one response.
+pub struct ResponseGuard {
+    guardrails: Arc<Guardrails>,
+    policy: usize,
+    stream: Option<StreamGuard>,
+    pub hits: Hits,
+}
+
+impl ResponseGuard {
+    pub fn new(guardrails: Arc<Guardrails>, policy: usize) -> Self {
+        Self {
+            guardrails,
+            policy,
+            stream: None,
+            hits: Hits::default(),
+        }
+    }
+
+    /// The response is a stream: guard it event by event.
+    pub fn start_stream(&mut self) {
+        self.stream = Some(StreamGuard::new(
+            self.policy,
+            self.guardrails.stream_holdback_bytes,
+        ));
+    }
+
+    /// A whole JSON body: the body to send instead, when anything was redacted.
+    pub fn json(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+        let policy = self.guardrails.policy(self.policy)?;
+        self.guardrails
+            .guard_json_response(policy, body, &mut self.hits)
+    }
+
+    /// One chunk of a stream: the bytes to send on instead.
+    pub fn stream_chunk(&mut self, chunk: &[u8], end: bool) -> Vec<u8> {
+        let Some(stream) = self.stream.as_mut() else {
+            return chunk.to_vec();
+        };
+        let out = stream.chunk(&self.guardrails, chunk, end);
+        if end {
+            self.hits.merge(&stream.hits);
+            stream.hits = Hits::default();
+        }
+        out
+    }
+
+    /// Hits so far (a stream's are merged at its end or here).
+    pub fn take_hits(&mut self) -> Hits {
+        if let Some(stream) = self.stream.as_mut() {
+            self.hits.merge(&stream.hits);
+            stream.hits = Hits::default();
+        }
+        std::mem::take(&mut self.hits)
+    }
+}
+
+/// Writes the audit record `wasm.sluice.guardrails` (rule ids, actions and counts; never the
+/// matched text), e.g. `{"policy":"default","blocked":"aws_access_key","request":{"email":
+/// {"redact":1}},"response":{}}`. One host call, only for requests with hits.
+pub fn record(
+    guardrails: &Guardrails,
+    policy: Option<usize>,
+    blocked: Option<&str>,
+    request: &Hits,
+    response: &Hits,
+) {
+    if request.is_empty() && response.is_empty() && blocked.is_none() {
+        return;
+    }
+    let render = |hits: &Hits| {
+        let mut map = serde_json::Map::new();
+        for ((rule, action), count) in &hits.0 {
+            let entry = map
+                .entry(guardrails.rule_id(*rule).to_owned())
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let serde_json::Value::Object(actions) = entry {
+                actions.insert(action.as_str().to_owned(), (*count).into());
+            }
+        }
+        serde_json::Value::Object(map)
+    };
+    let value = serde_json::json!({
+        "policy": policy.and_then(|p| guardrails.policy(p)).map(|p| p.name.as_str()),
+        "blocked": blocked,
+        "request": render(request),
+        "response": render(response),
+    })
+    .to_string();
+    let _ = hostcalls::set_property(vec!["sluice.guardrails"], Some(value.as_bytes()));
+}
+
+/// `sluice_guardrail_hits_total` per rule, action and direction. Envoy stat names carry no
+/// labels: they are in the name (`.guardrail_rule.<id>.guardrail_action.<a>
+/// .guardrail_direction.<d>`) and `envoy.yaml`'s `stats_tags` turn them into labels.
+#[derive(Debug, Default)]
+pub struct GuardrailMetrics {
+    ids: RefCell<HashMap<(String, Action, Direction), Option<u32>>>,
+    pending: RefCell<HashMap<u32, u64>>,
+}
+
+impl GuardrailMetrics {
+    pub fn count(&self, guardrails: &Guardrails, direction: Direction, hits: &Hits) {
+        let (Ok(mut ids), Ok(mut pending)) =
+            (self.ids.try_borrow_mut(), self.pending.try_borrow_mut())
+        else {
+            return;
+        };
+        for ((rule, action), count) in &hits.0 {
+            let key = (guardrails.rule_id(*rule).to_owned(), *action, direction);
+            if !ids.contains_key(&key) && ids.len() >= MAX_COUNTERS {
+                continue;
+            }
+            let id = *ids.entry(key).or_insert_with_key(|(rule, action, direction)| {
+                let name = format!(
+                    "sluice_guardrail_hits_total.guardrail_rule.{rule}.guardrail_action.{}.guardrail_direction.{}",
+                    action.as_str(),
+                    direction.as_str()
+                );
+                hostcalls::define_metric(MetricType::Counter, &name).ok()
+            });
+            if let Some(id) = id {
+                let slot = pending.entry(id).or_default();
+                *slot = slot.saturating_add(u64::from(*count));
+            }
+        }
+    }
+
+    /// Hands what gathered to Envoy; called on the root tick.
+    pub fn flush(&self) {
+        if let Ok(mut pending) = self.pending.try_borrow_mut() {
+            for (id, value) in pending.drain() {
+                let _ = hostcalls::increment_metric(id, i64::try_from(value).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
