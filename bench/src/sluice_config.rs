@@ -7,14 +7,14 @@
 //! filter's own parser (`sluice_filter::config::Config::from_json`) before it starts anything,
 //! and prints it in the report, so a stale or mistyped field fails loudly.
 //!
-//! Today this is the shipped `envoy.yaml`'s configuration: request normalization (OpenAI and
-//! Anthropic APIs, with the body-size limit), the model catalog with pools, context windows and a
-//! LoRA adapter, aliases, the routing headers (model and base model) Envoy's routes match on,
-//! set by the filter from the body, and replica picking: the benchmark starts the picker, which
-//! scrapes the mock upstream's canned vLLM metrics, so every request is scored and sent to a
-//! picked endpoint through the override_host load balancer. Every request the benchmark sends names a model of the
-//! catalog in its body, as clients do; every Envoy cluster points at the benchmark's upstream,
-//! which answers any model.
+//! Today this is the shipped `envoy.yaml`'s configuration (request normalization with the
+//! body-size limit, the model catalog with pools, context windows and a LoRA adapter, aliases,
+//! the routing headers Envoy's routes match on, token accounting) plus replica picking (the
+//! benchmark starts the picker, which scrapes the mock upstream's canned vLLM metrics), the
+//! default guardrail rule set, and quotas for the API key every setup sends, with limits high
+//! enough never to refuse. Every request the benchmark sends names a model of the catalog in its
+//! body, as clients do; every Envoy cluster points at the benchmark's upstream, which answers any
+//! model.
 
 /// The filter's plugin configuration (JSON), given to Envoy in place of the one in `envoy.yaml`.
 pub const FILTER_CONFIGURATION: &str = r#"{
@@ -41,7 +41,31 @@ pub const FILTER_CONFIGURATION: &str = r#"{
     "stale_after_ms": 2000,
     "fallbacks": 2
   },
-  "guardrails": {}
+  "guardrails": {},
+  "quotas": {
+    "keys": [
+      {
+        "sha256": "dad245df3ba7a15098978da264f95adb21d9a07298894c99d76c17ae364c005a",
+        "tenant": "bench"
+      }
+    ],
+    "tenants": {
+      "bench": {
+        "limits": {
+          "requests_per_minute": 1000000000,
+          "tokens_per_minute": 1000000000000,
+          "max_concurrent": 100000,
+          "budgets": [{ "period": "day", "tokens": 1000000000000000, "usd": 1000000000 }]
+        }
+      }
+    },
+    "models": {
+      "meta-llama/Llama-3.1-8B-Instruct": { "requests_per_minute": 1000000000 }
+    },
+    "prices": {
+      "meta-llama/Llama-3.1-8B-Instruct": { "input": 0.05, "output": 0.08 }
+    }
+  }
 }"#;
 
 /// Features enabled above, for the report. Keep in step with `FILTER_CONFIGURATION`.
@@ -53,6 +77,11 @@ pub const FEATURES: &[&str] = &[
     "replica picking: per-request scoring from the picker's snapshot (refreshed every 50 ms), \
      in-flight counts and prefix table in shared data, destination and 2 fallbacks for Envoy's \
      override_host load balancing",
+    "token accounting: prompt estimate per request, usage read from every JSON and SSE response \
+     (include_usage added to streams and its chunk removed again), token and latency metrics",
+    "quotas: the benchmark's API key (stored as its SHA-256) identifies a tenant with a \
+     requests-per-minute, tokens-per-minute, concurrency and daily token and USD budget limit \
+     (never reached), plus a per-model limit: three scopes reserved and settled per request",
     "guardrails: the default rule set (PII and secret detectors, prompt-injection signals) on \
      user and tool text of requests and on responses (JSON and streamed)",
 ];

