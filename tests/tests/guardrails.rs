@@ -17,6 +17,7 @@ fn configuration(roles: &str) -> String {
               "deny": [{{"id": "codename", "words": ["project nightingale"]}}],
               "policies": {{"default": {{
                 "roles": {roles},
+                "responses": true,
                 "rules": {{"email": "redact", "credit_card": "redact", "aws_access_key": "block",
                            "prompt_injection": "block", "codename": "log"}}
               }}}},

@@ -66,6 +66,7 @@ async fn preflight(client: &reqwest::Client, gateway: &Service, label: &str) -> 
     let response = client
         .post(gateway.url("/v1/chat/completions"))
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", crate::procs::API_KEY))
         .body(body.to_string())
         .timeout(Duration::from_secs(10))
         .send()

@@ -150,7 +150,8 @@ impl PolicySpec {
             name: name.to_owned(),
             rules: None,
             roles: Roles::default(),
-            responses: true,
+            // As `policies.<name>.responses` defaults: a stream's hold-back delays its text.
+            responses: false,
             models: None,
             max_prompt_tokens: None,
             max_output_tokens: None,
