@@ -162,6 +162,16 @@ impl Gateway {
         }
     }
 
+    /// POSTs `body` as JSON to `path` through Envoy.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        client()
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST through Envoy")
+    }
+
     pub fn url(&self, path: &str) -> String {
         self.envoy.url(path)
     }

@@ -4,7 +4,7 @@
 //! spans many events. Counters per rule and action are checked in Envoy's stats.
 
 use serde_json::{Value, json};
-use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, client};
+use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA};
 use sluice_e2e::sse;
 
 /// Makes the simulator answer with the last user message (see the simulator's echo mode).
@@ -35,12 +35,7 @@ fn chat(text: &str, stream: bool) -> Value {
 }
 
 async fn post(gateway: &Gateway, path: &str, body: &Value) -> (u16, String) {
-    let response = client()
-        .post(gateway.url(path))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_json(path, body).await;
     (response.status().as_u16(), response.text().await.unwrap())
 }
 

@@ -27,12 +27,9 @@ fn chat(stream: bool, include_usage: Option<bool>) -> Value {
 #[tokio::test]
 async fn chat_completion_json() {
     let gateway = Gateway::start(GatewayOptions::default()).await;
-    let response = client()
-        .post(gateway.url("/v1/chat/completions"))
-        .json(&chat(false, None))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway
+        .post_json("/v1/chat/completions", &chat(false, None))
+        .await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().contains_key("x-simulator-id"));
     let content_type = response.headers()["content-type"].to_str().unwrap();
@@ -58,12 +55,9 @@ async fn chat_completion_stream_with_and_without_usage() {
     let gateway = Gateway::start(GatewayOptions::default()).await;
 
     for include_usage in [Some(true), Some(false), None] {
-        let response = client()
-            .post(gateway.url("/v1/chat/completions"))
-            .json(&chat(true, include_usage))
-            .send()
-            .await
-            .unwrap();
+        let response = gateway
+            .post_json("/v1/chat/completions", &chat(true, include_usage))
+            .await;
         assert_eq!(response.status(), 200);
         let content_type = response.headers()["content-type"].to_str().unwrap();
         assert!(
@@ -111,12 +105,9 @@ async fn streams_are_not_buffered() {
             .with_simulator_args(&["--decode-ms-per-step", "40"]),
     )
     .await;
-    let response = client()
-        .post(gateway.url("/v1/chat/completions"))
-        .json(&chat(true, None))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway
+        .post_json("/v1/chat/completions", &chat(true, None))
+        .await;
     assert_eq!(response.status(), 200);
     let mut reads = 0;
     let mut body = Vec::new();
@@ -196,12 +187,9 @@ async fn requests_are_spread_over_the_pool() {
     let gateway = Gateway::start(GatewayOptions::default()).await;
     let mut served_by = HashSet::new();
     for _ in 0..8 {
-        let response = client()
-            .post(gateway.url("/v1/chat/completions"))
-            .json(&chat(false, None))
-            .send()
-            .await
-            .unwrap();
+        let response = gateway
+            .post_json("/v1/chat/completions", &chat(false, None))
+            .await;
         assert_eq!(response.status(), 200);
         assert_eq!(gateway.cluster_of(&response), "llama_8b");
         served_by.insert(

@@ -20,12 +20,12 @@ fn chat(prompt: &str, max_tokens: u32) -> Value {
 async fn served_by(gateway: &Gateway, n: usize) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for i in 0..n {
-        let response = client()
-            .post(gateway.url("/v1/chat/completions"))
-            .json(&chat(&format!("question number {i}"), 1))
-            .send()
-            .await
-            .unwrap();
+        let response = gateway
+            .post_json(
+                "/v1/chat/completions",
+                &chat(&format!("question number {i}"), 1),
+            )
+            .await;
         assert_eq!(response.status(), 200);
         let id = response.headers()["x-simulator-id"]
             .to_str()
@@ -158,12 +158,7 @@ async fn a_shared_prompt_prefix_sticks_to_one_replica() {
             ],
             "max_tokens": 1
         });
-        let response = client()
-            .post(gateway.url("/v1/chat/completions"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = gateway.post_json("/v1/chat/completions", &body).await;
         let id = response.headers()["x-simulator-id"]
             .to_str()
             .unwrap()
@@ -251,12 +246,9 @@ async fn a_pool_without_healthy_replicas_answers_503() {
         replica.process.kill();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let response = client()
-        .post(gateway.url("/v1/chat/completions"))
-        .json(&chat("anyone there?", 1))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway
+        .post_json("/v1/chat/completions", &chat("anyone there?", 1))
+        .await;
     assert_eq!(response.status(), 503);
     assert_eq!(
         response.text().await.unwrap(),

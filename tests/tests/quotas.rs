@@ -229,12 +229,9 @@ async fn keys_are_checked_and_errors_follow_the_api() {
     );
     let gateway =
         Gateway::start(GatewayOptions::default().with_filter_configuration(&config)).await;
-    let missing = client()
-        .post(gateway.url("/v1/chat/completions"))
-        .json(&chat(2, false))
-        .send()
-        .await
-        .unwrap();
+    let missing = gateway
+        .post_json("/v1/chat/completions", &chat(2, false))
+        .await;
     assert_eq!(missing.status(), 401);
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_api_key");

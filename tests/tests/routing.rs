@@ -14,12 +14,7 @@ fn chat(model: &str) -> Value {
 }
 
 async fn post(gateway: &Gateway, path: &str, body: &Value) -> reqwest::Response {
-    client()
-        .post(gateway.url(path))
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+    gateway.post_json(path, body).await
 }
 
 #[tokio::test]

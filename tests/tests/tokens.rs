@@ -69,12 +69,9 @@ const MODEL_LABEL: &str = "gen_ai_request_model=\"meta-llama/Llama-3.1-8B-Instru
 #[tokio::test]
 async fn json_usage_is_counted_and_logged() {
     let gateway = Gateway::start(GatewayOptions::default()).await;
-    let response = client()
-        .post(gateway.url("/v1/chat/completions"))
-        .json(&chat(false, None))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway
+        .post_json("/v1/chat/completions", &chat(false, None))
+        .await;
     assert_eq!(response.status(), 200);
     assert!(
         !response.headers().contains_key("x-sluice-usage"),
@@ -134,12 +131,9 @@ async fn json_usage_is_counted_and_logged() {
 async fn streams_carry_usage_only_when_the_client_asked() {
     let gateway = Gateway::start(GatewayOptions::default()).await;
     for (round, include_usage) in [None, Some(false), Some(true)].into_iter().enumerate() {
-        let response = client()
-            .post(gateway.url("/v1/chat/completions"))
-            .json(&chat(true, include_usage))
-            .send()
-            .await
-            .unwrap();
+        let response = gateway
+            .post_json("/v1/chat/completions", &chat(true, include_usage))
+            .await;
         assert_eq!(response.status(), 200);
         let text = response.text().await.unwrap();
         let events = sse::parse(&text);
@@ -200,12 +194,7 @@ async fn anthropic_streams_and_the_optional_header() {
         "model": "claude-sonnet-4-5", "max_tokens": 4, "stream": true,
         "messages": [{"role": "user", "content": "Hi"}],
     });
-    let response = client()
-        .post(gateway.url("/v1/messages"))
-        .json(&message)
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_json("/v1/messages", &message).await;
     assert_eq!(response.status(), 200);
     let events = sse::parse(&response.text().await.unwrap());
     assert_eq!(
@@ -223,12 +212,9 @@ async fn anthropic_streams_and_the_optional_header() {
         "{page}"
     );
 
-    let response = client()
-        .post(gateway.url("/v1/chat/completions"))
-        .json(&chat(false, None))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway
+        .post_json("/v1/chat/completions", &chat(false, None))
+        .await;
     assert_eq!(response.status(), 200);
     let header = response.headers()["x-sluice-usage"]
         .to_str()
@@ -253,12 +239,7 @@ async fn a_stream_cut_off_upstream_is_estimated() {
     .await;
     let mut body = chat(true, None);
     body["max_tokens"] = json!(20);
-    let response = client()
-        .post(gateway.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_json("/v1/chat/completions", &body).await;
     assert_eq!(response.status(), 200);
     // The body ends early (an error or a truncated stream, as the client sees it).
     let text: String = response.text().await.unwrap_or_default();

@@ -89,9 +89,7 @@ impl HttpFilter {
         headers: &RequestHeaders,
     ) -> Result<(), GatewayError> {
         for name in configured.config.routing.internal_headers() {
-            if headers.contains(name) {
-                hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
-                    .map_err(|_| GatewayError::Internal("removing a request header failed"))?;
+            if remove_request_header(headers, name)? {
                 self.count(|m| &m.internal_headers_removed);
             }
         }
@@ -282,6 +280,20 @@ impl HttpFilter {
             Err(error) => self.reject(&error, api.flavor()),
         }
     }
+}
+
+/// Removes request header `name` if `headers` (the map read in the headers phase) holds it, so
+/// that a request without it costs no host call. Returns whether it was there.
+pub(super) fn remove_request_header(
+    headers: &RequestHeaders,
+    name: &str,
+) -> Result<bool, GatewayError> {
+    if !headers.contains(name) {
+        return Ok(false);
+    }
+    hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
+        .map_err(|_| GatewayError::Internal("removing a request header failed"))?;
+    Ok(true)
 }
 
 /// Sets the routing headers (and the rewritten body). Envoy picks the route again: with the ABI

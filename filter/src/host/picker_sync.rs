@@ -14,8 +14,7 @@ use proxy_wasm::types::{BufferType, MapType};
 use super::metrics::Metrics;
 use super::{clock, log, shared};
 use crate::picking::{
-    LEASE_KEY, Lease, LocalSnapshot, Picking, SNAPSHOT_KEY, VERSION_KEY, decode_version,
-    encode_version,
+    LEASE_KEY, LocalSnapshot, Picking, SNAPSHOT_KEY, VERSION_KEY, decode_version, encode_version,
 };
 
 pub struct PickerSync {
@@ -60,17 +59,8 @@ impl PickerSync {
         }
         self.due_ms = now.saturating_add(self.picking.refresh_ms);
         self.refresh_local();
-        let (current, cas) = shared::get(LEASE_KEY);
         let ttl = self.picking.refresh_ms.saturating_mul(3);
-        let Some(lease) = Lease::next(
-            current.as_deref().and_then(Lease::decode),
-            self.me,
-            now,
-            ttl,
-        ) else {
-            return;
-        };
-        if !shared::set(LEASE_KEY, &lease.encode(), cas) || self.call.is_some() {
+        if !shared::hold_lease(LEASE_KEY, self.me, now, ttl) || self.call.is_some() {
             return;
         }
         let headers = vec![

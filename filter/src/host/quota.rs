@@ -19,7 +19,6 @@ use super::metrics::Counter;
 use super::{clock, log, shared};
 use crate::config::quotas::{Cluster, Identity, QUOTA_SYNC_PATH, Quotas};
 use crate::error::GatewayError;
-use crate::picking::Lease;
 use crate::pipeline::{RequestHeaders, RoutedRequest};
 use crate::quota::identity::{self, AuthError, Caller};
 use crate::quota::sync::{self, Pushed, SyncRequest, SyncResponse};
@@ -203,10 +202,7 @@ impl QuotaState {
             remove.push(name.as_str());
         }
         for name in remove {
-            if headers.contains(name) {
-                hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
-                    .map_err(|_| GatewayError::Internal("removing a request header failed"))?;
-            }
+            super::http::remove_request_header(headers, name)?;
         }
         match found {
             Ok(caller) => {
@@ -367,17 +363,8 @@ impl QuotaSync {
             return;
         }
         self.due_ms = now.saturating_add(self.cluster.sync_ms);
-        let (current, cas) = shared::get(LEASE_KEY);
         let ttl = self.cluster.sync_ms.saturating_mul(3);
-        let Some(lease) = Lease::next(
-            current.as_deref().and_then(Lease::decode),
-            self.me,
-            now,
-            ttl,
-        ) else {
-            return;
-        };
-        if !shared::set(LEASE_KEY, &lease.encode(), cas) || self.call.is_some() {
+        if !shared::hold_lease(LEASE_KEY, self.me, now, ttl) || self.call.is_some() {
             return;
         }
         let mut request = SyncRequest::default();

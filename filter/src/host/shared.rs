@@ -3,6 +3,8 @@
 
 use proxy_wasm::hostcalls;
 
+use crate::picking::Lease;
+
 /// The value under `key` and its compare-and-swap token.
 pub fn get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
     hostcalls::get_shared_data(key).unwrap_or((None, None))
@@ -11,6 +13,22 @@ pub fn get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
 /// Writes `value`; with `cas`, only if nobody wrote since it was read. Returns whether it did.
 pub fn set(key: &str, value: &[u8], cas: Option<u32>) -> bool {
     hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+}
+
+/// Takes or renews the lease under `key` for the VM `me` at `now_ms`, for `ttl_ms`. Returns
+/// whether this VM holds it: the one worker per Envoy that does a periodic job (fetching the
+/// snapshot, syncing quotas) while the others skip it.
+pub fn hold_lease(key: &str, me: u64, now_ms: u64, ttl_ms: u64) -> bool {
+    let (current, cas) = get(key);
+    let Some(lease) = Lease::next(
+        current.as_deref().and_then(Lease::decode),
+        me,
+        now_ms,
+        ttl_ms,
+    ) else {
+        return false;
+    };
+    set(key, &lease.encode(), cas)
 }
 
 /// Read-modify-write of `key`, retried against concurrent writers from other workers. Returns

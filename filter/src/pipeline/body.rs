@@ -65,15 +65,6 @@ pub fn route_request_for(
     body: &[u8],
     tenant: Option<&str>,
 ) -> Result<RoutedRequest, (GatewayError, Hits)> {
-    route(config, api, body, tenant)
-}
-
-fn route(
-    config: &Config,
-    api: ApiKind,
-    body: &[u8],
-    tenant: Option<&str>,
-) -> Result<RoutedRequest, (GatewayError, Hits)> {
     let no_hits = |error: GatewayError| (error, Hits::default());
     let parsed = api::parse(api, body).map_err(no_hits)?;
     let requested = parsed.request.model.as_ref();
