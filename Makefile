@@ -1,7 +1,7 @@
 # Sluice: `make run` brings up a local gateway; `make test` runs every check CI runs.
 # Both install what they need first (scripts/setup.sh).
 
-WASM := target/wasm32-wasip1/release/sluice_filter.wasm
+WASM := target/wasm32-wasip1/wasm-release/sluice_filter.wasm
 # wasm-bindgen-test-runner runs the filter's unit tests compiled to wasm32 under Node.
 WASM_TEST_RUNNER := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CURDIR)/.tools/bin/wasm-bindgen-test-runner
 
@@ -12,7 +12,7 @@ setup:
 
 ## build: the filter (.wasm) and the release binaries of the simulator and picker.
 build: setup
-	cargo build --locked --release -p sluice-filter --target wasm32-wasip1
+	cargo build --locked --profile wasm-release -p sluice-filter --target wasm32-wasip1
 	cargo build --locked --release -p sluice-simulator -p sluice-picker
 	@ls -l $(WASM)
 
@@ -36,7 +36,7 @@ wasm-test:
 	$(WASM_TEST_RUNNER) cargo test --locked -p sluice-filter -p sluice-snapshot --target wasm32-unknown-unknown --lib
 
 e2e-test:
-	cargo build --locked --release -p sluice-filter --target wasm32-wasip1
+	cargo build --locked --profile wasm-release -p sluice-filter --target wasm32-wasip1
 	cargo build --locked -p sluice-simulator -p sluice-picker
 	cargo test --locked -p sluice-e2e
 
@@ -50,7 +50,7 @@ e2e-test:
 ## on a failure, so every process it started is stopped.
 bench: setup
 	@bench/setup.sh
-	cargo build --locked --release -p sluice-filter --target wasm32-wasip1
+	cargo build --locked --profile wasm-release -p sluice-filter --target wasm32-wasip1
 	cargo build --locked --release -p sluice-simulator -p sluice-picker
 	cargo run --locked -q -p sluice-bench --bin bench -- $(BENCH_ARGS)
 
@@ -60,7 +60,7 @@ bench: setup
 bench-host-cost: setup
 	@bench/setup.sh
 	@command -v perf >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null)
-	cargo build --locked --release -p sluice-filter -p sluice-host-cost --target wasm32-wasip1
+	cargo build --locked --profile wasm-release -p sluice-filter -p sluice-host-cost --target wasm32-wasip1
 	bench/host-cost/measure.py $(HOST_COST_ARGS)
 
 ## token-accuracy: the filter's token estimator beside the real tokenizers (o200k_base, cl100k_base,

@@ -81,19 +81,17 @@ impl Config {
                 ));
             }
         }
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let wire: WireConfig = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            let field = if inner.is_syntax() || inner.is_eof() || path == "." {
+        let wire: WireConfig = serde_json::from_slice(bytes).map_err(|err| {
+            let field = if err.is_syntax() || err.is_eof() {
                 "(document)".to_owned()
             } else {
-                path
+                match crate::json::path_at(bytes, err.line(), err.column()) {
+                    path if path == "." => "(document)".to_owned(),
+                    path => path,
+                }
             };
-            ConfigError::new(field, inner.to_string())
+            ConfigError::new(field, err.to_string())
         })?;
-        de.end()
-            .map_err(|err| ConfigError::new("(document)", err.to_string()))?;
         wire.validate()
     }
 }

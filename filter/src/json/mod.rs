@@ -7,6 +7,9 @@
 //! top-level key is an error (which copy would the upstream use?); inside typed fields serde
 //! rejects duplicates of known fields, and other nested maps keep the last copy.
 
+mod error_path;
 mod object;
+
+pub use error_path::path_at;
 
 pub use object::{FieldError, TopLevel};

@@ -5,6 +5,8 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::error_path::path_at;
+
 /// Why the body or one of its fields could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldError {
@@ -52,23 +54,20 @@ impl<'a> TopLevel<'a> {
         if raw.get() == "null" {
             return Ok(None);
         }
-        let mut de = serde_json::Deserializer::from_str(raw.get());
-        serde_path_to_error::deserialize(&mut de)
-            .map(Some)
-            .map_err(|err| {
-                let inner_path = err.path().to_string();
-                let path = if inner_path == "." {
-                    key.to_owned()
-                } else if inner_path.starts_with('[') {
-                    format!("{key}{inner_path}")
-                } else {
-                    format!("{key}.{inner_path}")
-                };
-                FieldError::Invalid {
-                    path,
-                    message: without_position(err.inner()),
-                }
-            })
+        serde_json::from_str(raw.get()).map(Some).map_err(|err| {
+            let inner_path = path_at(raw.get().as_bytes(), err.line(), err.column());
+            let path = if inner_path == "." {
+                key.to_owned()
+            } else if inner_path.starts_with('[') {
+                format!("{key}{inner_path}")
+            } else {
+                format!("{key}.{inner_path}")
+            };
+            FieldError::Invalid {
+                path,
+                message: without_position(&err),
+            }
+        })
     }
 
     pub fn require<T: Deserialize<'a>>(&self, key: &'static str) -> Result<T, FieldError> {
