@@ -283,12 +283,16 @@ async fn many_tenants_leave_the_key_space_fixed() {
         .unwrap_or(5000);
     let body = chat(1, false);
     let started = std::time::Instant::now();
+    let mut heap_after_first_wave = 0;
     for wave in 0..tenants / 100 {
         let responses =
             join_all((0..100).map(|i| send(&gateway, format!("tenant-{}", wave * 100 + i), &body)))
                 .await;
         for r in responses {
             assert_eq!(r.status(), 200);
+        }
+        if wave == 9 {
+            heap_after_first_wave = envoy_heap_bytes(&gateway).await;
         }
     }
     println!("{tenants} tenants in {:?}", started.elapsed());
@@ -315,4 +319,27 @@ async fn many_tenants_leave_the_key_space_fixed() {
         "{uncounted} of {admitted}"
     );
     println!("{uncounted} of {admitted} requests found no free slot (fail-open)");
+    // Shared data lives in Envoy's heap. Once the slots are all in use (after the first 1,000
+    // tenants), more tenants must not grow it: a key or value per tenant would add megabytes at
+    // 100,000 tenants (SLUICE_QUOTA_TENANTS=100000). 4 MiB leaves room for the allocator's and
+    // the stats' own churn.
+    let heap = envoy_heap_bytes(&gateway).await;
+    let growth = heap.saturating_sub(heap_after_first_wave);
+    println!(
+        "Envoy heap after 1,000 tenants {heap_after_first_wave} B, after {tenants}: {heap} B (+{growth} B)"
+    );
+    assert!(growth < 4 << 20, "heap grew by {growth} bytes");
+}
+
+/// Bytes allocated on Envoy's heap (admin `/memory`), where proxy-wasm shared data is kept.
+async fn envoy_heap_bytes(gateway: &Gateway) -> u64 {
+    let memory: Value = client()
+        .get(format!("http://{}/memory", gateway.envoy.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    memory["allocated"].as_str().unwrap().parse().unwrap()
 }
