@@ -46,37 +46,60 @@ impl Normalized {
             text: String::with_capacity(original.len()),
             origin: Vec::with_capacity(original.len()),
         };
-        for (at, c) in original.char_indices() {
-            let at = u32::try_from(at).unwrap_or(u32::MAX);
-            if c.is_ascii() {
-                if c.is_ascii_whitespace() {
-                    out.space(at);
-                } else {
-                    out.push(c.to_ascii_lowercase(), at);
+        let bytes = original.as_bytes();
+        let mut at = 0;
+        // Prompts are mostly ASCII words: each run of ASCII letters, digits and punctuation is
+        // copied and lowercased in one go rather than character by character (the scan's
+        // biggest cost before).
+        while let Some(&byte) = bytes.get(at) {
+            if byte.is_ascii_whitespace() {
+                out.space(offset(at));
+                at = at.saturating_add(1);
+            } else if byte.is_ascii() {
+                let rest = bytes.get(at..).unwrap_or_default();
+                let run = rest
+                    .iter()
+                    .position(|b| !b.is_ascii() || b.is_ascii_whitespace())
+                    .unwrap_or(rest.len());
+                let end = at.saturating_add(run);
+                let from = out.text.len();
+                out.text.push_str(original.get(at..end).unwrap_or_default());
+                if let Some(copied) = out.text.get_mut(from..) {
+                    copied.make_ascii_lowercase();
                 }
-                continue;
+                out.origin.extend(offset(at)..offset(end));
+                at = end;
+            } else {
+                let Some(c) = original.get(at..).and_then(|rest| rest.chars().next()) else {
+                    break;
+                };
+                out.fold_char(c, offset(at));
+                at = at.saturating_add(c.len_utf8());
             }
-            if is_invisible(c) {
-                continue;
-            }
-            if c.is_whitespace() {
-                out.space(at);
-                continue;
-            }
-            decompose_compatible(c, |d| {
-                if is_combining_mark(d) || is_invisible(d) {
-                    return;
-                }
-                if d.is_whitespace() {
-                    out.space(at);
-                    return;
-                }
-                for lower in d.to_lowercase() {
-                    out.push(lower, at);
-                }
-            });
         }
         out
+    }
+
+    fn fold_char(&mut self, c: char, at: u32) {
+        if is_invisible(c) {
+            return;
+        }
+        if c.is_whitespace() {
+            self.space(at);
+            return;
+        }
+        decompose_compatible(c, |d| {
+            if is_combining_mark(d) || is_invisible(d) {
+                return;
+            }
+            if d.is_whitespace() {
+                self.space(at);
+                return;
+            }
+            for lower in d.to_lowercase() {
+                self.push(lower, at);
+            }
+        });
     }
 
     fn push(&mut self, c: char, at: u32) {
@@ -104,6 +127,11 @@ impl Normalized {
     }
 }
 
+/// A byte offset as stored in `origin` (texts over 4 GiB are not read: bodies are capped far lower).
+fn offset(at: usize) -> u32 {
+    u32::try_from(at).unwrap_or(u32::MAX)
+}
+
 /// Folds a configured word or phrase the way scanned text is folded.
 pub fn fold(text: &str) -> String {
     Normalized::new(text).text.trim().to_owned()
@@ -125,6 +153,34 @@ mod tests {
         let range = n.original_range(original, at..at + 4).unwrap();
         assert_eq!(&original[range], "b\u{200B}o\u{202E}m\u{FEFF}b");
         assert_eq!(fold("  Ignore   PREVIOUS "), "ignore previous");
+    }
+
+    /// Character by character, the plain way: what the ASCII fast path must agree with.
+    fn reference(original: &str) -> (String, Vec<u32>) {
+        let mut out = Normalized::default();
+        for (at, c) in original.char_indices() {
+            out.fold_char(c, u32::try_from(at).unwrap());
+        }
+        (out.text, out.origin)
+    }
+
+    #[test]
+    fn ascii_runs_fold_like_single_characters() {
+        let samples = [
+            "",
+            " ",
+            "Hello,   World!\n\tMixed CASE 123 e-mail@Example.COM",
+            "  leading and trailing  ",
+            "naïve\u{00A0}CAFÉ\u{200B}x Ｆｕｌｌ　width\r\nend",
+            "ﬁ\u{0301}A\u{FEFF} \u{2003}B",
+            "日本語のテキスト ABC déjà-vu",
+        ];
+        for sample in samples {
+            let fast = Normalized::new(sample);
+            let (text, origin) = reference(sample);
+            assert_eq!(fast.text, text, "{sample:?}");
+            assert_eq!(fast.origin, origin, "{sample:?}");
+        }
     }
 
     #[test]
