@@ -225,3 +225,25 @@ async fn unknown_paths_can_be_rejected() {
         )
     );
 }
+
+/// Header values may carry bytes that are not UTF-8 (HTTP allows obs-text, Envoy passes it
+/// on). Reading such a header must not trap the filter's VM (the proxy-wasm SDK's string
+/// getters panic on them), on the request or on the response.
+#[tokio::test]
+async fn header_values_that_are_not_utf8_pass() {
+    let gateway = Gateway::start(GatewayOptions::default()).await;
+    let latin1 = reqwest::header::HeaderValue::from_bytes(b"caf\xe9 cr\xe8me").unwrap();
+    let body = json!({"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]});
+    for _ in 0..3 {
+        let response = client()
+            .post(gateway.url("/v1/chat/completions"))
+            .header("x-note", latin1.clone())
+            .header("authorization", latin1.clone())
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+}

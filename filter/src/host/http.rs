@@ -345,7 +345,7 @@ impl HttpContext for HttpFilter {
     /// `allow_on_headers_stop_iteration`) or, after a local reply, ends the request.
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.count(|m| &m.requests);
-        let headers = match hostcalls::get_map(MapType::HttpRequestHeaders) {
+        let headers = match super::headers::all(MapType::HttpRequestHeaders) {
             Ok(pairs) => RequestHeaders::new(pairs),
             Err(_) => {
                 let error = GatewayError::Internal("reading request headers failed");

@@ -6,6 +6,7 @@
 
 mod clock;
 mod guardrails;
+mod headers;
 mod http;
 mod log;
 mod metrics;

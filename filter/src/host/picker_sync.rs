@@ -92,9 +92,7 @@ impl PickerSync {
             return;
         }
         self.call = None;
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten();
+        let status = super::headers::get(MapType::HttpCallResponseHeaders, ":status");
         let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
             .ok()
             .flatten();

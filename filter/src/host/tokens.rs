@@ -87,11 +87,7 @@ impl Accounting {
 
     /// Response headers: decides how the body will be read.
     pub fn on_headers(&mut self, max_json_bytes: u64, usage_header: bool) -> HeadersPlan {
-        let header = |name| {
-            hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
-                .ok()
-                .flatten()
-        };
+        let header = |name| super::headers::get(MapType::HttpResponseHeaders, name);
         let ok = header(":status").is_some_and(|s| s.starts_with('2'));
         if !ok {
             // The upstream refused or failed: nothing was generated; no usage to read.
