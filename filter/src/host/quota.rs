@@ -333,6 +333,8 @@ pub struct QuotaSync {
     me: u64,
     call: Option<(u32, Vec<Pushed>)>,
     due_ms: u64,
+    /// The slot the next report starts at.
+    cursor: u32,
 }
 
 impl QuotaSync {
@@ -344,6 +346,7 @@ impl QuotaSync {
             me: RandomState::new().hash_one(1u8),
             call: None,
             due_ms: 0,
+            cursor: 0,
         })
     }
 
@@ -362,33 +365,14 @@ impl QuotaSync {
         if now < self.due_ms {
             return;
         }
-        self.due_ms = now.saturating_add(self.cluster.sync_ms);
+        // A tick that comes a millisecond early must not push the sync to the tick after.
+        let slack = self.cluster.sync_ms / 8;
+        self.due_ms = now.saturating_add(self.cluster.sync_ms.saturating_sub(slack));
         let ttl = self.cluster.sync_ms.saturating_mul(3);
         if !shared::hold_lease(LEASE_KEY, self.me, now, ttl) || self.call.is_some() {
             return;
         }
-        let mut request = SyncRequest::default();
-        let mut pushed = Vec::new();
-        for slot in 0..self.slots {
-            let key = quota::slot_key(slot);
-            for _ in 0..8 {
-                let (bytes, cas) = shared::get(&key);
-                let Some(bytes) = bytes.filter(|b| !b.is_empty()) else {
-                    break;
-                };
-                let mut state = SlotState::decode(&bytes);
-                let (before_entries, before_pushed) = (request.entries.len(), pushed.len());
-                sync::collect(&mut state, slot, now, &mut request.entries, &mut pushed);
-                let moved = pushed
-                    .get(before_pushed..)
-                    .is_some_and(|p| p.iter().any(|p| p.delta != 0 || p.prev_delta != 0));
-                if !moved || shared::set(&key, &state.encode(), cas) {
-                    break;
-                }
-                request.entries.truncate(before_entries);
-                pushed.truncate(before_pushed);
-            }
-        }
+        let (request, pushed) = self.collect(now);
         let body = serde_json::to_vec(&request).unwrap_or_default();
         let headers = vec![
             (":method", "POST"),
@@ -416,6 +400,45 @@ impl QuotaSync {
                 ));
             }
         }
+    }
+
+    /// Takes every live slot's unreported consumption, at most `MAX_ENTRIES` entries, starting
+    /// where the last report stopped (so that with more live counters than one report holds,
+    /// every slot still gets its turn).
+    fn collect(&mut self, now: u64) -> (SyncRequest, Vec<Pushed>) {
+        let mut request = SyncRequest::default();
+        let mut pushed = Vec::new();
+        let start = self.cursor.min(self.slots.saturating_sub(1));
+        self.cursor = 0;
+        for i in 0..self.slots {
+            let slot = start.saturating_add(i).checked_rem(self.slots).unwrap_or(0);
+            let key = quota::slot_key(slot);
+            for _ in 0..8 {
+                let (bytes, cas) = shared::get(&key);
+                let Some(bytes) = bytes.filter(|b| !b.is_empty()) else {
+                    break;
+                };
+                let mut state = SlotState::decode(&bytes);
+                let (before_entries, before_pushed) = (request.entries.len(), pushed.len());
+                sync::collect(&mut state, slot, now, &mut request.entries, &mut pushed);
+                if request.entries.len() > sync::MAX_ENTRIES {
+                    // Full: this slot goes first in the next report, untouched now.
+                    request.entries.truncate(before_entries);
+                    pushed.truncate(before_pushed);
+                    self.cursor = slot;
+                    return (request, pushed);
+                }
+                let moved = pushed
+                    .get(before_pushed..)
+                    .is_some_and(|p| p.iter().any(|p| p.delta != 0 || p.prev_delta != 0));
+                if !moved || shared::set(&key, &state.encode(), cas) {
+                    break;
+                }
+                request.entries.truncate(before_entries);
+                pushed.truncate(before_pushed);
+            }
+        }
+        (request, pushed)
     }
 
     /// The picker answered the sync (or the call failed). Returns whether `token` was ours.

@@ -7,38 +7,11 @@
 //! unreported consumption (`pending`), sends it, and writes back what the other instances
 //! consumed: the total minus what this instance has reported.
 
-use serde::{Deserialize, Serialize};
+pub use sluice_snapshot::quota_sync::{MAX_ENTRIES, SyncEntry, SyncRequest, SyncResponse};
 
 use super::state::{SlotState, kind};
 use super::window;
 use crate::config::quotas::Window;
-
-/// One counter bucket's report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SyncEntry {
-    /// `<scope>|<counter index>|<window kind>`; the picker appends the bucket.
-    pub key: String,
-    pub window: u64,
-    /// This instance's consumption in `window` since the last report (may be negative after a
-    /// settle), and in `window - 1` (reported late, after a roll).
-    pub delta: i64,
-    pub prev_delta: i64,
-    /// Also read the total of `window - 1` (sliding windows).
-    pub sliding: bool,
-    /// How long Redis keeps the bucket.
-    pub ttl_ms: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SyncRequest {
-    pub entries: Vec<SyncEntry>,
-}
-
-/// Per entry: the totals of every instance in `window` and `window - 1`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SyncResponse {
-    pub totals: Vec<[i64; 2]>,
-}
 
 /// What was taken out of one slot for a report, to apply the answer to (or put it back).
 #[derive(Debug, Clone, PartialEq, Eq)]
