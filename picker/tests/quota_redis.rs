@@ -132,9 +132,15 @@ async fn syncs_add_up_in_redis_and_survive_a_restart() {
     let (status, body) = sync(addr, &json!({ "entries": too_many })).await;
     assert_eq!(status, 400, "{body}");
 
+    // Nothing to report still checks that Redis is there: the answer means "your view is fresh".
+    let (status, body) = sync(addr, &json!({"entries": []})).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"totals":[]}"#));
+
     // Redis goes away: 503 (the filter keeps its local view).
     drop(server.take());
     until_status(addr, 503).await;
+    let (status, _) = sync(addr, &json!({"entries": []})).await;
+    assert_eq!(status, 503);
     let metrics = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap()

@@ -45,8 +45,9 @@ const SYNCED_KEY: &str = "sluice.quota.synced";
 const MAX_TENANT_LABELS: usize = 256;
 
 thread_local! {
-    /// Whether this Envoy's view of the cluster is fresh, as of the last tick.
-    static CLUSTER_FRESH: Cell<bool> = const { Cell::new(true) };
+    /// Whether this Envoy's view of the cluster is fresh, as of the last tick. Not before the
+    /// first sync: until then the other instances' consumption is unknown.
+    static CLUSTER_FRESH: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Quota metrics, gathered in guest memory and handed to Envoy on the tick.
@@ -148,9 +149,6 @@ impl QuotaMetrics {
         for counter in [&self.admitted, &self.uncounted, &self.sync_failures] {
             counter.flush();
         }
-        if let Some(id) = self.synced {
-            let _ = hostcalls::record_metric(id, u64::from(CLUSTER_FRESH.with(Cell::get)));
-        }
         if let Ok(mut map) = self.remaining.try_borrow_mut() {
             for g in map.values_mut() {
                 if let (Some(id), Some(value)) = (g.requests_id, g.requests.take()) {
@@ -160,6 +158,13 @@ impl QuotaMetrics {
                     let _ = hostcalls::record_metric(id, value);
                 }
             }
+        }
+    }
+
+    /// Cluster mode only: whether this Envoy's view of the cluster is fresh (1) or stale (0).
+    fn set_synced(&self, fresh: bool) {
+        if let Some(id) = self.synced {
+            let _ = hostcalls::record_metric(id, u64::from(fresh));
         }
     }
 
@@ -361,7 +366,11 @@ impl QuotaSync {
             .0
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
             .map_or(0, u64::from_le_bytes);
-        CLUSTER_FRESH.with(|c| c.set(now.saturating_sub(synced) <= self.cluster.stale_after_ms));
+        let fresh = now.saturating_sub(synced) <= self.cluster.stale_after_ms;
+        CLUSTER_FRESH.with(|c| c.set(fresh));
+        if let Some(m) = metrics {
+            m.set_synced(fresh);
+        }
         if now < self.due_ms {
             return;
         }
@@ -488,6 +497,9 @@ impl QuotaSync {
         }
         shared::set(SYNCED_KEY, &now.to_le_bytes(), None);
         CLUSTER_FRESH.with(|c| c.set(true));
+        if let Some(m) = metrics {
+            m.set_synced(true);
+        }
         true
     }
 }

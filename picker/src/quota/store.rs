@@ -73,11 +73,20 @@ impl Store {
     }
 
     async fn run(&self, request: &SyncRequest) -> Result<SyncResponse, Unavailable> {
+        let mut redis = self.redis.clone();
         if request.entries.is_empty() {
-            return Ok(SyncResponse::default());
+            // Nothing to count yet, but the answer still tells the filter its view is fresh:
+            // only if Redis is there.
+            let ping = redis::cmd("PING");
+            return match tokio::time::timeout(self.timeout, ping.query_async::<()>(&mut redis))
+                .await
+            {
+                Err(_) => Err(Unavailable::Timeout),
+                Ok(Err(err)) => Err(Unavailable::Redis(err)),
+                Ok(Ok(())) => Ok(SyncResponse::default()),
+            };
         }
         let pipe = super::pipeline(&self.prefix, request);
-        let mut redis = self.redis.clone();
         let replies: Vec<Option<i64>> =
             match tokio::time::timeout(self.timeout, pipe.query_async(&mut redis)).await {
                 Err(_) => return Err(Unavailable::Timeout),
