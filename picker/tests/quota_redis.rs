@@ -88,6 +88,14 @@ async fn sync(addr: SocketAddr, body: &Value) -> (u16, String) {
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+/// A successful sync's totals and epoch.
+async fn totals(addr: SocketAddr, body: &Value) -> (Value, u64) {
+    let (status, text) = sync(addr, body).await;
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    (answer["totals"].clone(), answer["epoch"].as_u64().unwrap())
+}
+
 /// Polls `sync` until it answers `status`.
 async fn until_status(addr: SocketAddr, status: u16) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -112,18 +120,20 @@ async fn syncs_add_up_in_redis_and_survive_a_restart() {
     let (_picker, addr) = picker(&dir, port);
 
     // Instance A reports 3, instance B 4: B learns the total 7 (A's share is 7 - 4).
-    let (status, body) = sync(addr, &json!({"entries": [entry(3)]})).await;
-    assert_eq!((status, body.as_str()), (200, r#"{"totals":[[3,0]]}"#));
-    let (status, body) = sync(addr, &json!({"entries": [entry(4)]})).await;
-    assert_eq!((status, body.as_str()), (200, r#"{"totals":[[7,0]]}"#));
+    let (first, epoch) = totals(addr, &json!({"entries": [entry(3)]})).await;
+    assert_eq!(first, json!([[3, 0]]));
+    assert!(epoch > 0);
+    assert_eq!(
+        totals(addr, &json!({"entries": [entry(4)]})).await,
+        (json!([[7, 0]]), epoch)
+    );
     // A settle gives tokens back: negative deltas.
-    let (_, body) = sync(addr, &json!({"entries": [entry(-2)]})).await;
-    assert_eq!(body, r#"{"totals":[[5,0]]}"#);
+    let (after_settle, _) = totals(addr, &json!({"entries": [entry(-2)]})).await;
+    assert_eq!(after_settle, json!([[5, 0]]));
     // A late report to the previous bucket, and a read of it.
     let late = json!({"entries": [{"key": "t|acme|0|0", "window": 501, "delta": 1,
         "prev_delta": 2, "sliding": true, "ttl_ms": 120000}]});
-    let (_, body) = sync(addr, &late).await;
-    assert_eq!(body, r#"{"totals":[[1,7]]}"#);
+    assert_eq!(totals(addr, &late).await.0, json!([[1, 7]]));
 
     // Requests the filter never sends are refused and not half applied.
     let (status, _) = sync(addr, &json!({"entries": [{"key": ""}]})).await;
@@ -133,8 +143,10 @@ async fn syncs_add_up_in_redis_and_survive_a_restart() {
     assert_eq!(status, 400, "{body}");
 
     // Nothing to report still checks that Redis is there: the answer means "your view is fresh".
-    let (status, body) = sync(addr, &json!({"entries": []})).await;
-    assert_eq!((status, body.as_str()), (200, r#"{"totals":[]}"#));
+    assert_eq!(
+        totals(addr, &json!({"entries": []})).await,
+        (json!([]), epoch)
+    );
 
     // Redis goes away: 503 (the filter keeps its local view).
     drop(server.take());
@@ -153,11 +165,13 @@ async fn syncs_add_up_in_redis_and_survive_a_restart() {
     );
     assert!(metrics.contains("sluice_picker_quota_syncs_total{result=\"unavailable\"}"));
 
-    // Back on the same port (empty: no persistence): the picker reconnects by itself.
+    // Back on the same port (empty: no persistence): the picker reconnects by itself, and the
+    // new epoch tells the filters to report their counts again.
     server = Some(redis(port));
     until_status(addr, 200).await;
-    let (_, body) = sync(addr, &json!({"entries": [entry(2)]})).await;
-    assert_eq!(body, r#"{"totals":[[2,0]]}"#);
+    let (fresh, new_epoch) = totals(addr, &json!({"entries": [entry(2)]})).await;
+    assert_eq!(fresh, json!([[2, 0]]));
+    assert_ne!(new_epoch, epoch);
     let metrics = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap()

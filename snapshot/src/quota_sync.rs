@@ -42,4 +42,8 @@ pub struct SyncRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncResponse {
     pub totals: Vec<[i64; 2]>,
+    /// Changes when the store lost its counts (Redis restarted without persistence): every
+    /// instance then reports all it counted again. 0: unknown.
+    #[serde(default)]
+    pub epoch: u64,
 }

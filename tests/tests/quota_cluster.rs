@@ -194,9 +194,36 @@ async fn away_from_a_minute_boundary() {
     }
 }
 
-/// Measures one shared limit under paced load and checks it against the bound.
-async fn measure(cluster: &Cluster, tenant: &str) -> usize {
+fn minute_now() -> u64 {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    (ms / 60_000) as u64
+}
+
+/// The cluster total of `tenant`'s requests-per-minute bucket `minute`, as the picker has it in
+/// Redis: a sync that reports nothing reads it (the key is the filter's scope, the index of the
+/// counter and the window kind).
+async fn cluster_total(picker: &Picker, tenant: &str, minute: u64) -> i64 {
+    let report = json!({"entries": [{"key": format!("t|{tenant}|0|0"), "window": minute,
+        "delta": 0, "prev_delta": 0, "sliding": false, "ttl_ms": 120_000}]});
+    let response = client()
+        .post(picker.url("/quota/sync"))
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["totals"][0][0].as_i64().unwrap()
+}
+
+/// Measures one shared limit under paced load and checks it against the bound. Returns the
+/// admitted count and the minute it was counted in.
+async fn measure(cluster: &Cluster, tenant: &str) -> (usize, u64) {
     away_from_a_minute_boundary().await;
+    let minute = minute_now();
     let tally = paced_load(&cluster.envoys, tenant).await;
     let instances = cluster.envoys.len();
     let bound = over_admission_bound(instances);
@@ -216,7 +243,7 @@ async fn measure(cluster: &Cluster, tenant: &str) -> usize {
         over <= bound,
         "over-admission {over} is past the bound {bound}: {tally:?}"
     );
-    tally.admitted
+    (tally.admitted, minute)
 }
 
 #[tokio::test]
@@ -226,7 +253,12 @@ async fn three_instances_share_one_limit_and_fail_closed_without_redis() {
     cluster.wait_synced(1).await;
 
     // Without sharing, every instance would admit all of its 80 (240 in all).
-    measure(&cluster, "shared-before").await;
+    let (admitted_before, minute) = measure(&cluster, "shared-before").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster_total(&cluster.picker, "shared-before", minute).await != admitted_before as i64 {
+        assert!(Instant::now() < deadline, "Redis never got every report");
+        tokio::time::sleep(Duration::from_millis(SYNC_MS)).await;
+    }
 
     // Redis dies: once the view is older than stale_after_ms, every request of a limited
     // tenant gets 503 quota_unavailable, on every instance, and the gauges say so.
@@ -257,9 +289,31 @@ async fn three_instances_share_one_limit_and_fail_closed_without_redis() {
         "{metrics}"
     );
 
-    // Redis is back (empty) on the same port: the instances sync again and share the limit.
+    // Redis is back (empty) on the same port: the instances sync again, report what Redis lost
+    // again (the tenant limited before the outage stays limited) and share the limit.
     cluster.redis.restart().await;
     cluster.wait_synced(1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let total = cluster_total(&cluster.picker, "shared-before", minute).await;
+        if total >= admitted_before as i64 {
+            assert_eq!(total, admitted_before as i64, "reported twice");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counts lost with Redis were not reported again: {total} of {admitted_before}"
+        );
+        tokio::time::sleep(Duration::from_millis(SYNC_MS)).await;
+    }
+    for envoy in &mut cluster.envoys {
+        assert_eq!(send(envoy, "shared-before").await.0, 429);
+        // Each instance learned of the loss from the store's new epoch.
+        envoy
+            .process
+            .wait_for_line_containing("quota store lost its counts", Duration::from_secs(5))
+            .await;
+    }
     measure(&cluster, "shared-after").await;
 }
 

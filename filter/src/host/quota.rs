@@ -41,6 +41,8 @@ impl Store for SharedStore {
 const LEASE_KEY: &str = "sluice.quota.lease";
 /// Unix ms of the last successful cluster sync of this Envoy.
 const SYNCED_KEY: &str = "sluice.quota.synced";
+/// The store's epoch at the last sync: a change means Redis lost its counts.
+const EPOCH_KEY: &str = "sluice.quota.epoch";
 /// Distinct tenant labels on the remaining-budget gauges; later tenants are not shown.
 const MAX_TENANT_LABELS: usize = 256;
 
@@ -482,6 +484,10 @@ impl QuotaSync {
             return true;
         };
         let now = clock::now_ms();
+        let lost = epoch_changed(response.epoch);
+        if lost {
+            log::warn("quota store lost its counts (Redis restarted?): reporting them again");
+        }
         let mut by_slot: HashMap<u32, Vec<(&Pushed, [i64; 2])>> = HashMap::new();
         for (p, totals) in pushed.iter().zip(response.totals) {
             by_slot.entry(p.slot).or_default().push((p, totals));
@@ -490,7 +496,7 @@ impl QuotaSync {
             shared::update(&quota::slot_key(slot), |current| {
                 let mut state = current.map(SlotState::decode).unwrap_or_default();
                 for (p, totals) in &entries {
-                    sync::apply(&mut state, p, *totals, now);
+                    sync::apply(&mut state, p, *totals, now, lost);
                 }
                 state.encode()
             });
@@ -502,6 +508,22 @@ impl QuotaSync {
         }
         true
     }
+}
+
+/// Records the store's `epoch`; true when it differs from the one recorded before (0 is
+/// unknown and never a change).
+fn epoch_changed(epoch: u64) -> bool {
+    if epoch == 0 {
+        return false;
+    }
+    let (bytes, cas) = shared::get(EPOCH_KEY);
+    let known = bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(0, u64::from_le_bytes);
+    if known == epoch {
+        return false;
+    }
+    shared::set(EPOCH_KEY, &epoch.to_le_bytes(), cas) && known != 0
 }
 
 /// Puts what a failed report took out of the slots back into them.

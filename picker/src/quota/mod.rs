@@ -13,7 +13,9 @@
 
 pub mod store;
 
-use sluice_snapshot::quota_sync::{MAX_ENTRIES, MAX_KEY_BYTES, SyncEntry, SyncRequest};
+use sluice_snapshot::quota_sync::{
+    MAX_ENTRIES, MAX_KEY_BYTES, SyncEntry, SyncRequest, SyncResponse,
+};
 
 /// Longest a bucket may be kept: two months and then some (budgets are monthly at most, and the
 /// filter keeps two windows).
@@ -68,11 +70,26 @@ pub fn previous(entry: &SyncEntry) -> Previous {
     }
 }
 
-/// The commands of one sync, in order. Per entry: `INCRBY` of the current bucket (its reply is
-/// the total) and `PEXPIRE` (reply ignored), then for the previous bucket `INCRBY` + `PEXPIRE`
-/// when there is a late report, or `GET` when the window slides.
-pub fn pipeline(prefix: &str, request: &SyncRequest) -> redis::Pipeline {
+/// The key of the store's epoch: a random number written once into an empty Redis. A Redis that
+/// restarted without its data gets a new one, which tells every instance to report its counts
+/// again.
+pub fn epoch_key(prefix: &str) -> String {
+    format!("{prefix}epoch")
+}
+
+/// The commands of one sync, in order. First `SET NX` of the epoch (`candidate`, kept only if
+/// there is none; reply ignored) and `GET` of it. Per entry: `INCRBY` of the current bucket (its
+/// reply is the total) and `PEXPIRE` (reply ignored), then for the previous bucket `INCRBY` +
+/// `PEXPIRE` when there is a late report, or `GET` when the window slides.
+pub fn pipeline(prefix: &str, request: &SyncRequest, candidate: i64) -> redis::Pipeline {
     let mut pipe = redis::pipe();
+    let epoch = epoch_key(prefix);
+    pipe.cmd("SET")
+        .arg(&epoch)
+        .arg(candidate)
+        .arg("NX")
+        .ignore();
+    pipe.cmd("GET").arg(&epoch);
     for entry in &request.entries {
         let current = bucket_key(prefix, entry, entry.window);
         pipe.cmd("INCRBY").arg(&current).arg(entry.delta);
@@ -93,14 +110,18 @@ pub fn pipeline(prefix: &str, request: &SyncRequest) -> redis::Pipeline {
     pipe
 }
 
-/// Pairs the pipeline's replies (ignored ones left out) with the entries: `[current, previous]`.
-pub fn totals(request: &SyncRequest, replies: &[Option<i64>]) -> Result<Vec<[i64; 2]>, String> {
+/// Reads the pipeline's replies (ignored ones left out): the epoch, then per entry
+/// `[current, previous]`.
+pub fn response(request: &SyncRequest, replies: &[Option<i64>]) -> Result<SyncResponse, String> {
     let mut replies = replies.iter();
     let mut next = || {
         replies
             .next()
             .ok_or_else(|| "Redis sent fewer replies than commands".to_owned())
     };
+    let epoch = next()?
+        .and_then(|e| u64::try_from(e).ok())
+        .ok_or_else(|| "no epoch".to_owned())?;
     let mut out = Vec::with_capacity(request.entries.len());
     for entry in &request.entries {
         let current = next()?.unwrap_or(0);
@@ -110,14 +131,14 @@ pub fn totals(request: &SyncRequest, replies: &[Option<i64>]) -> Result<Vec<[i64
         };
         out.push([current, before]);
     }
-    Ok(out)
+    Ok(SyncResponse { totals: out, epoch })
 }
 
 #[cfg(test)]
 mod tests {
     use sluice_snapshot::quota_sync::{MAX_ENTRIES, SyncEntry, SyncRequest};
 
-    use super::{Previous, bucket_key, check, pipeline, previous, totals};
+    use super::{Previous, bucket_key, check, pipeline, previous, response};
 
     fn entry(key: &str, window: u64, delta: i64, prev_delta: i64, sliding: bool) -> SyncEntry {
         SyncEntry {
@@ -155,15 +176,11 @@ mod tests {
                 entry("c", 4, 0, 0, false),
             ],
         };
-        let packed = String::from_utf8(pipeline("p:", &request).get_packed_pipeline()).unwrap();
-        let commands: Vec<&str> = ["INCRBY", "PEXPIRE", "GET"]
-            .into_iter()
-            .filter(|c| packed.contains(c))
-            .collect();
-        assert_eq!(commands, ["INCRBY", "PEXPIRE", "GET"]);
+        let packed = String::from_utf8(pipeline("p:", &request, 77).get_packed_pipeline()).unwrap();
+        assert!(packed.starts_with("*4\r\n$3\r\nSET\r\n$7\r\np:epoch\r\n$2\r\n77\r\n$2\r\nNX"));
         assert_eq!(packed.matches("INCRBY").count(), 4);
         assert_eq!(packed.matches("PEXPIRE").count(), 4);
-        assert_eq!(packed.matches("\r\nGET\r\n").count(), 1);
+        assert_eq!(packed.matches("\r\nGET\r\n").count(), 2);
         for key in ["p:a|10", "p:a|9", "p:b|10", "p:b|9", "p:c|4"] {
             assert!(packed.contains(key), "{key} in {packed:?}");
         }
@@ -179,12 +196,12 @@ mod tests {
                 entry("c", 4, 0, 0, false),
             ],
         };
-        let replies = [Some(7), None, Some(4), Some(9), Some(0)];
-        assert_eq!(
-            totals(&request, &replies).unwrap(),
-            vec![[7, 0], [4, 9], [0, 0]]
-        );
-        assert!(totals(&request, &replies[..3]).is_err());
+        let replies = [Some(42), Some(7), None, Some(4), Some(9), Some(0)];
+        let answer = response(&request, &replies).unwrap();
+        assert_eq!(answer.epoch, 42);
+        assert_eq!(answer.totals, vec![[7, 0], [4, 9], [0, 0]]);
+        assert!(response(&request, &replies[..4]).is_err());
+        assert!(response(&request, &[None]).is_err());
     }
 
     #[test]
