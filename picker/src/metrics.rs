@@ -157,7 +157,7 @@ impl Metrics {
         );
         registry.register(
             "sluice_picker_quota_redis_up",
-            "1 when the last quota sync reached Redis, 0 when it did not",
+            "1 when the last quota sync reached Redis; 0 when it did not, or before the first sync",
             quota.redis_up.clone(),
         );
         registry.register(
