@@ -433,11 +433,16 @@ impl QuotaSync {
                 let (before_entries, before_pushed) = (request.entries.len(), pushed.len());
                 sync::collect(&mut state, slot, now, &mut request.entries, &mut pushed);
                 if request.entries.len() > sync::MAX_ENTRIES {
-                    // Full: this slot goes first in the next report, untouched now.
                     request.entries.truncate(before_entries);
                     pushed.truncate(before_pushed);
-                    self.cursor = slot;
-                    return (request, pushed);
+                    if before_entries > 0 {
+                        // Full: this slot goes first in the next report, untouched now.
+                        self.cursor = slot;
+                        return (request, pushed);
+                    }
+                    // A scope with more counters than a whole report (thousands of budgets)
+                    // stays local rather than blocking every other slot's report.
+                    break;
                 }
                 let moved = pushed
                     .get(before_pushed..)

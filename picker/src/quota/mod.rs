@@ -6,7 +6,8 @@
 //! `INCRBY`; the reply to `INCRBY` is the new total, so a report and its read are one command.
 //! One sync is one pipeline (one round trip, whatever the number of entries); no transaction is
 //! needed because each command stands alone. Keys expire `ttl_ms` (two windows) after their last
-//! write, so Redis holds no more than the live buckets.
+//! write, so Redis holds no more than the live buckets. Each pipeline also reads the store's epoch
+//! (see `epoch_key`), by which the filters learn that Redis came back empty.
 //!
 //! This module is the plain part (checking a request, the commands, reading the replies); `store`
 //! talks to Redis.
