@@ -322,6 +322,8 @@ async fn fail_open_keeps_enforcing_each_local_view_and_reports_it_after_recovery
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(2, "open").await;
     cluster.wait_synced(1).await;
+    // The bound with two instances: half that of three.
+    measure(&cluster, "shared-by-two").await;
 
     cluster.redis.kill();
     cluster.wait_synced(0).await;
