@@ -183,6 +183,7 @@ async fn syncs_add_up_in_redis_and_survive_a_restart() {
         "{metrics}"
     );
     drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
