@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# `make run`: simulated vLLM replicas in two pools, the picker and Envoy with the Sluice filter,
-# in the foreground. Ctrl-C stops everything this script started. Logs are in .run/.
+# `make run`: simulated vLLM replicas in two pools, Redis, the picker and Envoy with the Sluice
+# filter, in the foreground. Ctrl-C stops everything this script started. Logs are in .run/.
+#
+# SLUICE_CLUSTER=1 make run: two Envoys (:10000 and :10001) whose filters share per-tenant
+# limits (10 requests per minute per x-tenant header) through the picker and Redis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 LOGS=.run
+# The port picker.toml's [quota] redis_url points at.
+REDIS_PORT=6390
+CLUSTER=${SLUICE_CLUSTER:-}
 mkdir -p "$LOGS"
 pids=()
 
@@ -14,7 +20,7 @@ stop() {
         kill "${pids[@]}" 2>/dev/null || true
         wait "${pids[@]}" 2>/dev/null || true
     fi
-    echo "stopped: replicas, picker, envoy"
+    echo "stopped: replicas, redis, picker, envoy"
 }
 trap stop EXIT INT TERM
 
@@ -44,20 +50,56 @@ start_replica 8001 --model meta-llama/Llama-3.1-8B-Instruct --lora sql-lora
 start_replica 8002 --model meta-llama/Llama-3.1-8B-Instruct --lora sql-lora
 start_replica 8003 --model Qwen/Qwen2.5-7B-Instruct
 
+# Redis for the cluster-wide quota counters: no persistence (the counters are rebuilt from every
+# Envoy's own counts when it comes back empty), loopback only.
+: >"$LOGS/redis.log"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --logfile "$LOGS/redis.log" >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+    grep -q 'Ready to accept connections' "$LOGS/redis.log" && break
+    kill -0 "${pids[-1]}" 2>/dev/null || break
+    sleep 0.1
+done
+grep -q 'Ready to accept connections' "$LOGS/redis.log" || {
+    echo "redis did not start (is port $REDIS_PORT free?); its log:" >&2
+    tail -n 20 "$LOGS/redis.log" >&2
+    exit 1
+}
+
 : >"$LOGS/picker.log"
 target/release/sluice-picker --config picker.toml >"$LOGS/picker.log" 2>&1 &
 pids+=($!)
 wait_listening picker "$LOGS/picker.log" $!
 
-# Process substitution rather than a pipe, so that $! is Envoy itself and `stop` reaches it.
-.venv/bin/envoy -c envoy.yaml --concurrency 2 --disable-hot-restart \
-    --log-level warn --component-log-level wasm:info > >(tee "$LOGS/envoy.log") 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do
-    curl -fs http://127.0.0.1:9901/ready >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -fs http://127.0.0.1:9901/ready >/dev/null || { echo "envoy did not become ready" >&2; exit 1; }
+# Waits for an Envoy's admin /ready.
+wait_ready() {
+    local admin=$1
+    for _ in $(seq 1 100); do
+        curl -fs "http://127.0.0.1:$admin/ready" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "envoy (admin :$admin) did not become ready" >&2
+    exit 1
+}
+
+if [ -n "$CLUSTER" ]; then
+    # Two instances of the shipped config with quotas in cluster mode added; the second on the
+    # next ports. Their access logs go to their own files.
+    for i in 0 1; do
+        scripts/cluster_envoy.py "$i" >"$LOGS/envoy-$i.yaml"
+        .venv/bin/envoy -c "$LOGS/envoy-$i.yaml" --concurrency 2 --disable-hot-restart \
+            --log-level warn --component-log-level wasm:info >"$LOGS/envoy-$i.log" 2>&1 &
+        pids+=($!)
+        wait_ready $((9901 + i))
+    done
+else
+    # Process substitution rather than a pipe, so that $! is Envoy itself and `stop` reaches it.
+    .venv/bin/envoy -c envoy.yaml --concurrency 2 --disable-hot-restart \
+        --log-level warn --component-log-level wasm:info > >(tee "$LOGS/envoy.log") 2>&1 &
+    pids+=($!)
+    wait_ready 9901
+fi
 
 cat <<'MSG'
 
@@ -66,6 +108,7 @@ Sluice is up.
   replicas    Llama-3.1-8B (+ sql-lora) on :8001, :8002; Qwen2.5-7B on :8003
   envoy admin http://127.0.0.1:9901    (stats: /stats?filter=wasmcustom)
   picker      http://127.0.0.1:9100/healthz
+  redis       127.0.0.1:6390               (cluster quota counters, for quotas.cluster)
 
 Try:
   curl -s http://127.0.0.1:10000/v1/chat/completions -H 'content-type: application/json' \
@@ -76,4 +119,19 @@ Try:
 
 Ctrl-C stops everything. Access log below; other logs in .run/.
 MSG
+if [ -n "$CLUSTER" ]; then
+    cat <<'MSG'
+
+Cluster mode: a second gateway on http://127.0.0.1:10001 (admin :9902) shares every tenant's
+limit of 10 requests per minute with the first, through the picker and Redis (:6390). The tenant
+is the x-tenant header; try 8 requests on each gateway and see the 429s:
+  for port in 10000 10001; do for i in $(seq 8); do
+    curl -s -o /dev/null -w "%{http_code} " http://127.0.0.1:$port/v1/chat/completions \
+      -H 'x-tenant: acme' -H 'content-type: application/json' \
+      -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}],"max_tokens":4}'
+  done; echo; done
+  curl -s 'http://127.0.0.1:9901/stats?filter=sluice_quota'
+Access logs: .run/envoy-0.log, .run/envoy-1.log.
+MSG
+fi
 wait

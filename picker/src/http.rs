@@ -1,29 +1,88 @@
 //! The picker's HTTP surface: `/healthz`, the snapshot (encoded for the filter, JSON for
-//! people) and its own Prometheus metrics.
+//! people), the cluster quota sync and its own Prometheus metrics.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use sluice_snapshot::quota_sync::{self, SyncRequest};
 
 use crate::metrics::{self, Metrics};
+use crate::quota::store::Store;
 use crate::snapshot::Publisher;
 
 #[derive(Clone)]
 pub struct AppState {
     pub publisher: Arc<Publisher>,
     pub metrics: Arc<Metrics>,
+    /// Present when `[quota]` is configured.
+    pub quota: Option<Arc<Store>>,
 }
+
+/// Largest sync body read: `MAX_ENTRIES` entries with the longest keys, in JSON.
+const MAX_SYNC_BODY_BYTES: usize = quota_sync::MAX_ENTRIES * (quota_sync::MAX_KEY_BYTES + 160);
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route(sluice_snapshot::PATH, get(snapshot))
+        .route(
+            quota_sync::PATH,
+            post(quota_sync).layer(DefaultBodyLimit::max(MAX_SYNC_BODY_BYTES)),
+        )
         .route("/metrics", get(prometheus))
         .with_state(state)
+}
+
+/// Adds one Envoy's unreported consumption to the cluster's totals in Redis and answers every
+/// instance's totals. 400 for a request the filter should never send, 503 when Redis cannot be
+/// reached in time (the filter then keeps its local view and reports again on its next tick),
+/// 404 when this picker has no `[quota]` section.
+async fn quota_sync(State(state): State<AppState>, body: Bytes) -> Response {
+    let Some(store) = &state.quota else {
+        return (
+            StatusCode::NOT_FOUND,
+            "quota sync is not configured: add a [quota] section\n",
+        )
+            .into_response();
+    };
+    let started = Instant::now();
+    let request = match serde_json::from_slice::<SyncRequest>(&body)
+        .map_err(|err| err.to_string())
+        .and_then(|request| crate::quota::check(&request).map(|()| request))
+    {
+        Ok(request) => request,
+        Err(why) => {
+            state.metrics.quota_sync("invalid", 0, started.elapsed());
+            return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response();
+        }
+    };
+    match store.sync(&request).await {
+        Ok(response) => {
+            state
+                .metrics
+                .quota_sync("ok", request.entries.len(), started.elapsed());
+            match serde_json::to_vec(&response) {
+                Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+                Err(err) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot encode the totals: {err}\n"),
+                )
+                    .into_response(),
+            }
+        }
+        Err(why) => {
+            state
+                .metrics
+                .quota_sync("unavailable", request.entries.len(), started.elapsed());
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+        }
+    }
 }
 
 /// Liveness: the process is up and its configuration loaded.

@@ -1,6 +1,8 @@
 //! The picker service: scrapes every model-server endpoint of every pool on a short interval,
 //! tracks their health, and serves the snapshot the filter picks replicas from.
 //!
+//! With a `[quota]` section it also serves the cluster quota sync, backed by Redis.
+//!
 //! Tasks: discovery (static endpoints, DNS re-resolved periodically) keeps the registry's
 //! endpoint lists; the scrape rounds fill in each endpoint's load and health and publish a
 //! snapshot per round; the HTTP server answers `/snapshot`, `/metrics` and `/healthz`.
@@ -21,6 +23,7 @@ mod discovery;
 mod health;
 mod http;
 mod metrics;
+mod quota;
 mod registry;
 mod scrape;
 mod shutdown;
@@ -120,7 +123,26 @@ async fn main() -> ExitCode {
         scrape_interval_ms = config.scrape_interval.as_millis(),
         "picker listening on {local}"
     );
-    let app = http::router(http::AppState { publisher, metrics });
+    let quota = match config
+        .quota
+        .as_ref()
+        .map(quota::store::Store::new)
+        .transpose()
+    {
+        Ok(store) => store.map(Arc::new),
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(quota) = &config.quota {
+        tracing::info!(key_prefix = %quota.key_prefix, "quota sync on {}", quota_sync_target(&quota.redis_url));
+    }
+    let app = http::router(http::AppState {
+        publisher,
+        metrics,
+        quota,
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown::signal())
         .await;
@@ -133,4 +155,15 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// The Redis URL without its password, for the log.
+fn quota_sync_target(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }

@@ -27,6 +27,11 @@ struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     pool: String,
     state: String,
@@ -40,6 +45,15 @@ pub struct Metrics {
     snapshot_bytes: Gauge,
     rounds: Counter,
     round_duration: Histogram,
+    quota: QuotaMetrics,
+}
+
+/// The cluster quota sync: requests by result, entries, Redis reachability and latency.
+struct QuotaMetrics {
+    syncs: Family<ResultLabels, Counter>,
+    entries: Counter,
+    redis_up: Gauge,
+    duration: Histogram,
 }
 
 /// Handles for one pool, indexed like the configuration's pools.
@@ -125,6 +139,32 @@ impl Metrics {
             "Time from a round's start to its snapshot being published",
             round_duration.clone(),
         );
+        let quota = QuotaMetrics {
+            syncs: Family::default(),
+            entries: Counter::default(),
+            redis_up: Gauge::default(),
+            duration: Histogram::new(latency_buckets()),
+        };
+        registry.register(
+            "sluice_picker_quota_syncs",
+            "Quota sync requests, by result (ok, invalid, unavailable)",
+            quota.syncs.clone(),
+        );
+        registry.register(
+            "sluice_picker_quota_sync_entries",
+            "Counter buckets reported in successful quota syncs",
+            quota.entries.clone(),
+        );
+        registry.register(
+            "sluice_picker_quota_redis_up",
+            "1 when the last quota sync reached Redis; 0 when it did not, or before the first sync",
+            quota.redis_up.clone(),
+        );
+        registry.register(
+            "sluice_picker_quota_sync_duration_seconds",
+            "Time to run one quota sync against Redis",
+            quota.duration.clone(),
+        );
         let pools = pool_names
             .into_iter()
             .map(|name| {
@@ -154,6 +194,7 @@ impl Metrics {
             snapshot_bytes,
             rounds,
             round_duration,
+            quota,
         }
     }
 
@@ -178,6 +219,30 @@ impl Metrics {
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         self.rounds.inc();
         self.round_duration.observe(round.as_secs_f64());
+    }
+
+    /// One quota sync answered: `result` is `ok`, `invalid` (400) or `unavailable` (Redis down
+    /// or slow, 503).
+    pub fn quota_sync(&self, result: &str, entries: usize, took: Duration) {
+        self.quota
+            .syncs
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+        match result {
+            "ok" => {
+                self.quota
+                    .entries
+                    .inc_by(u64::try_from(entries).unwrap_or(u64::MAX));
+                self.quota.redis_up.set(1);
+                self.quota.duration.observe(took.as_secs_f64());
+            }
+            "unavailable" => {
+                self.quota.redis_up.set(0);
+            }
+            _ => {}
+        }
     }
 
     /// The text exposition of every metric.
@@ -225,6 +290,9 @@ mod tests {
         llama.dns_error();
         metrics.scrape_failed(llama, "connect");
         metrics.published(1_700_000_000_123, 321, Duration::from_millis(3));
+        metrics.quota_sync("ok", 3, Duration::from_micros(400));
+        metrics.quota_sync("unavailable", 5, Duration::from_millis(250));
+        metrics.quota_sync("invalid", 0, Duration::ZERO);
         assert!(metrics.pool(2).is_none());
         let text = metrics.encode().unwrap();
         for expected in [
@@ -240,6 +308,12 @@ mod tests {
             "sluice_picker_snapshot_bytes 321",
             "sluice_picker_rounds_total 1",
             "sluice_picker_round_duration_seconds_count 1",
+            "sluice_picker_quota_syncs_total{result=\"ok\"} 1",
+            "sluice_picker_quota_syncs_total{result=\"unavailable\"} 1",
+            "sluice_picker_quota_syncs_total{result=\"invalid\"} 1",
+            "sluice_picker_quota_sync_entries_total 3",
+            "sluice_picker_quota_redis_up 0",
+            "sluice_picker_quota_sync_duration_seconds_count 1",
         ] {
             assert!(text.contains(expected), "{expected} in\n{text}");
         }

@@ -18,6 +18,8 @@
     )
 )]
 
+pub mod quota_sync;
+
 use serde::{Deserialize, Serialize};
 
 /// Format of the encoding; bump on any incompatible change.

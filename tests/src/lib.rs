@@ -4,12 +4,14 @@
 //!
 //! The binaries must be built first (`make test` does it: the simulator and picker in the dev
 //! profile, the filter in release); paths can be overridden with
-//! `SLUICE_SIMULATOR_BIN`, `SLUICE_PICKER_BIN`, `SLUICE_FILTER_WASM` and `ENVOY_BIN`.
+//! `SLUICE_SIMULATOR_BIN`, `SLUICE_PICKER_BIN`, `SLUICE_FILTER_WASM`, `ENVOY_BIN` and
+//! `SLUICE_REDIS_BIN`.
 
 pub mod envoy;
 pub mod gateway;
 pub mod paths;
 pub mod picker;
 pub mod process;
+pub mod redis;
 pub mod simulator;
 pub mod sse;

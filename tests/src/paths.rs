@@ -43,6 +43,20 @@ pub fn python_bin() -> PathBuf {
     artifact("SLUICE_PYTHON", ".venv/bin/python")
 }
 
+/// `redis-server`: `SLUICE_REDIS_BIN`, else the first on `PATH`.
+pub fn redis_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("SLUICE_REDIS_BIN") {
+        return PathBuf::from(path);
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("redis-server"))
+                .find(|candidate| candidate.is_file())
+        })
+        .expect("redis-server not found (scripts/setup.sh installs it; or set SLUICE_REDIS_BIN)")
+}
+
 pub fn envoy_yaml() -> PathBuf {
     repo_root().join("envoy.yaml")
 }

@@ -59,6 +59,26 @@ impl Process {
         }
     }
 
+    /// Waits until the log has a line containing `text`. Fails early if the process exits.
+    pub async fn wait_for_line_containing(&mut self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().lines().any(|l| l.contains(text)) {
+            assert!(
+                self.is_running(),
+                "{} exited before logging {text:?}:\n{}",
+                self.name,
+                self.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{} did not log {text:?} within {timeout:?}:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits for the `listening on ADDR` line a service prints once bound (the project's binaries
     /// do, for callers that gave them port 0) and returns the address.
     pub async fn listening_addr(&mut self) -> std::net::SocketAddr {

@@ -41,12 +41,15 @@ impl Store for SharedStore {
 const LEASE_KEY: &str = "sluice.quota.lease";
 /// Unix ms of the last successful cluster sync of this Envoy.
 const SYNCED_KEY: &str = "sluice.quota.synced";
+/// The store's epoch at the last sync: a change means Redis lost its counts.
+const EPOCH_KEY: &str = "sluice.quota.epoch";
 /// Distinct tenant labels on the remaining-budget gauges; later tenants are not shown.
 const MAX_TENANT_LABELS: usize = 256;
 
 thread_local! {
-    /// Whether this Envoy's view of the cluster is fresh, as of the last tick.
-    static CLUSTER_FRESH: Cell<bool> = const { Cell::new(true) };
+    /// Whether this Envoy's view of the cluster is fresh, as of the last tick. Not before the
+    /// first sync: until then the other instances' consumption is unknown.
+    static CLUSTER_FRESH: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Quota metrics, gathered in guest memory and handed to Envoy on the tick.
@@ -148,9 +151,6 @@ impl QuotaMetrics {
         for counter in [&self.admitted, &self.uncounted, &self.sync_failures] {
             counter.flush();
         }
-        if let Some(id) = self.synced {
-            let _ = hostcalls::record_metric(id, u64::from(CLUSTER_FRESH.with(Cell::get)));
-        }
         if let Ok(mut map) = self.remaining.try_borrow_mut() {
             for g in map.values_mut() {
                 if let (Some(id), Some(value)) = (g.requests_id, g.requests.take()) {
@@ -160,6 +160,13 @@ impl QuotaMetrics {
                     let _ = hostcalls::record_metric(id, value);
                 }
             }
+        }
+    }
+
+    /// Cluster mode only: whether this Envoy's view of the cluster is fresh (1) or stale (0).
+    fn set_synced(&self, fresh: bool) {
+        if let Some(id) = self.synced {
+            let _ = hostcalls::record_metric(id, u64::from(fresh));
         }
     }
 
@@ -333,6 +340,8 @@ pub struct QuotaSync {
     me: u64,
     call: Option<(u32, Vec<Pushed>)>,
     due_ms: u64,
+    /// The slot the next report starts at.
+    cursor: u32,
 }
 
 impl QuotaSync {
@@ -344,6 +353,7 @@ impl QuotaSync {
             me: RandomState::new().hash_one(1u8),
             call: None,
             due_ms: 0,
+            cursor: 0,
         })
     }
 
@@ -358,37 +368,22 @@ impl QuotaSync {
             .0
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
             .map_or(0, u64::from_le_bytes);
-        CLUSTER_FRESH.with(|c| c.set(now.saturating_sub(synced) <= self.cluster.stale_after_ms));
+        let fresh = now.saturating_sub(synced) <= self.cluster.stale_after_ms;
+        CLUSTER_FRESH.with(|c| c.set(fresh));
+        if let Some(m) = metrics {
+            m.set_synced(fresh);
+        }
         if now < self.due_ms {
             return;
         }
-        self.due_ms = now.saturating_add(self.cluster.sync_ms);
+        // A tick that comes a millisecond early must not push the sync to the tick after.
+        let slack = self.cluster.sync_ms / 8;
+        self.due_ms = now.saturating_add(self.cluster.sync_ms.saturating_sub(slack));
         let ttl = self.cluster.sync_ms.saturating_mul(3);
         if !shared::hold_lease(LEASE_KEY, self.me, now, ttl) || self.call.is_some() {
             return;
         }
-        let mut request = SyncRequest::default();
-        let mut pushed = Vec::new();
-        for slot in 0..self.slots {
-            let key = quota::slot_key(slot);
-            for _ in 0..8 {
-                let (bytes, cas) = shared::get(&key);
-                let Some(bytes) = bytes.filter(|b| !b.is_empty()) else {
-                    break;
-                };
-                let mut state = SlotState::decode(&bytes);
-                let (before_entries, before_pushed) = (request.entries.len(), pushed.len());
-                sync::collect(&mut state, slot, now, &mut request.entries, &mut pushed);
-                let moved = pushed
-                    .get(before_pushed..)
-                    .is_some_and(|p| p.iter().any(|p| p.delta != 0 || p.prev_delta != 0));
-                if !moved || shared::set(&key, &state.encode(), cas) {
-                    break;
-                }
-                request.entries.truncate(before_entries);
-                pushed.truncate(before_pushed);
-            }
-        }
+        let (request, pushed) = self.collect(now);
         let body = serde_json::to_vec(&request).unwrap_or_default();
         let headers = vec![
             (":method", "POST"),
@@ -416,6 +411,50 @@ impl QuotaSync {
                 ));
             }
         }
+    }
+
+    /// Takes every live slot's unreported consumption, at most `MAX_ENTRIES` entries, starting
+    /// where the last report stopped (so that with more live counters than one report holds,
+    /// every slot still gets its turn).
+    fn collect(&mut self, now: u64) -> (SyncRequest, Vec<Pushed>) {
+        let mut request = SyncRequest::default();
+        let mut pushed = Vec::new();
+        let start = self.cursor.min(self.slots.saturating_sub(1));
+        self.cursor = 0;
+        for i in 0..self.slots {
+            let slot = start.saturating_add(i).checked_rem(self.slots).unwrap_or(0);
+            let key = quota::slot_key(slot);
+            for _ in 0..8 {
+                let (bytes, cas) = shared::get(&key);
+                let Some(bytes) = bytes.filter(|b| !b.is_empty()) else {
+                    break;
+                };
+                let mut state = SlotState::decode(&bytes);
+                let (before_entries, before_pushed) = (request.entries.len(), pushed.len());
+                sync::collect(&mut state, slot, now, &mut request.entries, &mut pushed);
+                if request.entries.len() > sync::MAX_ENTRIES {
+                    request.entries.truncate(before_entries);
+                    pushed.truncate(before_pushed);
+                    if before_entries > 0 {
+                        // Full: this slot goes first in the next report, untouched now.
+                        self.cursor = slot;
+                        return (request, pushed);
+                    }
+                    // A scope with more counters than a whole report (thousands of budgets)
+                    // stays local rather than blocking every other slot's report.
+                    break;
+                }
+                let moved = pushed
+                    .get(before_pushed..)
+                    .is_some_and(|p| p.iter().any(|p| p.delta != 0 || p.prev_delta != 0));
+                if !moved || shared::set(&key, &state.encode(), cas) {
+                    break;
+                }
+                request.entries.truncate(before_entries);
+                pushed.truncate(before_pushed);
+            }
+        }
+        (request, pushed)
     }
 
     /// The picker answered the sync (or the call failed). Returns whether `token` was ours.
@@ -448,6 +487,10 @@ impl QuotaSync {
             return true;
         };
         let now = clock::now_ms();
+        let lost = epoch_changed(response.epoch);
+        if lost {
+            log::warn("quota store lost its counts (Redis restarted?): reporting them again");
+        }
         let mut by_slot: HashMap<u32, Vec<(&Pushed, [i64; 2])>> = HashMap::new();
         for (p, totals) in pushed.iter().zip(response.totals) {
             by_slot.entry(p.slot).or_default().push((p, totals));
@@ -456,15 +499,34 @@ impl QuotaSync {
             shared::update(&quota::slot_key(slot), |current| {
                 let mut state = current.map(SlotState::decode).unwrap_or_default();
                 for (p, totals) in &entries {
-                    sync::apply(&mut state, p, *totals, now);
+                    sync::apply(&mut state, p, *totals, now, lost);
                 }
                 state.encode()
             });
         }
         shared::set(SYNCED_KEY, &now.to_le_bytes(), None);
         CLUSTER_FRESH.with(|c| c.set(true));
+        if let Some(m) = metrics {
+            m.set_synced(true);
+        }
         true
     }
+}
+
+/// Records the store's `epoch`; true when it differs from the one recorded before (0 is
+/// unknown and never a change).
+fn epoch_changed(epoch: u64) -> bool {
+    if epoch == 0 {
+        return false;
+    }
+    let (bytes, cas) = shared::get(EPOCH_KEY);
+    let known = bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(0, u64::from_le_bytes);
+    if known == epoch {
+        return false;
+    }
+    shared::set(EPOCH_KEY, &epoch.to_le_bytes(), cas) && known != 0
 }
 
 /// Puts what a failed report took out of the slots back into them.

@@ -7,38 +7,11 @@
 //! unreported consumption (`pending`), sends it, and writes back what the other instances
 //! consumed: the total minus what this instance has reported.
 
-use serde::{Deserialize, Serialize};
+pub use sluice_snapshot::quota_sync::{MAX_ENTRIES, SyncEntry, SyncRequest, SyncResponse};
 
 use super::state::{SlotState, kind};
 use super::window;
 use crate::config::quotas::Window;
-
-/// One counter bucket's report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SyncEntry {
-    /// `<scope>|<counter index>|<window kind>`; the picker appends the bucket.
-    pub key: String,
-    pub window: u64,
-    /// This instance's consumption in `window` since the last report (may be negative after a
-    /// settle), and in `window - 1` (reported late, after a roll).
-    pub delta: i64,
-    pub prev_delta: i64,
-    /// Also read the total of `window - 1` (sliding windows).
-    pub sliding: bool,
-    /// How long Redis keeps the bucket.
-    pub ttl_ms: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SyncRequest {
-    pub entries: Vec<SyncEntry>,
-}
-
-/// Per entry: the totals of every instance in `window` and `window - 1`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SyncResponse {
-    pub totals: Vec<[i64; 2]>,
-}
 
 /// What was taken out of one slot for a report, to apply the answer to (or put it back).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,28 +60,58 @@ pub fn collect(
     }
 }
 
-fn remote(total: i64, local: u64, unreported: i64) -> u64 {
-    // What this instance has reported = local − unreported; the rest of the total is theirs.
+/// What the other instances consumed: the total minus what this instance has reported
+/// (`local` − `unreported`). `None` when the total is below that: every instance's share is
+/// non-negative, so Redis lost the bucket (restarted without persistence, or the key expired).
+fn remote(total: i64, local: u64, unreported: i64) -> Option<u64> {
     let reported = i128::from(local).saturating_sub(i128::from(unreported));
-    let theirs = i128::from(total).saturating_sub(reported).max(0);
-    u64::try_from(theirs).unwrap_or(u64::MAX)
+    let theirs = i128::from(total).saturating_sub(reported);
+    if theirs < 0 {
+        return None;
+    }
+    Some(u64::try_from(theirs).unwrap_or(u64::MAX))
 }
 
-/// Writes the other instances' consumption into the counter `pushed` came from.
-pub fn apply(state: &mut SlotState, pushed: &Pushed, totals: [i64; 2], now_ms: u64) {
+/// Redis lost a bucket this instance had reported to: report it all again on the next sync,
+/// except `just_sent`, which the lost bucket's new total already holds. Until the other
+/// instances have done the same, the last known share of theirs stands.
+fn report_again(local: u64, unreported: &mut i64, just_sent: i64) {
+    let reported = i64::try_from(local)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(*unreported);
+    *unreported = unreported.saturating_add(reported.saturating_sub(just_sent).max(0));
+}
+
+/// Writes the other instances' consumption into the counter `pushed` came from. `lost`: the
+/// store's epoch changed, so it lost every count reported before this sync, whatever the totals
+/// say (another instance may have reported its own counts again already).
+pub fn apply(state: &mut SlotState, pushed: &Pushed, totals: [i64; 2], now_ms: u64, lost: bool) {
     if state.scope != pushed.scope {
         return;
     }
     let Some(counter) = state.counters.get_mut(pushed.counter) else {
         return;
     };
-    counter.roll(kind(counter.kind), now_ms);
+    let win = kind(counter.kind);
+    counter.roll(win, now_ms);
     let [cur, prev] = totals;
     if counter.window == pushed.window {
-        counter.remote_cur = remote(cur, counter.cur, counter.pending);
-        counter.remote_prev = remote(prev, counter.prev, counter.pending_prev);
+        match remote(cur, counter.cur, counter.pending).filter(|_| !lost) {
+            Some(theirs) => counter.remote_cur = theirs,
+            None => report_again(counter.cur, &mut counter.pending, pushed.delta),
+        }
+        // The previous bucket's total is read for sliding windows only.
+        if win == Window::Minute {
+            match remote(prev, counter.prev, counter.pending_prev).filter(|_| !lost) {
+                Some(theirs) => counter.remote_prev = theirs,
+                None => report_again(counter.prev, &mut counter.pending_prev, pushed.prev_delta),
+            }
+        }
     } else if counter.window == pushed.window.saturating_add(1) {
-        counter.remote_prev = remote(cur, counter.prev, counter.pending_prev);
+        match remote(cur, counter.prev, counter.pending_prev).filter(|_| !lost) {
+            Some(theirs) => counter.remote_prev = theirs,
+            None => report_again(counter.prev, &mut counter.pending_prev, pushed.delta),
+        }
     }
 }
 

@@ -255,6 +255,103 @@ fn the_key_space_is_fixed_whatever_the_tenants() {
     );
 }
 
+/// One sync of the instance whose shared data is `store`, against `redis` doing what the
+/// picker's pipeline does (INCRBY the current bucket, INCRBY or GET the previous one).
+fn sync_through(
+    q: &Quotas,
+    store: &MapStore,
+    redis: &mut HashMap<(String, u64), i64>,
+    now: u64,
+    lost: bool,
+) {
+    let mut entries = Vec::new();
+    let mut pushed = Vec::new();
+    let mut states = HashMap::new();
+    for slot in 0..q.slots {
+        if let Some(bytes) = store.get(&slot_key(slot)).0 {
+            let mut state = SlotState::decode(&bytes);
+            collect(&mut state, slot, now, &mut entries, &mut pushed);
+            states.insert(slot, state);
+        }
+    }
+    let mut response = SyncResponse::default();
+    for e in &entries {
+        let cur = redis.entry((e.key.clone(), e.window)).or_default();
+        *cur += e.delta;
+        let cur = *cur;
+        let prev = redis.entry((e.key.clone(), e.window - 1)).or_default();
+        *prev += e.prev_delta;
+        response.totals.push([cur, *prev]);
+    }
+    for (p, totals) in pushed.iter().zip(response.totals) {
+        let state = states.get_mut(&p.slot).unwrap();
+        apply(state, p, totals, now, lost);
+    }
+    for (slot, state) in states {
+        store.set(&slot_key(slot), &state.encode(), None);
+    }
+}
+
+#[test]
+fn a_redis_that_lost_its_counts_gets_them_again() {
+    let q = quotas(
+        r#"{"identity":{"source":"header"},"default_tenant":{"limits":{"requests_per_minute":10}}}"#,
+    );
+    let (a, b) = (MapStore::default(), MapStore::default());
+    let mut redis: HashMap<(String, u64), i64> = HashMap::new();
+    let take = |store: &MapStore, n: usize, now: u64| {
+        (0..n)
+            .filter(|_| reserve(store, &request(&q, "t", now)).is_ok())
+            .count()
+    };
+    assert_eq!(take(&a, 4, NOW), 4);
+    assert_eq!(take(&b, 3, NOW), 3);
+    sync_through(&q, &a, &mut redis, NOW, false);
+    sync_through(&q, &b, &mut redis, NOW, false);
+    // Redis restarts empty; one more request on each side meanwhile.
+    redis.clear();
+    assert_eq!(take(&a, 1, NOW), 1);
+    assert_eq!(take(&b, 1, NOW), 1);
+    // Each instance sees a total below its own reports and reports everything again on its
+    // next sync; one more round and every view has every report.
+    for _ in 0..3 {
+        sync_through(&q, &a, &mut redis, NOW, false);
+        sync_through(&q, &b, &mut redis, NOW, false);
+    }
+    assert_eq!(redis.values().sum::<i64>(), 9, "{redis:?}");
+    // 9 of 10 used over both, as both views know: one more, then none anywhere.
+    assert_eq!(take(&a, 3, NOW), 1);
+    sync_through(&q, &a, &mut redis, NOW, false);
+    sync_through(&q, &b, &mut redis, NOW, false);
+    assert_eq!(take(&b, 3, NOW), 0);
+}
+
+#[test]
+fn a_new_epoch_reports_everything_again_whatever_the_totals() {
+    let q = quotas(
+        r#"{"identity":{"source":"header"},"default_tenant":{"limits":{"requests_per_minute":10}}}"#,
+    );
+    let (a, b) = (MapStore::default(), MapStore::default());
+    let mut redis: HashMap<(String, u64), i64> = HashMap::new();
+    let take = |store: &MapStore, n: usize| {
+        (0..n)
+            .filter(|_| reserve(store, &request(&q, "t", NOW)).is_ok())
+            .count()
+    };
+    assert_eq!(take(&a, 2), 2);
+    assert_eq!(take(&b, 5), 5);
+    sync_through(&q, &a, &mut redis, NOW, false);
+    sync_through(&q, &b, &mut redis, NOW, false);
+    // Redis restarts empty; B learns of it first and reports its 5 again before A syncs: A's
+    // total (5) is above its own 2, so only the epoch tells A that its 2 were lost.
+    redis.clear();
+    sync_through(&q, &b, &mut redis, NOW, true);
+    sync_through(&q, &b, &mut redis, NOW, false);
+    sync_through(&q, &a, &mut redis, NOW, true);
+    sync_through(&q, &a, &mut redis, NOW, false);
+    assert_eq!(redis.values().sum::<i64>(), 7, "{redis:?}");
+}
+
 #[test]
 fn instances_share_counts_through_sync() {
     let q = quotas(
@@ -263,28 +360,7 @@ fn instances_share_counts_through_sync() {
     let (a, b) = (MapStore::default(), MapStore::default());
     let mut redis: HashMap<(String, u64), i64> = HashMap::new();
     let sync = |store: &MapStore, redis: &mut HashMap<(String, u64), i64>| {
-        let mut entries = Vec::new();
-        let mut pushed = Vec::new();
-        let mut states = HashMap::new();
-        for slot in 0..q.slots {
-            if let Some(bytes) = store.get(&slot_key(slot)).0 {
-                let mut state = SlotState::decode(&bytes);
-                collect(&mut state, slot, NOW, &mut entries, &mut pushed);
-                states.insert(slot, state);
-            }
-        }
-        let mut response = SyncResponse::default();
-        for e in &entries {
-            *redis.entry((e.key.clone(), e.window)).or_default() += e.delta;
-            response.totals.push([redis[&(e.key.clone(), e.window)], 0]);
-        }
-        for (p, totals) in pushed.iter().zip(response.totals) {
-            let state = states.get_mut(&p.slot).unwrap();
-            apply(state, p, totals, NOW);
-        }
-        for (slot, state) in states {
-            store.set(&slot_key(slot), &state.encode(), None);
-        }
+        sync_through(&q, store, redis, NOW, false);
     };
     let take = |store: &MapStore, n: usize| {
         (0..n)
