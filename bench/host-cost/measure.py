@@ -3,8 +3,12 @@
 
 Starts the benchmark's mock upstream (bench/upstream.yaml), plain Envoy (the shipped envoy.yaml
 without the filter), one Envoy per probe variant (the shipped envoy.yaml with the probe filter of
-this directory and a configuration bit mask, see src/probe.rs) and Envoy + Sluice (the shipped
-envoy.yaml as is; its picker is not started, so no replica is picked). Then, interleaved and
+this directory and a configuration bit mask, see src/probe.rs), Envoy + Sluice (the shipped
+envoy.yaml as is; its picker is not started, so no replica is picked) and Envoy + Sluice with the
+configuration `make bench` measures (bench/src/sluice_config.rs: every feature on), then the same
+without quotas, without guardrails and without picking, so each feature's cost shows as the
+difference. No picker runs, so picking only tries (and falls back to Envoy's choice): its cost
+here is the attempt's. Then, interleaved and
 repeated, loads each with wrk (a 1 KB chat body, 8 connections) while `perf stat -e task-clock`
 measures the Envoy process, and prints the median CPU time per request and its difference to
 plain Envoy. CPU time per request is steadier than latency on a shared machine, but still noisy:
@@ -47,6 +51,28 @@ VARIANTS = [
 ]
 
 
+# The benchmark's API key (bench/src/procs.rs API_KEY): the quota configuration knows its hash.
+API_KEY = "sk-sluice-bench-0f3c9a7e5d2b4186a9e07c1d"
+
+
+def bench_configuration():
+    """FILTER_CONFIGURATION of bench/src/sluice_config.rs, as a dict."""
+    text = open(os.path.join(ROOT, "bench/src/sluice_config.rs")).read()
+    start = text.index('FILTER_CONFIGURATION: &str = r#"') + len('FILTER_CONFIGURATION: &str = r#"')
+    return json.loads(text[start:text.index('"#;', start)])
+
+
+def feature_setups():
+    """(name, description, filter configuration JSON) for every feature on, then one off each."""
+    full = bench_configuration()
+    setups = [("Sluice, every feature", "make bench's configuration (bench/src/sluice_config.rs)",
+               json.dumps(full))]
+    for feature in ("quotas", "guardrails", "picking"):
+        config = {k: v for k, v in full.items() if k != feature}
+        setups.append((f"  ... without {feature}", f"the same, {feature} off", json.dumps(config)))
+    return setups
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,7 +104,8 @@ def filter_block_bounds(lines):
     return start, end
 
 
-def render(template, admin, listener, upstream, wasm=None, mask=None, with_filter=True):
+def render(template, admin, listener, upstream, wasm=None, mask=None, with_filter=True,
+           configuration=None):
     text = template.replace("port_value: 9901", f"port_value: {admin}")
     text = text.replace("port_value: 10000", f"port_value: {listener}")
     for port in ("8001", "8002", "8003"):
@@ -90,6 +117,10 @@ def render(template, admin, listener, upstream, wasm=None, mask=None, with_filte
         start = text.index("value: |")
         end = text.index("# Lets the filter")
         text = text[:start] + f'value: "{mask}"\n                ' + text[end:]
+    if configuration is not None:
+        start = text.index("value: |")
+        end = text.index("# Lets the filter")
+        text = text[:start] + "value: " + json.dumps(configuration) + "\n                " + text[end:]
     if not with_filter:
         lines = text.split("\n")
         start, end = filter_block_bounds(lines)
@@ -135,11 +166,14 @@ def cpu_us_per_request(pid, port, body_path, seconds, connections):
                              stat_file, "--", "sleep", str(seconds + 0.6)])
     time.sleep(0.2)
     wrk = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s",
+        ["wrk", "-t1", f"-c{connections}", "-H", f"authorization: Bearer {API_KEY}", f"-d{seconds}s", "-s",
          os.path.join(ROOT, "bench/wrk.lua"), f"http://127.0.0.1:{port}/v1/chat/completions"],
         env=dict(os.environ, SLUICE_BENCH_BODY=body_path), capture_output=True, text=True)
     perf.wait()
     requests = int(re.search(r'"requests":(\d+)', wrk.stdout).group(1))
+    refused = int(re.search(r'"errors_status":(\d+)', wrk.stdout).group(1))
+    if refused:
+        sys.exit(f"port {port}: {refused} of {requests} responses were not 2xx")
     with open(stat_file) as f:
         task_clock_ms = float(f.read().strip().split("\n")[-1].split(",")[0])
     os.unlink(stat_file)
@@ -174,6 +208,8 @@ def main():
         setups += [(n, m, d, dict(wasm=PROBE_WASM, mask=m)) for n, m, d in VARIANTS]
         setups.append(("Envoy + Sluice", None, "the shipped filter and config (no picker)",
                        dict(wasm=SLUICE_WASM)))
+        setups += [(n, None, d, dict(wasm=SLUICE_WASM, configuration=c))
+                   for n, d, c in feature_setups()]
         running = []
         for name, _mask, description, options in setups:
             admin, port = free_port(), free_port()
