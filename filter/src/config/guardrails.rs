@@ -48,8 +48,9 @@ pub(crate) struct WirePolicy {
     pub rules: Option<BTreeMap<String, WireAction>>,
     /// Roles scanned in requests: system, user, assistant, tool, tool_definitions.
     pub roles: Vec<String>,
-    /// Scan responses (JSON and streamed) too. Off unless asked for: a stream's text then
-    /// reaches the client `stream_holdback_bytes` late, which delays its first token.
+    /// Scan responses (JSON and streamed) too. On by default: a stream's text is held back
+    /// only while a match could still be unfinished (about a word; at most
+    /// `stream_holdback_bytes`).
     pub responses: bool,
     /// Models this policy allows (exact, `prefix*`); absent: any.
     pub models: Option<Vec<String>>,
@@ -62,7 +63,7 @@ impl Default for WirePolicy {
         Self {
             rules: None,
             roles: vec!["user".into(), "tool".into()],
-            responses: false,
+            responses: true,
             models: None,
             max_prompt_tokens: None,
             max_output_tokens: None,

@@ -14,6 +14,7 @@
 pub mod detectors;
 pub mod injection;
 pub mod normalize;
+mod prefix;
 mod rewrite;
 pub mod stream;
 
@@ -150,8 +151,9 @@ impl PolicySpec {
             name: name.to_owned(),
             rules: None,
             roles: Roles::default(),
-            // As `policies.<name>.responses` defaults: a stream's hold-back delays its text.
-            responses: false,
+            // As `policies.<name>.responses` defaults: the stream hold-back keeps only a
+            // possibly unfinished match (about a word) back.
+            responses: true,
             models: None,
             max_prompt_tokens: None,
             max_output_tokens: None,
@@ -303,6 +305,13 @@ pub struct Guardrails {
     model_policies: Vec<(String, usize)>,
     tenant_policies: BTreeMap<String, usize>,
     pub stream_holdback_bytes: usize,
+    /// Per policy that guards responses: where a regex rule's match could still be unfinished
+    /// at the end of a stream's text (see `prefix`).
+    tails: Vec<Option<Regex>>,
+    /// Every deny word and injection phrase (folded, sorted) with its rule, and the longest's
+    /// length: where a phrase could still be unfinished.
+    phrases: Vec<(String, usize)>,
+    longest_phrase: usize,
 }
 
 /// Compiled size limits for configured regular expressions: a pattern that would need more is
@@ -396,6 +405,11 @@ impl Guardrails {
             .dfa_size_limit(REGEX_DFA_LIMIT.saturating_mul(4))
             .build()
             .map_err(|e| build_error("deny", first_line(&e.to_string())))?;
+        let word_phrases: Vec<(String, usize)> = words
+            .iter()
+            .cloned()
+            .zip(word_rules.iter().copied())
+            .collect();
         let words = if words.is_empty() {
             None
         } else {
@@ -419,6 +433,13 @@ impl Guardrails {
             }
             phrases.insert(folded, *weight);
         }
+        let mut all_phrases: Vec<(String, usize)> = word_phrases
+            .into_iter()
+            .chain(phrases.keys().map(|p| (p.clone(), injection_rule)))
+            .collect();
+        all_phrases.sort();
+        all_phrases.dedup();
+        let longest_phrase = all_phrases.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
         let (phrase_list, weights): (Vec<String>, Vec<f32>) = phrases.into_iter().unzip();
         let injection = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
@@ -445,6 +466,9 @@ impl Guardrails {
             model_policies: Vec::new(),
             tenant_policies: BTreeMap::new(),
             stream_holdback_bytes: spec.stream_holdback_bytes,
+            tails: Vec::new(),
+            phrases: all_phrases,
+            longest_phrase,
         };
         if !(16..=65_536).contains(&spec.stream_holdback_bytes) {
             return Err(build_error("stream_holdback_bytes", "must be 16 to 65536"));
@@ -456,6 +480,27 @@ impl Guardrails {
         for policy in specs {
             let compiled = built.compile_policy(policy)?;
             built.policies.push(compiled);
+        }
+        // Responses' hold-back: one prefix pattern per policy over the regex rules it enables.
+        for policy in &built.policies {
+            let tail = if policy.responses {
+                let enabled: Vec<&str> = built
+                    .regex_rules
+                    .iter()
+                    .zip(&patterns)
+                    .filter(|(rule, _)| policy.action(rule.rule).is_some())
+                    .map(|(_, pattern)| pattern.as_str())
+                    .collect();
+                if enabled.is_empty() {
+                    None
+                } else {
+                    let field = format!("policies.{}", policy.name);
+                    Some(prefix::tail_regex(enabled).map_err(|e| build_error(field, e))?)
+                }
+            } else {
+                None
+            };
+            built.tails.push(tail);
         }
         built.default_policy = built
             .policies
@@ -548,6 +593,26 @@ impl Guardrails {
             .iter()
             .find(|(pattern, _)| name_matches(pattern, model))
             .map_or(self.default_policy, |(_, index)| *index)
+    }
+
+    /// Where, in a stream's unreleased `text`, a match of a rule the policy enables could
+    /// still be unfinished: the text before may be released; `text.len()` when none could.
+    pub fn unfinished_from(&self, policy: usize, text: &str) -> usize {
+        let Some(rules) = self.policies.get(policy) else {
+            return text.len();
+        };
+        let folded = Normalized::new(text);
+        let mut at =
+            prefix::phrase_tail_start(&self.phrases, self.longest_phrase, &folded.text, |rule| {
+                rules.action(rule).is_some()
+            });
+        if let Some(Some(regex)) = self.tails.get(policy) {
+            at = at.min(prefix::regex_tail_start(regex, &folded.text));
+        }
+        if at >= folded.text.len() {
+            return text.len();
+        }
+        folded.original_start(at).unwrap_or(0)
     }
 
     /// Every finding of the rules `policy` enables in `text`, in order of position.

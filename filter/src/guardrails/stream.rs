@@ -1,19 +1,27 @@
 //! Guarding a streamed response (server-sent events) as it passes.
 //!
-//! The generated text of every event (OpenAI chat `choices[0].delta.content`, completions
-//! `choices[0].text`, Anthropic `delta.text`, Responses `response.output_text.delta`) goes into
-//! a hold-back buffer, so detectors see text that spans events and chunks. Text is released,
-//! redacted, once `holdback` bytes follow it: a match up to `holdback` bytes long is therefore
-//! always seen whole before any of it leaves. Released text goes out in the event that brought
-//! the newest text (earlier events carry an empty string), so the SSE framing and every
-//! event's JSON stay valid and the client still gets text as it comes, `holdback` bytes behind.
-//! At the end of the text (a finish reason, or any event carrying no text, like a usage chunk,
-//! `content_block_stop` or `[DONE]`) everything left is released in one more event shaped like
-//! the last text event.
+//! The generated text of every event (OpenAI chat `choices[i].delta.content`, completions
+//! `choices[i].text`, Anthropic `delta.text`, Responses `response.output_text.delta`) goes into
+//! a hold-back buffer of its choice, so detectors see text that spans events and chunks. After
+//! each event the buffer releases, redacted, everything before the earliest place where a
+//! match could still be unfinished (see `prefix`): for ordinary prose that is the last partial
+//! word, so the client gets text about a word behind the model. Nothing is held further back
+//! than `max_holdback` bytes: a match (or a match's beginning) longer than that may leave
+//! partly unredacted, except private keys (below).
 //!
-//! Memory is bounded: the buffer holds at most `2 × holdback` plus one event's text; a match
-//! longer than that is redacted up to where the buffer ends. A PEM private key, far longer
-//! than the hold-back, is followed to its end marker and withheld entirely.
+//! Released text goes out in the event that brought the newest text (events whose text is
+//! still held carry an empty string), so the SSE framing and every event's JSON stay valid. At
+//! the end of a choice's text (a finish reason) its buffer is released whole; any event carrying
+//! no text (a usage chunk, `content_block_stop`, `[DONE]`) releases every buffer, each in one
+//! more event shaped like that choice's last text event.
+//!
+//! Choices (`n` > 1) interleave: each of the first `MAX_CHOICES` choice indexes has its own
+//! buffer; text of a choice beyond that is redacted event by event, without the hold-back (a
+//! match split across two of its events is not seen).
+//!
+//! Memory is bounded: per choice at most `max_holdback` plus one event's text, plus a short
+//! window of released text kept as context for the detectors' look-behind. A PEM private key
+//! is followed to its end marker and withheld entirely.
 
 use std::ops::Range;
 
@@ -21,19 +29,34 @@ use super::rewrite::string_end;
 use super::{Direction, Guardrails, Hits};
 use crate::usage::sse::{Piece, SseSplitter};
 
+/// Choice indexes with their own hold-back buffer.
+pub const MAX_CHOICES: usize = 16;
+
+/// Bytes of released text kept for the detectors' look-behind (`\b`, "not after a digit").
+const CONTEXT_BYTES: usize = 32;
+
 /// Guards one streamed response.
 #[derive(Debug)]
 pub struct StreamGuard {
     policy: usize,
-    holdback: usize,
+    max_holdback: usize,
     splitter: SseSplitter,
+    choices: Vec<ChoiceText>,
+    pub hits: Hits,
+}
+
+/// The hold-back state of one choice.
+#[derive(Debug, Default)]
+struct ChoiceText {
+    index: u64,
     /// Generated text received and not yet released.
     pending: String,
+    /// The end of the released text (original, not redacted), for look-behind.
+    context: String,
     /// The last text event split around its text value, to release what is left at the end.
     template: Option<(Vec<u8>, Vec<u8>)>,
     /// Inside a private key whose end marker has not come yet: withhold text until it does.
     in_private_key: bool,
-    pub hits: Hits,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,21 +78,28 @@ const TEXT_PATHS: &[&[Step<'static>]] = &[
 ];
 
 impl StreamGuard {
-    pub fn new(policy: usize, holdback: usize) -> Self {
+    pub fn new(policy: usize, max_holdback: usize) -> Self {
         Self {
             policy,
-            holdback: holdback.max(1),
+            max_holdback: max_holdback.max(1),
             splitter: SseSplitter::default(),
-            pending: String::new(),
-            template: None,
-            in_private_key: false,
+            choices: Vec::new(),
             hits: Hits::default(),
         }
     }
 
     /// Bytes held back (partial events and unreleased text).
     pub fn held(&self) -> usize {
-        self.splitter.held().saturating_add(self.pending.len())
+        self.choices.iter().fold(self.splitter.held(), |sum, c| {
+            sum.saturating_add(c.pending.len())
+        })
+    }
+
+    /// Unreleased text bytes of every choice.
+    pub fn held_text(&self) -> usize {
+        self.choices
+            .iter()
+            .fold(0usize, |sum, c| sum.saturating_add(c.pending.len()))
     }
 
     /// One chunk of the stream in; the bytes to send on instead. `end` on the last chunk.
@@ -114,47 +144,86 @@ impl StreamGuard {
         };
         let before = raw.get(..located.text.start).unwrap_or_default();
         let after = raw.get(located.text.end..).unwrap_or_default();
-        let released = if located.other_choice {
-            // A second choice (`n` > 1) interleaves: guard its events one by one.
-            self.redact_now(guardrails, &text)
-        } else {
-            self.pending.push_str(&text);
-            self.template = Some((before.to_vec(), after.to_vec()));
-            self.release(guardrails, located.last)
+        let slot = match self.choices.iter().position(|c| c.index == located.index) {
+            Some(slot) => Some(slot),
+            None if self.choices.len() < MAX_CHOICES => {
+                self.choices.push(ChoiceText {
+                    index: located.index,
+                    ..ChoiceText::default()
+                });
+                self.choices.len().checked_sub(1)
+            }
+            None => None,
+        };
+        let (policy, max_holdback) = (self.policy, self.max_holdback);
+        let released = match slot.and_then(|slot| self.choices.get_mut(slot)) {
+            Some(choice) => {
+                choice.pending.push_str(&text);
+                choice.template = Some((before.to_vec(), after.to_vec()));
+                choice.release(
+                    guardrails,
+                    policy,
+                    max_holdback,
+                    located.last,
+                    &mut self.hits,
+                )
+            }
+            // Past the tracked choices: guard this event's text on its own.
+            None => redact_now(guardrails, policy, &text, &mut self.hits),
         };
         out.extend_from_slice(before);
         let _ = serde_json::to_writer(&mut *out, &released);
         out.extend_from_slice(after);
     }
 
-    /// Releases everything held, in an event shaped like the last text event.
+    /// Releases everything held, per choice in an event shaped like its last text event.
     fn flush(&mut self, guardrails: &Guardrails, out: &mut Vec<u8>) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let released = self.release(guardrails, true);
-        if let Some((before, after)) = &self.template {
-            if !released.is_empty() {
-                out.extend_from_slice(before);
-                let _ = serde_json::to_writer(&mut *out, &released);
-                out.extend_from_slice(after);
+        let (policy, max_holdback) = (self.policy, self.max_holdback);
+        for choice in &mut self.choices {
+            if choice.pending.is_empty() {
+                continue;
+            }
+            let released = choice.release(guardrails, policy, max_holdback, true, &mut self.hits);
+            if let Some((before, after)) = &choice.template {
+                if !released.is_empty() {
+                    out.extend_from_slice(before);
+                    let _ = serde_json::to_writer(&mut *out, &released);
+                    out.extend_from_slice(after);
+                }
             }
         }
     }
+}
 
-    fn redact_now(&mut self, guardrails: &Guardrails, text: &str) -> String {
-        let Some(policy) = guardrails.policy(self.policy) else {
-            return text.to_owned();
-        };
-        let findings = guardrails.scan(policy, text);
-        guardrails
-            .redact(policy, text, &findings, &mut self.hits, Direction::Response)
-            .unwrap_or_else(|| text.to_owned())
+fn redact_now(guardrails: &Guardrails, policy: usize, text: &str, hits: &mut Hits) -> String {
+    let Some(policy) = guardrails.policy(policy) else {
+        return text.to_owned();
+    };
+    let findings = guardrails.scan(policy, text);
+    guardrails
+        .redact(policy, text, &findings, hits, Direction::Response)
+        .unwrap_or_else(|| text.to_owned())
+}
+
+fn floor_char_boundary(text: &str, mut at: usize) -> usize {
+    at = at.min(text.len());
+    while at > 0 && !text.is_char_boundary(at) {
+        at = at.saturating_sub(1);
     }
+    at
+}
 
+impl ChoiceText {
     /// The text that may leave now (all of it when `all`), redacted.
-    fn release(&mut self, guardrails: &Guardrails, all: bool) -> String {
-        let Some(policy) = guardrails.policy(self.policy) else {
+    fn release(
+        &mut self,
+        guardrails: &Guardrails,
+        policy_index: usize,
+        max_holdback: usize,
+        all: bool,
+        hits: &mut Hits,
+    ) -> String {
+        let Some(policy) = guardrails.policy(policy_index) else {
             return std::mem::take(&mut self.pending);
         };
         let mut prefix = String::new();
@@ -162,31 +231,58 @@ impl StreamGuard {
             return prefix;
         }
         let len = self.pending.len();
-        // Scan once per half hold-back of new text, not on every event.
-        let step = self.holdback / 2;
-        if !all && len < self.holdback.saturating_add(step) {
-            return prefix;
-        }
-        let findings = guardrails.scan(policy, &self.pending);
+        // Never hold more than the bound.
+        let floor = floor_char_boundary(&self.pending, len.saturating_sub(max_holdback));
         let mut cut = if all {
             len
         } else {
-            len.saturating_sub(self.holdback)
+            // Hold from where a match could still be unfinished.
+            guardrails
+                .unfinished_from(policy_index, &self.pending)
+                .max(floor)
         };
-        let bounded = len <= self.holdback.saturating_mul(2);
+        if cut == 0 {
+            return prefix;
+        }
+        // Scan with a little released text before, so look-behind sees what the whole text has.
+        let offset = self.context.len();
+        let mut window = String::with_capacity(offset.saturating_add(len));
+        window.push_str(&self.context);
+        window.push_str(&self.pending);
+        let findings: Vec<super::Finding> = guardrails
+            .scan(policy, &window)
+            .into_iter()
+            .filter(|f| f.range.end > offset)
+            .map(|f| super::Finding {
+                rule: f.rule,
+                range: f.range.start.saturating_sub(offset)..f.range.end.saturating_sub(offset),
+            })
+            .collect();
+        if !all {
+            // A match ending at the very end may still change with the next character (the
+            // detectors look one character past a match): hold it too.
+            let near_end = len.saturating_sub(2);
+            for f in &findings {
+                if f.range.end > near_end && f.range.start < cut {
+                    cut = cut.min(f.range.start).max(floor);
+                }
+            }
+        }
+        // A match across the cut is complete (it cannot reach the end): release it whole.
         loop {
             let straddling = findings
                 .iter()
                 .filter(|f| f.range.start < cut && f.range.end > cut)
-                .map(|f| if bounded { f.range.start } else { f.range.end })
-                .reduce(|a, b| if bounded { a.min(b) } else { a.max(b) });
+                .map(|f| f.range.end)
+                .max();
             match straddling {
                 Some(next) => cut = next,
                 None => break,
             }
         }
-        while cut > 0 && !self.pending.is_char_boundary(cut) {
-            cut = cut.saturating_sub(1);
+        cut = floor_char_boundary(&self.pending, cut);
+        if cut == 0 {
+            return prefix;
         }
         let inside: Vec<_> = findings
             .into_iter()
@@ -201,24 +297,34 @@ impl StreamGuard {
                 && !contains_end_marker(released.get(f.range.clone()).unwrap_or_default())
         });
         let text = guardrails
-            .redact(
-                policy,
-                released,
-                &inside,
-                &mut self.hits,
-                Direction::Response,
-            )
+            .redact(policy, released, &inside, hits, Direction::Response)
             .unwrap_or_else(|| released.to_owned());
+        self.remember(cut);
         self.pending = self.pending.get(cut..).unwrap_or_default().to_owned();
         prefix.push_str(&text);
         if opens_key {
             self.in_private_key = true;
+            self.context.clear();
             if self.skip_private_key(all) {
-                let rest = self.release(guardrails, all);
+                let rest = self.release(guardrails, policy_index, max_holdback, all, hits);
                 prefix.push_str(&rest);
             }
         }
+        if all {
+            self.context.clear();
+        }
         prefix
+    }
+
+    /// Keeps the end of `pending[..cut]` (about to be released) as context.
+    fn remember(&mut self, cut: usize) {
+        let released = self.pending.get(..cut).unwrap_or_default();
+        self.context.push_str(released);
+        let drop = floor_char_boundary(
+            &self.context,
+            self.context.len().saturating_sub(CONTEXT_BYTES),
+        );
+        self.context = self.context.get(drop..).unwrap_or_default().to_owned();
     }
 
     /// Withholds the rest of a private key up to its end marker. Returns whether the marker
@@ -232,10 +338,7 @@ impl StreamGuard {
         }
         // Keep a tail that may hold the start of a split end marker.
         let keep = if all { 0 } else { 48 };
-        let mut cut = self.pending.len().saturating_sub(keep);
-        while cut > 0 && !self.pending.is_char_boundary(cut) {
-            cut = cut.saturating_sub(1);
-        }
+        let cut = floor_char_boundary(&self.pending, self.pending.len().saturating_sub(keep));
         self.pending = self.pending.get(cut..).unwrap_or_default().to_owned();
         if all {
             self.in_private_key = false;
@@ -263,8 +366,8 @@ struct Located {
     text: Range<usize>,
     /// The event ends its choice's text (a non-null `finish_reason`).
     last: bool,
-    /// The text belongs to a choice other than the first.
-    other_choice: bool,
+    /// The choice the text belongs to (0 for APIs without choices).
+    index: u64,
 }
 
 /// Finds the generated text of one raw SSE event (a single `data:` line of JSON).
@@ -291,11 +394,15 @@ fn locate_text(raw: &[u8]) -> Option<Located> {
             json,
             &[Step::Key("choices"), Step::Index(0), Step::Key("index")],
         );
-        let other_choice = index.is_some_and(|r| json.get(r).is_some_and(|v| v != b"0"));
+        let index = index
+            .and_then(|r| json.get(r))
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         return Some(Located {
             text: data.start.checked_add(range.start)?..data.start.checked_add(range.end)?,
             last,
-            other_choice,
+            index,
         });
     }
     None
