@@ -284,7 +284,7 @@ fn guardrail_scan(c: &mut Criterion) {
             .unwrap_or_else(|e| panic!("{e:?}"));
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(BenchmarkId::new("default_rules", label), |b| {
-            b.iter(|| guardrails.check_request(None, "m", black_box(&parsed.request), 0))
+            b.iter(|| guardrails.check_request(None, None, "m", black_box(&parsed.request), 0))
         });
     }
     group.finish();

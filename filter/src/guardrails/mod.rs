@@ -32,8 +32,8 @@ pub use stream::StreamGuard;
 /// What a rule does when it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Action {
-    /// Reject the request (400 `content_policy_violation`). In responses, which have already
-    /// started, a block rule redacts.
+    /// Reject the request (400 `content_policy_violation`), or replace a whole JSON response
+    /// by that error; a stream, whose status has left, ends with an error event instead.
     Block,
     /// Replace the match with the rule's placeholder (`[EMAIL]`).
     Redact,
@@ -138,6 +138,8 @@ pub struct PolicySpec {
     pub name: String,
     /// Rule id to action; `None` means the default rule set.
     pub rules: Option<BTreeMap<String, Action>>,
+    /// Rule id to action on responses; `None` means `rules` without `prompt_injection`.
+    pub response_rules: Option<BTreeMap<String, Action>>,
     pub roles: Roles,
     pub responses: bool,
     pub models: Option<Vec<String>>,
@@ -150,6 +152,7 @@ impl PolicySpec {
         Self {
             name: name.to_owned(),
             rules: None,
+            response_rules: None,
             roles: Roles::default(),
             // As `policies.<name>.responses` defaults: the stream hold-back keeps only a
             // possibly unfinished match (about a word) back.
@@ -169,6 +172,8 @@ pub struct GuardrailsSpec {
     pub models: BTreeMap<String, String>,
     /// Tenant id to policy name.
     pub tenants: BTreeMap<String, String>,
+    /// Envoy route name to policy name.
+    pub routes: BTreeMap<String, String>,
     pub deny: Vec<DenySpec>,
     pub injection_phrases: BTreeMap<String, f32>,
     pub injection_threshold: f32,
@@ -288,6 +293,16 @@ pub struct RequestVerdict {
     pub replacements: Vec<(String, String)>,
 }
 
+/// What the response guard decided for a whole JSON response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonVerdict {
+    Unchanged,
+    /// The body with the redactions.
+    Redacted(Vec<u8>),
+    /// A block rule matched; its id. The response is replaced by an error.
+    Blocked(String),
+}
+
 /// The compiled guardrails of one configuration.
 #[derive(Debug)]
 pub struct Guardrails {
@@ -301,9 +316,12 @@ pub struct Guardrails {
     injection_rule: usize,
     injection_threshold: f32,
     pub policies: Vec<Policy>,
+    /// The rules each policy applies to responses (same index as `policies`).
+    response_policies: Vec<Policy>,
     default_policy: usize,
     model_policies: Vec<(String, usize)>,
     tenant_policies: BTreeMap<String, usize>,
+    route_policies: BTreeMap<String, usize>,
     pub stream_holdback_bytes: usize,
     /// Per policy that guards responses: where a regex rule's match could still be unfinished
     /// at the end of a stream's text (see `prefix`).
@@ -462,9 +480,11 @@ impl Guardrails {
             injection_rule,
             injection_threshold: spec.injection_threshold,
             policies: Vec::new(),
+            response_policies: Vec::new(),
             default_policy: 0,
             model_policies: Vec::new(),
             tenant_policies: BTreeMap::new(),
+            route_policies: BTreeMap::new(),
             stream_holdback_bytes: spec.stream_holdback_bytes,
             tails: Vec::new(),
             phrases: all_phrases,
@@ -478,11 +498,13 @@ impl Guardrails {
             specs.push(PolicySpec::default_named("default"));
         }
         for policy in specs {
+            let response = built.compile_response_policy(&policy)?;
             let compiled = built.compile_policy(policy)?;
             built.policies.push(compiled);
+            built.response_policies.push(response);
         }
         // Responses' hold-back: one prefix pattern per policy over the regex rules it enables.
-        for policy in &built.policies {
+        for policy in &built.response_policies {
             let tail = if policy.responses {
                 let enabled: Vec<&str> = built
                     .regex_rules
@@ -525,13 +547,67 @@ impl Guardrails {
             let index = find(policy, format!("tenants.{tenant}"), &built.policies)?;
             built.tenant_policies.insert(tenant.clone(), index);
         }
+        for (route, policy) in &spec.routes {
+            if route.is_empty() {
+                return Err(build_error("routes", "a route name must not be empty"));
+            }
+            let index = find(policy, format!("routes.{route}"), &built.policies)?;
+            built.route_policies.insert(route.clone(), index);
+        }
         Ok(built)
     }
 
     fn compile_policy(&self, spec: PolicySpec) -> Result<Policy, BuildError> {
-        let mut actions = vec![None; self.rules.len()];
         let field = format!("policies.{}.rules", spec.name);
-        match &spec.rules {
+        let actions = self.compile_actions(spec.rules.as_ref(), &field)?;
+        Ok(Policy {
+            name: spec.name,
+            actions,
+            roles: spec.roles,
+            responses: spec.responses,
+            models: spec.models,
+            max_prompt_tokens: spec.max_prompt_tokens,
+            max_output_tokens: spec.max_output_tokens,
+        })
+    }
+
+    /// The rules a policy applies to responses: `response_rules`, else its request rules
+    /// without `prompt_injection` (a model explaining injection would otherwise be cut off).
+    fn compile_response_policy(&self, spec: &PolicySpec) -> Result<Policy, BuildError> {
+        let actions = match &spec.response_rules {
+            Some(rules) => self.compile_actions(
+                Some(rules),
+                &format!("policies.{}.response_rules", spec.name),
+            )?,
+            None => {
+                let mut actions = self.compile_actions(
+                    spec.rules.as_ref(),
+                    &format!("policies.{}.rules", spec.name),
+                )?;
+                if let Some(slot) = actions.get_mut(self.injection_rule) {
+                    *slot = None;
+                }
+                actions
+            }
+        };
+        Ok(Policy {
+            name: spec.name.clone(),
+            actions,
+            roles: spec.roles,
+            responses: spec.responses,
+            models: None,
+            max_prompt_tokens: None,
+            max_output_tokens: None,
+        })
+    }
+
+    fn compile_actions(
+        &self,
+        rules: Option<&BTreeMap<String, Action>>,
+        field: &str,
+    ) -> Result<Vec<Option<Action>>, BuildError> {
+        let mut actions = vec![None; self.rules.len()];
+        match rules {
             None => {
                 for (id, action) in DEFAULT_ACTIONS {
                     if let Some(i) = self.rule_index(id) {
@@ -555,15 +631,7 @@ impl Guardrails {
                 }
             }
         }
-        Ok(Policy {
-            name: spec.name,
-            actions,
-            roles: spec.roles,
-            responses: spec.responses,
-            models: spec.models,
-            max_prompt_tokens: spec.max_prompt_tokens,
-            max_output_tokens: spec.max_output_tokens,
-        })
+        Ok(actions)
     }
 
     fn rule_index(&self, id: &str) -> Option<usize> {
@@ -583,9 +651,24 @@ impl Guardrails {
         self.policies.get(index)
     }
 
-    /// The policy for a request: the tenant's when it has one, else the model's (exact, longest
-    /// prefix, `*`), else `default`. `tenant` is `None` until the gateway identifies tenants.
-    pub fn policy_for(&self, tenant: Option<&str>, model: &str) -> usize {
+    /// The rules policy `index` applies to responses.
+    pub fn response_policy(&self, index: usize) -> Option<&Policy> {
+        self.response_policies.get(index)
+    }
+
+    /// Whether any policy is chosen by Envoy route (the host then reads the route name).
+    pub fn has_route_policies(&self) -> bool {
+        !self.route_policies.is_empty()
+    }
+
+    /// The policy for a request: its Envoy route's when it has one, else its tenant's, else its
+    /// model's (exact, longest prefix, `*`), else `default`: the most specific deployment
+    /// choice first. `tenant` is `None` without quotas; `route` is `None` when no policy is
+    /// chosen by route.
+    pub fn policy_for(&self, route: Option<&str>, tenant: Option<&str>, model: &str) -> usize {
+        if let Some(index) = route.and_then(|r| self.route_policies.get(r)) {
+            return *index;
+        }
         if let Some(index) = tenant.and_then(|t| self.tenant_policies.get(t)) {
             return *index;
         }
@@ -598,7 +681,7 @@ impl Guardrails {
     /// Where, in a stream's unreleased `text`, a match of a rule the policy enables could
     /// still be unfinished: the text before may be released; `text.len()` when none could.
     pub fn unfinished_from(&self, policy: usize, text: &str) -> usize {
-        let Some(rules) = self.policies.get(policy) else {
+        let Some(rules) = self.response_policies.get(policy) else {
             return text.len();
         };
         let folded = Normalized::new(text);
@@ -751,12 +834,13 @@ impl Guardrails {
     /// `prompt_tokens` is the gateway's estimate.
     pub fn check_request(
         &self,
+        route: Option<&str>,
         tenant: Option<&str>,
         model: &str,
         request: &CanonicalRequest<'_>,
         prompt_tokens: u64,
     ) -> Result<RequestVerdict, (Violation, Hits)> {
-        let policy_index = self.policy_for(tenant, model);
+        let policy_index = self.policy_for(route, tenant, model);
         let mut verdict = RequestVerdict {
             policy: policy_index,
             ..RequestVerdict::default()
@@ -832,20 +916,30 @@ impl Guardrails {
         Ok(verdict)
     }
 
-    /// Redacts the generated text of a whole JSON response (chat, completions, Anthropic
-    /// messages, Responses). Returns the new body when anything changed.
+    /// Guards the generated text of a whole JSON response (chat, completions, Anthropic
+    /// messages, Responses): blocked when a block rule matches (the first one found; the
+    /// other findings are not counted), else the new body when anything was redacted.
     pub fn guard_json_response(
         &self,
         policy: &Policy,
         body: &[u8],
         hits: &mut Hits,
-    ) -> Option<Vec<u8>> {
-        let texts = rewrite::response_texts(body)?;
+    ) -> JsonVerdict {
+        let Some(texts) = rewrite::response_texts(body) else {
+            return JsonVerdict::Unchanged;
+        };
         let mut replacements: Vec<(String, String)> = Vec::new();
         for text in texts {
             let findings = self.scan(policy, &text);
             if findings.is_empty() {
                 continue;
+            }
+            if let Some(blocking) = findings
+                .iter()
+                .find(|f| policy.action(f.rule) == Some(Action::Block))
+            {
+                hits.add(blocking.rule, Action::Block);
+                return JsonVerdict::Blocked(self.rule_id(blocking.rule).to_owned());
             }
             if let Some(redacted) = self.redact(policy, &text, &findings, hits, Direction::Response)
             {
@@ -853,9 +947,9 @@ impl Guardrails {
             }
         }
         if replacements.is_empty() {
-            return None;
+            return JsonVerdict::Unchanged;
         }
-        rewrite_strings(body, &replacements).ok()
+        rewrite_strings(body, &replacements).map_or(JsonVerdict::Unchanged, JsonVerdict::Redacted)
     }
 }
 

@@ -19,6 +19,11 @@
 //! buffer; text of a choice beyond that is redacted event by event, without the hold-back (a
 //! match split across two of its events is not seen).
 //!
+//! A block rule cannot change the status of a stream that has started: the text before its
+//! match is released, then the stream ends for the client with an error event in the API's
+//! format (OpenAI: a `data:` line with `{"error": {...}}`, which the OpenAI SDKs raise as an
+//! error; Anthropic: `event: error`), and whatever the upstream still sends is dropped.
+//!
 //! Memory is bounded: per choice at most `max_holdback` plus one event's text, plus a short
 //! window of released text kept as context for the detectors' look-behind. A PEM private key
 //! is followed to its end marker and withheld entirely.
@@ -26,7 +31,8 @@
 use std::ops::Range;
 
 use super::rewrite::string_end;
-use super::{Direction, Guardrails, Hits};
+use super::{Action, Direction, Guardrails, Hits};
+use crate::error::{ApiFlavor, GatewayError};
 use crate::usage::sse::{Piece, SseSplitter};
 
 /// Choice indexes with their own hold-back buffer.
@@ -42,6 +48,10 @@ pub struct StreamGuard {
     max_holdback: usize,
     splitter: SseSplitter,
     choices: Vec<ChoiceText>,
+    /// The error format of the API called, for the error event that ends a blocked stream.
+    flavor: ApiFlavor,
+    /// A block rule matched: the error event has been sent and nothing more goes out.
+    blocked: bool,
     pub hits: Hits,
 }
 
@@ -78,14 +88,37 @@ const TEXT_PATHS: &[&[Step<'static>]] = &[
 ];
 
 impl StreamGuard {
-    pub fn new(policy: usize, max_holdback: usize) -> Self {
+    pub fn new(policy: usize, max_holdback: usize, flavor: ApiFlavor) -> Self {
         Self {
             policy,
             max_holdback: max_holdback.max(1),
             splitter: SseSplitter::default(),
             choices: Vec::new(),
+            flavor,
+            blocked: false,
             hits: Hits::default(),
         }
+    }
+
+    /// Whether a block rule ended the stream.
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// Ends the stream for the client with an error event naming `rule` (never the text).
+    fn block(&mut self, rule: usize, guardrails: &Guardrails, out: &mut Vec<u8>) {
+        let error = GatewayError::ResponseContentPolicy {
+            rule: guardrails.rule_id(rule).to_owned(),
+        };
+        if self.flavor == ApiFlavor::Anthropic {
+            out.extend_from_slice(b"event: error\n");
+        }
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(error.body(self.flavor).as_bytes());
+        out.extend_from_slice(b"\n\n");
+        self.blocked = true;
+        self.splitter = SseSplitter::default();
+        self.choices.clear();
     }
 
     /// Bytes held back (partial events and unreleased text).
@@ -104,10 +137,16 @@ impl StreamGuard {
 
     /// One chunk of the stream in; the bytes to send on instead. `end` on the last chunk.
     pub fn chunk(&mut self, guardrails: &Guardrails, bytes: &[u8], end: bool) -> Vec<u8> {
+        if self.blocked {
+            return Vec::new();
+        }
         let mut pieces = Vec::new();
         self.splitter.feed(bytes, |piece| pieces.push(piece));
         let mut out = Vec::with_capacity(bytes.len());
         for piece in pieces {
+            if self.blocked {
+                return out;
+            }
             match piece {
                 Piece::Event(raw) => self.event(guardrails, raw, &mut out),
                 Piece::Raw(raw) => {
@@ -117,7 +156,7 @@ impl StreamGuard {
                 }
             }
         }
-        if end {
+        if end && !self.blocked {
             let rest = self.splitter.finish();
             if !rest.is_empty() {
                 self.event(guardrails, rest, &mut out);
@@ -156,7 +195,7 @@ impl StreamGuard {
             None => None,
         };
         let (policy, max_holdback) = (self.policy, self.max_holdback);
-        let released = match slot.and_then(|slot| self.choices.get_mut(slot)) {
+        let (released, blocked) = match slot.and_then(|slot| self.choices.get_mut(slot)) {
             Some(choice) => {
                 choice.pending.push_str(&text);
                 choice.template = Some((before.to_vec(), after.to_vec()));
@@ -169,21 +208,34 @@ impl StreamGuard {
                 )
             }
             // Past the tracked choices: guard this event's text on its own.
-            None => redact_now(guardrails, policy, &text, &mut self.hits),
+            None => {
+                let mut choice = ChoiceText {
+                    pending: text,
+                    ..ChoiceText::default()
+                };
+                choice.release(guardrails, policy, max_holdback, true, &mut self.hits)
+            }
         };
-        out.extend_from_slice(before);
-        let _ = serde_json::to_writer(&mut *out, &released);
-        out.extend_from_slice(after);
+        if blocked.is_none() || !released.is_empty() {
+            out.extend_from_slice(before);
+            let _ = serde_json::to_writer(&mut *out, &released);
+            out.extend_from_slice(after);
+        }
+        if let Some(rule) = blocked {
+            self.block(rule, guardrails, out);
+        }
     }
 
     /// Releases everything held, per choice in an event shaped like its last text event.
     fn flush(&mut self, guardrails: &Guardrails, out: &mut Vec<u8>) {
         let (policy, max_holdback) = (self.policy, self.max_holdback);
+        let mut blocked = None;
         for choice in &mut self.choices {
             if choice.pending.is_empty() {
                 continue;
             }
-            let released = choice.release(guardrails, policy, max_holdback, true, &mut self.hits);
+            let (released, block) =
+                choice.release(guardrails, policy, max_holdback, true, &mut self.hits);
             if let Some((before, after)) = &choice.template {
                 if !released.is_empty() {
                     out.extend_from_slice(before);
@@ -191,18 +243,15 @@ impl StreamGuard {
                     out.extend_from_slice(after);
                 }
             }
+            if block.is_some() {
+                blocked = block;
+                break;
+            }
+        }
+        if let Some(rule) = blocked {
+            self.block(rule, guardrails, out);
         }
     }
-}
-
-fn redact_now(guardrails: &Guardrails, policy: usize, text: &str, hits: &mut Hits) -> String {
-    let Some(policy) = guardrails.policy(policy) else {
-        return text.to_owned();
-    };
-    let findings = guardrails.scan(policy, text);
-    guardrails
-        .redact(policy, text, &findings, hits, Direction::Response)
-        .unwrap_or_else(|| text.to_owned())
 }
 
 fn floor_char_boundary(text: &str, mut at: usize) -> usize {
@@ -214,7 +263,8 @@ fn floor_char_boundary(text: &str, mut at: usize) -> usize {
 }
 
 impl ChoiceText {
-    /// The text that may leave now (all of it when `all`), redacted.
+    /// The text that may leave now (all of it when `all`), redacted, and the rule that
+    /// blocks the stream when a block rule matched (the text is then what came before it).
     fn release(
         &mut self,
         guardrails: &Guardrails,
@@ -222,13 +272,13 @@ impl ChoiceText {
         max_holdback: usize,
         all: bool,
         hits: &mut Hits,
-    ) -> String {
-        let Some(policy) = guardrails.policy(policy_index) else {
-            return std::mem::take(&mut self.pending);
+    ) -> (String, Option<usize>) {
+        let Some(policy) = guardrails.response_policy(policy_index) else {
+            return (std::mem::take(&mut self.pending), None);
         };
         let mut prefix = String::new();
         if self.in_private_key && !self.skip_private_key(all) {
-            return prefix;
+            return (prefix, None);
         }
         let len = self.pending.len();
         // Never hold more than the bound.
@@ -242,7 +292,7 @@ impl ChoiceText {
                 .max(floor)
         };
         if cut == 0 {
-            return prefix;
+            return (prefix, None);
         }
         // Scan with a little released text before, so look-behind sees what the whole text has.
         let offset = self.context.len();
@@ -282,12 +332,29 @@ impl ChoiceText {
         }
         cut = floor_char_boundary(&self.pending, cut);
         if cut == 0 {
-            return prefix;
+            return (prefix, None);
         }
-        let inside: Vec<_> = findings
+        let mut inside: Vec<_> = findings
             .into_iter()
             .filter(|f| f.range.end <= cut)
             .collect();
+        // A block rule: release what comes before its match, then the stream ends.
+        if let Some(blocking) = inside
+            .iter()
+            .find(|f| policy.action(f.rule) == Some(Action::Block))
+            .cloned()
+        {
+            hits.add(blocking.rule, Action::Block);
+            let start = floor_char_boundary(&self.pending, blocking.range.start);
+            inside.retain(|f| f.range.end <= start);
+            let released = self.pending.get(..start).unwrap_or_default();
+            let text = guardrails
+                .redact(policy, released, &inside, hits, Direction::Response)
+                .unwrap_or_else(|| released.to_owned());
+            self.pending.clear();
+            prefix.push_str(&text);
+            return (prefix, Some(blocking.rule));
+        }
         let released = self.pending.get(..cut).unwrap_or_default();
         let opens_key = inside.iter().any(|f| {
             guardrails.rule_id(f.rule) == "private_key"
@@ -306,14 +373,18 @@ impl ChoiceText {
             self.in_private_key = true;
             self.context.clear();
             if self.skip_private_key(all) {
-                let rest = self.release(guardrails, policy_index, max_holdback, all, hits);
+                let (rest, blocked) =
+                    self.release(guardrails, policy_index, max_holdback, all, hits);
                 prefix.push_str(&rest);
+                if blocked.is_some() {
+                    return (prefix, blocked);
+                }
             }
         }
         if all {
             self.context.clear();
         }
-        prefix
+        (prefix, None)
     }
 
     /// Keeps the end of `pending[..cut]` (about to be released) as context.

@@ -11,6 +11,7 @@ fn spec() -> GuardrailsSpec {
         policies: Vec::new(),
         models: BTreeMap::new(),
         tenants: BTreeMap::new(),
+        routes: BTreeMap::new(),
         deny: vec![DenySpec {
             id: "weapons".into(),
             words: vec!["pipe bomb".into(), "Nerve Agent".into()],
@@ -24,6 +25,14 @@ fn spec() -> GuardrailsSpec {
 
 fn guardrails() -> Guardrails {
     Guardrails::build(spec()).unwrap()
+}
+
+fn stream_guard(g: &Guardrails) -> StreamGuard {
+    StreamGuard::new(
+        g.default_policy,
+        g.stream_holdback_bytes,
+        crate::error::ApiFlavor::OpenAi,
+    )
 }
 
 /// A policy with every rule set to `action`.
@@ -213,14 +222,15 @@ fn policies_resolve_by_tenant_then_model_then_default() {
     s.tenants.insert("acme".into(), "tenant_a".into());
     s.models.insert("gpt-*".into(), "gpt".into());
     let g = Guardrails::build(s).unwrap();
-    let name = |t, m| g.policies[g.policy_for(t, m)].name.clone();
+    let name = |t, m| g.policies[g.policy_for(None, t, m)].name.clone();
     assert_eq!(name(Some("acme"), "gpt-4o"), "tenant_a");
     assert_eq!(name(Some("other"), "gpt-4o"), "gpt");
     assert_eq!(name(None, "llama"), "default");
 
     let body = br#"{"model":"big","max_tokens":60,"messages":[{"role":"user","content":"hi"}]}"#;
     let parsed = crate::api::parse(crate::canonical::ApiKind::ChatCompletions, body).unwrap();
-    let check = |tenant, model, tokens| g.check_request(tenant, model, &parsed.request, tokens);
+    let check =
+        |tenant, model, tokens| g.check_request(None, tenant, model, &parsed.request, tokens);
     assert_eq!(
         check(Some("acme"), "big", 10).unwrap_err().0,
         Violation::ModelNotAllowed("big".into())
@@ -248,7 +258,9 @@ fn requests_are_blocked_redacted_or_logged_by_role() {
     let g = guardrails();
     let body = br#"{"model":"m","messages":[{"role":"system","content":"ops@corp.example"},{"role":"user","content":[{"type":"text","text":"I am bob@example.com \u00e9"}]}],"temperature":0.5}"#;
     let parsed = crate::api::parse(crate::canonical::ApiKind::ChatCompletions, body).unwrap();
-    let verdict = g.check_request(None, "m", &parsed.request, 10).unwrap();
+    let verdict = g
+        .check_request(None, None, "m", &parsed.request, 10)
+        .unwrap();
     assert_eq!(
         verdict.replacements.len(),
         1,
@@ -262,7 +274,9 @@ fn requests_are_blocked_redacted_or_logged_by_role() {
     let body =
         br#"{"model":"m","messages":[{"role":"user","content":"my key AKIAIOSFODNN7EXAMPLE"}]}"#;
     let parsed = crate::api::parse(crate::canonical::ApiKind::ChatCompletions, body).unwrap();
-    let (violation, hits) = g.check_request(None, "m", &parsed.request, 10).unwrap_err();
+    let (violation, hits) = g
+        .check_request(None, None, "m", &parsed.request, 10)
+        .unwrap_err();
     assert_eq!(violation, Violation::Blocked("aws_access_key".into()));
     assert_eq!(hits.0.len(), 1);
 }
@@ -273,13 +287,24 @@ fn json_responses_are_redacted_in_place() {
     let policy = &g.policies[g.default_policy];
     let body = br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"mail bob@example.com"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1}}"#;
     let mut hits = Hits::default();
-    let out = g.guard_json_response(policy, body, &mut hits).unwrap();
+    let JsonVerdict::Redacted(out) = g.guard_json_response(policy, body, &mut hits) else {
+        panic!("not redacted");
+    };
     assert_eq!(
         String::from_utf8(out).unwrap(),
         r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"mail [EMAIL]"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1}}"#
     );
     let clean = br#"{"content":[{"type":"text","text":"hello"}]}"#;
-    assert_eq!(g.guard_json_response(policy, clean, &mut hits), None);
+    assert_eq!(
+        g.guard_json_response(policy, clean, &mut hits),
+        JsonVerdict::Unchanged
+    );
+    let key =
+        br#"{"choices":[{"message":{"content":"use AKIAIOSFODNN7EXAMPLE and bob@example.com"}}]}"#;
+    assert_eq!(
+        g.guard_json_response(policy, key, &mut hits),
+        JsonVerdict::Blocked("aws_access_key".into())
+    );
 }
 
 /// An OpenAI chat stream of `pieces`, as the simulator sends it.
@@ -342,7 +367,7 @@ fn streamed_text(stream: &str) -> String {
 }
 
 fn run_split(g: &Guardrails, stream: &str, split: usize) -> String {
-    let mut guard = StreamGuard::new(g.default_policy, g.stream_holdback_bytes);
+    let mut guard = stream_guard(g);
     let bytes = stream.as_bytes();
     let mut out = guard.chunk(g, &bytes[..split], false);
     out.extend(guard.chunk(g, &bytes[split..], true));
@@ -362,7 +387,7 @@ fn streams_are_redacted_at_every_split_point() {
         for split in 0..=stream.len() {
             if !stream.is_char_boundary(split) {
                 // The splitter takes bytes; a split inside a character must work too.
-                let mut guard = StreamGuard::new(g.default_policy, g.stream_holdback_bytes);
+                let mut guard = stream_guard(&g);
                 let mut out = guard.chunk(&g, &stream.as_bytes()[..split], false);
                 out.extend(guard.chunk(&g, &stream.as_bytes()[split..], true));
                 assert_eq!(streamed_text(&String::from_utf8(out).unwrap()), expected);
@@ -381,7 +406,7 @@ fn streams_release_text_before_the_end_and_hold_back_a_bounded_tail() {
     let words: Vec<String> = (0..200).map(|i| format!(" word{i}")).collect();
     let pieces: Vec<&str> = words.iter().map(String::as_str).collect();
     let stream = openai_stream(&pieces);
-    let mut guard = StreamGuard::new(g.default_policy, g.stream_holdback_bytes);
+    let mut guard = stream_guard(&g);
     let mut released = 0usize;
     for event in stream.split_inclusive("\n\n") {
         let out = guard.chunk(&g, event.as_bytes(), false);
@@ -400,7 +425,12 @@ fn streams_release_text_before_the_end_and_hold_back_a_bounded_tail() {
 
 #[test]
 fn private_keys_are_withheld_to_their_end_marker_in_streams() {
-    let g = guardrails();
+    let mut s = spec();
+    s.policies.push(PolicySpec {
+        rules: Some([("private_key".to_owned(), Action::Redact)].into()),
+        ..PolicySpec::default_named("default")
+    });
+    let g = Guardrails::build(s).unwrap();
     let body = "MIIEowIBAAKCAQEAx".repeat(30);
     let text = format!(
         "here:\n-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\nbye now, this is the end of the message."
@@ -479,7 +509,7 @@ fn interleaved_stream(texts: &[&str], size: usize) -> String {
 
 /// What the whole text becomes when redacted at once: what a stream must give, however cut.
 fn redacted_whole(g: &Guardrails, text: &str) -> String {
-    let policy = &g.policies[g.default_policy];
+    let policy = g.response_policy(g.default_policy).unwrap();
     let findings = g.scan(policy, text);
     g.redact(
         policy,
@@ -502,7 +532,7 @@ fn streams_match_whole_text_redaction_for_every_event_size_and_split() {
                 ("phone", Action::Redact),
                 ("iban", Action::Redact),
                 ("us_ssn", Action::Redact),
-                ("openai_key", Action::Block),
+                ("openai_key", Action::Redact),
                 ("ipv4", Action::Log),
                 ("weapons", Action::Redact),
                 (INJECTION_RULE, Action::Redact),
@@ -513,6 +543,8 @@ fn streams_match_whole_text_redaction_for_every_event_size_and_split() {
         ),
         ..PolicySpec::default_named("default")
     });
+    // The same rules on responses (by default they leave out prompt_injection).
+    s.policies[0].response_rules = s.policies[0].rules.clone();
     let g = Guardrails::build(s).unwrap();
     let texts = [
         "Mail bob@example.com, call (415) 555-2671 or +44 20 7946 0958 now.",
@@ -527,7 +559,7 @@ fn streams_match_whole_text_redaction_for_every_event_size_and_split() {
         for size in 1..=7 {
             let stream = interleaved_stream(&[text], size);
             for split in [0, 1, stream.len() / 3, stream.len() / 2, stream.len() - 1] {
-                let mut guard = StreamGuard::new(g.default_policy, g.stream_holdback_bytes);
+                let mut guard = stream_guard(&g);
                 let mut out = guard.chunk(&g, &stream.as_bytes()[..split], false);
                 out.extend(guard.chunk(&g, &stream.as_bytes()[split..], true));
                 let got = streamed_choices(&String::from_utf8(out).unwrap());
@@ -554,7 +586,7 @@ fn prose_is_released_about_a_word_behind() {
         .collect();
     let pieces: Vec<&str> = words.iter().map(String::as_str).collect();
     let stream = openai_stream(&pieces);
-    let mut guard = StreamGuard::new(g.default_policy, g.stream_holdback_bytes);
+    let mut guard = stream_guard(&g);
     let mut released = String::new();
     let mut sent = String::new();
     for (i, event) in stream.split_inclusive("\n\n").enumerate() {
@@ -587,7 +619,7 @@ fn each_choice_has_its_own_hold_back() {
     for size in [1, 2, 3, 5] {
         let stream = interleaved_stream(&texts, size);
         for split in 0..=stream.len() {
-            let mut guard = StreamGuard::new(g.default_policy, g.stream_holdback_bytes);
+            let mut guard = stream_guard(&g);
             let mut out = guard.chunk(&g, &stream.as_bytes()[..split], false);
             out.extend(guard.chunk(&g, &stream.as_bytes()[split..], true));
             let got = streamed_choices(&String::from_utf8(out).unwrap());
@@ -614,4 +646,95 @@ fn choices_past_the_cap_are_guarded_event_by_event() {
     for text in got.values() {
         assert!(text.contains("[EMAIL]") && !text.contains("bob@"), "{text}");
     }
+}
+
+#[test]
+fn a_block_rule_ends_a_stream_with_an_error_event_at_every_split_point() {
+    let g = guardrails();
+    let text = "Sure, mail bob@example.com and use key AKIAIOSFODNN7EXAMPLE for the bucket, then more text.";
+    let chars: Vec<char> = text.chars().collect();
+    let pieces: Vec<String> = chars.chunks(3).map(|c| c.iter().collect()).collect();
+    let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    for (stream, flavor) in [
+        (openai_stream(&pieces), crate::error::ApiFlavor::OpenAi),
+        (
+            anthropic_stream(&pieces),
+            crate::error::ApiFlavor::Anthropic,
+        ),
+    ] {
+        for split in 0..=stream.len() {
+            let mut guard = StreamGuard::new(g.default_policy, g.stream_holdback_bytes, flavor);
+            let mut out = guard.chunk(&g, &stream.as_bytes()[..split], false);
+            out.extend(guard.chunk(&g, &stream.as_bytes()[split..], true));
+            let out = String::from_utf8(out).unwrap();
+            assert!(guard.is_blocked());
+            assert!(!out.contains("AKIA") && !out.contains("bucket"), "{out}");
+            // Text before the key left (redacted); the stream ends with the error event.
+            let events: Vec<&str> = out.split("\n\n").filter(|e| !e.is_empty()).collect();
+            let last = events.last().unwrap();
+            let before = events[..events.len() - 1].join("\n\n") + "\n\n";
+            assert_eq!(streamed_text(&before), "Sure, mail [EMAIL] and use key ");
+            let data: serde_json::Value =
+                serde_json::from_str(last.lines().last().unwrap().strip_prefix("data: ").unwrap())
+                    .unwrap();
+            match flavor {
+                crate::error::ApiFlavor::OpenAi => {
+                    assert_eq!(data["error"]["code"], "content_policy_violation");
+                    assert!(
+                        data["error"]["message"]
+                            .as_str()
+                            .unwrap()
+                            .contains("aws_access_key")
+                    );
+                }
+                crate::error::ApiFlavor::Anthropic => {
+                    assert!(last.starts_with("event: error\n"));
+                    assert_eq!(data["type"], "error");
+                }
+            }
+            assert_eq!(
+                guard
+                    .hits
+                    .0
+                    .get(&(g.rule_index("aws_access_key").unwrap(), Action::Block)),
+                Some(&1)
+            );
+        }
+    }
+}
+
+#[test]
+fn responses_leave_out_injection_unless_asked_and_routes_choose_policies() {
+    let mut s = spec();
+    s.policies.push(PolicySpec {
+        response_rules: Some([("email".to_owned(), Action::Block)].into()),
+        ..PolicySpec::default_named("partner")
+    });
+    s.routes.insert("partner_route".into(), "partner".into());
+    s.tenants.insert("acme".into(), "default".into());
+    let g = Guardrails::build(s).unwrap();
+    let injection = g.rule_index(INJECTION_RULE).unwrap();
+    let default = &g.policies[g.default_policy];
+    assert_eq!(default.action(injection), Some(Action::Block));
+    assert_eq!(
+        g.response_policy(g.default_policy)
+            .unwrap()
+            .action(injection),
+        None
+    );
+    // Route first, then tenant, then model.
+    let partner = g.policy_for(Some("partner_route"), Some("acme"), "m");
+    assert_eq!(g.policies[partner].name, "partner");
+    assert_eq!(
+        g.policy_for(Some("other"), Some("acme"), "m"),
+        g.default_policy
+    );
+    let email = g.rule_index("email").unwrap();
+    assert_eq!(
+        g.response_policy(partner).unwrap().action(email),
+        Some(Action::Block)
+    );
+    let mut bad = spec();
+    bad.routes.insert("r".into(), "missing".into());
+    assert_eq!(Guardrails::build(bad).unwrap_err().field, "routes.r");
 }

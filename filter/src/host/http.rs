@@ -19,7 +19,7 @@ use crate::config::{DESTINATION_ENDPOINT_HEADER, Routing, USAGE_HEADER};
 use crate::error::{ApiFlavor, GatewayError};
 use crate::guardrails::{Direction, Hits};
 use crate::pipeline::{
-    self, HeadersDecision, LocalReply, RequestHeaders, RoutedRequest, check_body_size,
+    self, HeadersDecision, LocalReply, PolicyKeys, RequestHeaders, RoutedRequest, check_body_size,
 };
 
 pub struct HttpFilter {
@@ -129,6 +129,7 @@ impl HttpFilter {
         &self,
         configured: &Configured,
         routed: &RoutedRequest,
+        flavor: ApiFlavor,
     ) -> Option<ResponseGuard> {
         let guardrails = configured.config.guardrails.as_ref()?;
         let policy = routed.guardrails.as_ref()?.policy;
@@ -136,16 +137,16 @@ impl HttpFilter {
             .0
             .policy(policy)
             .filter(|p| p.responses)
-            .map(|_| ResponseGuard::new(std::sync::Arc::clone(&guardrails.0), policy))
+            .map(|_| ResponseGuard::new(std::sync::Arc::clone(&guardrails.0), policy, flavor))
     }
 
     /// The response is over: counts and records what its guard found.
     fn finish_response_guard(&mut self) {
-        let Some(hits) = self
+        let Some((hits, blocked)) = self
             .accounting
             .as_mut()
             .and_then(|a| a.guard.as_mut())
-            .map(ResponseGuard::take_hits)
+            .map(|g| (g.take_hits(), g.blocked.take()))
         else {
             return;
         };
@@ -160,7 +161,7 @@ impl HttpFilter {
         };
         self.count_hits(&guardrails.0, Direction::Response, &hits);
         let (policy, request) = self.guard.clone().unwrap_or_default();
-        guard::record(&guardrails.0, policy, None, &request, &hits);
+        guard::record(&guardrails.0, policy, blocked.as_deref(), &request, &hits);
     }
 
     /// Sends `reply` and ends the request. Returns the action for the current phase.
@@ -240,7 +241,17 @@ impl HttpFilter {
             }
         };
         let tenant = self.quota.tenant().map(str::to_owned);
-        let routed = pipeline::route_request_for(&configured.config, api, &body, tenant.as_deref());
+        let route = configured
+            .config
+            .guardrails
+            .as_ref()
+            .filter(|g| g.0.has_route_policies())
+            .and_then(|_| route_name());
+        let keys = PolicyKeys {
+            route: route.as_deref(),
+            tenant: tenant.as_deref(),
+        };
+        let routed = pipeline::route_request_for(&configured.config, api, &body, keys);
         let routed = match routed {
             Ok(routed) => {
                 self.guard_request(&configured, &routed);
@@ -269,7 +280,7 @@ impl HttpFilter {
                 body_size,
             )?;
             let mut accounting = Accounting::new(&routed, self.started_us);
-            accounting.guard = self.response_guard(&configured, &routed);
+            accounting.guard = self.response_guard(&configured, &routed, api.flavor());
             accounting.tenant.clone_from(&tenant);
             self.accounting = Some(accounting);
             Ok(())
@@ -280,6 +291,18 @@ impl HttpFilter {
             Err(error) => self.reject(&error, api.flavor()),
         }
     }
+}
+
+/// The name of the Envoy route the request matched (`xds.route_name`), for guardrail policies
+/// chosen by route. Read in the request body phase, before the filter sets the model headers:
+/// it is the route matched on the request as the client sent it (verified on Envoy 1.40 by
+/// the guardrails e2e test). One host call, made only when such policies are configured.
+fn route_name() -> Option<String> {
+    hostcalls::get_property(vec!["xds", "route_name"])
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|name| !name.is_empty())
 }
 
 /// Removes request header `name` if `headers` (the map read in the headers phase) holds it, so
