@@ -129,8 +129,13 @@ impl HttpFilter {
         &self,
         configured: &Configured,
         routed: &RoutedRequest,
-        flavor: ApiFlavor,
+        api: ApiKind,
     ) -> Option<ResponseGuard> {
+        // Embeddings generate no text: their (possibly large) bodies are not held or scanned.
+        if api == ApiKind::Embeddings {
+            return None;
+        }
+        let flavor = api.flavor();
         let guardrails = configured.config.guardrails.as_ref()?;
         let policy = routed.guardrails.as_ref()?.policy;
         guardrails
@@ -280,7 +285,7 @@ impl HttpFilter {
                 body_size,
             )?;
             let mut accounting = Accounting::new(&routed, self.started_us);
-            accounting.guard = self.response_guard(&configured, &routed, api.flavor());
+            accounting.guard = self.response_guard(&configured, &routed, api);
             accounting.tenant.clone_from(&tenant);
             self.accounting = Some(accounting);
             Ok(())
