@@ -50,8 +50,9 @@ pub struct StreamGuard {
     choices: Vec<ChoiceText>,
     /// The error format of the API called, for the error event that ends a blocked stream.
     flavor: ApiFlavor,
-    /// A block rule matched: the error event has been sent and nothing more goes out.
-    blocked: bool,
+    /// A block rule matched (this one): the error event has been sent and nothing more goes
+    /// out.
+    blocked: Option<usize>,
     pub hits: Hits,
 }
 
@@ -95,13 +96,18 @@ impl StreamGuard {
             splitter: SseSplitter::default(),
             choices: Vec::new(),
             flavor,
-            blocked: false,
+            blocked: None,
             hits: Hits::default(),
         }
     }
 
     /// Whether a block rule ended the stream.
     pub fn is_blocked(&self) -> bool {
+        self.blocked.is_some()
+    }
+
+    /// The rule that ended the stream, if one did.
+    pub fn blocked_rule(&self) -> Option<usize> {
         self.blocked
     }
 
@@ -116,7 +122,7 @@ impl StreamGuard {
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(error.body(self.flavor).as_bytes());
         out.extend_from_slice(b"\n\n");
-        self.blocked = true;
+        self.blocked = Some(rule);
         self.splitter = SseSplitter::default();
         self.choices.clear();
     }
@@ -137,14 +143,14 @@ impl StreamGuard {
 
     /// One chunk of the stream in; the bytes to send on instead. `end` on the last chunk.
     pub fn chunk(&mut self, guardrails: &Guardrails, bytes: &[u8], end: bool) -> Vec<u8> {
-        if self.blocked {
+        if self.blocked.is_some() {
             return Vec::new();
         }
         let mut pieces = Vec::new();
         self.splitter.feed(bytes, |piece| pieces.push(piece));
         let mut out = Vec::with_capacity(bytes.len());
         for piece in pieces {
-            if self.blocked {
+            if self.blocked.is_some() {
                 return out;
             }
             match piece {
@@ -156,7 +162,7 @@ impl StreamGuard {
                 }
             }
         }
-        if end && !self.blocked {
+        if end && self.blocked.is_none() {
             let rest = self.splitter.finish();
             if !rest.is_empty() {
                 self.event(guardrails, rest, &mut out);
@@ -169,7 +175,10 @@ impl StreamGuard {
     fn event(&mut self, guardrails: &Guardrails, raw: Vec<u8>, out: &mut Vec<u8>) {
         let Some(located) = locate_text(&raw) else {
             self.flush(guardrails, out);
-            out.extend_from_slice(&raw);
+            if self.blocked.is_none() {
+                let raw = self.repeated(guardrails, raw, out);
+                out.extend_from_slice(&raw);
+            }
             return;
         };
         let Some(literal) = raw.get(located.text.clone()) else {
@@ -224,6 +233,53 @@ impl StreamGuard {
         if let Some(rule) = blocked {
             self.block(rule, guardrails, out);
         }
+    }
+
+    /// An event that is not a delta but repeats generated text (the Responses API's `.done`
+    /// and `response.completed` events): its texts redacted as whole texts (their hits were
+    /// counted in the deltas), or the stream blocked.
+    fn repeated(&mut self, guardrails: &Guardrails, raw: Vec<u8>, out: &mut Vec<u8>) -> Vec<u8> {
+        let Some(data) = data_line(&raw) else {
+            return raw;
+        };
+        let Some(json) = raw.get(data.clone()) else {
+            return raw;
+        };
+        let texts = super::rewrite::repeated_texts(json);
+        let Some(policy) = guardrails.response_policy(self.policy) else {
+            return raw;
+        };
+        let mut replacements = Vec::new();
+        for text in texts {
+            let findings = guardrails.scan(policy, &text);
+            if let Some(blocking) = findings
+                .iter()
+                .find(|f| policy.action(f.rule) == Some(Action::Block))
+            {
+                self.block(blocking.rule, guardrails, out);
+                return Vec::new();
+            }
+            let mut uncounted = Hits::default();
+            if let Some(redacted) = guardrails.redact(
+                policy,
+                &text,
+                &findings,
+                &mut uncounted,
+                Direction::Response,
+            ) {
+                replacements.push((text, redacted));
+            }
+        }
+        if replacements.is_empty() {
+            return raw;
+        }
+        let Ok(rewritten) = super::rewrite_strings(json, &replacements) else {
+            return raw;
+        };
+        let mut event = raw.get(..data.start).unwrap_or_default().to_vec();
+        event.extend_from_slice(&rewritten);
+        event.extend_from_slice(raw.get(data.end..).unwrap_or_default());
+        event
     }
 
     /// Releases everything held, per choice in an event shaped like its last text event.

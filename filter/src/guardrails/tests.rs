@@ -738,3 +738,39 @@ fn responses_leave_out_injection_unless_asked_and_routes_choose_policies() {
     bad.routes.insert("r".into(), "missing".into());
     assert_eq!(Guardrails::build(bad).unwrap_err().field, "routes.r");
 }
+
+#[test]
+fn responses_api_events_that_repeat_the_text_are_redacted_too() {
+    let g = guardrails();
+    let text = "mail bob@example.com now";
+    let mut stream = String::new();
+    for piece in ["mail b", "ob@exa", "mple.com", " now"] {
+        stream.push_str(&format!(
+            "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"delta\":{}}}\n\n",
+            serde_json::to_string(piece).unwrap()
+        ));
+    }
+    let quoted = serde_json::to_string(text).unwrap();
+    stream.push_str(&format!("event: response.output_text.done\ndata: {{\"type\":\"response.output_text.done\",\"text\":{quoted}}}\n\n"));
+    stream.push_str(&format!("event: response.content_part.done\ndata: {{\"type\":\"response.content_part.done\",\"part\":{{\"type\":\"output_text\",\"text\":{quoted}}}}}\n\n"));
+    stream.push_str(&format!("event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"r\",\"output\":[{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":{quoted}}}]}}],\"usage\":{{\"input_tokens\":1}}}}}}\n\n"));
+    for split in 0..=stream.len() {
+        let out = run_split(&g, &stream, split);
+        assert!(!out.contains("bob@"), "split {split}: {out}");
+        assert_eq!(out.matches("[EMAIL]").count(), 4, "split {split}: {out}");
+        for event in out.split("\n\n").filter(|e| !e.is_empty()) {
+            let data = event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap();
+            let _: serde_json::Value = serde_json::from_str(data).unwrap();
+        }
+    }
+    let mut guard = stream_guard(&g);
+    let _ = guard.chunk(&g, stream.as_bytes(), true);
+    assert_eq!(
+        guard.hits.0.values().sum::<u32>(),
+        1,
+        "counted once, in the deltas"
+    );
+}

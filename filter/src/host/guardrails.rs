@@ -109,6 +109,10 @@ impl ResponseGuard {
         if let Some(stream) = self.stream.as_mut() {
             self.hits.merge(&stream.hits);
             stream.hits = Hits::default();
+            if let Some(rule) = stream.blocked_rule() {
+                self.blocked
+                    .get_or_insert_with(|| self.guardrails.rule_id(rule).to_owned());
+            }
         }
         std::mem::take(&mut self.hits)
     }
