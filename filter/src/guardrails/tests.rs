@@ -618,7 +618,9 @@ fn each_choice_has_its_own_hold_back() {
     let expected: Vec<String> = texts.iter().map(|t| redacted_whole(&g, t)).collect();
     for size in [1, 2, 3, 5] {
         let stream = interleaved_stream(&texts, size);
-        for split in 0..=stream.len() {
+        // Every byte for one event size; a spread of splits for the others (time).
+        let step = if size == 5 { 1 } else { 17 };
+        for split in (0..=stream.len()).step_by(step) {
             let mut guard = stream_guard(&g);
             let mut out = guard.chunk(&g, &stream.as_bytes()[..split], false);
             out.extend(guard.chunk(&g, &stream.as_bytes()[split..], true));
