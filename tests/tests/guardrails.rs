@@ -291,4 +291,18 @@ async fn a_policy_is_chosen_by_envoy_route() {
     assert_eq!(status, 200, "{text}");
     let echoed: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(echoed["choices"][0]["message"]["content"], "Mail [EMAIL]");
+
+    // A client cannot pick a route's policy with a copy of the model header. Envoy matched
+    // `by_model` with it, and its route name stays even once the filter removes the header (seen
+    // on Envoy 1.40), so with route policies such a request is refused.
+    let response = sluice_e2e::gateway::client()
+        .post(gateway.url("/v1/chat/completions"))
+        .header("x-sluice-base-model", LLAMA)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "x-sluice-base-model");
 }

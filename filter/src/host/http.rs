@@ -83,12 +83,28 @@ impl HttpFilter {
 
     /// Removes every client-sent copy of a header only the gateway may set. Asks the host only
     /// for headers `headers` holds, so a clean request costs no host call here.
+    ///
+    /// With guardrail policies chosen by Envoy route, such a request is refused instead:
+    /// Envoy matched its route with the client's copy, and the route name the filter reads
+    /// later stays that route even after the header is removed (verified on Envoy 1.40 by the
+    /// guardrails e2e test), so the client could pick a route's policy.
     fn remove_internal_headers(
         &self,
         configured: &Configured,
         headers: &RequestHeaders,
     ) -> Result<(), GatewayError> {
+        let route_policies = configured
+            .config
+            .guardrails
+            .as_ref()
+            .is_some_and(|g| g.0.has_route_policies());
         for name in configured.config.routing.internal_headers() {
+            if route_policies && headers.contains(name) {
+                return Err(GatewayError::InvalidField {
+                    param: name.to_owned(),
+                    message: "is set by the gateway; requests may not carry it".into(),
+                });
+            }
             if remove_request_header(headers, name)? {
                 self.count(|m| &m.internal_headers_removed);
             }
@@ -300,8 +316,11 @@ impl HttpFilter {
 
 /// The name of the Envoy route the request matched (`xds.route_name`), for guardrail policies
 /// chosen by route. Read in the request body phase, before the filter sets the model headers:
-/// it is the route matched on the request as the client sent it (verified on Envoy 1.40 by
-/// the guardrails e2e test). One host call, made only when such policies are configured.
+/// it is the route Envoy matched on the request as the client sent it, before any filter ran
+/// (verified on Envoy 1.40 by the guardrails e2e test: a route matching the model header the
+/// filter sets later is not seen; removing a header does not have the name matched again,
+/// hence the refusal in `remove_internal_headers`). One host call, made only when such
+/// policies are configured.
 fn route_name() -> Option<String> {
     hostcalls::get_property(vec!["xds", "route_name"])
         .ok()
