@@ -284,9 +284,68 @@ fn guardrail_scan(c: &mut Criterion) {
             .unwrap_or_else(|e| panic!("{e:?}"));
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(BenchmarkId::new("default_rules", label), |b| {
-            b.iter(|| guardrails.check_request(None, "m", black_box(&parsed.request), 0))
+            b.iter(|| guardrails.check_request(None, None, "m", black_box(&parsed.request), 0))
         });
     }
+    group.finish();
+}
+
+/// The response stream guard (default rule set, responses on) over a 256-token OpenAI chat
+/// stream of prose, one event per token fed as Envoy hands chunks over: what a streamed
+/// response pays per token for the hold-back, the scans and the event rewriting.
+fn guardrail_stream(c: &mut Criterion) {
+    let config = config();
+    let Some(guardrails) = config
+        .guardrails
+        .as_ref()
+        .map(|g| std::sync::Arc::clone(&g.0))
+    else {
+        panic!("bench/src/sluice_config.rs has no guardrails");
+    };
+    let policy = guardrails.policy_for(None, None, "m");
+    let words = [
+        " the",
+        " quick",
+        " brown",
+        " fox",
+        " jumps",
+        " over",
+        " a",
+        " lazy",
+        " dog",
+        ",",
+        " while",
+        " simulated",
+        " tokens",
+        " stream",
+        " from",
+        " the",
+        " server",
+        ".",
+    ];
+    let events: Vec<String> = (0..256)
+        .map(|i| {
+            let word = words[i % words.len()];
+            format!(
+                "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{word}\"}},\"finish_reason\":null}}]}}\n\n"
+            )
+        })
+        .collect();
+    let mut group = c.benchmark_group("guardrail_stream");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("default_rules/256_tokens", |b| {
+        b.iter(|| {
+            let mut guard = sluice_filter::guardrails::StreamGuard::new(
+                policy,
+                guardrails.stream_holdback_bytes,
+                ApiFlavor::OpenAi,
+            );
+            for (i, event) in events.iter().enumerate() {
+                black_box(guard.chunk(&guardrails, event.as_bytes(), i + 1 == events.len()));
+            }
+        })
+    });
     group.finish();
 }
 
@@ -376,6 +435,6 @@ criterion_group! {
         .without_plots();
     targets = parse_baseline, parse_normalize, route_request, route_request_alias, headers_phase,
         replica_scoring, error_body, token_estimate, token_count, usage_stream, guardrail_scan,
-        quota_check, configure
+        guardrail_stream, quota_check, configure
 }
 criterion_main!(hot_path);

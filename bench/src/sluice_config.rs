@@ -83,8 +83,8 @@ pub const FEATURES: &[&str] = &[
      requests-per-minute, tokens-per-minute, concurrency and daily token and USD budget limit \
      (never reached), plus a per-model limit: three scopes reserved and settled per request",
     "guardrails: the default rule set (PII and secret detectors, prompt-injection signals) on \
-     user and tool text of requests (response scanning is opt-in: its stream hold-back delays \
-     the first token)",
+     user and tool text of requests and on responses (JSON held and scanned; streams through \
+     the hold-back, which keeps only a possibly unfinished match back)",
 ];
 
 #[cfg(test)]

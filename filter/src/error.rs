@@ -80,6 +80,10 @@ pub enum GatewayError {
     ContentPolicy {
         rule: String,
     },
+    /// A guardrail rule blocked the model's response; the rule id (never the matched text).
+    ResponseContentPolicy {
+        rule: String,
+    },
     /// The guardrail policy that applies does not allow this model.
     ModelNotAllowed(String),
     /// A guardrail policy limit (`max_prompt_tokens`, `max_output_tokens`) was exceeded.
@@ -268,6 +272,17 @@ impl GatewayError {
                 400,
                 format!(
                     "The request was blocked by the gateway's content policy (rule '{}').",
+                    truncate(rule)
+                ),
+                Some("content_policy_violation"),
+                None,
+            ),
+            // 400 as for a blocked request: the SDKs do not retry it (the same prompt would
+            // likely produce the same content again, and the tokens are spent).
+            Self::ResponseContentPolicy { rule } => invalid(
+                400,
+                format!(
+                    "The model's response was blocked by the gateway's content policy (rule '{}').",
                     truncate(rule)
                 ),
                 Some("content_policy_violation"),

@@ -18,6 +18,8 @@ pub struct EnvoyOptions {
     pub clusters: Vec<(String, Vec<SocketAddr>)>,
     /// Replaces the filter's JSON configuration.
     pub filter_configuration: Option<String>,
+    /// Routes (YAML list items, unindented) matched before the shipped ones.
+    pub routes_first: Option<String>,
 }
 
 pub struct Envoy {
@@ -145,6 +147,17 @@ pub fn render(template: &str, wasm: &Path, options: &EnvoyOptions) -> String {
     }
     if let Some(json) = &options.filter_configuration {
         config = replace_filter_configuration(&config, json);
+    }
+    if let Some(routes) = &options.routes_first {
+        let indented: String = routes
+            .lines()
+            .map(|line| format!("              {line}\n"))
+            .collect();
+        config = replace_once(
+            &config,
+            "              routes:\n",
+            &format!("              routes:\n{indented}"),
+        );
     }
     config
 }

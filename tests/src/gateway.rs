@@ -40,6 +40,8 @@ pub struct GatewayOptions {
     /// Extra simulator flags, given to every replica.
     pub simulator_args: Vec<String>,
     pub filter_configuration: Option<String>,
+    /// Envoy routes matched before the shipped ones (YAML list items, unindented).
+    pub routes_first: Option<String>,
     /// Start the picker, scraping every replica, for the filter to pick replicas with.
     pub picker: bool,
 }
@@ -65,6 +67,7 @@ impl Default for GatewayOptions {
             ],
             simulator_args: Vec::new(),
             filter_configuration: None,
+            routes_first: None,
             picker: false,
         }
     }
@@ -89,6 +92,11 @@ impl GatewayOptions {
 
     pub fn with_picker(mut self) -> Self {
         self.picker = true;
+        self
+    }
+
+    pub fn with_routes_first(mut self, yaml: &str) -> Self {
+        self.routes_first = Some(yaml.to_owned());
         self
     }
 
@@ -152,6 +160,7 @@ impl Gateway {
         let envoy_options = EnvoyOptions {
             clusters,
             filter_configuration: options.filter_configuration,
+            routes_first: options.routes_first,
         };
         let envoy = Envoy::start(dir.path(), &envoy_options).await;
         Self {

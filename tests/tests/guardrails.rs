@@ -1,7 +1,9 @@
 //! Guardrails through a real Envoy and simulator replicas: a request blocked in each API's error
 //! format, redacted before it reaches the model (the simulator echoes what it received), logged
-//! and let through, and a model's output redacted in a JSON body and in a stream whose secret
-//! spans many events. Counters per rule and action are checked in Envoy's stats.
+//! and let through, a model's output redacted in a JSON body and in a stream whose secret spans
+//! many events (also with three interleaved choices), a block rule replacing a JSON response by
+//! an error and ending a stream with an error event, and a policy chosen by Envoy route.
+//! Counters per rule and action are checked in Envoy's stats.
 
 use serde_json::{Value, json};
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA};
@@ -145,11 +147,162 @@ async fn responses_are_redacted_in_json_and_in_streams() {
     assert_eq!(events.last().unwrap().data, "[DONE]");
     assert!(!body.contains("jane"));
 
+    // Three choices (n = 3) interleave in one stream: each has its own hold-back.
+    let mut body = chat(&text, true);
+    body["n"] = json!(3);
+    let (status, body) = post(&gateway, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200);
+    let mut choices = [String::new(), String::new(), String::new()];
+    for event in sse::parse(&body) {
+        if event.data == "[DONE]" {
+            continue;
+        }
+        let chunk: Value = serde_json::from_str(&event.data).expect("every event is JSON");
+        let index = chunk["choices"][0]["index"].as_u64().unwrap_or(0) as usize;
+        if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str() {
+            choices[index].push_str(piece);
+        }
+    }
+    assert_eq!(choices, [expected, expected, expected]);
+    assert!(!body.contains("jane"));
+
     let envoy = &gateway.envoy;
-    assert_eq!(envoy.stat(&hits("email", "redact", "response")).await, 2);
+    assert_eq!(envoy.stat(&hits("email", "redact", "response")).await, 5);
     assert_eq!(
         envoy.stat(&hits("credit_card", "redact", "response")).await,
-        2
+        5
     );
     assert_eq!(envoy.stat(&hits("email", "redact", "request")).await, 0);
+}
+
+#[tokio::test]
+async fn a_block_rule_replaces_a_json_response_and_ends_a_stream() {
+    let configuration = format!(
+        r#"{{"models": {{"{LLAMA}": {{}}}},
+            "guardrails": {{"policies": {{"default": {{
+                "roles": ["system"],
+                "response_rules": {{"email": "redact", "aws_access_key": "block"}}
+            }}}}}}}}"#
+    );
+    let gateway =
+        Gateway::start(GatewayOptions::default().with_filter_configuration(&configuration)).await;
+    let key = "AKIAIOSFODNN7EXAMPLE";
+    let text = format!("{ECHO}Mail jane.doe@example.com, then use {key} for the bucket.");
+
+    // JSON: the held response becomes the API's error, status and all; never the key.
+    let response = gateway
+        .post_json("/v1/chat/completions", &chat(&text, false))
+        .await;
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let body = response.text().await.unwrap();
+    assert_eq!(
+        body,
+        r#"{"error":{"message":"The model's response was blocked by the gateway's content policy (rule 'aws_access_key').","type":"invalid_request_error","param":null,"code":"content_policy_violation"}}"#
+    );
+
+    // A stream has sent its status: the text before the key, then an error event, then nothing.
+    let (status, body) = post(&gateway, "/v1/chat/completions", &chat(&text, true)).await;
+    assert_eq!(status, 200);
+    assert!(!body.contains(key) && !body.contains("bucket") && !body.contains("jane"));
+    let events = sse::parse(&body);
+    let mut streamed = String::new();
+    for event in &events[..events.len() - 1] {
+        let chunk: Value = serde_json::from_str(&event.data).expect("every event is JSON");
+        if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str() {
+            streamed.push_str(piece);
+        }
+    }
+    assert_eq!(streamed, "Mail [EMAIL], then use ");
+    let last: Value = serde_json::from_str(&events.last().unwrap().data).unwrap();
+    assert_eq!(last["error"]["code"], "content_policy_violation");
+
+    let envoy = &gateway.envoy;
+    assert_eq!(
+        envoy
+            .stat(&hits("aws_access_key", "block", "response"))
+            .await,
+        2
+    );
+    // The upstream's usage was still read: the requests are counted as reported, not estimated.
+    assert_eq!(
+        envoy
+            .stat(&format!(
+                "wasmcustom.sluice_token_counts_estimated_total.gen_ai_request_model.{LLAMA}"
+            ))
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_policy_is_chosen_by_envoy_route() {
+    // `partner` matches a header the client sends; `by_model` matches the model header the
+    // filter sets. The policy is chosen from the route of the request as the client sent it.
+    let routes = r#"- name: partner
+  match:
+    prefix: "/"
+    headers:
+    - name: x-partner
+      string_match: { exact: "yes" }
+  route: { cluster: llama_8b, timeout: 600s }
+- name: by_model
+  match:
+    prefix: "/"
+    headers:
+    - name: x-sluice-base-model
+      string_match: { exact: meta-llama/Llama-3.1-8B-Instruct }
+  route: { cluster: llama_8b, timeout: 600s }"#;
+    let configuration = format!(
+        r#"{{"models": {{"{LLAMA}": {{}}}},
+            "guardrails": {{
+              "routes": {{"partner": "strict", "by_model": "strict"}},
+              "policies": {{
+                "default": {{"rules": {{"email": "redact"}}}},
+                "strict": {{"rules": {{"email": "block"}}}}
+              }}
+            }}}}"#
+    );
+    let gateway = Gateway::start(
+        GatewayOptions::default()
+            .with_routes_first(routes)
+            .with_filter_configuration(&configuration),
+    )
+    .await;
+    let body = chat(&format!("{ECHO}Mail jane.doe@example.com"), false);
+
+    let response = sluice_e2e::gateway::client()
+        .post(gateway.url("/v1/chat/completions"))
+        .header("x-partner", "yes")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("rule 'email'"), "{text}");
+
+    // Without the header the request matches no named route before the filter sets the model
+    // header (the route it then takes, `by_model`, does not choose the policy).
+    let (status, text) = post(&gateway, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{text}");
+    let echoed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(echoed["choices"][0]["message"]["content"], "Mail [EMAIL]");
+
+    // A client cannot pick a route's policy with a copy of the model header. Envoy matched
+    // `by_model` with it, and its route name stays even once the filter removes the header (seen
+    // on Envoy 1.40), so with route policies such a request is refused.
+    let response = sluice_e2e::gateway::client()
+        .post(gateway.url("/v1/chat/completions"))
+        .header("x-sluice-base-model", LLAMA)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "x-sluice-base-model");
 }

@@ -22,6 +22,8 @@ pub(crate) struct WireGuardrails {
     pub models: BTreeMap<String, String>,
     /// Tenant id to policy name (used once requests carry a tenant).
     pub tenants: BTreeMap<String, String>,
+    /// Envoy route name (`xds.route_name`) to policy name.
+    pub routes: BTreeMap<String, String>,
     pub deny: Vec<WireDeny>,
     pub injection: WireInjection,
     /// Bytes of streamed text held back so detectors see matches that span events.
@@ -34,6 +36,7 @@ impl Default for WireGuardrails {
             policies: BTreeMap::new(),
             models: BTreeMap::new(),
             tenants: BTreeMap::new(),
+            routes: BTreeMap::new(),
             deny: Vec::new(),
             injection: WireInjection::default(),
             stream_holdback_bytes: 256,
@@ -46,10 +49,13 @@ impl Default for WireGuardrails {
 pub(crate) struct WirePolicy {
     /// Rule id to action; absent: the default rule set.
     pub rules: Option<BTreeMap<String, WireAction>>,
+    /// Rule id to action on responses; absent: `rules` without `prompt_injection`.
+    pub response_rules: Option<BTreeMap<String, WireAction>>,
     /// Roles scanned in requests: system, user, assistant, tool, tool_definitions.
     pub roles: Vec<String>,
-    /// Scan responses (JSON and streamed) too. Off unless asked for: a stream's text then
-    /// reaches the client `stream_holdback_bytes` late, which delays its first token.
+    /// Scan responses (JSON and streamed) too. On by default: a stream's text is held back
+    /// only while a match could still be unfinished (about a word; at most
+    /// `stream_holdback_bytes`).
     pub responses: bool,
     /// Models this policy allows (exact, `prefix*`); absent: any.
     pub models: Option<Vec<String>>,
@@ -61,8 +67,9 @@ impl Default for WirePolicy {
     fn default() -> Self {
         Self {
             rules: None,
+            response_rules: None,
             roles: vec!["user".into(), "tool".into()],
-            responses: false,
+            responses: true,
             models: None,
             max_prompt_tokens: None,
             max_output_tokens: None,
@@ -114,6 +121,20 @@ impl PartialEq for GuardrailsConfig {
     }
 }
 
+fn actions(rules: BTreeMap<String, WireAction>) -> BTreeMap<String, Action> {
+    rules
+        .into_iter()
+        .map(|(id, action)| {
+            let action = match action {
+                WireAction::Block => Action::Block,
+                WireAction::Redact => Action::Redact,
+                WireAction::Log => Action::Log,
+            };
+            (id, action)
+        })
+        .collect()
+}
+
 impl WireGuardrails {
     pub(crate) fn validate(self) -> Result<GuardrailsConfig, ConfigError> {
         let field = |f: &str| format!("guardrails.{f}");
@@ -145,19 +166,8 @@ impl WireGuardrails {
             }
             policies.push(PolicySpec {
                 name,
-                rules: wire.rules.map(|rules| {
-                    rules
-                        .into_iter()
-                        .map(|(id, action)| {
-                            let action = match action {
-                                WireAction::Block => Action::Block,
-                                WireAction::Redact => Action::Redact,
-                                WireAction::Log => Action::Log,
-                            };
-                            (id, action)
-                        })
-                        .collect()
-                }),
+                rules: wire.rules.map(actions),
+                response_rules: wire.response_rules.map(actions),
                 roles,
                 responses: wire.responses,
                 models: wire.models,
@@ -169,6 +179,7 @@ impl WireGuardrails {
             policies,
             models: self.models,
             tenants: self.tenants,
+            routes: self.routes,
             deny: self
                 .deny
                 .into_iter()

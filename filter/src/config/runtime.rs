@@ -272,6 +272,42 @@ mod tests {
     }
 
     #[test]
+    fn guardrail_routes_and_response_rules_are_validated_by_field() {
+        let config = Config::from_json(
+            format!(
+                r#"{{{MODELS},"guardrails":{{"routes":{{"partner":"strict"}},
+                "policies":{{"strict":{{"response_rules":{{"email":"block"}}}}}}}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let guardrails = config.guardrails.unwrap().0;
+        assert!(guardrails.has_route_policies());
+        let strict = guardrails.policy_for(Some("partner"), None, "m");
+        assert_eq!(guardrails.policies[strict].name, "strict");
+        // Response scanning is on unless a policy turns it off.
+        assert!(guardrails.policies[strict].responses);
+        let cases = [
+            (
+                r#"{"routes":{"partner":"nope"}}"#,
+                "guardrails.routes.partner",
+            ),
+            (
+                r#"{"policies":{"p":{"response_rules":{"emial":"block"}}}}"#,
+                "guardrails.policies.p.response_rules.emial",
+            ),
+            (
+                r#"{"policies":{"p":{"response_rule":{}}}}"#,
+                "guardrails.policies.p.response_rule",
+            ),
+        ];
+        for (guardrails, field) in cases {
+            let err = error_of(&format!("{{{MODELS},\"guardrails\":{guardrails}}}"));
+            assert!(err.field.starts_with(field), "{guardrails}: {err:?}");
+        }
+    }
+
+    #[test]
     fn an_empty_configuration_asks_for_models() {
         for input in ["", "  \n", "{}"] {
             let err = error_of(input);

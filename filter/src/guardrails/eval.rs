@@ -12,6 +12,7 @@ fn corpus_guardrails() -> Guardrails {
         policies: Vec::new(),
         models: BTreeMap::new(),
         tenants: BTreeMap::new(),
+        routes: BTreeMap::new(),
         deny: vec![DenySpec {
             id: "weapons".into(),
             words: vec!["pipe bomb".into(), "nerve agent".into()],

@@ -14,6 +14,7 @@
 pub mod detectors;
 pub mod injection;
 pub mod normalize;
+mod prefix;
 mod rewrite;
 pub mod stream;
 
@@ -31,8 +32,8 @@ pub use stream::StreamGuard;
 /// What a rule does when it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Action {
-    /// Reject the request (400 `content_policy_violation`). In responses, which have already
-    /// started, a block rule redacts.
+    /// Reject the request (400 `content_policy_violation`), or replace a whole JSON response
+    /// by that error; a stream, whose status has left, ends with an error event instead.
     Block,
     /// Replace the match with the rule's placeholder (`[EMAIL]`).
     Redact,
@@ -137,6 +138,8 @@ pub struct PolicySpec {
     pub name: String,
     /// Rule id to action; `None` means the default rule set.
     pub rules: Option<BTreeMap<String, Action>>,
+    /// Rule id to action on responses; `None` means `rules` without `prompt_injection`.
+    pub response_rules: Option<BTreeMap<String, Action>>,
     pub roles: Roles,
     pub responses: bool,
     pub models: Option<Vec<String>>,
@@ -149,9 +152,11 @@ impl PolicySpec {
         Self {
             name: name.to_owned(),
             rules: None,
+            response_rules: None,
             roles: Roles::default(),
-            // As `policies.<name>.responses` defaults: a stream's hold-back delays its text.
-            responses: false,
+            // As `policies.<name>.responses` defaults: the stream hold-back keeps only a
+            // possibly unfinished match (about a word) back.
+            responses: true,
             models: None,
             max_prompt_tokens: None,
             max_output_tokens: None,
@@ -167,6 +172,8 @@ pub struct GuardrailsSpec {
     pub models: BTreeMap<String, String>,
     /// Tenant id to policy name.
     pub tenants: BTreeMap<String, String>,
+    /// Envoy route name to policy name.
+    pub routes: BTreeMap<String, String>,
     pub deny: Vec<DenySpec>,
     pub injection_phrases: BTreeMap<String, f32>,
     pub injection_threshold: f32,
@@ -286,6 +293,16 @@ pub struct RequestVerdict {
     pub replacements: Vec<(String, String)>,
 }
 
+/// What the response guard decided for a whole JSON response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonVerdict {
+    Unchanged,
+    /// The body with the redactions.
+    Redacted(Vec<u8>),
+    /// A block rule matched; its id. The response is replaced by an error.
+    Blocked(String),
+}
+
 /// The compiled guardrails of one configuration.
 #[derive(Debug)]
 pub struct Guardrails {
@@ -299,10 +316,20 @@ pub struct Guardrails {
     injection_rule: usize,
     injection_threshold: f32,
     pub policies: Vec<Policy>,
+    /// The rules each policy applies to responses (same index as `policies`).
+    response_policies: Vec<Policy>,
     default_policy: usize,
     model_policies: Vec<(String, usize)>,
     tenant_policies: BTreeMap<String, usize>,
+    route_policies: BTreeMap<String, usize>,
     pub stream_holdback_bytes: usize,
+    /// Per policy that guards responses: where a regex rule's match could still be unfinished
+    /// at the end of a stream's text (see `prefix`).
+    tails: Vec<Option<Regex>>,
+    /// Every deny word and injection phrase (folded, sorted) with its rule, and the longest's
+    /// length: where a phrase could still be unfinished.
+    phrases: Vec<(String, usize)>,
+    longest_phrase: usize,
 }
 
 /// Compiled size limits for configured regular expressions: a pattern that would need more is
@@ -396,6 +423,11 @@ impl Guardrails {
             .dfa_size_limit(REGEX_DFA_LIMIT.saturating_mul(4))
             .build()
             .map_err(|e| build_error("deny", first_line(&e.to_string())))?;
+        let word_phrases: Vec<(String, usize)> = words
+            .iter()
+            .cloned()
+            .zip(word_rules.iter().copied())
+            .collect();
         let words = if words.is_empty() {
             None
         } else {
@@ -419,6 +451,13 @@ impl Guardrails {
             }
             phrases.insert(folded, *weight);
         }
+        let mut all_phrases: Vec<(String, usize)> = word_phrases
+            .into_iter()
+            .chain(phrases.keys().map(|p| (p.clone(), injection_rule)))
+            .collect();
+        all_phrases.sort();
+        all_phrases.dedup();
+        let longest_phrase = all_phrases.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
         let (phrase_list, weights): (Vec<String>, Vec<f32>) = phrases.into_iter().unzip();
         let injection = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
@@ -441,10 +480,15 @@ impl Guardrails {
             injection_rule,
             injection_threshold: spec.injection_threshold,
             policies: Vec::new(),
+            response_policies: Vec::new(),
             default_policy: 0,
             model_policies: Vec::new(),
             tenant_policies: BTreeMap::new(),
+            route_policies: BTreeMap::new(),
             stream_holdback_bytes: spec.stream_holdback_bytes,
+            tails: Vec::new(),
+            phrases: all_phrases,
+            longest_phrase,
         };
         if !(16..=65_536).contains(&spec.stream_holdback_bytes) {
             return Err(build_error("stream_holdback_bytes", "must be 16 to 65536"));
@@ -454,8 +498,31 @@ impl Guardrails {
             specs.push(PolicySpec::default_named("default"));
         }
         for policy in specs {
+            let response = built.compile_response_policy(&policy)?;
             let compiled = built.compile_policy(policy)?;
             built.policies.push(compiled);
+            built.response_policies.push(response);
+        }
+        // Responses' hold-back: one prefix pattern per policy over the regex rules it enables.
+        for policy in &built.response_policies {
+            let tail = if policy.responses {
+                let enabled: Vec<&str> = built
+                    .regex_rules
+                    .iter()
+                    .zip(&patterns)
+                    .filter(|(rule, _)| policy.action(rule.rule).is_some())
+                    .map(|(_, pattern)| pattern.as_str())
+                    .collect();
+                if enabled.is_empty() {
+                    None
+                } else {
+                    let field = format!("policies.{}", policy.name);
+                    Some(prefix::tail_regex(enabled).map_err(|e| build_error(field, e))?)
+                }
+            } else {
+                None
+            };
+            built.tails.push(tail);
         }
         built.default_policy = built
             .policies
@@ -480,13 +547,67 @@ impl Guardrails {
             let index = find(policy, format!("tenants.{tenant}"), &built.policies)?;
             built.tenant_policies.insert(tenant.clone(), index);
         }
+        for (route, policy) in &spec.routes {
+            if route.is_empty() {
+                return Err(build_error("routes", "a route name must not be empty"));
+            }
+            let index = find(policy, format!("routes.{route}"), &built.policies)?;
+            built.route_policies.insert(route.clone(), index);
+        }
         Ok(built)
     }
 
     fn compile_policy(&self, spec: PolicySpec) -> Result<Policy, BuildError> {
-        let mut actions = vec![None; self.rules.len()];
         let field = format!("policies.{}.rules", spec.name);
-        match &spec.rules {
+        let actions = self.compile_actions(spec.rules.as_ref(), &field)?;
+        Ok(Policy {
+            name: spec.name,
+            actions,
+            roles: spec.roles,
+            responses: spec.responses,
+            models: spec.models,
+            max_prompt_tokens: spec.max_prompt_tokens,
+            max_output_tokens: spec.max_output_tokens,
+        })
+    }
+
+    /// The rules a policy applies to responses: `response_rules`, else its request rules
+    /// without `prompt_injection` (a model explaining injection would otherwise be cut off).
+    fn compile_response_policy(&self, spec: &PolicySpec) -> Result<Policy, BuildError> {
+        let actions = match &spec.response_rules {
+            Some(rules) => self.compile_actions(
+                Some(rules),
+                &format!("policies.{}.response_rules", spec.name),
+            )?,
+            None => {
+                let mut actions = self.compile_actions(
+                    spec.rules.as_ref(),
+                    &format!("policies.{}.rules", spec.name),
+                )?;
+                if let Some(slot) = actions.get_mut(self.injection_rule) {
+                    *slot = None;
+                }
+                actions
+            }
+        };
+        Ok(Policy {
+            name: spec.name.clone(),
+            actions,
+            roles: spec.roles,
+            responses: spec.responses,
+            models: None,
+            max_prompt_tokens: None,
+            max_output_tokens: None,
+        })
+    }
+
+    fn compile_actions(
+        &self,
+        rules: Option<&BTreeMap<String, Action>>,
+        field: &str,
+    ) -> Result<Vec<Option<Action>>, BuildError> {
+        let mut actions = vec![None; self.rules.len()];
+        match rules {
             None => {
                 for (id, action) in DEFAULT_ACTIONS {
                     if let Some(i) = self.rule_index(id) {
@@ -510,15 +631,7 @@ impl Guardrails {
                 }
             }
         }
-        Ok(Policy {
-            name: spec.name,
-            actions,
-            roles: spec.roles,
-            responses: spec.responses,
-            models: spec.models,
-            max_prompt_tokens: spec.max_prompt_tokens,
-            max_output_tokens: spec.max_output_tokens,
-        })
+        Ok(actions)
     }
 
     fn rule_index(&self, id: &str) -> Option<usize> {
@@ -538,9 +651,24 @@ impl Guardrails {
         self.policies.get(index)
     }
 
-    /// The policy for a request: the tenant's when it has one, else the model's (exact, longest
-    /// prefix, `*`), else `default`. `tenant` is `None` until the gateway identifies tenants.
-    pub fn policy_for(&self, tenant: Option<&str>, model: &str) -> usize {
+    /// The rules policy `index` applies to responses.
+    pub fn response_policy(&self, index: usize) -> Option<&Policy> {
+        self.response_policies.get(index)
+    }
+
+    /// Whether any policy is chosen by Envoy route (the host then reads the route name).
+    pub fn has_route_policies(&self) -> bool {
+        !self.route_policies.is_empty()
+    }
+
+    /// The policy for a request: its Envoy route's when it has one, else its tenant's, else its
+    /// model's (exact, longest prefix, `*`), else `default`: the most specific deployment
+    /// choice first. `tenant` is `None` without quotas; `route` is `None` when no policy is
+    /// chosen by route.
+    pub fn policy_for(&self, route: Option<&str>, tenant: Option<&str>, model: &str) -> usize {
+        if let Some(index) = route.and_then(|r| self.route_policies.get(r)) {
+            return *index;
+        }
         if let Some(index) = tenant.and_then(|t| self.tenant_policies.get(t)) {
             return *index;
         }
@@ -548,6 +676,26 @@ impl Guardrails {
             .iter()
             .find(|(pattern, _)| name_matches(pattern, model))
             .map_or(self.default_policy, |(_, index)| *index)
+    }
+
+    /// Where, in a stream's unreleased `text`, a match of a rule the policy enables could
+    /// still be unfinished: the text before may be released; `text.len()` when none could.
+    pub fn unfinished_from(&self, policy: usize, text: &str) -> usize {
+        let Some(rules) = self.response_policies.get(policy) else {
+            return text.len();
+        };
+        let folded = Normalized::new(text);
+        let mut at =
+            prefix::phrase_tail_start(&self.phrases, self.longest_phrase, &folded.text, |rule| {
+                rules.action(rule).is_some()
+            });
+        if let Some(Some(regex)) = self.tails.get(policy) {
+            at = at.min(prefix::regex_tail_start(regex, &folded.text));
+        }
+        if at >= folded.text.len() {
+            return text.len();
+        }
+        folded.original_start(at).unwrap_or(0)
     }
 
     /// Every finding of the rules `policy` enables in `text`, in order of position.
@@ -686,12 +834,13 @@ impl Guardrails {
     /// `prompt_tokens` is the gateway's estimate.
     pub fn check_request(
         &self,
+        route: Option<&str>,
         tenant: Option<&str>,
         model: &str,
         request: &CanonicalRequest<'_>,
         prompt_tokens: u64,
     ) -> Result<RequestVerdict, (Violation, Hits)> {
-        let policy_index = self.policy_for(tenant, model);
+        let policy_index = self.policy_for(route, tenant, model);
         let mut verdict = RequestVerdict {
             policy: policy_index,
             ..RequestVerdict::default()
@@ -767,20 +916,30 @@ impl Guardrails {
         Ok(verdict)
     }
 
-    /// Redacts the generated text of a whole JSON response (chat, completions, Anthropic
-    /// messages, Responses). Returns the new body when anything changed.
+    /// Guards the generated text of a whole JSON response (chat, completions, Anthropic
+    /// messages, Responses): blocked when a block rule matches (the first one found; the
+    /// other findings are not counted), else the new body when anything was redacted.
     pub fn guard_json_response(
         &self,
         policy: &Policy,
         body: &[u8],
         hits: &mut Hits,
-    ) -> Option<Vec<u8>> {
-        let texts = rewrite::response_texts(body)?;
+    ) -> JsonVerdict {
+        let Some(texts) = rewrite::response_texts(body) else {
+            return JsonVerdict::Unchanged;
+        };
         let mut replacements: Vec<(String, String)> = Vec::new();
         for text in texts {
             let findings = self.scan(policy, &text);
             if findings.is_empty() {
                 continue;
+            }
+            if let Some(blocking) = findings
+                .iter()
+                .find(|f| policy.action(f.rule) == Some(Action::Block))
+            {
+                hits.add(blocking.rule, Action::Block);
+                return JsonVerdict::Blocked(self.rule_id(blocking.rule).to_owned());
             }
             if let Some(redacted) = self.redact(policy, &text, &findings, hits, Direction::Response)
             {
@@ -788,9 +947,9 @@ impl Guardrails {
             }
         }
         if replacements.is_empty() {
-            return None;
+            return JsonVerdict::Unchanged;
         }
-        rewrite_strings(body, &replacements).ok()
+        rewrite_strings(body, &replacements).map_or(JsonVerdict::Unchanged, JsonVerdict::Redacted)
     }
 }
 

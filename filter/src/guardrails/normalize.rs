@@ -115,6 +115,11 @@ impl Normalized {
         }
     }
 
+    /// The byte of `original` where the character folded byte `at` came from starts.
+    pub fn original_start(&self, at: usize) -> Option<usize> {
+        usize::try_from(*self.origin.get(at)?).ok()
+    }
+
     /// The bytes of `original` that the folded bytes `range` came from (whole characters).
     pub fn original_range(&self, original: &str, range: Range<usize>) -> Option<Range<usize>> {
         if range.is_empty() {

@@ -122,6 +122,47 @@ struct OutputItem<'a> {
     content: Vec<ContentBlock<'a>>,
 }
 
+/// A Responses API stream event that repeats text already streamed in deltas:
+/// `response.output_text.done` (`text`), `response.content_part.done` (`part.text`),
+/// `response.output_item.done` (`item.content[].text`) and `response.completed` and the like
+/// (`response.output[].content[].text`).
+#[derive(Deserialize, Default)]
+struct RepeatingEvent<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    part: Option<ContentBlock<'a>>,
+    #[serde(borrow, default)]
+    item: Option<OutputItem<'a>>,
+    #[serde(borrow, default)]
+    response: Option<ResponseBody<'a>>,
+}
+
+/// The texts a stream event (its `data:` JSON) repeats, for events that are not deltas.
+pub(crate) fn repeated_texts(data: &[u8]) -> Vec<String> {
+    if memchr::memmem::find(data, b"\"text\"").is_none() {
+        return Vec::new();
+    }
+    let Ok(event) = serde_json::from_slice::<RepeatingEvent<'_>>(data) else {
+        return Vec::new();
+    };
+    let mut texts: Vec<String> = event.text.map(Cow::into_owned).into_iter().collect();
+    texts.extend(event.part.and_then(|p| p.text).map(Cow::into_owned));
+    let items = event.item.into_iter().chain(
+        event
+            .response
+            .into_iter()
+            .flat_map(|r| r.output.into_iter()),
+    );
+    texts.extend(
+        items
+            .flat_map(|item| item.content)
+            .filter_map(|b| b.text)
+            .map(Cow::into_owned),
+    );
+    texts
+}
+
 /// The generated texts of a whole response body, or `None` when it is not such a body.
 pub(crate) fn response_texts(body: &[u8]) -> Option<Vec<String>> {
     let parsed: ResponseBody<'_> = serde_json::from_slice(body).ok()?;

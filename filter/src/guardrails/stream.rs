@@ -1,39 +1,73 @@
 //! Guarding a streamed response (server-sent events) as it passes.
 //!
-//! The generated text of every event (OpenAI chat `choices[0].delta.content`, completions
-//! `choices[0].text`, Anthropic `delta.text`, Responses `response.output_text.delta`) goes into
-//! a hold-back buffer, so detectors see text that spans events and chunks. Text is released,
-//! redacted, once `holdback` bytes follow it: a match up to `holdback` bytes long is therefore
-//! always seen whole before any of it leaves. Released text goes out in the event that brought
-//! the newest text (earlier events carry an empty string), so the SSE framing and every
-//! event's JSON stay valid and the client still gets text as it comes, `holdback` bytes behind.
-//! At the end of the text (a finish reason, or any event carrying no text, like a usage chunk,
-//! `content_block_stop` or `[DONE]`) everything left is released in one more event shaped like
-//! the last text event.
+//! The generated text of every event (OpenAI chat `choices[i].delta.content`, completions
+//! `choices[i].text`, Anthropic `delta.text`, Responses `response.output_text.delta`) goes into
+//! a hold-back buffer of its choice, so detectors see text that spans events and chunks. After
+//! each event the buffer releases, redacted, everything before the earliest place where a
+//! match could still be unfinished (see `prefix`): for ordinary prose that is the last partial
+//! word, so the client gets text about a word behind the model. Nothing is held further back
+//! than `max_holdback` bytes: a match (or a match's beginning) longer than that may leave
+//! partly unredacted, except private keys (below).
 //!
-//! Memory is bounded: the buffer holds at most `2 × holdback` plus one event's text; a match
-//! longer than that is redacted up to where the buffer ends. A PEM private key, far longer
-//! than the hold-back, is followed to its end marker and withheld entirely.
+//! Released text goes out in the event that brought the newest text (events whose text is
+//! still held carry an empty string), so the SSE framing and every event's JSON stay valid. At
+//! the end of a choice's text (a finish reason) its buffer is released whole; any event carrying
+//! no text (a usage chunk, `content_block_stop`, `[DONE]`) releases every buffer, each in one
+//! more event shaped like that choice's last text event.
+//!
+//! Choices (`n` > 1) interleave: each of the first `MAX_CHOICES` choice indexes has its own
+//! buffer; text of a choice beyond that is redacted event by event, without the hold-back (a
+//! match split across two of its events is not seen).
+//!
+//! A block rule cannot change the status of a stream that has started: the text before its
+//! match is released, then the stream ends for the client with an error event in the API's
+//! format (OpenAI: a `data:` line with `{"error": {...}}`, which the OpenAI SDKs raise as an
+//! error; Anthropic: `event: error`), and whatever the upstream still sends is dropped.
+//!
+//! Memory is bounded: per choice at most `max_holdback` plus one event's text, plus a short
+//! window of released text kept as context for the detectors' look-behind. A PEM private key
+//! is followed to its end marker and withheld entirely.
 
 use std::ops::Range;
 
 use super::rewrite::string_end;
-use super::{Direction, Guardrails, Hits};
+use super::{Action, Direction, Guardrails, Hits};
+use crate::error::{ApiFlavor, GatewayError};
 use crate::usage::sse::{Piece, SseSplitter};
+
+/// Choice indexes with their own hold-back buffer.
+pub const MAX_CHOICES: usize = 16;
+
+/// Bytes of released text kept for the detectors' look-behind (`\b`, "not after a digit").
+const CONTEXT_BYTES: usize = 32;
 
 /// Guards one streamed response.
 #[derive(Debug)]
 pub struct StreamGuard {
     policy: usize,
-    holdback: usize,
+    max_holdback: usize,
     splitter: SseSplitter,
+    choices: Vec<ChoiceText>,
+    /// The error format of the API called, for the error event that ends a blocked stream.
+    flavor: ApiFlavor,
+    /// A block rule matched (this one): the error event has been sent and nothing more goes
+    /// out.
+    blocked: Option<usize>,
+    pub hits: Hits,
+}
+
+/// The hold-back state of one choice.
+#[derive(Debug, Default)]
+struct ChoiceText {
+    index: u64,
     /// Generated text received and not yet released.
     pending: String,
+    /// The end of the released text (original, not redacted), for look-behind.
+    context: String,
     /// The last text event split around its text value, to release what is left at the end.
     template: Option<(Vec<u8>, Vec<u8>)>,
     /// Inside a private key whose end marker has not come yet: withhold text until it does.
     in_private_key: bool,
-    pub hits: Hits,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,29 +89,70 @@ const TEXT_PATHS: &[&[Step<'static>]] = &[
 ];
 
 impl StreamGuard {
-    pub fn new(policy: usize, holdback: usize) -> Self {
+    pub fn new(policy: usize, max_holdback: usize, flavor: ApiFlavor) -> Self {
         Self {
             policy,
-            holdback: holdback.max(1),
+            max_holdback: max_holdback.max(1),
             splitter: SseSplitter::default(),
-            pending: String::new(),
-            template: None,
-            in_private_key: false,
+            choices: Vec::new(),
+            flavor,
+            blocked: None,
             hits: Hits::default(),
         }
     }
 
+    /// Whether a block rule ended the stream.
+    pub fn is_blocked(&self) -> bool {
+        self.blocked.is_some()
+    }
+
+    /// The rule that ended the stream, if one did.
+    pub fn blocked_rule(&self) -> Option<usize> {
+        self.blocked
+    }
+
+    /// Ends the stream for the client with an error event naming `rule` (never the text).
+    fn block(&mut self, rule: usize, guardrails: &Guardrails, out: &mut Vec<u8>) {
+        let error = GatewayError::ResponseContentPolicy {
+            rule: guardrails.rule_id(rule).to_owned(),
+        };
+        if self.flavor == ApiFlavor::Anthropic {
+            out.extend_from_slice(b"event: error\n");
+        }
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(error.body(self.flavor).as_bytes());
+        out.extend_from_slice(b"\n\n");
+        self.blocked = Some(rule);
+        self.splitter = SseSplitter::default();
+        self.choices.clear();
+    }
+
     /// Bytes held back (partial events and unreleased text).
     pub fn held(&self) -> usize {
-        self.splitter.held().saturating_add(self.pending.len())
+        self.choices.iter().fold(self.splitter.held(), |sum, c| {
+            sum.saturating_add(c.pending.len())
+        })
+    }
+
+    /// Unreleased text bytes of every choice.
+    pub fn held_text(&self) -> usize {
+        self.choices
+            .iter()
+            .fold(0usize, |sum, c| sum.saturating_add(c.pending.len()))
     }
 
     /// One chunk of the stream in; the bytes to send on instead. `end` on the last chunk.
     pub fn chunk(&mut self, guardrails: &Guardrails, bytes: &[u8], end: bool) -> Vec<u8> {
+        if self.blocked.is_some() {
+            return Vec::new();
+        }
         let mut pieces = Vec::new();
         self.splitter.feed(bytes, |piece| pieces.push(piece));
         let mut out = Vec::with_capacity(bytes.len());
         for piece in pieces {
+            if self.blocked.is_some() {
+                return out;
+            }
             match piece {
                 Piece::Event(raw) => self.event(guardrails, raw, &mut out),
                 Piece::Raw(raw) => {
@@ -87,7 +162,7 @@ impl StreamGuard {
                 }
             }
         }
-        if end {
+        if end && self.blocked.is_none() {
             let rest = self.splitter.finish();
             if !rest.is_empty() {
                 self.event(guardrails, rest, &mut out);
@@ -100,7 +175,10 @@ impl StreamGuard {
     fn event(&mut self, guardrails: &Guardrails, raw: Vec<u8>, out: &mut Vec<u8>) {
         let Some(located) = locate_text(&raw) else {
             self.flush(guardrails, out);
-            out.extend_from_slice(&raw);
+            if self.blocked.is_none() {
+                let raw = self.repeated(guardrails, raw, out);
+                out.extend_from_slice(&raw);
+            }
             return;
         };
         let Some(literal) = raw.get(located.text.clone()) else {
@@ -114,84 +192,225 @@ impl StreamGuard {
         };
         let before = raw.get(..located.text.start).unwrap_or_default();
         let after = raw.get(located.text.end..).unwrap_or_default();
-        let released = if located.other_choice {
-            // A second choice (`n` > 1) interleaves: guard its events one by one.
-            self.redact_now(guardrails, &text)
-        } else {
-            self.pending.push_str(&text);
-            self.template = Some((before.to_vec(), after.to_vec()));
-            self.release(guardrails, located.last)
+        let slot = match self.choices.iter().position(|c| c.index == located.index) {
+            Some(slot) => Some(slot),
+            None if self.choices.len() < MAX_CHOICES => {
+                self.choices.push(ChoiceText {
+                    index: located.index,
+                    ..ChoiceText::default()
+                });
+                self.choices.len().checked_sub(1)
+            }
+            None => None,
         };
-        out.extend_from_slice(before);
-        let _ = serde_json::to_writer(&mut *out, &released);
-        out.extend_from_slice(after);
+        let (policy, max_holdback) = (self.policy, self.max_holdback);
+        let (released, blocked) = match slot.and_then(|slot| self.choices.get_mut(slot)) {
+            Some(choice) => {
+                choice.pending.push_str(&text);
+                choice.template = Some((before.to_vec(), after.to_vec()));
+                choice.release(
+                    guardrails,
+                    policy,
+                    max_holdback,
+                    located.last,
+                    &mut self.hits,
+                )
+            }
+            // Past the tracked choices: guard this event's text on its own.
+            None => {
+                let mut choice = ChoiceText {
+                    pending: text,
+                    ..ChoiceText::default()
+                };
+                choice.release(guardrails, policy, max_holdback, true, &mut self.hits)
+            }
+        };
+        if blocked.is_none() || !released.is_empty() {
+            out.extend_from_slice(before);
+            let _ = serde_json::to_writer(&mut *out, &released);
+            out.extend_from_slice(after);
+        }
+        if let Some(rule) = blocked {
+            self.block(rule, guardrails, out);
+        }
     }
 
-    /// Releases everything held, in an event shaped like the last text event.
-    fn flush(&mut self, guardrails: &Guardrails, out: &mut Vec<u8>) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let released = self.release(guardrails, true);
-        if let Some((before, after)) = &self.template {
-            if !released.is_empty() {
-                out.extend_from_slice(before);
-                let _ = serde_json::to_writer(&mut *out, &released);
-                out.extend_from_slice(after);
+    /// An event that is not a delta but repeats generated text (the Responses API's `.done`
+    /// and `response.completed` events): its texts redacted as whole texts (their hits were
+    /// counted in the deltas), or the stream blocked.
+    fn repeated(&mut self, guardrails: &Guardrails, raw: Vec<u8>, out: &mut Vec<u8>) -> Vec<u8> {
+        let Some(data) = data_line(&raw) else {
+            return raw;
+        };
+        let Some(json) = raw.get(data.clone()) else {
+            return raw;
+        };
+        let texts = super::rewrite::repeated_texts(json);
+        let Some(policy) = guardrails.response_policy(self.policy) else {
+            return raw;
+        };
+        let mut replacements = Vec::new();
+        for text in texts {
+            let findings = guardrails.scan(policy, &text);
+            if let Some(blocking) = findings
+                .iter()
+                .find(|f| policy.action(f.rule) == Some(Action::Block))
+            {
+                self.block(blocking.rule, guardrails, out);
+                return Vec::new();
+            }
+            let mut uncounted = Hits::default();
+            if let Some(redacted) = guardrails.redact(
+                policy,
+                &text,
+                &findings,
+                &mut uncounted,
+                Direction::Response,
+            ) {
+                replacements.push((text, redacted));
             }
         }
-    }
-
-    fn redact_now(&mut self, guardrails: &Guardrails, text: &str) -> String {
-        let Some(policy) = guardrails.policy(self.policy) else {
-            return text.to_owned();
+        if replacements.is_empty() {
+            return raw;
+        }
+        let Ok(rewritten) = super::rewrite_strings(json, &replacements) else {
+            return raw;
         };
-        let findings = guardrails.scan(policy, text);
-        guardrails
-            .redact(policy, text, &findings, &mut self.hits, Direction::Response)
-            .unwrap_or_else(|| text.to_owned())
+        let mut event = raw.get(..data.start).unwrap_or_default().to_vec();
+        event.extend_from_slice(&rewritten);
+        event.extend_from_slice(raw.get(data.end..).unwrap_or_default());
+        event
     }
 
-    /// The text that may leave now (all of it when `all`), redacted.
-    fn release(&mut self, guardrails: &Guardrails, all: bool) -> String {
-        let Some(policy) = guardrails.policy(self.policy) else {
-            return std::mem::take(&mut self.pending);
+    /// Releases everything held, per choice in an event shaped like its last text event.
+    fn flush(&mut self, guardrails: &Guardrails, out: &mut Vec<u8>) {
+        let (policy, max_holdback) = (self.policy, self.max_holdback);
+        let mut blocked = None;
+        for choice in &mut self.choices {
+            if choice.pending.is_empty() {
+                continue;
+            }
+            let (released, block) =
+                choice.release(guardrails, policy, max_holdback, true, &mut self.hits);
+            if let Some((before, after)) = &choice.template {
+                if !released.is_empty() {
+                    out.extend_from_slice(before);
+                    let _ = serde_json::to_writer(&mut *out, &released);
+                    out.extend_from_slice(after);
+                }
+            }
+            if block.is_some() {
+                blocked = block;
+                break;
+            }
+        }
+        if let Some(rule) = blocked {
+            self.block(rule, guardrails, out);
+        }
+    }
+}
+
+fn floor_char_boundary(text: &str, mut at: usize) -> usize {
+    at = at.min(text.len());
+    while at > 0 && !text.is_char_boundary(at) {
+        at = at.saturating_sub(1);
+    }
+    at
+}
+
+impl ChoiceText {
+    /// The text that may leave now (all of it when `all`), redacted, and the rule that
+    /// blocks the stream when a block rule matched (the text is then what came before it).
+    fn release(
+        &mut self,
+        guardrails: &Guardrails,
+        policy_index: usize,
+        max_holdback: usize,
+        all: bool,
+        hits: &mut Hits,
+    ) -> (String, Option<usize>) {
+        let Some(policy) = guardrails.response_policy(policy_index) else {
+            return (std::mem::take(&mut self.pending), None);
         };
         let mut prefix = String::new();
         if self.in_private_key && !self.skip_private_key(all) {
-            return prefix;
+            return (prefix, None);
         }
         let len = self.pending.len();
-        // Scan once per half hold-back of new text, not on every event.
-        let step = self.holdback / 2;
-        if !all && len < self.holdback.saturating_add(step) {
-            return prefix;
-        }
-        let findings = guardrails.scan(policy, &self.pending);
+        // Never hold more than the bound.
+        let floor = floor_char_boundary(&self.pending, len.saturating_sub(max_holdback));
         let mut cut = if all {
             len
         } else {
-            len.saturating_sub(self.holdback)
+            // Hold from where a match could still be unfinished.
+            guardrails
+                .unfinished_from(policy_index, &self.pending)
+                .max(floor)
         };
-        let bounded = len <= self.holdback.saturating_mul(2);
+        if cut == 0 {
+            return (prefix, None);
+        }
+        // Scan with a little released text before, so look-behind sees what the whole text has.
+        let offset = self.context.len();
+        let mut window = String::with_capacity(offset.saturating_add(len));
+        window.push_str(&self.context);
+        window.push_str(&self.pending);
+        let findings: Vec<super::Finding> = guardrails
+            .scan(policy, &window)
+            .into_iter()
+            .filter(|f| f.range.end > offset)
+            .map(|f| super::Finding {
+                rule: f.rule,
+                range: f.range.start.saturating_sub(offset)..f.range.end.saturating_sub(offset),
+            })
+            .collect();
+        if !all {
+            // A match ending at the very end may still change with the next character (the
+            // detectors look one character past a match): hold it too.
+            let near_end = len.saturating_sub(2);
+            for f in &findings {
+                if f.range.end > near_end && f.range.start < cut {
+                    cut = cut.min(f.range.start).max(floor);
+                }
+            }
+        }
+        // A match across the cut is complete (it cannot reach the end): release it whole.
         loop {
             let straddling = findings
                 .iter()
                 .filter(|f| f.range.start < cut && f.range.end > cut)
-                .map(|f| if bounded { f.range.start } else { f.range.end })
-                .reduce(|a, b| if bounded { a.min(b) } else { a.max(b) });
+                .map(|f| f.range.end)
+                .max();
             match straddling {
                 Some(next) => cut = next,
                 None => break,
             }
         }
-        while cut > 0 && !self.pending.is_char_boundary(cut) {
-            cut = cut.saturating_sub(1);
+        cut = floor_char_boundary(&self.pending, cut);
+        if cut == 0 {
+            return (prefix, None);
         }
-        let inside: Vec<_> = findings
+        let mut inside: Vec<_> = findings
             .into_iter()
             .filter(|f| f.range.end <= cut)
             .collect();
+        // A block rule: release what comes before its match, then the stream ends.
+        if let Some(blocking) = inside
+            .iter()
+            .find(|f| policy.action(f.rule) == Some(Action::Block))
+            .cloned()
+        {
+            hits.add(blocking.rule, Action::Block);
+            let start = floor_char_boundary(&self.pending, blocking.range.start);
+            inside.retain(|f| f.range.end <= start);
+            let released = self.pending.get(..start).unwrap_or_default();
+            let text = guardrails
+                .redact(policy, released, &inside, hits, Direction::Response)
+                .unwrap_or_else(|| released.to_owned());
+            self.pending.clear();
+            prefix.push_str(&text);
+            return (prefix, Some(blocking.rule));
+        }
         let released = self.pending.get(..cut).unwrap_or_default();
         let opens_key = inside.iter().any(|f| {
             guardrails.rule_id(f.rule) == "private_key"
@@ -201,24 +420,38 @@ impl StreamGuard {
                 && !contains_end_marker(released.get(f.range.clone()).unwrap_or_default())
         });
         let text = guardrails
-            .redact(
-                policy,
-                released,
-                &inside,
-                &mut self.hits,
-                Direction::Response,
-            )
+            .redact(policy, released, &inside, hits, Direction::Response)
             .unwrap_or_else(|| released.to_owned());
+        self.remember(cut);
         self.pending = self.pending.get(cut..).unwrap_or_default().to_owned();
         prefix.push_str(&text);
         if opens_key {
             self.in_private_key = true;
+            self.context.clear();
             if self.skip_private_key(all) {
-                let rest = self.release(guardrails, all);
+                let (rest, blocked) =
+                    self.release(guardrails, policy_index, max_holdback, all, hits);
                 prefix.push_str(&rest);
+                if blocked.is_some() {
+                    return (prefix, blocked);
+                }
             }
         }
-        prefix
+        if all {
+            self.context.clear();
+        }
+        (prefix, None)
+    }
+
+    /// Keeps the end of `pending[..cut]` (about to be released) as context.
+    fn remember(&mut self, cut: usize) {
+        let released = self.pending.get(..cut).unwrap_or_default();
+        self.context.push_str(released);
+        let drop = floor_char_boundary(
+            &self.context,
+            self.context.len().saturating_sub(CONTEXT_BYTES),
+        );
+        self.context = self.context.get(drop..).unwrap_or_default().to_owned();
     }
 
     /// Withholds the rest of a private key up to its end marker. Returns whether the marker
@@ -232,10 +465,7 @@ impl StreamGuard {
         }
         // Keep a tail that may hold the start of a split end marker.
         let keep = if all { 0 } else { 48 };
-        let mut cut = self.pending.len().saturating_sub(keep);
-        while cut > 0 && !self.pending.is_char_boundary(cut) {
-            cut = cut.saturating_sub(1);
-        }
+        let cut = floor_char_boundary(&self.pending, self.pending.len().saturating_sub(keep));
         self.pending = self.pending.get(cut..).unwrap_or_default().to_owned();
         if all {
             self.in_private_key = false;
@@ -263,8 +493,8 @@ struct Located {
     text: Range<usize>,
     /// The event ends its choice's text (a non-null `finish_reason`).
     last: bool,
-    /// The text belongs to a choice other than the first.
-    other_choice: bool,
+    /// The choice the text belongs to (0 for APIs without choices).
+    index: u64,
 }
 
 /// Finds the generated text of one raw SSE event (a single `data:` line of JSON).
@@ -291,11 +521,15 @@ fn locate_text(raw: &[u8]) -> Option<Located> {
             json,
             &[Step::Key("choices"), Step::Index(0), Step::Key("index")],
         );
-        let other_choice = index.is_some_and(|r| json.get(r).is_some_and(|v| v != b"0"));
+        let index = index
+            .and_then(|r| json.get(r))
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         return Some(Located {
             text: data.start.checked_add(range.start)?..data.start.checked_add(range.end)?,
             last,
-            other_choice,
+            index,
         });
     }
     None

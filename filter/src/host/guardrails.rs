@@ -13,7 +13,8 @@ use std::sync::Arc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use crate::guardrails::{Action, Direction, Guardrails, Hits, StreamGuard};
+use crate::error::{ApiFlavor, GatewayError};
+use crate::guardrails::{Action, Direction, Guardrails, Hits, JsonVerdict, StreamGuard};
 
 /// Distinct (rule, action, direction) counters at most; rules come from the configuration, so
 /// this only guards against a configuration with very many deny rules.
@@ -23,17 +24,34 @@ const MAX_COUNTERS: usize = 512;
 pub struct ResponseGuard {
     guardrails: Arc<Guardrails>,
     policy: usize,
+    flavor: ApiFlavor,
     stream: Option<StreamGuard>,
     pub hits: Hits,
+    /// The rule that blocked the response, for the audit record.
+    pub blocked: Option<String>,
+}
+
+/// What to do with a whole JSON response.
+pub enum JsonOutcome {
+    Unchanged,
+    /// Send this body instead.
+    Redacted(Vec<u8>),
+    /// Send this error (status and body in the API's format) instead.
+    Blocked {
+        status: u16,
+        body: String,
+    },
 }
 
 impl ResponseGuard {
-    pub fn new(guardrails: Arc<Guardrails>, policy: usize) -> Self {
+    pub fn new(guardrails: Arc<Guardrails>, policy: usize, flavor: ApiFlavor) -> Self {
         Self {
             guardrails,
             policy,
+            flavor,
             stream: None,
             hits: Hits::default(),
+            blocked: None,
         }
     }
 
@@ -42,14 +60,35 @@ impl ResponseGuard {
         self.stream = Some(StreamGuard::new(
             self.policy,
             self.guardrails.stream_holdback_bytes,
+            self.flavor,
         ));
     }
 
-    /// A whole JSON body: the body to send instead, when anything was redacted.
-    pub fn json(&mut self, body: &[u8]) -> Option<Vec<u8>> {
-        let policy = self.guardrails.policy(self.policy)?;
-        self.guardrails
+    /// A whole JSON body: what to send instead, when anything matched.
+    pub fn json(&mut self, body: &[u8]) -> JsonOutcome {
+        let Some(policy) = self.guardrails.response_policy(self.policy) else {
+            return JsonOutcome::Unchanged;
+        };
+        match self
+            .guardrails
             .guard_json_response(policy, body, &mut self.hits)
+        {
+            JsonVerdict::Unchanged => JsonOutcome::Unchanged,
+            JsonVerdict::Redacted(body) => JsonOutcome::Redacted(body),
+            JsonVerdict::Blocked(rule) => {
+                let error = GatewayError::ResponseContentPolicy { rule: rule.clone() };
+                self.blocked = Some(rule);
+                JsonOutcome::Blocked {
+                    status: error.status(),
+                    body: error.body(self.flavor),
+                }
+            }
+        }
+    }
+
+    /// Whether a block rule ended the stream (what the upstream still sends is dropped).
+    pub fn stream_blocked(&self) -> bool {
+        self.stream.as_ref().is_some_and(StreamGuard::is_blocked)
     }
 
     /// One chunk of a stream: the bytes to send on instead.
@@ -70,6 +109,10 @@ impl ResponseGuard {
         if let Some(stream) = self.stream.as_mut() {
             self.hits.merge(&stream.hits);
             stream.hits = Hits::default();
+            if let Some(rule) = stream.blocked_rule() {
+                self.blocked
+                    .get_or_insert_with(|| self.guardrails.rule_id(rule).to_owned());
+            }
         }
         std::mem::take(&mut self.hits)
     }

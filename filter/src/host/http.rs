@@ -19,7 +19,7 @@ use crate::config::{DESTINATION_ENDPOINT_HEADER, Routing, USAGE_HEADER};
 use crate::error::{ApiFlavor, GatewayError};
 use crate::guardrails::{Direction, Hits};
 use crate::pipeline::{
-    self, HeadersDecision, LocalReply, RequestHeaders, RoutedRequest, check_body_size,
+    self, HeadersDecision, LocalReply, PolicyKeys, RequestHeaders, RoutedRequest, check_body_size,
 };
 
 pub struct HttpFilter {
@@ -83,12 +83,28 @@ impl HttpFilter {
 
     /// Removes every client-sent copy of a header only the gateway may set. Asks the host only
     /// for headers `headers` holds, so a clean request costs no host call here.
+    ///
+    /// With guardrail policies chosen by Envoy route, such a request is refused instead:
+    /// Envoy matched its route with the client's copy, and the route name the filter reads
+    /// later stays that route even after the header is removed (verified on Envoy 1.40 by the
+    /// guardrails e2e test), so the client could pick a route's policy.
     fn remove_internal_headers(
         &self,
         configured: &Configured,
         headers: &RequestHeaders,
     ) -> Result<(), GatewayError> {
+        let route_policies = configured
+            .config
+            .guardrails
+            .as_ref()
+            .is_some_and(|g| g.0.has_route_policies());
         for name in configured.config.routing.internal_headers() {
+            if route_policies && headers.contains(name) {
+                return Err(GatewayError::InvalidField {
+                    param: name.to_owned(),
+                    message: "is set by the gateway; requests may not carry it".into(),
+                });
+            }
             if remove_request_header(headers, name)? {
                 self.count(|m| &m.internal_headers_removed);
             }
@@ -129,23 +145,29 @@ impl HttpFilter {
         &self,
         configured: &Configured,
         routed: &RoutedRequest,
+        api: ApiKind,
     ) -> Option<ResponseGuard> {
+        // Embeddings generate no text: their (possibly large) bodies are not held or scanned.
+        if api == ApiKind::Embeddings {
+            return None;
+        }
+        let flavor = api.flavor();
         let guardrails = configured.config.guardrails.as_ref()?;
         let policy = routed.guardrails.as_ref()?.policy;
         guardrails
             .0
             .policy(policy)
             .filter(|p| p.responses)
-            .map(|_| ResponseGuard::new(std::sync::Arc::clone(&guardrails.0), policy))
+            .map(|_| ResponseGuard::new(std::sync::Arc::clone(&guardrails.0), policy, flavor))
     }
 
     /// The response is over: counts and records what its guard found.
     fn finish_response_guard(&mut self) {
-        let Some(hits) = self
+        let Some((hits, blocked)) = self
             .accounting
             .as_mut()
             .and_then(|a| a.guard.as_mut())
-            .map(ResponseGuard::take_hits)
+            .map(|g| (g.take_hits(), g.blocked.take()))
         else {
             return;
         };
@@ -160,7 +182,7 @@ impl HttpFilter {
         };
         self.count_hits(&guardrails.0, Direction::Response, &hits);
         let (policy, request) = self.guard.clone().unwrap_or_default();
-        guard::record(&guardrails.0, policy, None, &request, &hits);
+        guard::record(&guardrails.0, policy, blocked.as_deref(), &request, &hits);
     }
 
     /// Sends `reply` and ends the request. Returns the action for the current phase.
@@ -240,7 +262,17 @@ impl HttpFilter {
             }
         };
         let tenant = self.quota.tenant().map(str::to_owned);
-        let routed = pipeline::route_request_for(&configured.config, api, &body, tenant.as_deref());
+        let route = configured
+            .config
+            .guardrails
+            .as_ref()
+            .filter(|g| g.0.has_route_policies())
+            .and_then(|_| route_name());
+        let keys = PolicyKeys {
+            route: route.as_deref(),
+            tenant: tenant.as_deref(),
+        };
+        let routed = pipeline::route_request_for(&configured.config, api, &body, keys);
         let routed = match routed {
             Ok(routed) => {
                 self.guard_request(&configured, &routed);
@@ -269,7 +301,7 @@ impl HttpFilter {
                 body_size,
             )?;
             let mut accounting = Accounting::new(&routed, self.started_us);
-            accounting.guard = self.response_guard(&configured, &routed);
+            accounting.guard = self.response_guard(&configured, &routed, api);
             accounting.tenant.clone_from(&tenant);
             self.accounting = Some(accounting);
             Ok(())
@@ -280,6 +312,21 @@ impl HttpFilter {
             Err(error) => self.reject(&error, api.flavor()),
         }
     }
+}
+
+/// The name of the Envoy route the request matched (`xds.route_name`), for guardrail policies
+/// chosen by route. Read in the request body phase, before the filter sets the model headers:
+/// it is the route Envoy matched on the request as the client sent it, before any filter ran
+/// (verified on Envoy 1.40 by the guardrails e2e test: a route matching the model header the
+/// filter sets later is not seen; removing a header does not have the name matched again,
+/// hence the refusal in `remove_internal_headers`). One host call, made only when such
+/// policies are configured.
+fn route_name() -> Option<String> {
+    hostcalls::get_property(vec!["xds", "route_name"])
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|name| !name.is_empty())
 }
 
 /// Removes request header `name` if `headers` (the map read in the headers phase) holds it, so

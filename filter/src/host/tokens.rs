@@ -13,6 +13,7 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType};
 
+use super::guardrails::{JsonOutcome, ResponseGuard};
 use crate::pipeline::RoutedRequest;
 use crate::tokens::Family;
 use crate::usage::{ChunkAction, Counts, StreamReader, TokenRecord, usage_from_json};
@@ -54,7 +55,7 @@ pub struct Accounting {
     body: Body,
     finished: bool,
     /// Guardrails on the response, when its policy scans responses.
-    pub guard: Option<super::guardrails::ResponseGuard>,
+    pub guard: Option<ResponseGuard>,
     /// The caller's tenant, when quotas identified one.
     pub tenant: Option<String>,
 }
@@ -139,16 +140,32 @@ impl Accounting {
                     .guard
                     .as_mut()
                     .filter(|_| end)
-                    .and_then(|g| g.json(&chunk));
-                if let Some(body) = guarded {
-                    let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &body);
-                    let length = body.len().to_string();
-                    let _ = hostcalls::set_map_value(
-                        MapType::HttpResponseHeaders,
-                        "content-length",
-                        Some(&length),
-                    );
-                    chunk = body;
+                    .map_or(JsonOutcome::Unchanged, |g| g.json(&chunk));
+                match guarded {
+                    JsonOutcome::Unchanged => {}
+                    JsonOutcome::Redacted(body) => {
+                        replace_body(size, &body);
+                        chunk = body;
+                    }
+                    // Verified on Envoy 1.40: with the response headers held (the headers
+                    // callback returned Pause/StopIteration), the body callback at the end of
+                    // the stream can still change `:status` and the other headers, and replace
+                    // the body; the client gets the new status, headers and body. Usage is
+                    // still read from the upstream's body (`chunk` is left as it was).
+                    JsonOutcome::Blocked { status, body } => {
+                        let status = status.to_string();
+                        let _ = hostcalls::set_map_value(
+                            MapType::HttpResponseHeaders,
+                            ":status",
+                            Some(&status),
+                        );
+                        let _ = hostcalls::set_map_value(
+                            MapType::HttpResponseHeaders,
+                            "content-type",
+                            Some("application/json"),
+                        );
+                        replace_body(size, body.as_bytes());
+                    }
                 }
                 if !*over {
                     if copy.len().saturating_add(chunk.len()) > *limit {
@@ -164,6 +181,18 @@ impl Accounting {
             }
             Body::Stream(reader) => {
                 let guarded = self.guard.as_mut().map(|g| g.stream_chunk(&chunk, end));
+                if self
+                    .guard
+                    .as_ref()
+                    .is_some_and(ResponseGuard::stream_blocked)
+                {
+                    // A block rule ended the stream for the client: it gets what the guard
+                    // let out (then nothing); usage is still read from the upstream's events.
+                    let _ = reader.chunk(&chunk, end);
+                    let out = guarded.unwrap_or_default();
+                    let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &out);
+                    return if end { Some(self.finish()) } else { None };
+                }
                 let input = guarded.as_deref().unwrap_or(&chunk);
                 match reader.chunk(input, end) {
                     ChunkAction::Replace(bytes) => {
@@ -245,6 +274,17 @@ impl Accounting {
         };
         metrics.observe(&record.model, c, duration_us, ttft_us, tpot_us);
     }
+}
+
+/// Replaces the whole (held) response body and its `content-length`.
+fn replace_body(size: usize, body: &[u8]) {
+    let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body);
+    let length = body.len().to_string();
+    let _ = hostcalls::set_map_value(
+        MapType::HttpResponseHeaders,
+        "content-length",
+        Some(&length),
+    );
 }
 
 /// Metric ids of one model label.

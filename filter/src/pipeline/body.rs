@@ -54,16 +54,25 @@ pub fn route_request(
     api: ApiKind,
     body: &[u8],
 ) -> Result<RoutedRequest, GatewayError> {
-    route_request_for(config, api, body, None).map_err(|(error, _)| error)
+    route_request_for(config, api, body, PolicyKeys::default()).map_err(|(error, _)| error)
 }
 
-/// `route_request` for a known tenant (`None` until the gateway identifies tenants). A
-/// rejection comes with the guardrail hits that led to it, for metrics and audit.
+/// What, besides the model, chooses a request's guardrail policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PolicyKeys<'a> {
+    /// The Envoy route name, read only when a policy is chosen by route.
+    pub route: Option<&'a str>,
+    /// The tenant quotas identified.
+    pub tenant: Option<&'a str>,
+}
+
+/// `route_request` for a known route and tenant. A rejection comes with the guardrail hits
+/// that led to it, for metrics and audit.
 pub fn route_request_for(
     config: &Config,
     api: ApiKind,
     body: &[u8],
-    tenant: Option<&str>,
+    keys: PolicyKeys<'_>,
 ) -> Result<RoutedRequest, (GatewayError, Hits)> {
     let no_hits = |error: GatewayError| (error, Hits::default());
     let parsed = api::parse(api, body).map_err(no_hits)?;
@@ -85,7 +94,8 @@ pub fn route_request_for(
             guardrails
                 .0
                 .check_request(
-                    tenant,
+                    keys.route,
+                    keys.tenant,
                     &routed.model,
                     &parsed.request,
                     routed.estimate.prompt_tokens,

@@ -25,7 +25,12 @@ struct ChatCompletionRequest {
     max_completion_tokens: Option<u32>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
+    /// Choices to generate; each gets the same text (the simulator models load, not sampling).
+    n: Option<u32>,
 }
+
+/// Most choices a chat request may ask for.
+const MAX_CHOICES: u32 = 16;
 
 #[derive(Debug, Deserialize)]
 struct ChatMessage {
@@ -114,6 +119,10 @@ pub(super) async fn chat_completions(
     if request.messages.is_empty() {
         return Err(ApiError::bad_request("messages must not be empty").into());
     }
+    let choices = request.n.unwrap_or(1);
+    if !(1..=MAX_CHOICES).contains(&choices) {
+        return Err(ApiError::bad_request("n must be 1 to 16").into());
+    }
     let echo = echo_pieces(&request.messages);
     let max_tokens = match &echo {
         Some(pieces) => Some(u32::try_from(pieces.len()).unwrap_or(u32::MAX).max(1)),
@@ -127,6 +136,7 @@ pub(super) async fn chat_completions(
         model: request.model,
         kind: Kind::Chat,
         echo,
+        choices,
     };
     if request.stream.unwrap_or(false) {
         Ok(envelope.stream(
@@ -155,6 +165,7 @@ pub(super) async fn completions(
         model: request.model,
         kind: Kind::Text,
         echo: None,
+        choices: 1,
     };
     if request.stream.unwrap_or(false) {
         Ok(envelope.stream(
@@ -226,6 +237,8 @@ struct Envelope {
     kind: Kind,
     /// Echo mode: the text of each output token.
     echo: Option<std::sync::Arc<Vec<String>>>,
+    /// Chat choices (`n`): the same text under each index; streamed events interleave.
+    choices: u32,
 }
 
 impl Envelope {
@@ -235,24 +248,28 @@ impl Envelope {
             Some(pieces) => pieces.concat(),
             None => completion_text(done.completion_tokens),
         };
-        let (object, choice) = match self.kind {
+        let (object, choices) = match self.kind {
             Kind::Chat => (
                 "chat.completion",
-                json!({
-                    "index": 0,
-                    "message": { "role": "assistant", "content": text },
-                    "logprobs": null,
-                    "finish_reason": finish_reason(done.reason),
-                }),
+                (0..self.choices)
+                    .map(|index| {
+                        json!({
+                            "index": index,
+                            "message": { "role": "assistant", "content": text },
+                            "logprobs": null,
+                            "finish_reason": finish_reason(done.reason),
+                        })
+                    })
+                    .collect::<Vec<_>>(),
             ),
             Kind::Text => (
                 "text_completion",
-                json!({
+                vec![json!({
                     "index": 0,
                     "text": text,
                     "logprobs": null,
                     "finish_reason": finish_reason(done.reason),
-                }),
+                })],
             ),
         };
         let body = json!({
@@ -260,7 +277,7 @@ impl Envelope {
             "object": object,
             "created": self.created,
             "model": self.model,
-            "choices": [choice],
+            "choices": choices,
             "usage": usage(done.prompt_tokens, done.completion_tokens),
         });
         Ok(json_response(StatusCode::OK, &body))
@@ -280,26 +297,28 @@ impl Envelope {
             let reason = token.finish.map(finish_reason);
             match self.kind {
                 Kind::Chat => {
-                    if token.index == 0 {
+                    for index in 0..self.choices {
+                        if token.index == 0 {
+                            events.push(self.chunk(
+                                json!([{
+                                    "index": index,
+                                    "delta": { "role": "assistant", "content": "" },
+                                    "logprobs": null,
+                                    "finish_reason": null,
+                                }]),
+                                include_usage,
+                            ));
+                        }
                         events.push(self.chunk(
                             json!([{
-                                "index": 0,
-                                "delta": { "role": "assistant", "content": "" },
+                                "index": index,
+                                "delta": { "content": self.token_text(token.index) },
                                 "logprobs": null,
-                                "finish_reason": null,
+                                "finish_reason": reason,
                             }]),
                             include_usage,
                         ));
                     }
-                    events.push(self.chunk(
-                        json!([{
-                            "index": 0,
-                            "delta": { "content": self.token_text(token.index) },
-                            "logprobs": null,
-                            "finish_reason": reason,
-                        }]),
-                        include_usage,
-                    ));
                 }
                 Kind::Text => events.push(self.chunk(
                     json!([{
