@@ -74,6 +74,7 @@ impl Cluster {
                 ("sluice_picker".into(), vec![picker.addr]),
             ],
             filter_configuration: Some(serde_json::to_string_pretty(&filter).unwrap()),
+            ..EnvoyOptions::default()
         };
         let mut envoys = Vec::with_capacity(instances);
         for i in 0..instances {
