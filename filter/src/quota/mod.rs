@@ -147,6 +147,11 @@ struct Held {
     /// Per counter: the bucket charged and the amount reserved.
     charged: Vec<(u64, u64)>,
     measures: Vec<Measure>,
+    /// Whether the scope counts this request as in flight and must be settled at its end. A
+    /// scope that limits only requests, without a concurrency limit, has nothing to settle: its
+    /// request count stands whatever the usage. Skipping it saves a shared-data read and write
+    /// per such scope and request.
+    settles: bool,
 }
 
 /// The reservations of an admitted request.
@@ -313,7 +318,11 @@ fn reserve_scope(
             counter.add(counter.window, i64::try_from(*amount).unwrap_or(i64::MAX));
             charged.push((counter.window, *amount));
         }
-        state.in_flight = state.in_flight.saturating_add(1);
+        let settles = limits.max_concurrent.is_some()
+            || limits.limits.iter().any(|l| l.measure != Measure::Requests);
+        if settles {
+            state.in_flight = state.in_flight.saturating_add(1);
+        }
         if store.set(&slot_key(slot), &state.encode(), cas) {
             return ScopeDecision::Held(
                 Held {
@@ -321,6 +330,7 @@ fn reserve_scope(
                     scope: scope.to_owned(),
                     charged,
                     measures: limits.limits.iter().map(|l| l.measure).collect(),
+                    settles,
                 },
                 standing,
             );
@@ -415,6 +425,9 @@ pub fn settle(store: &dyn Store, ticket: &Ticket, usage: Usage, now_ms: u64) {
 
 fn finish(store: &dyn Store, ticket: &Ticket, usage: Option<Usage>, now_ms: u64) {
     for held in &ticket.held {
+        if usage.is_some() && !held.settles {
+            continue;
+        }
         let key = slot_key(held.slot);
         for _ in 0..ATTEMPTS {
             let (bytes, cas) = store.get(&key);
@@ -436,7 +449,9 @@ fn finish(store: &dyn Store, ticket: &Ticket, usage: Option<Usage>, now_ms: u64)
                     .unwrap_or(0);
                 counter.add(*bucket, delta);
             }
-            state.in_flight = state.in_flight.saturating_sub(1);
+            if held.settles {
+                state.in_flight = state.in_flight.saturating_sub(1);
+            }
             if store.set(&key, &state.encode(), cas) {
                 break;
             }

@@ -81,6 +81,50 @@ fn exactly_n_requests_per_minute() {
     assert_eq!(admitted, 2);
 }
 
+/// Counts the calls that reach the store (each is a host call in Envoy).
+#[derive(Default)]
+struct CountingStore {
+    inner: MapStore,
+    calls: std::cell::Cell<u32>,
+}
+
+impl Store for CountingStore {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.calls.set(self.calls.get() + 1);
+        self.inner.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        self.calls.set(self.calls.get() + 1);
+        self.inner.set(key, value, cas)
+    }
+}
+
+#[test]
+fn scopes_that_count_only_requests_are_not_settled() {
+    let q = quotas(
+        r#"{"identity":{"source":"header"},"slots":8,
+            "default_tenant":{"limits":{"requests_per_minute":3}},
+            "models":{"m":{"requests_per_minute":100,"tokens_per_minute":100000}}}"#,
+    );
+    let store = CountingStore::default();
+    let admitted = reserve(&store, &request(&q, "a", NOW)).unwrap();
+    let after_reserve = store.calls.get();
+    let usage = Usage {
+        input: 10,
+        output: 20,
+        cached: 0,
+    };
+    settle(&store, &admitted.ticket, usage, NOW + 1);
+    // The model scope (tokens too) is read and written again; the tenant's (requests only) is not.
+    assert_eq!(store.calls.get() - after_reserve, 2);
+    // Its request still counts: 2 more fit in the minute, not 3.
+    let more = (0..5)
+        .filter(|_| reserve(&store, &request(&q, "a", NOW + 2)).is_ok())
+        .count();
+    assert_eq!(more, 2);
+}
+
 #[test]
 fn tokens_are_reserved_then_settled() {
     let q = quotas(
