@@ -261,18 +261,18 @@ fn usage_stream(c: &mut Criterion) {
     group.finish();
 }
 
-/// Configure time, not per request (once per VM and configuration push): for scale only.
+/// The guardrails of the benchmark's configuration (the default rule set).
+fn default_guardrails() -> std::sync::Arc<sluice_filter::guardrails::Guardrails> {
+    match config().guardrails.as_ref() {
+        Some(g) => std::sync::Arc::clone(&g.0),
+        None => panic!("bench/src/sluice_config.rs has no guardrails"),
+    }
+}
+
 /// Guardrails with the default rule set (what `guardrails: {}` turns on) on the user text of
 /// 1 KB and 16 KB chat prompts: the scan a request pays beside parsing and routing.
 fn guardrail_scan(c: &mut Criterion) {
-    let config = config();
-    let Some(guardrails) = config
-        .guardrails
-        .as_ref()
-        .map(|g| std::sync::Arc::clone(&g.0))
-    else {
-        panic!("bench/src/sluice_config.rs has no guardrails");
-    };
+    let guardrails = default_guardrails();
     let mut group = c.benchmark_group("guardrail_scan");
     group.sample_size(20);
     for &(size, label) in MICRO_SIZES {
@@ -294,14 +294,7 @@ fn guardrail_scan(c: &mut Criterion) {
 /// stream of prose, one event per token fed as Envoy hands chunks over: what a streamed
 /// response pays per token for the hold-back, the scans and the event rewriting.
 fn guardrail_stream(c: &mut Criterion) {
-    let config = config();
-    let Some(guardrails) = config
-        .guardrails
-        .as_ref()
-        .map(|g| std::sync::Arc::clone(&g.0))
-    else {
-        panic!("bench/src/sluice_config.rs has no guardrails");
-    };
+    let guardrails = default_guardrails();
     let policy = guardrails.policy_for(None, None, "m");
     let words = [
         " the",
@@ -349,6 +342,7 @@ fn guardrail_stream(c: &mut Criterion) {
     group.finish();
 }
 
+/// Configure time, not per request (once per VM and configuration push): for scale only.
 fn configure(c: &mut Criterion) {
     let json = FILTER_CONFIGURATION.as_bytes();
     c.bench_function("configure_time/config_from_json", |b| {

@@ -81,7 +81,7 @@ pub const FEATURES: &[&str] = &[
      (include_usage added to streams and its chunk removed again), token and latency metrics",
     "quotas: the benchmark's API key (stored as its SHA-256) identifies a tenant with a \
      requests-per-minute, tokens-per-minute, concurrency and daily token and USD budget limit \
-     (never reached), plus a per-model limit: three scopes reserved and settled per request",
+     (never reached), plus a per-model limit: two scopes reserved per request (the tenant's and the model's), the tenant's settled at the end (the model's counts only requests)",
     "guardrails: the default rule set (PII and secret detectors, prompt-injection signals) on \
      user and tool text of requests and on responses (JSON held and scanned; streams through \
      the hold-back, which keeps only a possibly unfinished match back)",

@@ -9,6 +9,7 @@
 
 pub mod envoy;
 pub mod gateway;
+pub mod minute;
 pub mod paths;
 pub mod picker;
 pub mod process;

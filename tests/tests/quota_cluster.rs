@@ -185,14 +185,7 @@ fn over_admission_bound(instances: usize) -> usize {
 
 /// Sliding minutes start at whole minutes: keep a measurement inside one.
 async fn away_from_a_minute_boundary() {
-    let into = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        % 60_000;
-    if into > 52_000 {
-        tokio::time::sleep(Duration::from_millis((60_500 - into) as u64)).await;
-    }
+    sluice_e2e::minute::stay_inside_one(Duration::from_secs(8)).await;
 }
 
 fn minute_now() -> u64 {

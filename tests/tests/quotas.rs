@@ -3,7 +3,7 @@
 //! format with the rate-limit headers, and a shared-data key space that stays fixed however many
 //! tenants are seen.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -72,14 +72,7 @@ async fn burst(gateway: &Gateway, tenant: &str, body: &Value, count: usize) -> (
 
 /// Sliding minutes start at whole minutes: keep a short burst inside one.
 async fn away_from_a_minute_boundary() {
-    let into = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        % 60_000;
-    if into > 50_000 {
-        tokio::time::sleep(Duration::from_millis((60_500 - into) as u64)).await;
-    }
+    sluice_e2e::minute::stay_inside_one(Duration::from_secs(10)).await;
 }
 
 fn header(response: &reqwest::Response, name: &str) -> u64 {
