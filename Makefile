@@ -56,7 +56,9 @@ bench: setup
 
 ## bench-host-cost: what each proxy-wasm mechanism (a loaded filter, header reads, body buffering,
 ## header writes, shared data, counters) costs per request in this Envoy, measured with a probe
-## filter (bench/host-cost) beside plain Envoy and Envoy + Sluice; needs perf. About 5 minutes.
+## filter (bench/host-cost) beside plain Envoy and Envoy + Sluice, then Envoy + Sluice with make bench's
+## configuration with and without quotas, guardrails and picking (each feature's cost); needs perf.
+## About 7 minutes.
 bench-host-cost: setup
 	@bench/setup.sh
 	@command -v perf >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null)
