@@ -97,6 +97,16 @@ async fn totals(addr: SocketAddr, body: &Value) -> (Value, u64) {
 }
 
 /// Polls `sync` until it answers `status`.
+/// The picker's Prometheus page.
+async fn metrics_page(addr: SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn until_status(addr: SocketAddr, status: u16) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -153,12 +163,7 @@ async fn syncs_add_up_in_redis_and_survive_a_restart() {
     until_status(addr, 503).await;
     let (status, _) = sync(addr, &json!({"entries": []})).await;
     assert_eq!(status, 503);
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_page(addr).await;
     assert!(
         metrics.contains("sluice_picker_quota_redis_up 0"),
         "{metrics}"
@@ -172,12 +177,7 @@ async fn syncs_add_up_in_redis_and_survive_a_restart() {
     let (fresh, new_epoch) = totals(addr, &json!({"entries": [entry(2)]})).await;
     assert_eq!(fresh, json!([[2, 0]]));
     assert_ne!(new_epoch, epoch);
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_page(addr).await;
     assert!(
         metrics.contains("sluice_picker_quota_redis_up 1"),
         "{metrics}"

@@ -14,13 +14,19 @@ thread_local! {
 
 /// Reads the host clock; called on configuration and on every tick.
 pub fn refresh() -> u64 {
-    let now = hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| u64::try_from(d.as_millis()).ok())
-        .unwrap_or(0);
+    let now = read_us() / 1000;
     NOW_MS.with(|cell| cell.set(now));
     now
+}
+
+/// Microseconds since the Unix epoch, read from the host now (one host call; 0 if it cannot
+/// tell). For request timings, which need finer than the tick.
+pub fn read_us() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_micros()).ok())
+        .unwrap_or(0)
 }
 
 /// Unix time in milliseconds as of the last refresh (at most one tick old; 0 before the first).

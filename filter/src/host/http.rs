@@ -181,7 +181,7 @@ impl HttpFilter {
             return;
         };
         self.count_hits(&guardrails.0, Direction::Response, &hits);
-        let (policy, request) = self.guard.clone().unwrap_or_default();
+        let (policy, request) = self.guard.take().unwrap_or_default();
         guard::record(&guardrails.0, policy, blocked.as_deref(), &request, &hits);
     }
 

@@ -8,7 +8,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType};
@@ -23,11 +22,7 @@ const MAX_MODEL_LABELS: usize = 64;
 
 /// Microseconds since the Unix epoch from the host clock (0 if it cannot tell).
 pub fn now_us() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| u64::try_from(d.as_micros()).ok())
-        .unwrap_or(0)
+    super::clock::read_us()
 }
 
 /// How the response body is read.
@@ -124,6 +119,10 @@ impl Accounting {
         if self.finished {
             return None;
         }
+        if self.guard.is_none() && matches!(self.body, Body::Json { over: true, .. }) {
+            // Past `max_response_bytes` nothing more is read for usage: spare the host call.
+            return end.then(|| self.finish());
+        }
         let mut chunk = if size > 0 {
             hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
                 .ok()
@@ -167,16 +166,19 @@ impl Accounting {
                         replace_body(size, body.as_bytes());
                     }
                 }
+                if self.first_token_us.is_none() && !chunk.is_empty() {
+                    self.first_token_us = Some(now_us());
+                }
                 if !*over {
                     if copy.len().saturating_add(chunk.len()) > *limit {
                         *over = true;
-                        copy.clear();
+                        *copy = Vec::new();
+                    } else if copy.is_empty() {
+                        // A held body arrives whole: keep it rather than copy it.
+                        *copy = std::mem::take(&mut chunk);
                     } else {
                         copy.extend_from_slice(&chunk);
                     }
-                }
-                if self.first_token_us.is_none() && !chunk.is_empty() {
-                    self.first_token_us = Some(now_us());
                 }
             }
             Body::Stream(reader) => {

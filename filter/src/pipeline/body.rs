@@ -206,14 +206,15 @@ fn route_parsed(
 
 /// The client's `stream_options` (if an object) with `include_usage: true`.
 fn stream_options_with_usage(top: &crate::json::TopLevel<'_>) -> String {
-    let mut options = top
-        .raw("stream_options")
-        .and_then(|raw| {
-            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get()).ok()
-        })
-        .unwrap_or_default();
+    const ONLY_USAGE: &str = r#"{"include_usage":true}"#;
+    let Some(mut options) = top.raw("stream_options").and_then(|raw| {
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get()).ok()
+    }) else {
+        // The common case (no options, or not an object): nothing to merge.
+        return ONLY_USAGE.to_owned();
+    };
     options.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
-    serde_json::to_string(&options).unwrap_or_else(|_| r#"{"include_usage":true}"#.to_owned())
+    serde_json::to_string(&options).unwrap_or_else(|_| ONLY_USAGE.to_owned())
 }
 
 /// Model names become header values: visible ASCII and spaces only, so no client can smuggle

@@ -479,24 +479,6 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
-    /// Filter-state keys (under Envoy's `wasm.` prefix) and values, for access logs:
-    /// `%FILTER_STATE(wasm.sluice.tokens.input:PLAIN)%` and so on.
-    pub fn filter_state(&self) -> Vec<(&'static str, String)> {
-        let c = &self.counts;
-        let mut out = vec![
-            ("sluice.tokens.input", c.input.to_string()),
-            ("sluice.tokens.output", c.output.to_string()),
-            ("sluice.tokens.cached", c.cached.to_string()),
-            ("sluice.tokens.total", c.total().to_string()),
-            ("sluice.tokens.source", c.source().to_owned()),
-            ("sluice.tokens.model", self.model.clone()),
-        ];
-        if let Some(tenant) = &self.tenant {
-            out.push(("sluice.tokens.tenant", tenant.clone()));
-        }
-        out
-    }
-
     /// The optional response header's value.
     pub fn header_value(&self) -> String {
         let c = &self.counts;
