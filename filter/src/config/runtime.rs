@@ -140,7 +140,7 @@ impl WireRouting {
         let mut passthrough_paths = Vec::with_capacity(self.passthrough_paths.len());
         for (i, prefix) in self.passthrough_paths.iter().enumerate() {
             let field = format!("routing.passthrough_paths[{i}]");
-            if !prefix.starts_with('/') || !is_plain_path(prefix) || prefix.contains(['?', '#']) {
+            if !is_plain_path(prefix) || prefix.contains(['?', '#']) {
                 return Err(ConfigError::new(
                     field,
                     "must be a path starting with `/`, without a query, dot segments, `//`, \

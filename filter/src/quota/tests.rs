@@ -136,8 +136,8 @@ fn a_reservation_larger_than_the_limit_waits_for_an_empty_window() {
         r#"{"identity":{"source":"header"},"default_tenant":{"limits":{"tokens_per_minute":50}}}"#,
     );
     let store = MapStore::default();
-    // 10 + 90 tokens never fit under 50: the wait is until nothing is counted (the window is
-    // empty already, so the next minute's end is as good as any).
+    // 10 + 90 tokens never fit under 50: the wait is until the window holds nothing, which
+    // it already does (1 ms, the least): waiting cannot make such a request fit.
     let refused = reserve(&store, &request(&q, "a", NOW + 1_000)).unwrap_err();
     assert_eq!(refused.reason, Reason::Tokens);
     assert_eq!(refused.retry_after_ms, 1);
