@@ -1,7 +1,9 @@
 //! Quotas through a real Envoy with two workers: exact admission counts under hundreds of
 //! concurrent requests, streams that settle with their real usage, 401s and 429s in each API's
-//! format with the rate-limit headers, and a shared-data key space that stays fixed however many
-//! tenants are seen.
+//! format with the rate-limit headers (each once, with values that agree), the official SDKs
+//! waiting the `retry-after` they are sent, passthrough paths authenticated and counted,
+//! remaining gauges only for what is limited, and a shared-data key space that stays fixed
+//! however many tenants are seen.
 
 use std::time::Duration;
 
