@@ -254,3 +254,33 @@ async fn a_stream_cut_off_upstream_is_estimated() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn a_fifty_thousand_message_prompt_is_refused_before_the_model_server() {
+    // 50,000 messages "ok": their text is 100 KB, but Llama 3.1's chat template makes them
+    // 300,030 tokens (see filter/src/tokens/request.rs), past the model's 131,072.
+    let gateway = Gateway::start(GatewayOptions::default()).await;
+    let messages: Vec<Value> = (0..50_000)
+        .map(|i| {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            json!({"role": role, "content": "ok"})
+        })
+        .collect();
+    let body = json!({"model": LLAMA, "messages": messages, "max_tokens": 16});
+    let response = gateway.post_json("/v1/chat/completions", &body).await;
+    assert_eq!(response.status(), 400);
+    assert!(
+        !response.headers().contains_key("x-simulator-id"),
+        "answered by the gateway, not a replica"
+    );
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "context_length_exceeded");
+    let message = error["error"]["message"].as_str().unwrap();
+    let prompt: u64 = message
+        .split(" tokens (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{message}"));
+    assert!(prompt >= 300_030, "{message}");
+}
