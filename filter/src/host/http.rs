@@ -540,10 +540,10 @@ impl HttpContext for HttpFilter {
         self.quota.finish();
         if let Some(metrics) = &self.metrics {
             let telemetry = &metrics.telemetry;
-            let model = self.accounting.as_ref().map(|a| {
-                a.report_upstream_error(Some(telemetry));
-                a.model()
-            });
+            if let Some(accounting) = &self.accounting {
+                accounting.report_upstream_error(Some(telemetry));
+            }
+            let model = self.accounting.as_ref().map(Accounting::model);
             // What the client got: the local reply, else the response Envoy sent (one host call).
             let status = self.reply_status.or_else(response_code);
             telemetry.count_request(self.api_label, status, model);

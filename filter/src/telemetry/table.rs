@@ -9,12 +9,12 @@
 //! them out again as Prometheus labels. Model names may contain dots, so the request model is
 //! always last (its regex takes the rest of the name) and the response model just before it.
 //!
-//! Envoy histograms hold integers (`record_metric` takes a `u64`; Envoy 1.40 creates a Wasm
-//! histogram with unit `Unspecified` and `/stats/prometheus` prints recorded values and bucket
-//! bounds as they are, with no unit scaling). A time in seconds would round to 0, so times are
-//! recorded in microseconds and their stat names end in `_microseconds`: divide by 1e6 (the
-//! table's `to_otel_unit`) for the conventions' seconds. Bucket bounds are the conventions'
-//! advice, scaled the same way.
+//! Envoy histograms hold integers (`record_metric` takes a `u64`; Envoy's Wasm host defines
+//! custom histograms with unit `Unspecified`, and on Envoy 1.40 `/stats/prometheus` prints the
+//! recorded values and bucket bounds as they are, with no unit scaling: docs/envoy-notes.md).
+//! A time in seconds would round to 0, so times are recorded in microseconds and their stat
+//! names end in `_microseconds`: divide by 1e6 (the table's `to_otel_unit`) for the
+//! conventions' seconds. Bucket bounds are the conventions' advice, scaled the same way.
 
 use super::labels::{ApiLabel, ErrorType, Operation, Provider, StatusClass, TokenType};
 
