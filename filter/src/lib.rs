@@ -34,6 +34,7 @@ pub mod picking;
 pub mod pipeline;
 pub mod quota;
 pub mod routing;
+pub mod telemetry;
 pub mod tokens;
 pub mod usage;
 

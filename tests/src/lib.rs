@@ -13,6 +13,7 @@ pub mod minute;
 pub mod paths;
 pub mod picker;
 pub mod process;
+pub mod prometheus;
 pub mod redis;
 pub mod simulator;
 pub mod sse;
