@@ -16,8 +16,8 @@ fn keys(map: &Map<String, Value>) -> Vec<&str> {
 }
 
 /// `body` is `{"error":{"message","type","param","code"}}` with this `type` and `code`, a
-/// non-empty message and a null `param`. Returns the message.
-pub fn openai(body: &str, kind: &str, code: Option<&str>) -> String {
+/// non-empty message and a null `param`.
+pub fn openai(body: &str, kind: &str, code: Option<&str>) {
     let value: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
     let top = object(&value, "the body", body);
     assert_eq!(keys(top), ["error"], "{body}");
@@ -32,12 +32,11 @@ pub fn openai(body: &str, kind: &str, code: Option<&str>) -> String {
     assert_eq!(error["param"], Value::Null, "{body}");
     let message = error["message"].as_str().unwrap_or_default();
     assert!(!message.is_empty(), "{body}");
-    message.to_owned()
 }
 
 /// `body` is `{"type":"error","error":{"type","message"}}` with this error `type` and a
-/// non-empty message. Returns the message.
-pub fn anthropic(body: &str, kind: &str) -> String {
+/// non-empty message.
+pub fn anthropic(body: &str, kind: &str) {
     let value: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
     let top = object(&value, "the body", body);
     assert_eq!(keys(top), ["error", "type"], "{body}");
@@ -47,5 +46,4 @@ pub fn anthropic(body: &str, kind: &str) -> String {
     assert_eq!(error["type"], kind, "{body}");
     let message = error["message"].as_str().unwrap_or_default();
     assert!(!message.is_empty(), "{body}");
-    message.to_owned()
 }

@@ -61,7 +61,7 @@ fn start_load(gateway: &Gateway) -> Load {
                             let status = response.status().as_u16();
                             (status, response.text().await.unwrap_or_default())
                         }
-                        // The gateway never drops a client connection here: count it as an error.
+                        // A connection the gateway dropped counts as an error too.
                         Err(err) => (0, err.to_string()),
                     };
                     outcomes.push(Outcome {
