@@ -95,11 +95,13 @@ impl Envoy {
         format!("http://{}{path}", self.listener)
     }
 
-    /// The value of one counter or gauge from the admin `/stats`, 0 when absent.
-    pub async fn stat(&self, name: &str) -> u64 {
-        // The filter hands its counters to Envoy on its root tick (every 100 ms at most); wait
-        // long enough that every count made before this call shows.
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    /// The value of one counter or gauge from the admin `/stats` as Envoy has it now, 0 when
+    /// absent. The filter hands its counts to Envoy on each worker's root tick (at most 100 ms
+    /// later), so a count made just before may not show yet: wait for the value a test
+    /// expects with `stat_at_least` or `wait_for_stat`. To check that something was not
+    /// counted, first wait for a count that the same requests made later (a worker hands over
+    /// everything it counted at once, in order).
+    pub async fn stat_now(&self, name: &str) -> u64 {
         let text = crate::gateway::client()
             .get(format!("http://{}/stats?filter=^{name}$", self.admin))
             .send()
@@ -113,7 +115,33 @@ impl Envoy {
             .map(|value| value.trim().parse().expect("numeric stat"))
             .unwrap_or(0)
     }
+
+    /// Polls `name` until its value satisfies `ready`, and returns that value. Fails with the
+    /// last value after `STAT_TIMEOUT` (a timeout for waiting, not a claim about speed).
+    pub async fn wait_for_stat(&self, name: &str, ready: impl Fn(u64) -> bool) -> u64 {
+        let deadline = Instant::now() + STAT_TIMEOUT;
+        loop {
+            let value = self.stat_now(name).await;
+            if ready(value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} is still {value} after {STAT_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls `name` until it reaches `at_least`, and returns its value then (which a test can
+    /// compare with the exact count it expects).
+    pub async fn stat_at_least(&self, name: &str, at_least: u64) -> u64 {
+        self.wait_for_stat(name, |value| value >= at_least).await
+    }
 }
+
+/// How long `wait_for_stat` waits: far longer than the filter's tick, for a loaded machine.
+const STAT_TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn wait_for_admin_address(process: &mut Process, file: &Path) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(30);

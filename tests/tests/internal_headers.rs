@@ -44,12 +44,15 @@ async fn client_sent_routing_headers_are_removed() {
     assert_eq!(
         gateway
             .envoy
-            .stat("wasmcustom.sluice_internal_headers_removed_total")
+            .stat_at_least("wasmcustom.sluice_internal_headers_removed_total", 3)
             .await,
         3
     );
     assert_eq!(
-        gateway.envoy.stat("wasmcustom.sluice_requests_total").await,
+        gateway
+            .envoy
+            .stat_at_least("wasmcustom.sluice_requests_total", 1)
+            .await,
         1
     );
 }

@@ -100,14 +100,17 @@ async fn exactly_n_requests_are_admitted_across_workers() {
     assert_eq!(
         gateway
             .envoy
-            .stat("wasmcustom.sluice_quota_rejected_total.reason.requests")
+            .stat_at_least(
+                "wasmcustom.sluice_quota_rejected_total.reason.requests",
+                350
+            )
             .await,
         350
     );
     assert_eq!(
         gateway
             .envoy
-            .stat("wasmcustom.sluice_quota_admitted_total")
+            .stat_at_least("wasmcustom.sluice_quota_admitted_total", 50)
             .await,
         50
     );
@@ -259,7 +262,10 @@ async fn keys_are_checked_and_errors_follow_the_api() {
     assert_eq!(
         gateway
             .envoy
-            .stat("wasmcustom.sluice_quota_rejected_total.reason.unauthenticated")
+            .stat_at_least(
+                "wasmcustom.sluice_quota_rejected_total.reason.unauthenticated",
+                2
+            )
             .await,
         2
     );
@@ -292,17 +298,18 @@ async fn many_tenants_leave_the_key_space_fixed() {
     assert_eq!(
         gateway
             .envoy
-            .stat("wasmcustom.sluice_quota_shared_slots")
+            .stat_at_least("wasmcustom.sluice_quota_shared_slots", 64)
             .await,
         64
     );
     let admitted = gateway
         .envoy
-        .stat("wasmcustom.sluice_quota_admitted_total")
+        .stat_at_least("wasmcustom.sluice_quota_admitted_total", tenants as u64)
         .await;
+    // Counted with the admissions, so handed to Envoy with them.
     let uncounted = gateway
         .envoy
-        .stat("wasmcustom.sluice_quota_uncounted_total")
+        .stat_now("wasmcustom.sluice_quota_uncounted_total")
         .await;
     assert_eq!(admitted, tenants as u64);
     // 64 slots cannot count thousands of live tenants at once: the rest pass uncounted
