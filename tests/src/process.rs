@@ -1,7 +1,10 @@
 //! A child process that is killed when its guard is dropped, with its output in a log file that
-//! is printed when the test fails.
+//! is printed when the test fails. It is also killed when the thread that started it ends, so a
+//! guard that is never dropped (the shared gateway in a static, a test binary killed by a
+//! signal) leaves no process behind.
 
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,10 +16,13 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `command` with stdout and stderr going to `log`.
+    /// Starts `command` with stdout and stderr going to `log`. The process gets SIGKILL when
+    /// the calling thread ends: start processes from a thread that outlives their guard (a
+    /// test's own thread, or the shared gateway's).
     pub fn spawn(name: &str, mut command: Command, log: &Path) -> Self {
         let out = File::create(log).expect("create log file");
         let err = out.try_clone().expect("clone log file");
+        die_with_parent_thread(&mut command);
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
@@ -108,6 +114,29 @@ impl Process {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Linux's parent-death signal: SIGKILL for the child when the thread that forked it ends
+/// (with the whole process, or alone). Set between fork and exec, so it holds for the program
+/// the child becomes.
+#[allow(unsafe_code)]
+fn die_with_parent_thread(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: it makes two system calls (prctl, getppid) and builds errors from raw
+    // OS codes, without allocating or touching locks.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // If the parent died before the signal was armed, nothing will send it.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 
