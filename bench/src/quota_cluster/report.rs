@@ -15,7 +15,9 @@ pub struct Run {
     pub admitted: u64,
     /// 429
     pub limited: u64,
-    /// 503 (a stale view under the closed policy) or anything else, failed requests included.
+    /// 503: the instance's view was older than `stale_after_ms` (the closed policy refuses).
+    pub unavailable: u64,
+    /// Any other status, or no answer.
     pub other: u64,
 }
 
@@ -141,6 +143,7 @@ impl QuotaReport {
                     list(Run::over),
                     bound(k).to_string(),
                     list(|r| r.limited),
+                    list(|r| r.unavailable),
                     list(|r| r.other),
                 ]
             })
@@ -152,7 +155,8 @@ impl QuotaReport {
                 "over-admission",
                 "bound",
                 "refused (429)",
-                "other (503, failed)",
+                "stale view (503)",
+                "other",
             ],
             &rows,
         )
@@ -256,7 +260,9 @@ impl QuotaReport {
             "- **Load:** every instance is offered {PER_ENVOY} chat requests at one per \
              {PACE_MS} ms ({} per second, an open loop: each request is sent on schedule on its \
              own task, whatever the earlier ones do), all instances at once; a fresh tenant per \
-             run, inside one minute window. Admitted = 200, refused = 429.",
+             run, inside one minute window. Admitted = 200, refused = 429; 503 \
+             `quota_unavailable` when an instance's view is older than `stale_after_ms` (a sync \
+             late on the busy machine).",
             1000 / PACE_MS
         );
         let _ = writeln!(
@@ -296,6 +302,7 @@ mod tests {
             instances,
             admitted,
             limited: instances as u64 * PER_ENVOY - admitted,
+            unavailable: 0,
             other: 0,
         }
     }
@@ -323,7 +330,7 @@ mod tests {
         assert!(text.starts_with(QUOTA_CLUSTER.begin));
         assert!(text.trim_end().ends_with(QUOTA_CLUSTER.end));
         assert!(
-            text.contains("| 3 (240 offered) | 110, 112 | 10, 12 | 26 |"),
+            text.contains("| 3 (240 offered) | 110, 112 | 10, 12 | 26 | 130, 128 | 0, 0 | 0, 0 |"),
             "{text}"
         );
         assert!(

@@ -99,16 +99,18 @@ pub async fn run(options: &Options, dir: &Path) -> Result<QuotaReport, String> {
             let run = paced_load(&addrs, &tenant).await;
             println!(
                 "    {instances} instances, run {}/{repeats}: admitted {}, over the limit {}, \
-                 refused {}, other {}",
+                 refused {}, stale view (503) {}, other {}",
                 repeat + 1,
                 run.admitted,
                 run.over(),
                 run.limited,
+                run.unavailable,
                 run.other
             );
             if run.other > 0 {
                 warnings.push(format!(
-                    "{instances} instances, run {}: {} requests got neither 200 nor 429",
+                    "{instances} instances, run {}: {} requests got no answer or neither 200, \
+                     429 nor 503",
                     repeat + 1,
                     run.other
                 ));
@@ -208,6 +210,7 @@ async fn paced_load(envoys: &[SocketAddr], tenant: &str) -> Run {
         match status {
             200 => run.admitted += 1,
             429 => run.limited += 1,
+            503 => run.unavailable += 1,
             _ => run.other += 1,
         }
     }
