@@ -15,7 +15,7 @@ pub struct Run {
     pub admitted: u64,
     /// 429
     pub limited: u64,
-    /// 503: the instance's view was older than `stale_after_ms` (the closed policy refuses).
+    /// 503: a worker did not know its view to be fresh (the closed policy refuses).
     pub unavailable: u64,
     /// Any other status, or no answer.
     pub other: u64,
@@ -261,8 +261,8 @@ impl QuotaReport {
              {PACE_MS} ms ({} per second, an open loop: each request is sent on schedule on its \
              own task, whatever the earlier ones do), all instances at once; a fresh tenant per \
              run, inside one minute window. Admitted = 200, refused = 429; 503 \
-             `quota_unavailable` when an instance's view is older than `stale_after_ms` (a sync \
-             late on the busy machine).",
+             `quota_unavailable` when an Envoy worker does not know its view to be fresh (no \
+             sync for `stale_after_ms`).",
             1000 / PACE_MS
         );
         let _ = writeln!(

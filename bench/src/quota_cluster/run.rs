@@ -141,6 +141,8 @@ fn unix_ms() -> u128 {
 }
 
 /// Waits until every Envoy's view of the cluster is fresh (its first syncs went through).
+/// The gauge is set by the first worker to tick after a sync; each other worker learns it on
+/// its own tick (every 100 ms at most), so a few ticks more are allowed before measuring.
 async fn wait_synced(envoys: &[Service]) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     for (i, envoy) in envoys.iter().enumerate() {
@@ -154,6 +156,7 @@ async fn wait_synced(envoys: &[Service]) -> Result<(), String> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
 }
 
