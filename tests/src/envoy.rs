@@ -76,6 +76,13 @@ impl Envoy {
     pub fn spawn(dir: &Path, options: &EnvoyOptions) -> Process {
         let template = std::fs::read_to_string(paths::envoy_yaml()).expect("read envoy.yaml");
         let config = render(&template, &paths::filter_wasm(), options);
+        // Histograms reach the admin pages when Envoy flushes its stats, every 5 s by default;
+        // the tests that read them poll.
+        let config = replace_once(
+            &config,
+            "\nstatic_resources:\n",
+            "\nstats_flush_interval: 0.1s\nstatic_resources:\n",
+        );
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, config).expect("write envoy config");
         let mut command = Command::new(paths::envoy_bin());
@@ -87,6 +94,9 @@ impl Envoy {
             // No shared-memory base id: any number of test Envoys can run side by side.
             .arg("--disable-hot-restart")
             .args(["--concurrency", "2", "--log-level", "warn"])
+            // The access log reaches the log file within 50 ms (Envoy's default is 10 s): the
+            // tests that read it poll for their lines.
+            .args(["--file-flush-interval-msec", "50"])
             .args(["--component-log-level", "wasm:info"]);
         Process::spawn("envoy", command, &dir.join("envoy.log"))
     }
