@@ -127,7 +127,7 @@ async fn send(envoy: &Envoy, tenant: &str) -> (u16, Value) {
 
 /// Minute windows start at whole minutes: keep what a test counts inside one.
 async fn away_from_a_minute_boundary() {
-    sluice_e2e::minute::stay_inside_one(Duration::from_secs(15)).await;
+    sluice_e2e::minute::stay_inside_one(Duration::from_secs(10)).await;
 }
 
 fn minute_now() -> u64 {
@@ -240,7 +240,9 @@ async fn three_instances_share_one_limit_and_fail_closed_without_redis() {
     let mut cluster = Cluster::start(3, "closed").await;
     cluster.wait_synced(1).await;
 
-    // Without sharing, every instance would admit up to the limit on its own.
+    // Without sharing, every instance would admit up to the limit on its own. The tenant's
+    // window must last until it is checked again after the outage.
+    sluice_e2e::minute::stay_inside_one(Duration::from_secs(20)).await;
     let (admitted_before, minute) = share_one_limit(&cluster, "shared-before").await;
 
     // Redis dies: once the view is older than stale_after_ms, every request of a limited
