@@ -100,7 +100,7 @@ async fn wait_for_replica(
 async fn until_all_go_to(gateway: &Gateway, replica: &str, n: usize) {
     let http = reqwest::Client::builder()
         .no_proxy()
-        .timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(1))
         .build()
         .unwrap();
     let deadline = Instant::now() + PATIENCE;
@@ -353,10 +353,10 @@ async fn a_saturated_pool_sheds_with_429_in_the_apis_format() {
 
     // The filter sheds once its copy of the snapshot shows both queues. A probe it does not
     // shed joins a queue of several 3-second jobs, so it cannot finish within the probe's
-    // 2 s: it is abandoned and the next probe tries.
+    // 1 s: it is abandoned and the next probe tries.
     let probe = reqwest::Client::builder()
         .no_proxy()
-        .timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(1))
         .build()
         .unwrap();
     let deadline = Instant::now() + PATIENCE;
