@@ -135,10 +135,9 @@ impl Gateway {
     /// The gateway of `GatewayOptions::default()`, started by the first test of this binary
     /// that asks and shared by every test after it. Its processes run until the test binary
     /// exits (they die with the thread that started them, which lives as long as the binary).
-    /// Tests that share it must not depend on its counters or change it: use distinct
-    /// prompts, models or deltas. Its logs stay in the temporary directory named
-    /// `sluice-e2e-shared-<test binary>-<pid>` after the run (the next run of the same binary
-    /// removes it).
+    /// Tests that share it must not change it or assert on its counters (the other tests'
+    /// requests count too). Its logs stay after the run in the temporary directory
+    /// `sluice-e2e-shared-<test file>-<pid>-*`; the next run of that test file removes it.
     pub async fn shared_default() -> &'static Gateway {
         static SHARED: OnceCell<Gateway> = OnceCell::const_new();
         SHARED.get_or_init(start_shared).await
@@ -248,11 +247,15 @@ impl Gateway {
 /// with the thread that started them, and no test's runtime or thread lives as long as the
 /// test binary.
 async fn start_shared() -> Gateway {
+    // The test file's name: cargo names its binary `<file>-<hash>`.
     let binary = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "tests".to_owned());
-    let prefix = format!("sluice-e2e-shared-{binary}-");
+        .unwrap_or_default();
+    let file = binary
+        .rsplit_once('-')
+        .map_or(binary.as_str(), |(file, _)| file);
+    let prefix = format!("sluice-e2e-shared-{file}-");
     remove_stale_shared_dirs(&prefix);
     let dir = tempfile::Builder::new()
         .prefix(&format!("{prefix}{}-", std::process::id()))
