@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use crate::response_text::{self, Flow, Mode};
 use crate::tokens::{Family, Tables, to_tokens};
 use sse::{Piece, SseSplitter, parse_event};
 
@@ -105,11 +106,9 @@ struct Envelope<'a> {
     response: Option<Inner<'a>>,
     #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    choices: Option<Vec<Choice<'a>>>,
-    /// Anthropic `content_block_delta` (an object), Responses `*.delta` (a string).
-    #[serde(borrow, default)]
-    delta: Option<DeltaField<'a>>,
+    /// Present and empty in the usage chunk the gateway asks for.
+    #[serde(default)]
+    choices: Option<Vec<serde::de::IgnoredAny>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,58 +117,6 @@ struct Inner<'a> {
     usage: Option<WireUsage>,
     #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Choice<'a> {
-    #[serde(borrow, default)]
-    delta: Option<ChoiceDelta<'a>>,
-    /// Completions.
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ChoiceDelta<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    refusal: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ToolCallDelta<'a> {
-    #[serde(borrow, default)]
-    function: Option<FunctionDelta<'a>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct FunctionDelta<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum DeltaField<'a> {
-    Text(#[serde(borrow)] Cow<'a, str>),
-    Object(#[serde(borrow)] AnthropicDelta<'a>),
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct AnthropicDelta<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    partial_json: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    thinking: Option<Cow<'a, str>>,
 }
 
 impl Envelope<'_> {
@@ -205,42 +152,30 @@ impl Envelope<'_> {
             .or(self.message.as_ref().and_then(|m| m.model.as_deref()))
             .or(self.response.as_ref().and_then(|r| r.model.as_deref()))
     }
+}
 
-    /// Generated text this event carries, for estimating output the upstream did not count.
-    fn for_each_text(&self, mut text: impl FnMut(&str)) {
-        for choice in self.choices.iter().flatten() {
-            if let Some(t) = &choice.text {
-                text(t);
-            }
-            if let Some(delta) = &choice.delta {
-                for t in [&delta.content, &delta.reasoning_content, &delta.refusal]
-                    .into_iter()
-                    .flatten()
-                {
-                    text(t);
-                }
-                for call in delta.tool_calls.iter().flatten() {
-                    if let Some(function) = &call.function {
-                        for t in [&function.name, &function.arguments].into_iter().flatten() {
-                            text(t);
-                        }
-                    }
-                }
-            }
+/// Estimated output units of the model-produced texts of `doc` (a body, or an event's data;
+/// `response_text` says where they are), leaving out texts that repeat streamed ones; and
+/// whether any text was there.
+fn output_units(tables: &Tables, doc: &[u8], mode: Mode) -> (u64, bool) {
+    let mut units = 0u64;
+    let mut saw_text = false;
+    for site in response_text::locate(doc, mode).sites {
+        if site.flow == Flow::Repeat {
+            continue;
         }
-        match &self.delta {
-            Some(DeltaField::Text(t)) => text(t),
-            Some(DeltaField::Object(d)) => {
-                for t in [&d.text, &d.partial_json, &d.thinking]
-                    .into_iter()
-                    .flatten()
-                {
-                    text(t);
-                }
-            }
-            None => {}
+        if let Some(text) = site.text(doc) {
+            saw_text = saw_text || !text.is_empty();
+            units = units.saturating_add(tables.units(&text));
         }
     }
+    (units, saw_text)
+}
+
+/// The output tokens of a whole response body estimated from its texts, for a body that
+/// reports no usage.
+pub fn output_estimate_json(family: Family, body: &[u8]) -> u64 {
+    to_tokens(output_units(family.tables(), body, Mode::Body).0)
 }
 
 /// The usage in a whole (non-streamed) response body, and the model that answered.
@@ -342,12 +277,7 @@ impl StreamReader {
         if self.model.is_none() {
             self.model = envelope.model().map(str::to_owned);
         }
-        let mut units = 0u64;
-        let mut saw_text = false;
-        envelope.for_each_text(|text| {
-            saw_text = saw_text || !text.is_empty();
-            units = units.saturating_add(self.tables.units(text));
-        });
+        let (units, saw_text) = output_units(self.tables, data.as_bytes(), Mode::Event);
         self.output_units = self.output_units.saturating_add(units);
         self.saw_output = self.saw_output || saw_text;
         let is_usage_only_chunk =
