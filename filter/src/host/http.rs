@@ -161,16 +161,28 @@ impl HttpFilter {
             .map(|_| ResponseGuard::new(std::sync::Arc::clone(&guardrails.0), policy, flavor))
     }
 
-    /// The response is over: counts and records what its guard found.
+    /// The response is over: counts and records what its guard found (and any of its host
+    /// calls that failed).
     fn finish_response_guard(&mut self) {
-        let Some((hits, blocked)) = self
+        let Some((hits, blocked, failures)) = self
             .accounting
             .as_mut()
             .and_then(|a| a.guard.as_mut())
-            .map(|g| (g.take_hits(), g.blocked.take()))
+            .map(|g| {
+                (
+                    g.take_hits(),
+                    g.blocked.take(),
+                    std::mem::take(&mut g.failures),
+                )
+            })
         else {
             return;
         };
+        if let (Some(metrics), true) = (&self.metrics, failures > 0) {
+            for _ in 0..failures {
+                metrics.guardrails.block_failures.increment();
+            }
+        }
         if hits.is_empty() {
             return;
         }
@@ -477,7 +489,8 @@ impl HttpContext for HttpFilter {
     }
 
     /// A piece of the response body: read for usage as it passes (or, with the usage header on,
-    /// held until the end).
+    /// held until the end). `Pause` also stops a response the filter ended because its guard
+    /// could not be applied.
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Some(accounting) = self.accounting.as_mut() else {
             return Action::Continue;
@@ -485,8 +498,14 @@ impl HttpContext for HttpFilter {
         if self.holding_response && !end_of_stream {
             return Action::Pause;
         }
-        let Some(counts) = accounting.on_body(body_size, end_of_stream) else {
-            return Action::Continue;
+        let counts = accounting.on_body(body_size, end_of_stream);
+        let halted = accounting.halted();
+        let Some(counts) = counts else {
+            return if halted {
+                Action::Pause
+            } else {
+                Action::Continue
+            };
         };
         let record = self.report_tokens(counts);
         self.finish_response_guard();
@@ -500,7 +519,11 @@ impl HttpContext for HttpFilter {
                 );
             }
         }
-        Action::Continue
+        if halted {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
     /// The request is over (completed, reset or answered locally): release its in-flight count,

@@ -5,6 +5,7 @@
 //! context helpers, several of which panic on an unexpected host status (a panic traps the VM).
 
 mod clock;
+mod ffi;
 mod guardrails;
 mod headers;
 mod http;
