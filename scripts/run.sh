@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `make run`: simulated vLLM replicas in two pools, Redis, the picker and Envoy with the Sluice
-# filter, in the foreground. Ctrl-C stops everything this script started. Logs are in .run/.
+# filter, in the foreground. The filter runs the shipped envoy.yaml's configuration plus the
+# demo's API keys, per-tenant limits and default guardrails (scripts/run_config.py). Ctrl-C stops
+# everything this script started; so does any of them exiting. Logs are in .run/.
 #
-# SLUICE_CLUSTER=1 make run: two Envoys (:10000 and :10001) whose filters share per-tenant
-# limits (10 requests per minute per x-tenant header) through the picker and Redis.
+# SLUICE_CLUSTER=1 make run: two Envoys (:10000 and :10001) whose filters share every tenant's
+# limits through the picker and Redis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,8 @@ REDIS_PORT=6390
 CLUSTER=${SLUICE_CLUSTER:-}
 mkdir -p "$LOGS"
 pids=()
+# What each started process is, by pid, for saying which one exited.
+declare -A names=()
 
 stop() {
     trap - EXIT INT TERM
@@ -22,7 +26,8 @@ stop() {
     fi
     echo "stopped: replicas, redis, picker, envoy"
 }
-trap stop EXIT INT TERM
+trap stop EXIT
+trap 'exit 130' INT TERM
 
 # Waits for `listening on` in a service's log, or shows the log and fails.
 wait_listening() {
@@ -44,6 +49,7 @@ start_replica() {
     : >"$LOGS/replica-$port.log"
     target/release/sluice-simulator --listen "127.0.0.1:$port" "$@" >"$LOGS/replica-$port.log" 2>&1 &
     pids+=($!)
+    names[$!]="replica :$port ($LOGS/replica-$port.log)"
     wait_listening "replica :$port" "$LOGS/replica-$port.log" $!
 }
 start_replica 8001 --model meta-llama/Llama-3.1-8B-Instruct --lora sql-lora
@@ -56,6 +62,7 @@ start_replica 8003 --model Qwen/Qwen2.5-7B-Instruct
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
     --logfile "$LOGS/redis.log" >/dev/null 2>&1 &
 pids+=($!)
+names[$!]="redis ($LOGS/redis.log)"
 for _ in $(seq 1 100); do
     grep -q 'Ready to accept connections' "$LOGS/redis.log" && break
     kill -0 "${pids[-1]}" 2>/dev/null || break
@@ -70,6 +77,7 @@ grep -q 'Ready to accept connections' "$LOGS/redis.log" || {
 : >"$LOGS/picker.log"
 target/release/sluice-picker --config picker.toml >"$LOGS/picker.log" 2>&1 &
 pids+=($!)
+names[$!]="picker ($LOGS/picker.log)"
 wait_listening picker "$LOGS/picker.log" $!
 
 # Waits for an Envoy's admin /ready.
@@ -84,54 +92,88 @@ wait_ready() {
 }
 
 if [ -n "$CLUSTER" ]; then
-    # Two instances of the shipped config with quotas in cluster mode added; the second on the
-    # next ports. Their access logs go to their own files.
+    # Two instances of the demo config with quotas in cluster mode; the second on the next
+    # ports. Their access logs go to their own files.
     for i in 0 1; do
-        scripts/cluster_envoy.py "$i" >"$LOGS/envoy-$i.yaml"
+        scripts/run_config.py "$i" --cluster >"$LOGS/envoy-$i.yaml"
         .venv/bin/envoy -c "$LOGS/envoy-$i.yaml" --concurrency 2 --disable-hot-restart \
             --log-level warn --component-log-level wasm:info >"$LOGS/envoy-$i.log" 2>&1 &
         pids+=($!)
+        names[$!]="envoy $i ($LOGS/envoy-$i.log)"
         wait_ready $((9901 + i))
     done
 else
+    scripts/run_config.py 0 >"$LOGS/envoy.yaml"
     # Process substitution rather than a pipe, so that $! is Envoy itself and `stop` reaches it.
-    .venv/bin/envoy -c envoy.yaml --concurrency 2 --disable-hot-restart \
+    .venv/bin/envoy -c "$LOGS/envoy.yaml" --concurrency 2 --disable-hot-restart \
         --log-level warn --component-log-level wasm:info > >(tee "$LOGS/envoy.log") 2>&1 &
     pids+=($!)
+    names[$!]="envoy ($LOGS/envoy.log)"
     wait_ready 9901
 fi
 
-cat <<'MSG'
+# The demo's keys (the config holds only their SHA-256).
+demo_key=sk-sluice-demo
+trial_key=sk-sluice-trial
+
+cat <<MSG
 
 Sluice is up.
   gateway     http://127.0.0.1:10000   (Envoy + Sluice filter)
   replicas    Llama-3.1-8B (+ sql-lora) on :8001, :8002; Qwen2.5-7B on :8003
-  envoy admin http://127.0.0.1:9901    (stats: /stats?filter=wasmcustom)
+  envoy admin http://127.0.0.1:9901    (stats: /stats?filter=sluice)
   picker      http://127.0.0.1:9100/healthz
-  redis       127.0.0.1:6390               (cluster quota counters, for quotas.cluster)
+  redis       127.0.0.1:$REDIS_PORT               (cluster quota counters, for quotas.cluster)
+
+Demo API keys (tenants and limits in scripts/run_config.py; a request without a key gets 401):
+  $demo_key    tenant demo, 60 requests and 200,000 tokens per minute
+  $trial_key   tenant trial, 3 requests per minute
 
 Try:
-  curl -s http://127.0.0.1:10000/v1/chat/completions -H 'content-type: application/json' \
+  # a chat completion, and a stream through an alias
+  curl -s http://127.0.0.1:10000/v1/chat/completions -H 'authorization: Bearer $demo_key' \\
+    -H 'content-type: application/json' \\
     -d '{"model":"meta-llama/Llama-3.1-8B-Instruct","messages":[{"role":"user","content":"Hello!"}]}'
-  curl -sN http://127.0.0.1:10000/v1/chat/completions -H 'content-type: application/json' \
+  curl -sN http://127.0.0.1:10000/v1/chat/completions -H 'authorization: Bearer $demo_key' \\
+    -H 'content-type: application/json' \\
     -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello!"}],"stream":true}'
-  curl -s http://127.0.0.1:10000/v1/models
+
+  # quotas: the trial key's 4th request in a minute gets 429 with retry-after
+  for i in 1 2 3 4; do curl -s -o /dev/null -w '%{http_code} retry-after=%header{retry-after}\\n' \\
+    http://127.0.0.1:10000/v1/chat/completions -H 'authorization: Bearer $trial_key' \\
+    -H 'content-type: application/json' \\
+    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}],"max_tokens":4}'; done
+
+  # guardrails: the card number and e-mail are redacted before the model sees them
+  # ([[echo]] makes the simulated model answer with the prompt it received)
+  curl -s http://127.0.0.1:10000/v1/chat/completions -H 'authorization: Bearer $demo_key' \\
+    -H 'content-type: application/json' \\
+    -d '{"model":"gpt-4o","messages":[{"role":"user","content":"[[echo]]Card 4111 1111 1111 1111, mail jane@example.com"}]}'
+
+  curl -s http://127.0.0.1:10000/v1/models -H 'authorization: Bearer $demo_key'
 
 Ctrl-C stops everything. Access log below; other logs in .run/.
 MSG
 if [ -n "$CLUSTER" ]; then
-    cat <<'MSG'
+    cat <<MSG
 
 Cluster mode: a second gateway on http://127.0.0.1:10001 (admin :9902) shares every tenant's
-limit of 10 requests per minute with the first, through the picker and Redis (:6390). The tenant
-is the x-tenant header; try 8 requests on each gateway and see the 429s:
-  for port in 10000 10001; do for i in $(seq 8); do
-    curl -s -o /dev/null -w "%{http_code} " http://127.0.0.1:$port/v1/chat/completions \
-      -H 'x-tenant: acme' -H 'content-type: application/json' \
+limits with the first, through the picker and Redis (:$REDIS_PORT). The trial key allows 3
+requests per minute in all: send 3 to each gateway and see the 429s:
+  for port in 10000 10001; do for i in 1 2 3; do
+    curl -s -o /dev/null -w '%{http_code} ' http://127.0.0.1:\$port/v1/chat/completions \\
+      -H 'authorization: Bearer $trial_key' -H 'content-type: application/json' \\
       -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}],"max_tokens":4}'
   done; echo; done
   curl -s 'http://127.0.0.1:9901/stats?filter=sluice_quota'
 Access logs: .run/envoy-0.log, .run/envoy-1.log.
 MSG
 fi
-wait
+
+# Runs until Ctrl-C, or until one of the processes exits: then says which, and stops the rest.
+set +e
+wait -n -p exited "${pids[@]}"
+status=$?
+echo >&2
+echo "${names[$exited]:-a process} exited (status $status); stopping the others." >&2
+exit 1

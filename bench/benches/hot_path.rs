@@ -403,9 +403,11 @@ fn quota_check(c: &mut Criterion) {
             let request = quota::Request {
                 quotas: &quotas,
                 tenant: &caller.tenant,
-                model: "m",
-                prompt_tokens: 300,
-                output_budget: 500,
+                charge: quota::Charge::Inference {
+                    model: "m",
+                    prompt_tokens: 300,
+                    output_budget: 500,
+                },
                 now_ms: now,
                 state_known: true,
             };

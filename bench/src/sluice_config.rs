@@ -21,7 +21,7 @@ pub const FILTER_CONFIGURATION: &str = r#"{
   "routing": {
     "model_header": "x-sluice-model",
     "base_model_header": "x-sluice-base-model",
-    "unhandled_paths": "pass"
+    "unhandled_paths": "reject"
   },
   "limits": { "max_request_body_bytes": 8388608 },
   "models": {

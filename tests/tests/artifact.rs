@@ -7,3 +7,22 @@ fn filter_wasm_is_under_two_megabytes() {
     let size = std::fs::metadata(paths::filter_wasm()).unwrap().len();
     assert!(size < 2 * 1024 * 1024, "{size} bytes");
 }
+
+/// A ConfigMap holds at most 1 MiB, so an example may only mount the module from one while it
+/// fits (it did not: the Istio example once claimed it was "well under" the limit at 1.66 MB).
+#[test]
+fn examples_deliver_the_module_in_a_way_that_fits_it() {
+    let size = std::fs::metadata(paths::filter_wasm()).unwrap().len();
+    for example in [
+        "examples/istio/envoyfilter.yaml",
+        "examples/envoy-gateway/envoyextensionpolicy.yaml",
+    ] {
+        let text = std::fs::read_to_string(paths::repo_root().join(example)).unwrap();
+        if text.contains("configMap") || text.contains("create configmap") {
+            assert!(
+                size < 1024 * 1024,
+                "{example} mounts a {size}-byte module from a ConfigMap"
+            );
+        }
+    }
+}

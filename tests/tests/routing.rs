@@ -127,9 +127,30 @@ async fn the_gateway_lists_its_models() {
 }
 
 #[tokio::test]
-async fn paths_the_filter_does_not_handle_pass_through() {
+async fn paths_the_filter_does_not_handle_reach_no_replica_unless_listed() {
+    // The shipped configuration: the model servers' own endpoints are not reachable.
     let gateway = Gateway::start(GatewayOptions::default()).await;
+    for path in ["/health", "/metrics", "/tokenize"] {
+        let response = client().get(gateway.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        assert!(!response.headers().contains_key("x-simulator-id"), "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unknown_url", "{path}");
+    }
+    drop(gateway);
+    // Listed, a path goes to the replicas; only its whole segments match.
+    let gateway = Gateway::start(
+        GatewayOptions::default().with_filter_configuration(&format!(
+            r#"{{"routing": {{"passthrough_paths": ["/health"]}}, "models": {{"{LLAMA}": {{}}}}}}"#
+        )),
+    )
+    .await;
     let response = client().get(gateway.url("/health")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers().contains_key("x-simulator-id"));
+    for path in ["/healthz", "/metrics"] {
+        let response = client().get(gateway.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        assert!(!response.headers().contains_key("x-simulator-id"), "{path}");
+    }
 }

@@ -48,14 +48,20 @@ pub struct Routing {
     pub model_header: HeaderName,
     pub base_model_header: HeaderName,
     pub unhandled_paths: UnhandledPaths,
+    /// Path prefixes forwarded unread (admitted against the caller's request limits), without
+    /// a trailing `/`: `""` stands for `/`, every path.
+    pub passthrough_paths: Vec<String>,
 }
 
-/// What happens to requests for paths the filter does not handle.
+/// What happens to requests for paths the filter does not handle (neither an inference API nor
+/// `/v1/models`) and `passthrough_paths` does not list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnhandledPaths {
-    /// Forwarded untouched (other APIs, health checks...).
+    /// Forwarded unread, like a passthrough path (other APIs, the model server's own
+    /// endpoints: `/metrics`, `/health`...).
     Pass,
-    /// Answered with 404.
+    /// Answered with 404 in the API's error format: the default, so that nothing reaches a
+    /// model server that the configuration did not name.
     Reject,
 }
 
@@ -131,6 +137,22 @@ impl WireRouting {
                 "must differ from the model header and the destination endpoint header",
             ));
         }
+        let mut passthrough_paths = Vec::with_capacity(self.passthrough_paths.len());
+        for (i, prefix) in self.passthrough_paths.iter().enumerate() {
+            let field = format!("routing.passthrough_paths[{i}]");
+            if !is_plain_path(prefix) || prefix.contains(['?', '#']) {
+                return Err(ConfigError::new(
+                    field,
+                    "must be a path starting with `/`, without a query, dot segments, `//`, \
+                     `\\` or percent-encoded `.`, `/` or `\\`",
+                ));
+            }
+            let prefix = prefix.strip_suffix('/').unwrap_or(prefix).to_owned();
+            if passthrough_paths.contains(&prefix) {
+                return Err(ConfigError::new(field, "is listed twice"));
+            }
+            passthrough_paths.push(prefix);
+        }
         Ok(Routing {
             model_header,
             base_model_header,
@@ -138,8 +160,36 @@ impl WireRouting {
                 WireUnhandledPaths::Pass => UnhandledPaths::Pass,
                 WireUnhandledPaths::Reject => UnhandledPaths::Reject,
             },
+            passthrough_paths,
         })
     }
+}
+
+/// Whether `path` (its part before `?`) names one resource however a server reads it: no `.`
+/// or `..` segment, no empty segment (`//`), no backslash and no percent-encoded `.`, `/` or
+/// `\\`. A prefix check on anything else could be walked around (`/tokenize/../metrics`, which
+/// some servers resolve to `/metrics`).
+pub(crate) fn is_plain_path(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    if path.contains('\\') {
+        return false;
+    }
+    let lower = path.to_ascii_lowercase();
+    if ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
+        return false;
+    }
+    // The last segment may be empty: a trailing `/` (or the path `/` itself).
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if segment == "." || segment == ".." || (segment.is_empty() && !last) {
+            return false;
+        }
+    }
+    true
 }
 
 impl WireLimits {
@@ -226,6 +276,24 @@ fn validate_picking(picking: Picking) -> Result<Picking, ConfigError> {
 }
 
 impl Routing {
+    /// Whether a request for `path`, which the filter does not handle itself, goes upstream:
+    /// `passthrough_paths` lists a prefix of it (whole segments: `/tokenize` passes
+    /// `/tokenize`, `/tokenize/` and `/tokenize?x`, not `/tokenizer`), or `unhandled_paths` is
+    /// `pass`. A path that is not plain never passes.
+    pub fn passes_through(&self, path: &str) -> bool {
+        if !is_plain_path(path) {
+            return false;
+        }
+        if self.unhandled_paths == UnhandledPaths::Pass {
+            return true;
+        }
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        self.passthrough_paths.iter().any(|prefix| {
+            path.strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+
     /// Request headers that steer routing inside the gateway. Only the filter may set them: any
     /// copy a client sends is removed before anything reads it.
     pub fn internal_headers(&self) -> [&str; 3] {
@@ -261,7 +329,8 @@ mod tests {
                 "x-gateway-destination-endpoint"
             ]
         );
-        assert_eq!(config.routing.unhandled_paths, UnhandledPaths::Pass);
+        assert_eq!(config.routing.unhandled_paths, UnhandledPaths::Reject);
+        assert!(config.routing.passthrough_paths.is_empty());
         assert_eq!(config.limits.max_request_body_bytes, 8 * 1024 * 1024);
         assert_eq!(config.picking, None);
         let with_picking =
@@ -320,7 +389,7 @@ mod tests {
         let config = Config::from_json(
             format!(
                 r#"{{"routing":{{"model_header":"X-Model","base_model_header":"x-base",
-                "unhandled_paths":"reject"}},"limits":{{"max_request_body_bytes":10}},{MODELS}}}"#
+                "unhandled_paths":"pass"}},"limits":{{"max_request_body_bytes":10}},{MODELS}}}"#
             )
             .as_bytes(),
         )
@@ -329,7 +398,7 @@ mod tests {
             config.routing.internal_headers(),
             ["x-model", "x-base", "x-gateway-destination-endpoint"]
         );
-        assert_eq!(config.routing.unhandled_paths, UnhandledPaths::Reject);
+        assert_eq!(config.routing.unhandled_paths, UnhandledPaths::Pass);
         assert_eq!(config.limits.max_request_body_bytes, 10);
     }
 
@@ -415,6 +484,70 @@ mod tests {
             let err = error_of(json);
             assert_eq!(err.field, field, "{json}: {err}");
             assert!(err.to_string().starts_with(&format!("{field}: ")));
+        }
+    }
+
+    #[test]
+    fn passthrough_paths_match_whole_segments_of_plain_paths() {
+        let config = Config::from_json(
+            format!(
+                r#"{{{MODELS},"routing":{{"passthrough_paths":["/tokenize","/v1/rerank/"]}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let routing = &config.routing;
+        assert_eq!(routing.passthrough_paths, ["/tokenize", "/v1/rerank"]);
+        for path in [
+            "/tokenize",
+            "/tokenize/",
+            "/tokenize?model=m",
+            "/tokenize/batch",
+            "/v1/rerank",
+        ] {
+            assert!(routing.passes_through(path), "{path}");
+        }
+        for path in [
+            "/tokenizer",
+            "/metrics",
+            "/health",
+            "/",
+            "",
+            "tokenize",
+            "/tokenize/../metrics",
+            "/tokenize/..",
+            "/tokenize/./x",
+            "/tokenize//x",
+            "//tokenize",
+            "/tokenize/%2e%2e/metrics",
+            "/tokenize%2F..%2Fmetrics",
+            "/tokenize\\..\\metrics",
+            "/v1/rerankx",
+        ] {
+            assert!(!routing.passes_through(path), "{path}");
+        }
+        // `/` lists every plain path; so does `unhandled_paths: pass`.
+        for routing in [
+            r#""passthrough_paths":["/"]"#,
+            r#""unhandled_paths":"pass""#,
+        ] {
+            let config =
+                Config::from_json(format!("{{{MODELS},\"routing\":{{{routing}}}}}").as_bytes())
+                    .unwrap();
+            assert!(config.routing.passes_through("/metrics"), "{routing}");
+            assert!(config.routing.passes_through("/"), "{routing}");
+            assert!(!config.routing.passes_through("/a/../metrics"), "{routing}");
+        }
+        for (paths, field) in [
+            (r#"["tokenize"]"#, "routing.passthrough_paths[0]"),
+            (r#"["/ok","/a/../b"]"#, "routing.passthrough_paths[1]"),
+            (r#"["/a?x=1"]"#, "routing.passthrough_paths[0]"),
+            (r#"["/a","/a/"]"#, "routing.passthrough_paths[1]"),
+        ] {
+            let err = error_of(&format!(
+                r#"{{{MODELS},"routing":{{"passthrough_paths":{paths}}}}}"#
+            ));
+            assert_eq!(err.field, field, "{paths}: {err}");
         }
     }
 

@@ -65,15 +65,19 @@ pub(crate) struct WireRouting {
     /// Request header the filter sets to the base model (differs from the model for LoRA
     /// adapters), so adapters can be routed to the pool that serves their base model.
     pub base_model_header: String,
-    /// What to do with requests to paths the filter does not handle.
+    /// What to do with requests to paths the filter does not handle and
+    /// `passthrough_paths` does not list.
     pub unhandled_paths: WireUnhandledPaths,
+    /// Path prefixes (whole segments) forwarded to the upstream unread, after the caller is
+    /// authenticated and admitted against its request limits.
+    pub passthrough_paths: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum WireUnhandledPaths {
-    #[default]
     Pass,
+    #[default]
     Reject,
 }
 
@@ -105,6 +109,7 @@ impl Default for WireRouting {
             model_header: DEFAULT_MODEL_HEADER.to_owned(),
             base_model_header: DEFAULT_BASE_MODEL_HEADER.to_owned(),
             unhandled_paths: WireUnhandledPaths::default(),
+            passthrough_paths: Vec::new(),
         }
     }
 }

@@ -7,6 +7,10 @@ use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 
+/// The longest between two refreshes: the root's tick runs at least this often (`root.rs`), so
+/// `now_ms` is at most this far behind the host's clock (unless Envoy runs the tick late).
+pub const MAX_AGE_MS: u64 = 100;
+
 thread_local! {
     /// Unix milliseconds at the last refresh. A VM runs on one worker thread only.
     static NOW_MS: Cell<u64> = const { Cell::new(0) };

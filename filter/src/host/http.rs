@@ -69,10 +69,14 @@ impl HttpFilter {
     /// The request's counts are known: filter state and metrics.
     fn report_tokens(&self, counts: crate::usage::Counts) -> Option<crate::usage::TokenRecord> {
         let accounting = self.accounting.as_ref()?;
-        self.quota.settle(&counts);
+        self.quota.settle(&counts, self.quota_metrics());
         let record = accounting.record(counts);
         accounting.report(&record, self.metrics.as_deref().map(|m| &m.tokens));
         Some(record)
+    }
+
+    fn quota_metrics(&self) -> Option<&super::quota::QuotaMetrics> {
+        self.metrics.as_deref().map(|m| &m.quota)
     }
 
     fn count(&self, pick: impl Fn(&Metrics) -> &super::metrics::Counter) {
@@ -203,25 +207,33 @@ impl HttpFilter {
         if reply.status >= 400 {
             self.count(|m| &m.rejected);
         }
-        let mut headers = reply.headers.clone();
-        headers.extend(
-            self.quota
-                .reply_headers()
-                .iter()
-                .map(|(n, v)| (*n, v.as_str())),
-        );
+        let extra = self.quota.take_reply_headers();
         let sent = hostcalls::send_http_response(
             u32::from(reply.status),
-            headers,
+            reply.headers_with(&extra),
             Some(reply.body.as_bytes()),
         );
         if let Err(status) = sent {
-            log::warn(&format!("sending a local reply failed: {status:?}"));
+            // Nothing was answered and the request must not go on: reset it.
+            log::warn(&format!(
+                "sending a local reply failed ({status:?}): resetting the request"
+            ));
+            self.count(|m| &m.failed_closed);
+            if let Err(status) = hostcalls::reset_http_request() {
+                log::error(&format!("resetting the request failed too: {status:?}"));
+            }
         }
         Action::Pause
     }
 
+    /// Answers `error`. An internal error is a host call that failed where going on could skip
+    /// a policy (quota, credential, header removal, guardrail): the request fails closed, and
+    /// that is logged (the step, never a value) and counted.
     fn reject(&mut self, error: &GatewayError, flavor: ApiFlavor) -> Action {
+        if let GatewayError::Internal(what) = error {
+            log::warn(&format!("failing the request closed: {what}"));
+            self.count(|m| &m.failed_closed);
+        }
         self.send(&LocalReply::error(error, flavor))
     }
 
@@ -274,12 +286,19 @@ impl HttpFilter {
             }
         };
         let tenant = self.quota.tenant().map(str::to_owned);
-        let route = configured
+        let route_policies = configured
             .config
             .guardrails
             .as_ref()
-            .filter(|g| g.0.has_route_policies())
-            .and_then(|_| route_name());
+            .is_some_and(|g| g.0.has_route_policies());
+        let route = if route_policies {
+            match route_name() {
+                Ok(route) => route,
+                Err(error) => return self.reject(&error, api.flavor()),
+            }
+        } else {
+            None
+        };
         let keys = PolicyKeys {
             route: route.as_deref(),
             tenant: tenant.as_deref(),
@@ -332,13 +351,14 @@ impl HttpFilter {
 /// (verified on Envoy 1.40 by the guardrails e2e test: a route matching the model header the
 /// filter sets later is not seen; removing a header does not have the name matched again,
 /// hence the refusal in `remove_internal_headers`). One host call, made only when such
-/// policies are configured.
-fn route_name() -> Option<String> {
-    hostcalls::get_property(vec!["xds", "route_name"])
-        .ok()
-        .flatten()
+/// policies are configured. `None`: no route name. A failed read is an error: the request would
+/// otherwise get a weaker policy than its route's.
+fn route_name() -> Result<Option<String>, GatewayError> {
+    let name = hostcalls::get_property(vec!["xds", "route_name"])
+        .map_err(|_| GatewayError::Internal("reading the route name failed"))?;
+    Ok(name
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|name| !name.is_empty())
+        .filter(|name| !name.is_empty()))
 }
 
 /// Removes request header `name` if `headers` (the map read in the headers phase) holds it, so
@@ -430,7 +450,18 @@ impl HttpContext for HttpFilter {
             return self.reject(&error, ApiFlavor::from_path(head.path));
         }
         match pipeline::decide_on_headers(&configured.config, &configured.models, &head) {
-            HeadersDecision::Forward => Action::Continue,
+            HeadersDecision::Passthrough => {
+                let flavor = ApiFlavor::from_path(head.path);
+                let admitted = self.quota.admit_passthrough(
+                    quotas,
+                    flavor,
+                    metrics.as_deref().map(|m| &m.quota),
+                );
+                match admitted {
+                    Ok(()) => Action::Continue,
+                    Err(error) => self.reject(&error, flavor),
+                }
+            }
             HeadersDecision::Reply(reply) => self.send(&reply),
             HeadersDecision::ReadBody(api) => {
                 self.reading_body = Some(api);
@@ -541,7 +572,7 @@ impl HttpContext for HttpFilter {
             self.report_tokens(counts);
             self.finish_response_guard();
         }
-        self.quota.finish();
+        self.quota.finish(self.quota_metrics());
     }
 
     /// Trailers end a body that did not end on its own (chunked with trailers): finish it here.

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub internal_headers_removed: Counter,
     /// Requests the filter answered with an error itself.
     pub rejected: Counter,
+    /// Requests failed closed (500 in their API's format, or reset) because a host call that a
+    /// policy step needed failed: removing a header, setting the credential, reading what a
+    /// decision depends on.
+    pub failed_closed: Counter,
     /// Requests sent to the replica the filter picked.
     pub picked: Counter,
     /// Requests left to Envoy's load balancing because no fresh snapshot was at hand.
@@ -70,6 +74,7 @@ impl Metrics {
             requests: Counter::define("sluice_requests_total"),
             internal_headers_removed: Counter::define("sluice_internal_headers_removed_total"),
             rejected: Counter::define("sluice_requests_rejected_total"),
+            failed_closed: Counter::define("sluice_requests_failed_closed_total"),
             picked: Counter::define("sluice_picks_total"),
             pick_fallbacks: Counter::define("sluice_pick_fallbacks_total"),
             shed: Counter::define("sluice_requests_shed_total"),
@@ -86,6 +91,7 @@ impl Metrics {
             &self.requests,
             &self.internal_headers_removed,
             &self.rejected,
+            &self.failed_closed,
             &self.picked,
             &self.pick_fallbacks,
             &self.shed,

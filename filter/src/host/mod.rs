@@ -3,6 +3,11 @@
 //!
 //! Host calls go through `proxy_wasm::hostcalls`, which return `Result`, rather than the SDK's
 //! context helpers, several of which panic on an unexpected host status (a panic traps the VM).
+//! `hostcalls` too panics on a status it does not expect (SDK 0.2.5: any but `Ok` for header
+//! writes and removals, local replies and shared-data reads; any but `Ok`/`CasMismatch` for
+//! shared-data writes): such a failure traps the VM and Envoy answers 503, which fails the
+//! request closed. Every `Err` these calls do return is handled where it occurs; where going
+//! on could skip a policy, the request fails closed in its API's format (`http.rs`).
 
 mod clock;
 mod ffi;

@@ -109,9 +109,13 @@ impl PickerSync {
             }
         };
         // Snapshot first, then its version: a reader that sees the new version finds the new
-        // snapshot (or a newer one).
-        if shared::set(SNAPSHOT_KEY, &body, None) {
-            shared::set(VERSION_KEY, &encode_version(version), None);
+        // snapshot (or a newer one). If either write fails the workers keep the snapshot they
+        // have until it is stale, then leave the choice to Envoy: counted as a failed fetch.
+        if !(shared::set(SNAPSHOT_KEY, &body, None)
+            && shared::set(VERSION_KEY, &encode_version(version), None))
+        {
+            self.count_failure();
+            log::warn("cannot store the picker's snapshot in shared data");
         }
         self.refresh_local();
     }

@@ -1,7 +1,12 @@
 //! Quotas on the request path: identify the caller in the headers phase (and remove the client's
-//! key and any client-sent tenant header), reserve once the body is read, put the rate-limit
-//! headers on the response, settle with the real usage at the end. Also the cluster sync that
-//! one worker per Envoy runs on the root tick.
+//! key and any client-sent tenant header), reserve once the body is read (a passthrough path's
+//! request, which is not read, in the headers phase), put the rate-limit headers on the
+//! response, settle with the real usage at the end. Also the cluster sync that one worker per
+//! Envoy runs on the root tick.
+//!
+//! A host call whose failure could let a request past a limit fails the request (500 in its
+//! API's format, from `http.rs`); one that fails after the response has gone (a settle, the
+//! sync's writes) is logged and counted in `sluice_quota_write_failures_total`.
 //!
 //! Host calls per request with quotas on: removing the client's key (one), one shared-data read
 //! and one compare-and-swap write per scope to reserve and again to settle, the upstream
@@ -18,11 +23,11 @@ use proxy_wasm::types::{BufferType, MapType, MetricType};
 use super::metrics::Counter;
 use super::{clock, log, shared};
 use crate::config::quotas::{Cluster, Identity, QUOTA_SYNC_PATH, Quotas};
-use crate::error::GatewayError;
+use crate::error::{ApiFlavor, GatewayError};
 use crate::pipeline::{RequestHeaders, RoutedRequest};
 use crate::quota::identity::{self, AuthError, Caller};
 use crate::quota::sync::{self, Pushed, SyncRequest, SyncResponse};
-use crate::quota::{self, Admitted, SlotState, Standing, Store, Ticket, Usage};
+use crate::quota::{self, Admitted, Charge, SlotState, Standing, Store, Ticket, Usage};
 use crate::usage::Counts;
 
 /// Shared data through the host.
@@ -60,12 +65,16 @@ pub struct QuotaMetrics {
     /// Admitted without counting in some scope: no slot or unknown state (fail-open).
     pub uncounted: Counter,
     pub sync_failures: Counter,
+    /// Counts that could not be written to shared data once the request had gone (a settle,
+    /// a failed report put back, a sync's answer): the limits may be off by them.
+    pub write_failures: Counter,
     synced: Option<u32>,
     slots: Option<u32>,
     remaining: RefCell<HashMap<String, TenantGauges>>,
 }
 
-/// A tenant's remaining-budget gauges and the values to hand to Envoy on the next tick.
+/// A tenant's remaining-budget gauges, each defined when its first value comes, and the values
+/// to hand to Envoy on the next tick.
 #[derive(Debug, Default)]
 struct TenantGauges {
     requests_id: Option<u32>,
@@ -97,6 +106,7 @@ impl QuotaMetrics {
             rejected,
             uncounted: Counter::define("sluice_quota_uncounted_total"),
             sync_failures: Counter::define("sluice_quota_sync_failures_total"),
+            write_failures: Counter::define("sluice_quota_write_failures_total"),
             synced: hostcalls::define_metric(MetricType::Gauge, "sluice_quota_cluster_synced").ok(),
             slots: hostcalls::define_metric(MetricType::Gauge, "sluice_quota_shared_slots").ok(),
             remaining: RefCell::new(HashMap::new()),
@@ -109,14 +119,23 @@ impl QuotaMetrics {
         }
     }
 
+    /// Records the tenant's remaining requests and tokens for its gauges. Only what is limited
+    /// gets a gauge: a tenant without a tokens limit has no tokens gauge (a gauge reading 0
+    /// would say it has none left), and a tenant without any limit takes no label.
     fn remaining(&self, tenant: &str, standing: &Standing) {
+        let requests = standing.requests.map(|r| r.remaining);
+        let tokens = standing.tokens.map(|r| r.remaining);
+        if requests.is_none() && tokens.is_none() {
+            return;
+        }
         let Ok(mut map) = self.remaining.try_borrow_mut() else {
             return;
         };
         if !map.contains_key(tenant) && map.len() >= MAX_TENANT_LABELS {
             return;
         }
-        let entry = map.entry(tenant.to_owned()).or_insert_with(|| {
+        let entry = map.entry(tenant.to_owned()).or_default();
+        let gauge = |what: &str| {
             let label: String = tenant
                 .chars()
                 .map(|c| {
@@ -127,28 +146,32 @@ impl QuotaMetrics {
                     }
                 })
                 .collect();
-            let gauge = |what: &str| {
-                hostcalls::define_metric(
-                    MetricType::Gauge,
-                    &format!("sluice_quota_remaining_{what}.sluice_tenant.{label}"),
-                )
-                .ok()
-            };
-            TenantGauges {
-                requests_id: gauge("requests"),
-                tokens_id: gauge("tokens"),
-                ..TenantGauges::default()
-            }
-        });
-        entry.requests = standing.requests.map(|r| r.remaining);
-        entry.tokens = standing.tokens.map(|r| r.remaining);
+            hostcalls::define_metric(
+                MetricType::Gauge,
+                &format!("sluice_quota_remaining_{what}.sluice_tenant.{label}"),
+            )
+            .ok()
+        };
+        if requests.is_some() && entry.requests_id.is_none() {
+            entry.requests_id = gauge("requests");
+        }
+        if tokens.is_some() && entry.tokens_id.is_none() {
+            entry.tokens_id = gauge("tokens");
+        }
+        entry.requests = requests.or(entry.requests);
+        entry.tokens = tokens.or(entry.tokens);
     }
 
     pub fn flush(&self) {
         for (_, counter) in &self.rejected {
             counter.flush();
         }
-        for counter in [&self.admitted, &self.uncounted, &self.sync_failures] {
+        for counter in [
+            &self.admitted,
+            &self.uncounted,
+            &self.sync_failures,
+            &self.write_failures,
+        ] {
             counter.flush();
         }
         if let Ok(mut map) = self.remaining.try_borrow_mut() {
@@ -227,27 +250,67 @@ impl QuotaState {
         }
     }
 
-    /// Body read and routed: reserve, or refuse with the limit's error and headers.
+    /// Body read and routed: reserve, or refuse with the limit's error and headers. Then puts
+    /// the pool's own credential (if configured) in place of the client's key.
     pub fn admit(
         &mut self,
         quotas: Option<&Quotas>,
         routed: &RoutedRequest,
         metrics: Option<&QuotaMetrics>,
     ) -> Result<(), GatewayError> {
-        let (Some(quotas), Some(caller)) = (quotas, &self.caller) else {
+        let Some(quotas) = quotas else {
+            return Ok(());
+        };
+        let charge = Charge::Inference {
+            model: &routed.model,
+            prompt_tokens: routed.estimate.prompt_tokens,
+            output_budget: routed.estimate.output_budget,
+        };
+        self.reserve(quotas, charge, routed.api.flavor(), metrics)?;
+        if let Some(credential) = quotas.upstream_credentials.get(&routed.pool) {
+            hostcalls::set_map_value(
+                MapType::HttpRequestHeaders,
+                &credential.header,
+                Some(&credential.value),
+            )
+            .map_err(|_| GatewayError::Internal("setting the upstream credential failed"))?;
+        }
+        Ok(())
+    }
+
+    /// Headers phase of a passthrough path: the request goes upstream unread, so it is admitted
+    /// now against the caller's request limits only (its model and tokens are unknown). It
+    /// gets no upstream credential: its pool is not known.
+    pub fn admit_passthrough(
+        &mut self,
+        quotas: Option<&Quotas>,
+        flavor: ApiFlavor,
+        metrics: Option<&QuotaMetrics>,
+    ) -> Result<(), GatewayError> {
+        match quotas {
+            Some(quotas) => self.reserve(quotas, Charge::RequestOnly, flavor, metrics),
+            None => Ok(()),
+        }
+    }
+
+    fn reserve(
+        &mut self,
+        quotas: &Quotas,
+        charge: Charge<'_>,
+        flavor: ApiFlavor,
+        metrics: Option<&QuotaMetrics>,
+    ) -> Result<(), GatewayError> {
+        let Some(caller) = &self.caller else {
             return Ok(());
         };
         let now_ms = clock::now_ms();
         let request = quota::Request {
             quotas,
             tenant: &caller.tenant,
-            model: &routed.model,
-            prompt_tokens: routed.estimate.prompt_tokens,
-            output_budget: routed.estimate.output_budget,
+            charge,
             now_ms,
             state_known: quotas.cluster.is_none() || CLUSTER_FRESH.with(Cell::get),
         };
-        let flavor = routed.api.flavor();
         match quota::reserve(&SharedStore, &request) {
             Ok(Admitted {
                 ticket,
@@ -263,16 +326,6 @@ impl QuotaState {
                 }
                 self.headers = quota::headers::rate_limit_headers(&standing, flavor, now_ms);
                 self.ticket = RefCell::new(Some(ticket));
-                if let Some(credential) = quotas.upstream_credentials.get(&routed.pool) {
-                    hostcalls::set_map_value(
-                        MapType::HttpRequestHeaders,
-                        &credential.header,
-                        Some(&credential.value),
-                    )
-                    .map_err(|_| {
-                        GatewayError::Internal("setting the upstream credential failed")
-                    })?;
-                }
                 Ok(())
             }
             Err(rejection) => {
@@ -282,27 +335,39 @@ impl QuotaState {
                 }
                 let mut headers =
                     quota::headers::rate_limit_headers(&rejection.standing, flavor, now_ms);
-                headers.extend(quota::headers::retry_after(rejection.retry_after_ms));
+                // The decision used the clock as of the last tick, up to `MAX_AGE_MS` behind,
+                // and so may the retry's: waiting that much longer, the retry finds the room
+                // this wait was computed for.
+                let wait = rejection.retry_after_ms.saturating_add(clock::MAX_AGE_MS);
+                headers.extend(quota::headers::retry_after(wait));
                 self.headers = headers;
                 Err(GatewayError::QuotaExceeded(rejection.reason))
             }
         }
     }
 
-    /// Headers for a local reply or the upstream's response.
-    pub fn reply_headers(&self) -> &[(&'static str, String)] {
-        &self.headers
+    /// The rate-limit headers for a local reply. They are taken: the reply carries them, and
+    /// the response phase, which Envoy also runs for a local reply, has none left to add.
+    pub fn take_reply_headers(&mut self) -> Vec<(&'static str, String)> {
+        std::mem::take(&mut self.headers)
     }
 
-    /// Puts the rate-limit headers on the upstream's response.
+    /// Puts the rate-limit headers on the upstream's response, replacing any the upstream sent
+    /// under the same names: those describe the gateway's own credential at the provider,
+    /// shared by every tenant, not the caller's limits (and telling one tenant what the others
+    /// use is a leak). A failed write costs the client the headers, not a policy: logged.
     pub fn on_response_headers(&mut self) {
         for (name, value) in self.headers.drain(..) {
-            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, &value);
+            if let Err(status) =
+                hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&value))
+            {
+                log::warn(&format!("cannot set response header {name}: {status:?}"));
+            }
         }
     }
 
     /// The usage is known: replace the reservation with it.
-    pub fn settle(&self, counts: &Counts) {
+    pub fn settle(&self, counts: &Counts, metrics: Option<&QuotaMetrics>) {
         let Some(ticket) = self.ticket.try_borrow_mut().ok().and_then(|mut t| t.take()) else {
             return;
         };
@@ -311,25 +376,36 @@ impl QuotaState {
             output: counts.output,
             cached: counts.cached,
         };
-        quota::settle(&SharedStore, &ticket, usage, clock::now_ms());
+        if !quota::settle(&SharedStore, &ticket, usage, clock::now_ms()) {
+            // The response has gone: all that is left is to say so. The reservation stands
+            // instead of the usage (more than was used unless the usage passed it).
+            log::warn("quota: a settle could not be written; the reservation stands");
+            if let Some(m) = metrics {
+                m.write_failures.increment();
+            }
+        }
     }
 
     /// The request is over without usage (refused upstream, answered locally, reset): it keeps
     /// its request count, its tokens come back.
-    pub fn finish(&self) {
-        self.settle(&Counts::default());
+    pub fn finish(&self, metrics: Option<&QuotaMetrics>) {
+        self.settle(&Counts::default(), metrics);
     }
 }
 
-/// Creates every slot key now, so later writes can always compare-and-swap (and the key space
-/// is fixed from the start).
-pub fn create_slots(quotas: &Quotas) {
-    for slot in 0..quotas.slots {
+/// Creates every slot key now, so that every later write is a compare-and-swap (and the key
+/// space is fixed from the start). A key that exists (it has a CAS token) is left alone, even
+/// when empty: another worker may be using it. Returns false when a key could not be created:
+/// a slot written without compare-and-swap could lose another worker's counts, so the
+/// configuration is refused.
+pub fn create_slots(quotas: &Quotas) -> bool {
+    (0..quotas.slots).all(|slot| {
         let key = quota::slot_key(slot);
-        if shared::get(&key).0.is_none() {
-            shared::set(&key, &[], None);
+        match shared::get(&key) {
+            (None, None) => shared::set(&key, &[], None) || shared::get(&key).1.is_some(),
+            _ => true,
         }
-    }
+    })
 }
 
 /// Cluster mode: on the root tick, the worker holding the lease sends this Envoy's consumption
@@ -401,7 +477,7 @@ impl QuotaSync {
         ) {
             Ok(token) => self.call = Some((token, pushed)),
             Err(status) => {
-                restore(&pushed);
+                restore(&pushed, metrics);
                 if let Some(m) = metrics {
                     m.sync_failures.increment();
                 }
@@ -480,7 +556,7 @@ impl QuotaSync {
             _ => None,
         };
         let Some(response) = response.filter(|r| r.totals.len() == pushed.len()) else {
-            restore(&pushed);
+            restore(&pushed, metrics);
             if let Some(m) = metrics {
                 m.sync_failures.increment();
             }
@@ -495,48 +571,87 @@ impl QuotaSync {
         for (p, totals) in pushed.iter().zip(response.totals) {
             by_slot.entry(p.slot).or_default().push((p, totals));
         }
+        let mut unwritten = 0usize;
         for (slot, entries) in by_slot {
-            shared::update(&quota::slot_key(slot), |current| {
+            let written = shared::update(&quota::slot_key(slot), |current| {
                 let mut state = current.map(SlotState::decode).unwrap_or_default();
                 for (p, totals) in &entries {
                     sync::apply(&mut state, p, *totals, now, lost);
                 }
                 state.encode()
             });
+            if !written {
+                unwritten = unwritten.saturating_add(1);
+            }
         }
-        shared::set(SYNCED_KEY, &now.to_le_bytes(), None);
-        CLUSTER_FRESH.with(|c| c.set(true));
+        if unwritten > 0 {
+            // Those slots keep their older view of the other instances: this sync does not
+            // count as fresh, so that a view that stays unwritten goes stale and the fail
+            // policy decides, as when the picker is down.
+            log::warn(&format!(
+                "quota sync: {unwritten} slots could not be updated; the view is not refreshed"
+            ));
+            if let Some(m) = metrics {
+                m.write_failures.increment();
+                m.sync_failures.increment();
+            }
+            return true;
+        }
+        let fresh = shared::set(SYNCED_KEY, &now.to_le_bytes(), None);
+        CLUSTER_FRESH.with(|c| c.set(fresh));
         if let Some(m) = metrics {
-            m.set_synced(true);
+            m.set_synced(fresh);
         }
         true
     }
 }
 
 /// Records the store's `epoch`; true when it differs from the one recorded before (0 is
-/// unknown and never a change).
+/// unknown and never a change). When the record cannot be written, the store counts as having
+/// lost its counts unless another worker recorded the same epoch meanwhile: reporting again
+/// makes the totals high, never low.
 fn epoch_changed(epoch: u64) -> bool {
     if epoch == 0 {
         return false;
     }
+    let read = |bytes: Option<Vec<u8>>| {
+        bytes
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
     let (bytes, cas) = shared::get(EPOCH_KEY);
-    let known = bytes
-        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-        .map_or(0, u64::from_le_bytes);
+    let known = read(bytes);
     if known == epoch {
         return false;
     }
-    shared::set(EPOCH_KEY, &epoch.to_le_bytes(), cas) && known != 0
+    if shared::set(EPOCH_KEY, &epoch.to_le_bytes(), cas) {
+        return known != 0;
+    }
+    known != 0 && read(shared::get(EPOCH_KEY).0) != epoch
 }
 
-/// Puts what a failed report took out of the slots back into them.
-fn restore(pushed: &[Pushed]) {
+/// Puts what a failed report took out of the slots back into them. What cannot be put back is
+/// lost to the cluster's totals (the limits may then admit that much more): logged and
+/// counted.
+fn restore(pushed: &[Pushed], metrics: Option<&QuotaMetrics>) {
     let now = clock::now_ms();
+    let mut lost = 0usize;
     for p in pushed.iter().filter(|p| p.delta != 0 || p.prev_delta != 0) {
-        shared::update(&quota::slot_key(p.slot), |current| {
+        let written = shared::update(&quota::slot_key(p.slot), |current| {
             let mut state = current.map(SlotState::decode).unwrap_or_default();
             sync::restore(&mut state, p, now);
             state.encode()
         });
+        if !written {
+            lost = lost.saturating_add(1);
+        }
+    }
+    if lost > 0 {
+        log::warn(&format!(
+            "quota sync: {lost} unreported counts could not be put back and are lost"
+        ));
+        if let Some(m) = metrics {
+            m.write_failures.increment();
+        }
     }
 }

@@ -28,7 +28,7 @@ pub struct Configured {
 
 /// The longest the root waits between ticks: it bounds how late counters reach Envoy and how
 /// old the cached clock gets.
-const MAX_TICK: Duration = Duration::from_millis(100);
+const MAX_TICK: Duration = Duration::from_millis(clock::MAX_AGE_MS);
 
 #[derive(Default)]
 pub struct Root {
@@ -103,7 +103,10 @@ impl RootContext for Root {
             PickerSync::new(picking, Rc::clone(&snapshot), self.metrics.clone())
         });
         if let Some(quotas) = &config.quotas {
-            quota::create_slots(quotas);
+            if !quota::create_slots(quotas) {
+                log::error("cannot create the quota slots in shared data");
+                return false;
+            }
             if let Some(metrics) = &self.metrics {
                 metrics.quota.set_slots(quotas.slots);
             }

@@ -186,13 +186,28 @@ fn nesting_exceeds(body: &[u8], max: usize) -> bool {
     false
 }
 
-/// serde_json appends "at line L column C"; inside a field that position is relative to the
-/// field, which would mislead, and for the body the path already says where.
+/// What a client is told about a JSON syntax or type error. serde_json appends "at line L column
+/// C"; inside a field that position is relative to the field, which would mislead, and for the
+/// body the path already says where, so it is dropped.
 fn without_position(err: &serde_json::Error) -> String {
     let text = err.to_string();
-    match text.rfind(" at line ") {
+    let text = match text.rfind(" at line ") {
         Some(at) if err.line() > 0 => text.get(..at).unwrap_or(&text).to_owned(),
         _ => text,
+    };
+    renamed(&text).map_or(text, str::to_owned)
+}
+
+/// serde_json's words for an unpaired UTF-16 surrogate escape describe how its parser noticed,
+/// not what is wrong: `"\ud800"` followed by anything but a `\u` escape is reported as
+/// "unexpected end of hex escape", and a lone `"\udc00"` as a "leading" surrogate. Both only
+/// arise from an unpaired surrogate (a short or non-hex escape has errors of its own).
+fn renamed(message: &str) -> Option<&'static str> {
+    match message {
+        "unexpected end of hex escape" | "lone leading surrogate in hex escape" => Some(
+            "lone UTF-16 surrogate in a \\u escape: \\uD800-\\uDBFF must be followed by a \\uDC00-\\uDFFF escape, and \\uDC00-\\uDFFF may not stand alone",
+        ),
+        _ => None,
     }
 }
 
@@ -313,5 +328,40 @@ mod tests {
     fn duplicate_keys_are_named() {
         let err = TopLevel::parse(br#"{"model":"a","stream":true,"model":"b"}"#).unwrap_err();
         assert_eq!(err, FieldError::Body("duplicate key `model`".into()));
+    }
+
+    #[test]
+    fn unpaired_surrogates_are_named_as_such() {
+        let lone = "lone UTF-16 surrogate in a \\u escape";
+        for body in [
+            r#"{"model":"\ud800"}"#,
+            r#"{"model":"\ud800x"}"#,
+            r#"{"model":"\ud800\n"}"#,
+            r#"{"model":"\udc00"}"#,
+            r#"{"model":"\ud800\u0041"}"#,
+        ] {
+            let top = TopLevel::parse(body.as_bytes());
+            let message = match top {
+                Err(FieldError::Body(message)) => message,
+                Ok(top) => match top.get::<String>("model") {
+                    Err(FieldError::Invalid { message, .. }) => message,
+                    other => panic!("{body}: {other:?}"),
+                },
+                Err(other) => panic!("{body}: {other:?}"),
+            };
+            assert!(message.starts_with(lone), "{body}: {message}");
+        }
+        // A pair is one character; short or non-hex escapes keep serde_json's own words.
+        let top = TopLevel::parse(r#"{"model":"\ud83d\ude00"}"#.as_bytes()).unwrap();
+        assert_eq!(
+            top.get::<String>("model").unwrap().as_deref(),
+            Some("\u{1f600}")
+        );
+        for body in [r#"{"model":"\ud8"}"#, r#"{"model":"\uzzzz"}"#] {
+            let err = TopLevel::parse(body.as_bytes())
+                .and_then(|top| top.get::<String>("model").map(|_| ()));
+            let text = format!("{err:?}");
+            assert!(!text.contains("surrogate"), "{body}: {text}");
+        }
     }
 }

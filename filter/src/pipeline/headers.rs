@@ -1,6 +1,6 @@
 use crate::api::Endpoint;
 use crate::canonical::ApiKind;
-use crate::config::{Config, UnhandledPaths};
+use crate::config::Config;
 use crate::error::{ApiFlavor, GatewayError};
 
 use super::models_list::ModelsList;
@@ -27,6 +27,27 @@ pub struct LocalReply {
 }
 
 impl LocalReply {
+    /// The reply's headers with `extra` (the rate-limit headers), each name once: where both
+    /// have a name, `extra`'s value is sent. A client reads a repeated header as one
+    /// comma-joined value (`retry-after: 17, 17`), which it cannot parse.
+    pub fn headers_with<'a>(
+        &'a self,
+        extra: &'a [(&'static str, String)],
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| !extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))
+            .map(|(n, v)| (*n, *v))
+            .collect();
+        for (name, value) in extra {
+            if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                headers.push((name, value.as_str()));
+            }
+        }
+        headers
+    }
+
     pub fn error(error: &GatewayError, flavor: ApiFlavor) -> Self {
         let mut headers = error.headers();
         headers.push(("content-type", "application/json"));
@@ -40,8 +61,10 @@ impl LocalReply {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeadersDecision {
-    /// Not an API the filter handles: forward untouched.
-    Forward,
+    /// Not an API the filter handles, but a path the configuration lets through
+    /// (`routing.passthrough_paths`, or `unhandled_paths: pass`): forward it unread, once the
+    /// caller is admitted against its request limits.
+    Passthrough,
     /// Answer now without contacting an upstream.
     Reply(LocalReply),
     /// An inference request: hold the headers and read the whole body.
@@ -61,16 +84,16 @@ pub fn decide_on_headers(
         allow: endpoint.method(),
     };
     match endpoint {
-        Endpoint::Unhandled => match config.routing.unhandled_paths {
-            UnhandledPaths::Pass => HeadersDecision::Forward,
-            UnhandledPaths::Reject => reject(
-                GatewayError::UnknownPath {
-                    method: head.method.to_owned(),
-                    path: head.path.to_owned(),
-                },
-                ApiFlavor::from_path(head.path),
-            ),
-        },
+        Endpoint::Unhandled if config.routing.passes_through(head.path) => {
+            HeadersDecision::Passthrough
+        }
+        Endpoint::Unhandled => reject(
+            GatewayError::UnknownPath {
+                method: head.method.to_owned(),
+                path: head.path.to_owned(),
+            },
+            ApiFlavor::from_path(head.path),
+        ),
         Endpoint::ListModels => {
             let flavor = if head.anthropic_version {
                 ApiFlavor::Anthropic
@@ -138,9 +161,10 @@ mod tests {
     #[cfg(target_family = "wasm")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use super::{HeadersDecision, RequestHead, decide_on_headers};
+    use super::{HeadersDecision, LocalReply, RequestHead, decide_on_headers};
     use crate::canonical::ApiKind;
     use crate::config::Config;
+    use crate::error::{ApiFlavor, GatewayError};
     use crate::pipeline::ModelsList;
 
     fn setup(extra: &str) -> (Config, ModelsList) {
@@ -266,20 +290,64 @@ mod tests {
     }
 
     #[test]
-    fn unhandled_paths_pass_or_are_rejected() {
+    fn a_reply_carries_each_header_once() {
+        let reply = LocalReply::error(&GatewayError::Overloaded, ApiFlavor::OpenAi);
+        let extra = [
+            ("retry-after", "17".to_owned()),
+            ("x-ratelimit-remaining-requests", "0".to_owned()),
+            ("x-ratelimit-remaining-requests", "0".to_owned()),
+        ];
+        let headers = reply.headers_with(&extra);
+        for name in [
+            "retry-after",
+            "retry-after-ms",
+            "x-ratelimit-remaining-requests",
+        ] {
+            let count = headers.iter().filter(|(n, _)| *n == name).count();
+            assert_eq!(count, 1, "{name} in {headers:?}");
+        }
+        assert!(headers.contains(&("retry-after", "17")));
+        assert!(headers.contains(&("content-type", "application/json")));
+    }
+
+    #[test]
+    fn unhandled_paths_are_rejected_unless_listed() {
+        // By default nothing but the APIs the filter handles reaches a model server.
         let (config, models) = setup("");
+        for path in ["/health", "/metrics", "/tokenize", "/v1/rerank", "/"] {
+            let decision = decide_on_headers(&config, &models, &head("GET", path));
+            assert_eq!(status(&decision), 404, "{path}");
+        }
+        let (listed, models) = setup(r#","routing":{"passthrough_paths":["/tokenize"]}"#);
+        for method in ["GET", "HEAD", "POST"] {
+            assert_eq!(
+                decide_on_headers(&listed, &models, &head(method, "/tokenize")),
+                HeadersDecision::Passthrough,
+                "{method}"
+            );
+        }
+        for path in ["/metrics", "/tokenize/../metrics"] {
+            let decision = decide_on_headers(&listed, &models, &head("GET", path));
+            assert_eq!(status(&decision), 404, "{path}");
+        }
+        // The APIs the filter handles are never passthrough, whatever the list says.
+        let (everything, models) = setup(r#","routing":{"passthrough_paths":["/"]}"#);
         assert_eq!(
-            decide_on_headers(&config, &models, &head("GET", "/health")),
-            HeadersDecision::Forward
+            decide_on_headers(&everything, &models, &head("POST", "/v1/chat/completions")),
+            HeadersDecision::ReadBody(ApiKind::ChatCompletions)
         );
-        let (strict, models) = setup(r#","routing":{"unhandled_paths":"reject"}"#);
         assert_eq!(
             status(&decide_on_headers(
-                &strict,
+                &everything,
                 &models,
-                &head("GET", "/health")
+                &head("GET", "/v1/models")
             )),
-            404
+            200
+        );
+        let (open, models) = setup(r#","routing":{"unhandled_paths":"pass"}"#);
+        assert_eq!(
+            decide_on_headers(&open, &models, &head("GET", "/health")),
+            HeadersDecision::Passthrough
         );
     }
 }

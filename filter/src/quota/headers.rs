@@ -77,6 +77,9 @@ pub fn retry_after(ms: u64) -> [(&'static str, String); 2] {
 
 /// Go's duration format, as OpenAI writes resets: `12ms`, `1.5s`, `6m0s`, `1h2m3s`.
 pub fn go_duration(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".to_owned();
+    }
     if ms < 1000 {
         return format!("{ms}ms");
     }
@@ -110,6 +113,7 @@ mod tests {
 
     #[test]
     fn durations() {
+        assert_eq!(go_duration(0), "0s");
         assert_eq!(go_duration(12), "12ms");
         assert_eq!(go_duration(1000), "1s");
         assert_eq!(go_duration(1500), "1.5s");

@@ -21,7 +21,9 @@ pub mod state;
 pub mod sync;
 pub mod window;
 
-use crate::config::quotas::{FailPolicy, Limit, Measure, Price, Quotas, ScopeLimits, TokenKind};
+use crate::config::quotas::{
+    FailPolicy, Limit, Measure, Price, Quotas, ScopeLimits, TokenKind, Window,
+};
 pub use state::SlotState;
 
 /// Probe slots per scope.
@@ -99,7 +101,7 @@ impl Reason {
 pub struct Remaining {
     pub limit: u64,
     pub remaining: u64,
-    /// Until the window has room again for everything counted now (ms from now).
+    /// Until `remaining` next rises (ms from now; 0 when nothing is counted).
     pub reset_ms: u64,
 }
 
@@ -144,8 +146,9 @@ pub struct Rejection {
 struct Held {
     slot: u32,
     scope: String,
-    /// Per counter: the bucket charged and the amount reserved.
-    charged: Vec<(u64, u64)>,
+    /// Per counter: the bucket charged and the amount reserved (`None`: the request was not
+    /// held to that limit).
+    charged: Vec<(u64, Option<u64>)>,
     measures: Vec<Measure>,
     /// Whether the scope counts this request as in flight and must be settled at its end. A
     /// scope that limits only requests, without a concurrency limit, has nothing to settle: its
@@ -169,8 +172,13 @@ pub struct Admitted {
     pub uncounted: u32,
 }
 
-/// The scopes a request falls under: (identity, limits).
-pub fn scopes<'q>(quotas: &'q Quotas, tenant: &str, model: &str) -> Vec<(String, &'q ScopeLimits)> {
+/// The scopes a request falls under: (identity, limits). Without a model (a request that was
+/// not read), only the tenant's own.
+pub fn scopes<'q>(
+    quotas: &'q Quotas,
+    tenant: &str,
+    model: Option<&str>,
+) -> Vec<(String, &'q ScopeLimits)> {
     let mut out = Vec::with_capacity(3);
     let tenant_limits = quotas
         .tenants
@@ -180,11 +188,17 @@ pub fn scopes<'q>(quotas: &'q Quotas, tenant: &str, model: &str) -> Vec<(String,
         if !limits.own.is_empty() {
             out.push((format!("t|{tenant}"), &limits.own));
         }
-        if let Some(on_model) = limits.models.get(model).filter(|l| !l.is_empty()) {
+        if let Some((model, on_model)) = model
+            .and_then(|m| Some((m, limits.models.get(m)?)))
+            .filter(|(_, l)| !l.is_empty())
+        {
             out.push((format!("tm|{tenant}|{model}"), on_model));
         }
     }
-    if let Some(limits) = quotas.models.get(model).filter(|l| !l.is_empty()) {
+    if let Some((model, limits)) = model
+        .and_then(|m| Some((m, quotas.models.get(m)?)))
+        .filter(|(_, l)| !l.is_empty())
+    {
         out.push((format!("m|{model}"), limits));
     }
     out
@@ -245,11 +259,23 @@ enum ScopeDecision {
     Unknown,
 }
 
+/// The refusal reason a limit gives.
+fn reason_of(limit: &Limit) -> Reason {
+    match (limit.window, limit.measure) {
+        (Window::Minute, Measure::Requests) => Reason::Requests,
+        (Window::Minute, _) => Reason::Tokens,
+        _ => Reason::Budget,
+    }
+}
+
+/// `amounts` has one entry per limit of `limits`: what the request needs under it, or `None`
+/// for a limit this request is not held to (a tokens or cost limit of a request whose tokens
+/// are unknown).
 fn reserve_scope(
     store: &dyn Store,
     scope: &str,
     limits: &ScopeLimits,
-    amounts: &[u64],
+    amounts: &[Option<u64>],
     slots: u32,
     now_ms: u64,
 ) -> ScopeDecision {
@@ -262,43 +288,23 @@ fn reserve_scope(
         else {
             return ScopeDecision::Unknown;
         };
-        let mut standing = Standing::default();
         let mut refused: Option<(Reason, u64)> = None;
         for ((limit, counter), amount) in limits.limits.iter().zip(&mut state.counters).zip(amounts)
         {
             counter.roll(limit.window, now_ms);
-            let used = counter.used(limit.window, now_ms);
-            let after = used.saturating_add(*amount);
-            if after > limit.max {
-                let reason = match (limit.window, limit.measure) {
-                    (crate::config::quotas::Window::Minute, Measure::Requests) => Reason::Requests,
-                    (crate::config::quotas::Window::Minute, _) => Reason::Tokens,
-                    _ => Reason::Budget,
-                };
-                let wait = counter.wait_ms(limit, now_ms, *amount);
-                // The budget reason wins (retrying soon will not help), then the longest wait.
-                if refused.is_none_or(|(r, w)| {
-                    (reason == Reason::Budget && r != Reason::Budget) || (r == reason && wait > w)
-                }) {
-                    refused = Some((reason, wait));
-                }
-                standing.note(
-                    limit.measure,
-                    Remaining {
-                        limit: limit.max,
-                        remaining: limit.max.saturating_sub(used),
-                        reset_ms: counter.wait_ms(limit, now_ms, 0),
-                    },
-                );
-            } else {
-                standing.note(
-                    limit.measure,
-                    Remaining {
-                        limit: limit.max,
-                        remaining: limit.max.saturating_sub(after),
-                        reset_ms: counter.wait_ms(limit, now_ms, 0).max(1),
-                    },
-                );
+            let Some(amount) = *amount else {
+                continue;
+            };
+            if counter.used(limit.window, now_ms).saturating_add(amount) <= limit.max {
+                continue;
+            }
+            let reason = reason_of(limit);
+            let wait = counter.wait_ms(limit, now_ms, amount);
+            // The budget reason wins (retrying soon will not help), then the longest wait.
+            if refused.is_none_or(|(r, w)| {
+                (reason == Reason::Budget && r != Reason::Budget) || (r == reason && wait > w)
+            }) {
+                refused = Some((reason, wait));
             }
         }
         if let Some(max) = limits.max_concurrent {
@@ -310,12 +316,14 @@ fn reserve_scope(
             return ScopeDecision::Rejected(Rejection {
                 reason,
                 retry_after_ms,
-                standing,
+                standing: standing_of(limits, &state, amounts, now_ms),
             });
         }
         let mut charged = Vec::with_capacity(amounts.len());
         for (counter, amount) in state.counters.iter_mut().zip(amounts) {
-            counter.add(counter.window, i64::try_from(*amount).unwrap_or(i64::MAX));
+            if let Some(amount) = amount {
+                counter.add(counter.window, i64::try_from(*amount).unwrap_or(i64::MAX));
+            }
             charged.push((counter.window, *amount));
         }
         let settles = limits.max_concurrent.is_some()
@@ -332,21 +340,59 @@ fn reserve_scope(
                     measures: limits.limits.iter().map(|l| l.measure).collect(),
                     settles,
                 },
-                standing,
+                standing_of(limits, &state, amounts, now_ms),
             );
         }
     }
     ScopeDecision::Unknown
 }
 
+/// Where the scope's limits stand in `state` (after the request was charged, or as it was
+/// refused), for the rate-limit headers. Limits the request is not held to are left out.
+fn standing_of(
+    limits: &ScopeLimits,
+    state: &SlotState,
+    amounts: &[Option<u64>],
+    now_ms: u64,
+) -> Standing {
+    let mut standing = Standing::default();
+    for ((limit, counter), amount) in limits.limits.iter().zip(&state.counters).zip(amounts) {
+        if amount.is_none() {
+            continue;
+        }
+        standing.note(
+            limit.measure,
+            Remaining {
+                limit: limit.max,
+                remaining: limit.max.saturating_sub(counter.used(limit.window, now_ms)),
+                reset_ms: counter.reset_ms(limit, now_ms),
+            },
+        );
+    }
+    standing
+}
+
+/// What a request is charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge<'a> {
+    /// An inference request routed to `model`: its estimated prompt tokens and requested
+    /// output budget are reserved in every scope it falls under.
+    Inference {
+        model: &'a str,
+        prompt_tokens: u64,
+        output_budget: u64,
+    },
+    /// A request forwarded without being read (a passthrough path): its model and tokens are
+    /// unknown, so it counts only in the caller's own scope and only against the limits that
+    /// count requests (per minute, request budgets) and concurrency.
+    RequestOnly,
+}
+
 /// What admission needs to know besides the store.
 pub struct Request<'a> {
     pub quotas: &'a Quotas,
     pub tenant: &'a str,
-    pub model: &'a str,
-    /// Estimated prompt tokens and requested output budget.
-    pub prompt_tokens: u64,
-    pub output_budget: u64,
+    pub charge: Charge<'a>,
     pub now_ms: u64,
     /// False when cluster mode is on and the global view is stale.
     pub state_known: bool,
@@ -356,22 +402,31 @@ pub struct Request<'a> {
 /// gives back what the earlier scopes reserved.
 pub fn reserve(store: &dyn Store, request: &Request<'_>) -> Result<Admitted, Rejection> {
     let quotas = request.quotas;
-    let price = quotas
-        .prices
-        .get(request.model)
+    let (model, reserved) = match request.charge {
+        Charge::Inference {
+            model,
+            prompt_tokens,
+            output_budget,
+        } => (
+            Some(model),
+            Some(Usage {
+                input: prompt_tokens,
+                output: output_budget.min(quotas.max_reserved_output_tokens),
+                cached: 0,
+            }),
+        ),
+        Charge::RequestOnly => (None, None),
+    };
+    let price = model
+        .and_then(|m| quotas.prices.get(m))
         .copied()
         .unwrap_or_default();
-    let reserved = Usage {
-        input: request.prompt_tokens,
-        output: request.output_budget.min(quotas.max_reserved_output_tokens),
-        cached: 0,
-    };
     let unknown = || Rejection {
         reason: Reason::Unknown,
         retry_after_ms: 1000,
         standing: Standing::default(),
     };
-    let scopes = scopes(quotas, request.tenant, request.model);
+    let scopes = scopes(quotas, request.tenant, model);
     if !request.state_known && quotas.fail_policy == FailPolicy::Closed && !scopes.is_empty() {
         return Err(unknown());
     }
@@ -382,10 +437,14 @@ pub fn reserve(store: &dyn Store, request: &Request<'_>) -> Result<Admitted, Rej
     let mut standing = Standing::default();
     let mut uncounted = 0u32;
     for (scope, limits) in &scopes {
-        let amounts: Vec<u64> = limits
+        let amounts: Vec<Option<u64>> = limits
             .limits
             .iter()
-            .map(|l| reserved.amount(l.measure, price))
+            .map(|l| match (reserved, l.measure) {
+                (_, Measure::Requests) => Some(1),
+                (Some(usage), measure) => Some(usage.amount(measure, price)),
+                (None, _) => None,
+            })
             .collect();
         match reserve_scope(store, scope, limits, &amounts, quotas.slots, request.now_ms) {
             ScopeDecision::Held(held, scope_standing) => {
@@ -414,26 +473,32 @@ pub fn reserve(store: &dyn Store, request: &Request<'_>) -> Result<Admitted, Rej
 }
 
 /// Gives back every reservation of `ticket` (the request did not go upstream after all).
-pub fn cancel(store: &dyn Store, ticket: &Ticket, now_ms: u64) {
-    finish(store, ticket, None, now_ms);
+/// Returns false when some scope could not be written (see `settle`).
+pub fn cancel(store: &dyn Store, ticket: &Ticket, now_ms: u64) -> bool {
+    finish(store, ticket, None, now_ms)
 }
 
-/// Replaces the reservations with the request's real usage.
-pub fn settle(store: &dyn Store, ticket: &Ticket, usage: Usage, now_ms: u64) {
-    finish(store, ticket, Some(usage), now_ms);
+/// Replaces the reservations with the request's real usage. Returns false when some scope's
+/// slot could not be written after every attempt: its reservation then stands instead of the
+/// usage (and its in-flight count is not given back), which the caller logs and counts.
+pub fn settle(store: &dyn Store, ticket: &Ticket, usage: Usage, now_ms: u64) -> bool {
+    finish(store, ticket, Some(usage), now_ms)
 }
 
-fn finish(store: &dyn Store, ticket: &Ticket, usage: Option<Usage>, now_ms: u64) {
+fn finish(store: &dyn Store, ticket: &Ticket, usage: Option<Usage>, now_ms: u64) -> bool {
+    let mut written = true;
     for held in &ticket.held {
         if usage.is_some() && !held.settles {
             continue;
         }
         let key = slot_key(held.slot);
+        let mut landed = false;
         for _ in 0..ATTEMPTS {
             let (bytes, cas) = store.get(&key);
             let mut state = bytes.as_deref().map(SlotState::decode).unwrap_or_default();
             if state.scope != held.scope || state.counters.len() != held.charged.len() {
                 // The configuration changed (or the VM was reloaded): nothing to give back.
+                landed = true;
                 break;
             }
             for ((counter, (bucket, reserved)), measure) in state
@@ -443,6 +508,11 @@ fn finish(store: &dyn Store, ticket: &Ticket, usage: Option<Usage>, now_ms: u64)
                 .zip(&held.measures)
             {
                 counter.roll(state::kind(counter.kind), now_ms);
+                // A limit the request was not held to (its tokens were unknown) has nothing
+                // to settle.
+                let Some(reserved) = reserved else {
+                    continue;
+                };
                 let actual = usage.map_or(0, |u| u.amount(*measure, ticket.price));
                 let delta = i128::from(actual).saturating_sub(i128::from(*reserved));
                 let delta = i64::try_from(delta.clamp(i128::from(i64::MIN), i128::from(i64::MAX)))
@@ -453,10 +523,13 @@ fn finish(store: &dyn Store, ticket: &Ticket, usage: Option<Usage>, now_ms: u64)
                 state.in_flight = state.in_flight.saturating_sub(1);
             }
             if store.set(&key, &state.encode(), cas) {
+                landed = true;
                 break;
             }
         }
+        written &= landed;
     }
+    written
 }
 
 #[cfg(test)]

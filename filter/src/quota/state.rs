@@ -83,32 +83,52 @@ impl Counter {
         }
     }
 
-    /// Milliseconds until `need` more fits under `max` (the previous bucket sliding out), or
-    /// until the period ends.
+    /// Milliseconds from `now_ms` until `need` more fits under `limit` (at least 1), counting
+    /// nothing new in the meantime. A `need` above the limit never fits: the answer is then the
+    /// time until the window holds nothing.
     pub fn wait_ms(&self, limit: &Limit, now_ms: u64, need: u64) -> u64 {
-        let end = window::end_ms(limit.window, self.window);
-        let until_end = end.saturating_sub(now_ms).max(1);
-        if limit.window != Window::Minute {
+        let target = limit.max.saturating_sub(need);
+        self.until_at_most(limit.window, now_ms, target).max(1)
+    }
+
+    /// Milliseconds from `now_ms` until the remaining count under `limit` (`max` minus what
+    /// the window holds, 0 when over) next rises: the `reset` of the rate-limit headers. 0 when
+    /// nothing is counted, so that nothing can rise.
+    pub fn reset_ms(&self, limit: &Limit, now_ms: u64) -> u64 {
+        let used = self.used(limit.window, now_ms).min(limit.max);
+        match used.checked_sub(1) {
+            Some(target) => self.until_at_most(limit.window, now_ms, target),
+            None => 0,
+        }
+    }
+
+    /// Milliseconds from `now_ms` (after `roll`) until what the window holds is at most
+    /// `target`, if nothing more is counted meanwhile.
+    ///
+    /// A calendar period drops everything at its end. The sliding minute holds
+    /// `cur + ceil(prev × (L − t) / L)` at `t` ms into the current bucket (L = one minute),
+    /// and, once that bucket has ended, `ceil(cur × (L − t′) / L)` at `t′` ms into the next:
+    /// the count falls one step at a time, and the first time it reaches `target` is solved
+    /// for exactly, so a client that waits this long finds room, and no longer.
+    fn until_at_most(&self, win: Window, now_ms: u64, target: u64) -> u64 {
+        if self.used(win, now_ms) <= target {
+            return 0;
+        }
+        let end = window::end_ms(win, self.window);
+        let until_end = end.saturating_sub(now_ms);
+        if win != Window::Minute {
             return until_end;
         }
+        let length = window::length_ms(win);
         let cur = self.cur.saturating_add(self.remote_cur);
         let prev = self.prev.saturating_add(self.remote_prev);
-        let Some(room) = limit.max.checked_sub(cur).and_then(|r| r.checked_sub(need)) else {
-            // It does not fit even once the previous bucket is gone: wait for the next one.
-            return until_end;
-        };
-        if prev == 0 {
-            return 1;
+        let into = length.saturating_sub(until_end);
+        match target.checked_sub(cur) {
+            // Within this bucket, once the previous one's share is at most `room`.
+            Some(room) => first_ms_at_most(prev, length, room).saturating_sub(into),
+            // Only in the next bucket, as this one slides out.
+            None => until_end.saturating_add(first_ms_at_most(cur, length, target)),
         }
-        // The previous bucket counts prev × left / length, where `left` ms of the current
-        // bucket remain: wait until that is at most `room`.
-        let length = window::length_ms(limit.window);
-        let left = u128::from(room)
-            .saturating_mul(u128::from(length))
-            .checked_div(u128::from(prev))
-            .unwrap_or(0);
-        let left = u64::try_from(left).unwrap_or(u64::MAX);
-        end.saturating_sub(left).saturating_sub(now_ms).max(1)
     }
 
     /// Nothing in this counter matters any more at `now_ms`.
@@ -160,6 +180,21 @@ impl SlotState {
                 .zip(limits)
                 .all(|(c, l)| c.kind == code(l.window))
     }
+}
+
+/// The first ms `t` of a bucket of `length` ms at which `ceil(count × (length − t) / length)`,
+/// the share of a `count` that slides out over the bucket, is at most `at_most`: the smallest
+/// `t` with `count × (length − t) ≤ at_most × length`, that is `length − floor(at_most × length
+/// / count)` (0 when the share is already small enough).
+fn first_ms_at_most(count: u64, length: u64, at_most: u64) -> u64 {
+    if at_most >= count {
+        return 0;
+    }
+    let kept = u128::from(at_most)
+        .saturating_mul(u128::from(length))
+        .checked_div(u128::from(count))
+        .unwrap_or(0);
+    length.saturating_sub(u64::try_from(kept).unwrap_or(u64::MAX))
 }
 
 pub fn code(win: Window) -> u8 {

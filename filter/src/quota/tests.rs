@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use super::sync::{SyncResponse, apply, collect};
 use super::*;
 use crate::config::Config;
+use crate::error::ApiFlavor;
 
 /// Shared data in a map, with Envoy's compare-and-swap semantics.
 #[derive(Default)]
@@ -50,9 +51,11 @@ fn request<'a>(q: &'a Quotas, tenant: &'a str, now_ms: u64) -> Request<'a> {
     Request {
         quotas: q,
         tenant,
-        model: "m",
-        prompt_tokens: 10,
-        output_budget: 90,
+        charge: Charge::Inference {
+            model: "m",
+            prompt_tokens: 10,
+            output_budget: 90,
+        },
         now_ms,
         state_known: true,
     }
@@ -70,15 +73,122 @@ fn exactly_n_requests_per_minute() {
     assert_eq!(admitted, 5);
     let rejection = reserve(&store, &request(&q, "a", NOW + 30_000)).unwrap_err();
     assert_eq!(rejection.reason, Reason::Requests);
-    assert_eq!(rejection.retry_after_ms, 30_000);
+    // Not at the end of this minute: the five still count in full then, and slide out one
+    // by one over the next minute. The first has gone 12 s into it (ceil(5 × 48/60) = 4).
+    assert_eq!(rejection.retry_after_ms, 30_000 + 12_000);
+    let retry = NOW + 30_000 + rejection.retry_after_ms;
+    assert!(reserve(&store, &request(&q, "a", retry - 1)).is_err());
+    assert!(reserve(&store, &request(&q, "a", retry)).is_ok());
     // Another tenant has its own counters.
     assert!(reserve(&store, &request(&q, "b", NOW)).is_ok());
-    // Sliding: a minute later half of the previous minute still counts (2.5 → 3 of 5).
+    // Sliding: half a minute into the next one, half of the previous minute still counts
+    // (2.5 → 3 of 5), and the request admitted at `retry` counts too.
     let later = NOW + 90_000;
     let admitted = (0..10)
         .filter(|_| reserve(&store, &request(&q, "a", later)).is_ok())
         .count();
-    assert_eq!(admitted, 2);
+    assert_eq!(admitted, 1);
+}
+
+#[test]
+fn reset_says_when_the_remaining_count_next_rises() {
+    let q = quotas(
+        r#"{"identity":{"source":"header"},"default_tenant":{"limits":{"requests_per_minute":5}}}"#,
+    );
+    let store = MapStore::default();
+    let into = NOW + 10_000;
+    let admitted: Vec<Admitted> = (0..5)
+        .map(|_| reserve(&store, &request(&q, "a", into)).unwrap())
+        .collect();
+    let last = admitted[4].standing.requests.unwrap();
+    assert_eq!((last.limit, last.remaining), (5, 0));
+    // At 0 remaining, the count rises when the first of the five slides out: 50 s to the end
+    // of this minute, then 12 s into the next (ceil(5 × 48/60) = 4).
+    assert_eq!(last.reset_ms, 50_000 + 12_000);
+    let refused = reserve(&store, &request(&q, "a", into + 10_000)).unwrap_err();
+    let standing = refused.standing.requests.unwrap();
+    assert_eq!((standing.remaining, standing.reset_ms), (0, 52_000));
+    // For a request limit the refusal's wait is that same moment.
+    assert_eq!(refused.retry_after_ms, standing.reset_ms);
+    let headers = headers::rate_limit_headers(&refused.standing, ApiFlavor::OpenAi, into);
+    assert_eq!(
+        headers,
+        [
+            ("x-ratelimit-limit-requests", "5".to_owned()),
+            ("x-ratelimit-remaining-requests", "0".to_owned()),
+            ("x-ratelimit-reset-requests", "52s".to_owned()),
+        ]
+    );
+    // Half a minute into the next minute: 3 of the previous five still count (ceil(2.5)); one
+    // more request makes 4. The share of the five falls to 2 at 36 s (ceil(5 × 24/60)).
+    let next = reserve(&store, &request(&q, "a", NOW + 90_000)).unwrap();
+    let standing = next.standing.requests.unwrap();
+    assert_eq!((standing.remaining, standing.reset_ms), (1, 6_000));
+    // A single request counts (rounded up) until the end of the next minute.
+    let single = reserve(&store, &request(&q, "b", NOW)).unwrap();
+    assert_eq!(single.standing.requests.unwrap().remaining, 4);
+    assert_eq!(single.standing.requests.unwrap().reset_ms, 120_000);
+}
+
+#[test]
+fn a_reservation_larger_than_the_limit_waits_for_an_empty_window() {
+    let q = quotas(
+        r#"{"identity":{"source":"header"},"default_tenant":{"limits":{"tokens_per_minute":50}}}"#,
+    );
+    let store = MapStore::default();
+    // 10 + 90 tokens never fit under 50: the wait is until the window holds nothing, which
+    // it already does (1 ms, the least): waiting cannot make such a request fit.
+    let refused = reserve(&store, &request(&q, "a", NOW + 1_000)).unwrap_err();
+    assert_eq!(refused.reason, Reason::Tokens);
+    assert_eq!(refused.retry_after_ms, 1);
+    let tokens = refused.standing.tokens.unwrap();
+    assert_eq!(
+        (tokens.limit, tokens.remaining, tokens.reset_ms),
+        (50, 50, 0)
+    );
+}
+
+#[test]
+fn a_request_only_charge_counts_requests_in_the_callers_scope() {
+    let q = quotas(
+        r#"{"identity":{"source":"header"},"slots":16,
+            "default_tenant":{"limits":{"requests_per_minute":3,"tokens_per_minute":100,
+                "max_concurrent":5}},
+            "models":{"m":{"requests_per_minute":1}}}"#,
+    );
+    let store = MapStore::default();
+    // Inference uses the model's only request and all the tenant's tokens.
+    let inference = reserve(&store, &request(&q, "a", NOW)).unwrap();
+    assert_eq!(inference.standing.tokens.unwrap().remaining, 0);
+    let passthrough = Request {
+        charge: Charge::RequestOnly,
+        ..request(&q, "a", NOW)
+    };
+    // Tokens unknown: held to the tenant's request and concurrency limits only, not to its
+    // tokens nor to the model's limit.
+    let first = reserve(&store, &passthrough).unwrap();
+    assert_eq!(first.standing.tokens, None);
+    let requests = first.standing.requests.unwrap();
+    assert_eq!((requests.limit, requests.remaining), (3, 1));
+    let second = reserve(&store, &passthrough).unwrap();
+    let refused = reserve(&store, &passthrough).unwrap_err();
+    assert_eq!(refused.reason, Reason::Requests);
+    assert_eq!(refused.standing.tokens, None);
+    // Settled as such: the requests stand, the tokens are untouched, the concurrency comes
+    // back.
+    for admitted in [&first, &second] {
+        settle(&store, &admitted.ticket, Usage::default(), NOW + 1);
+    }
+    let slot = (0..q.slots)
+        .filter_map(|s| store.get(&slot_key(s)).0.map(|b| SlotState::decode(&b)))
+        .find(|s| s.scope == "t|a")
+        .unwrap();
+    assert_eq!(
+        slot.in_flight, 1,
+        "the inference request is still in flight"
+    );
+    assert_eq!(slot.counters[0].cur, 3);
+    assert_eq!(slot.counters[1].cur, 100);
 }
 
 /// Counts the calls that reach the store (each is a host call in Envoy).
@@ -139,8 +249,10 @@ fn tokens_are_reserved_then_settled() {
     assert_eq!(tickets.len(), 10);
     let rejection = reserve(&store, &request(&q, "a", NOW)).unwrap_err();
     assert_eq!(rejection.reason, Reason::Budget);
-    // The day ends in 12 hours.
+    // The day ends in 12 hours: the wait, and when the remaining tokens next rise.
     assert_eq!(rejection.retry_after_ms, 12 * 3_600_000);
+    let tokens = rejection.standing.tokens.unwrap();
+    assert_eq!((tokens.remaining, tokens.reset_ms), (0, 12 * 3_600_000));
     // Five finish having used 20 tokens each: 5 × 40 come back, room for 3 more.
     for admitted in &tickets[..5] {
         let usage = Usage {
@@ -203,16 +315,12 @@ fn concurrency_and_cost() {
     let more = (0..5)
         .filter_map(|_| reserve(&store, &request(&q, "b", NOW)).ok())
         .inspect(|a| {
-            settle(
-                &store,
-                &a.ticket,
-                Usage {
-                    input: 10,
-                    output: 90,
-                    cached: 0,
-                },
-                NOW,
-            )
+            let usage = Usage {
+                input: 10,
+                output: 90,
+                cached: 0,
+            };
+            assert!(settle(&store, &a.ticket, usage, NOW));
         })
         .count();
     assert_eq!(more, 5, "tenant b has its own budget: 5 × $0.19");
@@ -421,4 +529,48 @@ fn instances_share_counts_through_sync() {
     sync(&a, &mut redis);
     sync(&b, &mut redis);
     assert_eq!(take(&b, 5), 0);
+}
+
+/// Shared data whose writes can be made to fail every time (as if another worker always wrote
+/// first).
+#[derive(Default)]
+struct ContendedStore {
+    inner: MapStore,
+    refuse: std::cell::Cell<bool>,
+}
+
+impl Store for ContendedStore {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.inner.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        !self.refuse.get() && self.inner.set(key, value, cas)
+    }
+}
+
+#[test]
+fn a_settle_that_cannot_be_written_says_so() {
+    let q = quotas(
+        r#"{"identity":{"source":"header"},
+            "default_tenant":{"limits":{"max_concurrent":1,"tokens_per_minute":1000}}}"#,
+    );
+    let store = ContendedStore::default();
+    let admitted = reserve(&store, &request(&q, "a", NOW)).unwrap();
+    // Writes fail while the request is held: admission is unknown (fail-open by default, not
+    // counted), and the settle reports that its reservation stands.
+    store.refuse.set(true);
+    let other = reserve(&store, &request(&q, "b", NOW)).unwrap();
+    assert_eq!(other.uncounted, 1);
+    assert!(!settle(&store, &admitted.ticket, Usage::default(), NOW + 1));
+    store.refuse.set(false);
+    // The reservation stands, its in-flight count too: the concurrency limit still refuses.
+    assert_eq!(
+        reserve(&store, &request(&q, "a", NOW + 2))
+            .unwrap_err()
+            .reason,
+        Reason::Concurrency
+    );
+    let again = reserve(&store, &request(&q, "c", NOW + 2)).unwrap();
+    assert!(settle(&store, &again.ticket, Usage::default(), NOW + 3));
 }

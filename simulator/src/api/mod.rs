@@ -5,6 +5,8 @@ mod anthropic;
 mod content;
 mod error;
 mod openai;
+mod responses;
+mod script;
 mod sse;
 
 use std::collections::hash_map::RandomState;
@@ -28,6 +30,7 @@ use crate::engine::{Engine, FinishReason, Generation, GenerationRequest};
 use crate::metrics;
 use crate::tokens::Prompt;
 use error::{ApiError, OpenAiError};
+use script::Output;
 
 /// Names the replica that answered, so tests behind a gateway can tell replicas apart.
 pub const SIMULATOR_ID_HEADER: HeaderName = HeaderName::from_static("x-simulator-id");
@@ -58,6 +61,7 @@ pub fn router(config: Config, engine: Engine, address: SocketAddr) -> Router {
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::list_models))
         .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/responses", post(responses::responses))
         .route("/health", get(health))
         .route("/metrics", get(render_metrics))
         .fallback(unknown_route)
@@ -91,12 +95,15 @@ async fn unknown_route() -> OpenAiError {
 }
 
 impl AppState {
-    /// Resolves the requested model, applies the output budget and queues the request.
+    /// Resolves the requested model, applies the output budget and queues the request. A scripted
+    /// `output` takes exactly its own tokens, whatever the client's limit, and ends as a natural
+    /// stop.
     fn start_generation(
         &self,
         model: &str,
         prompt: Prompt,
         max_tokens: Option<u32>,
+        output: &Output,
     ) -> Result<Generation, ApiError> {
         let adapter = if model == self.config.model {
             None
@@ -107,7 +114,10 @@ impl AppState {
                 "The model `{model}` does not exist."
             )));
         };
-        let (output_tokens, limit_reason) = output_budget(max_tokens, self.config.output_tokens)?;
+        let (output_tokens, limit_reason) = match output.scripted_tokens() {
+            Some(tokens) => (tokens, FinishReason::Stop),
+            None => output_budget(max_tokens, self.config.output_tokens)?,
+        };
         tracing::debug!(
             model,
             prompt_tokens = prompt.token_count(),

@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 
 use super::content::TextContent;
 use super::error::{ApiError, OpenAiError};
+use super::script::{Output, Part, Transcript, tool_name};
 use super::sse::{json_event, token_events};
 use super::{SharedState, json_response, parse_json, response_id, run_to_completion, unix_seconds};
 use crate::engine::{FinishReason, Generation, Token};
 use crate::tokens::Prompt;
-use crate::words::{completion_text, token_text};
 
 #[derive(Debug, Deserialize)]
 struct ChatCompletionRequest {
@@ -27,6 +27,8 @@ struct ChatCompletionRequest {
     stream_options: Option<StreamOptions>,
     /// Choices to generate; each gets the same text (the simulator models load, not sampling).
     n: Option<u32>,
+    /// Tools the model may call; a scripted tool call is named after the first.
+    tools: Option<Vec<Value>>,
 }
 
 /// Most choices a chat request may ask for.
@@ -75,28 +77,12 @@ impl PromptInput {
     }
 }
 
-/// Marker that makes the simulator echo: a chat whose last user message contains it is
-/// answered with that message's text (marker removed), streamed a few characters per token, so
-/// that tests can put chosen text into a completion (response guardrails).
-pub const ECHO_MARKER: &str = "[[echo]]";
-
-/// Characters per streamed token when echoing: small, so a word spans several events.
-const ECHO_CHARS_PER_TOKEN: usize = 3;
-
-fn echo_pieces(messages: &[ChatMessage]) -> Option<std::sync::Arc<Vec<String>>> {
+/// The text of the conversation's last user message, where a script may be.
+fn last_user_text(messages: &[ChatMessage]) -> Option<String> {
     let last = messages.iter().rev().find(|m| m.role == "user")?;
     let mut text = String::new();
     last.content.as_ref()?.append_to(&mut text);
-    if !text.contains(ECHO_MARKER) {
-        return None;
-    }
-    let text = text.replace(ECHO_MARKER, "");
-    let chars: Vec<char> = text.chars().collect();
-    let pieces = chars
-        .chunks(ECHO_CHARS_PER_TOKEN)
-        .map(|c| c.iter().collect())
-        .collect();
-    Some(std::sync::Arc::new(pieces))
+    Some(text)
 }
 
 /// The prompt text of a conversation: each message's role followed by its text.
@@ -123,20 +109,25 @@ pub(super) async fn chat_completions(
     if !(1..=MAX_CHOICES).contains(&choices) {
         return Err(ApiError::bad_request("n must be 1 to 16").into());
     }
-    let echo = echo_pieces(&request.messages);
-    let max_tokens = match &echo {
-        Some(pieces) => Some(u32::try_from(pieces.len()).unwrap_or(u32::MAX).max(1)),
-        None => request.max_completion_tokens.or(request.max_tokens),
-    };
-    let generation =
-        state.start_generation(&request.model, chat_prompt(&request.messages), max_tokens)?;
+    let output = Output::from_last_user_text(last_user_text(&request.messages).as_deref());
+    let generation = state.start_generation(
+        &request.model,
+        chat_prompt(&request.messages),
+        request.max_completion_tokens.or(request.max_tokens),
+        &output,
+    )?;
+    let tool_ids = (0..output.tool_calls())
+        .map(|_| response_id("chatcmpl-tool-"))
+        .collect();
     let envelope = Envelope {
         id: response_id("chatcmpl-"),
         created: unix_seconds(),
         model: request.model,
         kind: Kind::Chat,
-        echo,
+        output,
         choices,
+        tool_name: tool_name(request.tools.as_deref(), "/function/name"),
+        tool_ids,
     };
     if request.stream.unwrap_or(false) {
         Ok(envelope.stream(
@@ -158,14 +149,17 @@ pub(super) async fn completions(
         &request.model,
         request.prompt.into_prompt(),
         request.max_tokens,
+        &Output::Generated,
     )?;
     let envelope = Envelope {
         id: response_id("cmpl-"),
         created: unix_seconds(),
         model: request.model,
         kind: Kind::Text,
-        echo: None,
+        output: Output::Generated,
         choices: 1,
+        tool_name: String::new(),
+        tool_ids: Vec::new(),
     };
     if request.stream.unwrap_or(false) {
         Ok(envelope.stream(
@@ -206,19 +200,18 @@ fn include_usage(options: Option<&StreamOptions>) -> bool {
     options.and_then(|options| options.include_usage) == Some(true)
 }
 
-fn finish_reason(reason: FinishReason) -> &'static str {
-    match reason {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
-    }
-}
-
-fn usage(prompt_tokens: u32, completion_tokens: u32) -> Value {
-    json!({
+/// Usage as vLLM reports it; reasoning tokens are part of the completion tokens and, when there
+/// are any, also counted on their own as OpenAI does.
+fn usage(prompt_tokens: u32, completion_tokens: u32, reasoning_tokens: u32) -> Value {
+    let mut usage = json!({
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-    })
+    });
+    if reasoning_tokens > 0 {
+        usage["completion_tokens_details"] = json!({ "reasoning_tokens": reasoning_tokens });
+    }
+    usage
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -235,19 +228,61 @@ struct Envelope {
     /// The model name as requested, echoed back.
     model: String,
     kind: Kind,
-    /// Echo mode: the text of each output token.
-    echo: Option<std::sync::Arc<Vec<String>>>,
+    /// What each output token says.
+    output: Output,
     /// Chat choices (`n`): the same text under each index; streamed events interleave.
     choices: u32,
+    /// The name of scripted tool calls.
+    tool_name: String,
+    /// One id per scripted tool call, the same in every choice.
+    tool_ids: Vec<String>,
 }
 
 impl Envelope {
+    fn finish_reason(&self, reason: FinishReason) -> &'static str {
+        match reason {
+            FinishReason::Stop if self.output.tool_calls() > 0 => "tool_calls",
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+
+    fn tool_id(&self, call: usize) -> &str {
+        self.tool_ids.get(call).map_or("", String::as_str)
+    }
+
+    /// The assistant message of a chat choice: content (null when the answer has none), and
+    /// `reasoning_content` and `tool_calls` only when the answer has them.
+    fn message(&self, transcript: &Transcript) -> Value {
+        let mut message = json!({
+            "role": "assistant",
+            "content": transcript.has_content.then_some(transcript.content.as_str()),
+        });
+        if transcript.has_reasoning() {
+            message["reasoning_content"] = json!(transcript.reasoning);
+        }
+        if !transcript.tool_arguments.is_empty() {
+            let calls: Vec<Value> = transcript
+                .tool_arguments
+                .iter()
+                .enumerate()
+                .map(|(call, arguments)| {
+                    json!({
+                        "id": self.tool_id(call),
+                        "type": "function",
+                        "function": { "name": self.tool_name, "arguments": arguments },
+                    })
+                })
+                .collect();
+            message["tool_calls"] = json!(calls);
+        }
+        message
+    }
+
     async fn complete(self, generation: Generation) -> Result<Response, OpenAiError> {
         let done = run_to_completion(generation).await?;
-        let text = match &self.echo {
-            Some(pieces) => pieces.concat(),
-            None => completion_text(done.completion_tokens),
-        };
+        let transcript = self.output.transcript(done.completion_tokens);
+        let reason = self.finish_reason(done.reason);
         let (object, choices) = match self.kind {
             Kind::Chat => (
                 "chat.completion",
@@ -255,9 +290,9 @@ impl Envelope {
                     .map(|index| {
                         json!({
                             "index": index,
-                            "message": { "role": "assistant", "content": text },
+                            "message": self.message(&transcript),
                             "logprobs": null,
-                            "finish_reason": finish_reason(done.reason),
+                            "finish_reason": reason,
                         })
                     })
                     .collect::<Vec<_>>(),
@@ -266,9 +301,9 @@ impl Envelope {
                 "text_completion",
                 vec![json!({
                     "index": 0,
-                    "text": text,
+                    "text": transcript.content,
                     "logprobs": null,
-                    "finish_reason": finish_reason(done.reason),
+                    "finish_reason": reason,
                 })],
             ),
         };
@@ -278,13 +313,14 @@ impl Envelope {
             "created": self.created,
             "model": self.model,
             "choices": choices,
-            "usage": usage(done.prompt_tokens, done.completion_tokens),
+            "usage": usage(done.prompt_tokens, done.completion_tokens, transcript.reasoning_tokens),
         });
         Ok(json_response(StatusCode::OK, &body))
     }
 
-    /// Streams one chunk per token (chat opens with a role-only chunk; the last token's chunk
-    /// carries the finish reason), then a usage chunk if asked for, then `[DONE]`.
+    /// Streams one chunk per token (chat opens with a role-only chunk, and each tool call with a
+    /// chunk naming it; the last token's chunk carries the finish reason), then a usage chunk if
+    /// asked for, then `[DONE]`.
     fn stream(
         self,
         generation: Generation,
@@ -294,36 +330,47 @@ impl Envelope {
         let prompt_tokens = generation.prompt_tokens();
         let render = move |token: Token| {
             let mut events = Vec::new();
-            let reason = token.finish.map(finish_reason);
+            let reason = token.finish.map(|reason| self.finish_reason(reason));
+            let (part, text) = self.output.piece(token.index);
             match self.kind {
                 Kind::Chat => {
                     for index in 0..self.choices {
-                        if token.index == 0 {
-                            events.push(self.chunk(
-                                json!([{
-                                    "index": index,
-                                    "delta": { "role": "assistant", "content": "" },
-                                    "logprobs": null,
-                                    "finish_reason": null,
-                                }]),
-                                include_usage,
-                            ));
-                        }
-                        events.push(self.chunk(
+                        let choice = |delta: Value, reason: Option<&str>| {
                             json!([{
                                 "index": index,
-                                "delta": { "content": self.token_text(token.index) },
+                                "delta": delta,
                                 "logprobs": null,
                                 "finish_reason": reason,
-                            }]),
-                            include_usage,
-                        ));
+                            }])
+                        };
+                        if token.index == 0 {
+                            let delta = json!({ "role": "assistant", "content": "" });
+                            events.push(self.chunk(choice(delta, None), include_usage));
+                        }
+                        if let Some(Part::Tool(call)) = self.output.opens(token.index) {
+                            let delta = json!({ "tool_calls": [{
+                                "index": call,
+                                "id": self.tool_id(call),
+                                "type": "function",
+                                "function": { "name": self.tool_name, "arguments": "" },
+                            }] });
+                            events.push(self.chunk(choice(delta, None), include_usage));
+                        }
+                        let delta = match part {
+                            Part::Reasoning => json!({ "reasoning_content": text }),
+                            Part::Content => json!({ "content": text }),
+                            Part::Tool(call) => json!({ "tool_calls": [{
+                                "index": call,
+                                "function": { "arguments": text },
+                            }] }),
+                        };
+                        events.push(self.chunk(choice(delta, reason), include_usage));
                     }
                 }
                 Kind::Text => events.push(self.chunk(
                     json!([{
                         "index": 0,
-                        "text": token_text(token.index),
+                        "text": text,
                         "logprobs": null,
                         "finish_reason": reason,
                     }]),
@@ -332,8 +379,10 @@ impl Envelope {
             }
             if token.finish.is_some() {
                 if include_usage {
+                    let tokens = token.index + 1;
+                    let reasoning = self.output.transcript(tokens).reasoning_tokens;
                     let mut last = self.chunk_body(json!([]));
-                    last["usage"] = usage(prompt_tokens, token.index + 1);
+                    last["usage"] = usage(prompt_tokens, tokens, reasoning);
                     events.push(json_event(&last));
                 }
                 events.push(Event::default().data("[DONE]"));
@@ -341,13 +390,6 @@ impl Envelope {
             events
         };
         Sse::new(token_events(generation, render, cut_after)).into_response()
-    }
-
-    fn token_text(&self, index: u32) -> &str {
-        match &self.echo {
-            Some(pieces) => pieces.get(index as usize).map_or("", String::as_str),
-            None => token_text(index),
-        }
     }
 
     fn chunk(&self, choices: Value, include_usage: bool) -> Event {
