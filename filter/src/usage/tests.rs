@@ -259,7 +259,10 @@ fn output_is_estimated_from_every_model_text_alike_in_json_and_streams() {
         let (json_full, stream_full) = estimate(&full);
         let (json_content, _) = estimate(&content_only);
         // Tool calls and reasoning count: several times the answer alone.
-        assert!(json_full > 2 * json_content, "{json_full} vs {json_content}");
+        assert!(
+            json_full > 2 * json_content,
+            "{json_full} vs {json_content}"
+        );
         // Anthropic's body holds `input` as an object (spaces may differ from the stream's
         // JSON text, which opens with `{}` in `content_block_start`): within 3 tokens.
         assert!(
