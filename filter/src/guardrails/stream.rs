@@ -46,7 +46,7 @@ use std::ops::Range;
 use super::json_text::{self, Lexer};
 use super::{Action, Direction, Finding, Guardrails, Hits, Reading, TextVerdict};
 use crate::error::{ApiFlavor, GatewayError};
-use crate::response_text::{self, Channel, Flow, Form, Mode, Site, raw::is_json};
+use crate::response_text::{self, Channel, Flow, Form, Mode, Site};
 use crate::usage::sse::{Piece, SseSplitter};
 
 /// Channels with their own hold-back buffer at once.
@@ -94,24 +94,37 @@ struct JsonStarts {
 
 #[derive(Debug)]
 struct LastEvent {
-    /// The event's lines other than its data (`event: ...`), each with its line end.
-    head: Vec<u8>,
-    data: Vec<u8>,
+    /// The raw event.
+    raw: Vec<u8>,
     site: Site,
 }
 
-/// One raw event: its lines other than data, and its data (lines joined with `\n`).
+/// One raw event's data (its data lines joined with `\n`).
 struct SseParts<'a> {
-    head: Vec<u8>,
+    raw: &'a [u8],
     data: Cow<'a, [u8]>,
     /// The value of the event's only data line, when it has exactly one.
     single: Option<Range<usize>>,
     has_data: bool,
 }
 
+impl SseParts<'_> {
+    /// The event's lines other than data (`event: ...`), each ending with `\n`.
+    fn head(&self) -> Vec<u8> {
+        let mut head = Vec::new();
+        for line in self.raw.split(|&b| b == b'\n' || b == b'\r') {
+            if !line.is_empty() && !line.starts_with(b"data:") {
+                head.extend_from_slice(line);
+                head.push(b'\n');
+            }
+        }
+        head
+    }
+}
+
 fn split_event(raw: &[u8]) -> SseParts<'_> {
     let mut parts = SseParts {
-        head: Vec::new(),
+        raw,
         data: Cow::Borrowed(&[]),
         single: None,
         has_data: false,
@@ -121,12 +134,7 @@ fn split_event(raw: &[u8]) -> SseParts<'_> {
     for line in raw.split(|&b| b == b'\n' || b == b'\r') {
         let start = at;
         at = at.saturating_add(line.len()).saturating_add(1);
-        if line.is_empty() {
-            continue;
-        }
         let Some(value) = line.strip_prefix(b"data:") else {
-            parts.head.extend_from_slice(line);
-            parts.head.push(b'\n');
             continue;
         };
         let value = value.strip_prefix(b" ").unwrap_or(value);
@@ -160,27 +168,29 @@ fn write_event(out: &mut Vec<u8>, head: &[u8], data: &[u8]) {
     out.push(b'\n');
 }
 
-/// `raw` with its data replaced by `data`: the same bytes around a single data line.
-fn rewrite_event(out: &mut Vec<u8>, raw: &[u8], parts: &SseParts<'_>, data: &[u8]) {
+/// The event of `parts` with its data replaced by `data`: the same bytes around a single data
+/// line.
+fn rewrite_event(out: &mut Vec<u8>, parts: &SseParts<'_>, data: &[u8]) {
     match &parts.single {
         Some(range) if !data.contains(&b'\n') && !data.contains(&b'\r') => {
-            out.extend_from_slice(raw.get(..range.start).unwrap_or_default());
+            out.extend_from_slice(parts.raw.get(..range.start).unwrap_or_default());
             out.extend_from_slice(data);
-            out.extend_from_slice(raw.get(range.end..).unwrap_or_default());
+            out.extend_from_slice(parts.raw.get(range.end..).unwrap_or_default());
         }
-        _ => write_event(out, &parts.head, data),
+        _ => write_event(out, &parts.head(), data),
     }
 }
 
 /// An event carrying only `text`, in `last`'s channel and shape.
 fn write_alone(out: &mut Vec<u8>, last: &LastEvent, text: &str) {
-    let Some((mut json, after)) = response_text::lone_event(&last.data, &last.site) else {
+    let parts = split_event(&last.raw);
+    let Some((mut json, after)) = response_text::lone_event(&parts.data, &last.site) else {
         return;
     };
     // Writing a string into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut json, text);
     json.extend_from_slice(&after);
-    write_event(out, &last.head, &json);
+    write_event(out, &parts.head(), &json);
 }
 
 /// How a redacted text is written back where it was.
@@ -286,8 +296,9 @@ impl StreamGuard {
             }
             return;
         };
-        if !is_json(data) {
-            // Not JSON: its data is read as one text.
+        let located = response_text::locate(data, Mode::Event);
+        if !located.complete {
+            // Not a JSON object: its data is read as one text.
             self.flush(guardrails, out);
             if self.blocked.is_some() {
                 return;
@@ -295,12 +306,11 @@ impl StreamGuard {
             let text = String::from_utf8_lossy(data);
             match guardrails.guard_text(policy, &text, Reading::Plain, &mut self.hits) {
                 TextVerdict::Clean => out.extend_from_slice(raw),
-                TextVerdict::Redacted(text) => rewrite_event(out, raw, &parts, text.as_bytes()),
+                TextVerdict::Redacted(text) => rewrite_event(out, &parts, text.as_bytes()),
                 TextVerdict::Blocked(rule) => self.block(rule, guardrails, out),
             }
             return;
         }
-        let located = response_text::locate(data, Mode::Event);
         if !located.sites.iter().any(|s| s.flow == Flow::Delta) {
             self.flush(guardrails, out);
             if self.blocked.is_some() {
@@ -315,12 +325,11 @@ impl StreamGuard {
             let reading = Reading::of(site.channel.kind);
             if site.flow == Flow::Delta {
                 let last = located.finished.contains(&site.channel.item);
-                let (released, blocked) = self.delta(guardrails, &parts, data, site, &text, last);
+                let (released, blocked) = self.delta(guardrails, raw, site, &text, last);
                 if let Some(rule) = blocked {
                     if !released.is_empty() {
                         let last = LastEvent {
-                            head: parts.head.clone(),
-                            data: data.to_vec(),
+                            raw: raw.to_vec(),
                             site: site.clone(),
                         };
                         write_alone(out, &last, &released);
@@ -368,7 +377,7 @@ impl StreamGuard {
             copied = range.end;
         }
         rewritten.extend_from_slice(data.get(copied..).unwrap_or_default());
-        rewrite_event(out, raw, &parts, &rewritten);
+        rewrite_event(out, &parts, &rewritten);
     }
 
     /// A piece of a channel's text: what of the channel may leave now, and the rule that
@@ -376,8 +385,7 @@ impl StreamGuard {
     fn delta(
         &mut self,
         guardrails: &Guardrails,
-        parts: &SseParts<'_>,
-        data: &[u8],
+        raw: &[u8],
         site: &Site,
         text: &str,
         last: bool,
@@ -395,8 +403,7 @@ impl StreamGuard {
         channel.pending.push_str(text);
         let released = channel.release(guardrails, policy, max_holdback, last, &mut self.hits);
         channel.last_event = (!channel.pending.is_empty()).then(|| LastEvent {
-            head: parts.head.clone(),
-            data: data.to_vec(),
+            raw: raw.to_vec(),
             site: site.clone(),
         });
         released

@@ -38,6 +38,8 @@ pub struct ResponseGuard {
     pub blocked: Option<String>,
     /// Host calls of the guard that failed (each ended the response, or tried to).
     pub failures: u32,
+    /// Of those, the ones after which the response was ended (failed closed).
+    pub closed: u32,
 }
 
 /// The response as Envoy holds it in the current body callback (`size` bytes of body).
@@ -86,6 +88,7 @@ impl ResponseGuard {
             hits: Hits::default(),
             blocked: None,
             failures: 0,
+            closed: 0,
         }
     }
 
@@ -106,6 +109,9 @@ impl ResponseGuard {
             return;
         }
         self.failures = self.failures.saturating_add(1);
+        if outcome.stops() {
+            self.closed = self.closed.saturating_add(1);
+        }
         let policy = self
             .guardrails
             .policy(self.policy)

@@ -168,23 +168,24 @@ impl HttpFilter {
     /// The response is over: counts and records what its guard found (and any of its host
     /// calls that failed).
     fn finish_response_guard(&mut self) {
-        let Some((hits, blocked, failures)) = self
+        let Some((hits, blocked, failures, closed)) = self
             .accounting
             .as_mut()
             .and_then(|a| a.guard.as_mut())
             .map(|g| {
-                (
-                    g.take_hits(),
-                    g.blocked.take(),
-                    std::mem::take(&mut g.failures),
-                )
+                let failures = std::mem::take(&mut g.failures);
+                let closed = std::mem::take(&mut g.closed);
+                (g.take_hits(), g.blocked.take(), failures, closed)
             })
         else {
             return;
         };
-        if let (Some(metrics), true) = (&self.metrics, failures > 0) {
+        if let Some(metrics) = &self.metrics {
             for _ in 0..failures {
                 metrics.guardrails.block_failures.increment();
+            }
+            for _ in 0..closed {
+                metrics.failed_closed.increment();
             }
         }
         if hits.is_empty() {

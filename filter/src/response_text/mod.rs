@@ -1,6 +1,7 @@
 //! Where model-produced text lives in every response shape: the one table the response
 //! guardrails (what they scan and redact in place) and token accounting (what they count when
-//! the upstream reports no usage) both read.
+//! the upstream reports no usage) both read. The same single pass over a body or an event also
+//! finds its usage objects and the model that answered, which accounting reads.
 //!
 //! | shape | text (kind) |
 //! |---|---|
@@ -20,8 +21,6 @@ pub mod raw;
 
 use std::borrow::Cow;
 use std::ops::Range;
-
-use raw::Node;
 
 /// What a text is. Kinds are also what keeps a stream's texts apart (see `Channel`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -134,353 +133,464 @@ pub struct Located {
     pub sites: Vec<Site>,
     /// OpenAI choices (`index`) with a finish reason here: no more text of theirs follows.
     pub finished: Vec<u64>,
+    /// The document is one JSON object from start to end (checked as far as the walk reads:
+    /// brackets, strings and separators). Texts found in anything else are incomplete.
+    pub complete: bool,
+    /// The usage objects it carries, for accounting.
+    pub usage: Vec<(UsageAt, Range<usize>)>,
+    /// The model that answered (a string literal): the top-level `model`, else Anthropic's
+    /// `message.model` or Responses' `response.model`.
+    pub model: Option<Range<usize>>,
+    /// A top-level `choices` array with no element (the usage chunk of an OpenAI stream).
+    pub no_choices: bool,
 }
 
-/// Every model-produced text in `doc` (a response body or an event's JSON data).
+/// Where a usage object sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageAt {
+    /// `usage` (OpenAI, Anthropic bodies and `message_delta`, Responses bodies).
+    Top,
+    /// Anthropic `message_start`'s `message.usage` (its output count is a placeholder).
+    MessageStart,
+    /// Responses `response.usage` (`response.completed` and the like).
+    Response,
+}
+
+/// Every model-produced text in `doc` (a response body or an event's JSON data), found in one
+/// pass over it.
 pub fn locate(doc: &[u8], mode: Mode) -> Located {
-    let mut out = Walk {
+    let mut walk = Walk {
+        doc,
         located: Located::default(),
         mode,
     };
-    if let Some(root) = Node::root(doc).filter(Node::is_object) {
-        out.root(root);
-    }
-    out.located.sites.sort_by_key(|s| s.value.start);
-    out.located
+    let start = raw::skip_ws(doc, 0);
+    let end = walk.root(start);
+    walk.located.complete = end.is_some_and(|end| raw::skip_ws(doc, end) == doc.len());
+    walk.located.sites.sort_by_key(|s| s.value.start);
+    walk.located
 }
 
-/// Top-level numbers some events place their text by.
-#[derive(Default)]
-struct Position<'a> {
-    event_type: Option<Cow<'a, str>>,
-    index: Option<u64>,
-    output_index: Option<u64>,
-    content_index: Option<u64>,
-    summary_index: Option<u64>,
-}
-
-struct Walk {
+struct Walk<'a> {
+    doc: &'a [u8],
     located: Located,
     mode: Mode,
 }
 
-impl Walk {
-    fn push(&mut self, node: Node<'_>, form: Form, flow: Flow, channel: Channel, wrap: Wrap) {
-        let flow = match self.mode {
-            Mode::Body => Flow::Whole,
-            Mode::Event => flow,
-        };
-        self.located.sites.push(Site {
-            value: node.range(),
-            form,
-            flow,
-            channel,
-            wrap,
+/// A channel with no position yet (set once the object holding it is read).
+const UNPLACED: Channel = Channel {
+    item: 0,
+    kind: Kind::Content,
+    part: 0,
+};
+
+fn channel(kind: Kind) -> Channel {
+    Channel { kind, ..UNPLACED }
+}
+
+impl<'a> Walk<'a> {
+    fn first(&self, at: usize) -> Option<u8> {
+        self.doc.get(at).copied()
+    }
+
+    fn skip(&self, at: usize) -> Option<usize> {
+        raw::skip(self.doc, at)
+    }
+
+    /// Records the value at `at` as a text (a string, unless `form` says JSON); returns its end.
+    fn site(
+        &mut self,
+        at: usize,
+        form: Form,
+        flow: Flow,
+        channel: Channel,
+        wrap: Wrap,
+    ) -> Option<usize> {
+        let end = self.skip(at)?;
+        if form == Form::Json || self.first(at) == Some(b'"') {
+            let flow = match self.mode {
+                Mode::Body => Flow::Whole,
+                Mode::Event => flow,
+            };
+            self.located.sites.push(Site {
+                value: at..end,
+                form,
+                flow,
+                channel,
+                wrap,
+            });
+        }
+        Some(end)
+    }
+
+    fn string(&mut self, at: usize, flow: Flow, channel: Channel, wrap: Wrap) -> Option<usize> {
+        self.site(at, Form::String, flow, channel, wrap)
+    }
+
+    /// Sets the channel position of the sites recorded since `first`.
+    fn place(&mut self, first: usize, mut set: impl FnMut(&mut Channel)) {
+        for site in self.located.sites.get_mut(first..).unwrap_or_default() {
+            set(&mut site.channel);
+        }
+    }
+
+    fn root(&mut self, at: usize) -> Option<usize> {
+        let doc = self.doc;
+        let mut event_type: Option<Cow<'a, str>> = None;
+        let (mut index, mut output_index, mut part_index) = (None, None, None);
+        // Sites whose position comes from these top-level fields, wherever they are.
+        let mut by_index: Vec<Range<usize>> = Vec::new();
+        let mut by_output: Vec<Range<usize>> = Vec::new();
+        let mut responses_delta = None;
+        let end = raw::object(doc, at, |key, at| match key.as_ref() {
+            "type" => {
+                let end = self.skip(at)?;
+                event_type = raw::decode_string(doc.get(at..end)?);
+                Some(end)
+            }
+            "index" => {
+                let (value, end) = raw::number(doc, at);
+                index = value;
+                end
+            }
+            "output_index" => {
+                let (value, end) = raw::number(doc, at);
+                output_index = value;
+                end
+            }
+            "content_index" | "summary_index" => {
+                let (value, end) = raw::number(doc, at);
+                part_index = value;
+                end
+            }
+            "choices" => {
+                let mut any = false;
+                let end = raw::array(doc, at, |position, at| {
+                    any = true;
+                    self.openai_choice(at, position)
+                });
+                self.located.no_choices = !any && end.is_some();
+                end
+            }
+            "usage" => self.usage(at, UsageAt::Top),
+            "model" => {
+                let end = self.skip(at)?;
+                if self.first(at) == Some(b'"') {
+                    self.located.model = Some(at..end);
+                }
+                Some(end)
+            }
+            // Anthropic messages: the body, or `message_start`'s message.
+            "content" => self.anthropic_blocks(at),
+            "message" => self.members(at, |walk, key, at| match key {
+                "content" => walk.anthropic_blocks(at),
+                "usage" => walk.usage(at, UsageAt::MessageStart),
+                "model" => walk.nested_model(at),
+                _ => walk.skip(at),
+            }),
+            "content_block" => {
+                let first = self.located.sites.len();
+                let end = self.anthropic_block(at, 0);
+                by_index.push(first..self.located.sites.len());
+                end
+            }
+            "delta" if self.first(at) == Some(b'{') => {
+                let first = self.located.sites.len();
+                let end = self.anthropic_delta(at);
+                by_index.push(first..self.located.sites.len());
+                end
+            }
+            // The Responses API's events, placed by `output_index` and `content_index` /
+            // `summary_index`.
+            "delta" | "item" | "part" | "text" | "refusal" | "arguments" | "input" => {
+                let first = self.located.sites.len();
+                let (flow, kind) = match key.as_ref() {
+                    "delta" => (Flow::Delta, Kind::Other),
+                    "refusal" => (Flow::Repeat, Kind::Refusal),
+                    "arguments" => (Flow::Repeat, Kind::ToolArguments),
+                    "input" => (Flow::Repeat, Kind::ToolInput),
+                    _ => (Flow::Repeat, Kind::Content),
+                };
+                let end = match key.as_ref() {
+                    "item" => self.responses_item(at, 0, Flow::Repeat),
+                    "part" => self.responses_part(at, 0, 0, Flow::Repeat),
+                    _ => self.string(at, flow, channel(kind), Wrap::Event),
+                };
+                if key == "delta" {
+                    responses_delta = Some(first);
+                }
+                by_output.push(first..self.located.sites.len());
+                end
+            }
+            "output" => self.responses_items(at, Flow::Whole),
+            "response" => self.members(at, |walk, key, at| match key {
+                "output" => walk.responses_items(at, Flow::Repeat),
+                "usage" => walk.usage(at, UsageAt::Response),
+                "model" => walk.nested_model(at),
+                _ => walk.skip(at),
+            }),
+            _ => self.skip(at),
         });
-    }
-
-    /// A string value, if it is one.
-    fn string(&mut self, node: Node<'_>, flow: Flow, channel: Channel, wrap: Wrap) {
-        if node.is_string() {
-            self.push(node, Form::String, flow, channel, wrap);
-        }
-    }
-
-    fn root(&mut self, root: Node<'_>) {
-        let mut at = Position::default();
-        for (key, value) in root.members() {
-            match key.as_ref() {
-                "type" => at.event_type = value.as_str(),
-                "index" => at.index = value.as_u64(),
-                "output_index" => at.output_index = value.as_u64(),
-                "content_index" => at.content_index = value.as_u64(),
-                "summary_index" => at.summary_index = value.as_u64(),
-                _ => {}
+        // Streamed pieces are placed by the event's own numbers.
+        let item = index.unwrap_or(0);
+        for range in by_index {
+            for site in self.located.sites.get_mut(range).unwrap_or_default() {
+                site.channel.item = item;
             }
         }
-        let responses_item = at.output_index.unwrap_or(0);
-        let responses_part = at.content_index.or(at.summary_index).unwrap_or(0);
-        let channel = |kind| Channel {
-            item: responses_item,
-            kind,
-            part: responses_part,
-        };
-        for (key, value) in root.members() {
-            match key.as_ref() {
-                "choices" => {
-                    for (position, choice) in (0u64..).zip(value.elements()) {
-                        self.openai_choice(choice, position);
-                    }
-                }
-                // Anthropic messages: the body, or `message_start`'s message.
-                "content" => self.anthropic_blocks(value),
-                "message" => {
-                    for (key, inner) in value.members() {
-                        if key == "content" {
-                            self.anthropic_blocks(inner);
-                        }
-                    }
-                }
-                "content_block" => self.anthropic_block(value, at.index.unwrap_or(0)),
-                "delta" if value.is_object() => self.anthropic_delta(value, at.index.unwrap_or(0)),
-                "delta" => {
-                    let kind = responses_delta_kind(at.event_type.as_deref());
-                    self.string(value, Flow::Delta, channel(kind), Wrap::Event);
-                }
-                "output" => self.responses_items(value, Flow::Whole),
-                "response" => {
-                    for (key, inner) in value.members() {
-                        if key == "output" {
-                            self.responses_items(inner, Flow::Repeat);
-                        }
-                    }
-                }
-                "item" => self.responses_item(value, responses_item, Flow::Repeat),
-                "part" => self.responses_part(value, responses_item, responses_part, Flow::Repeat),
-                "text" => {
-                    let kind = match at.event_type.as_deref() {
-                        Some("response.reasoning_text.done") => Kind::Reasoning,
-                        Some("response.reasoning_summary_text.done") => Kind::ReasoningSummary,
-                        _ => Kind::Content,
-                    };
-                    self.string(value, Flow::Repeat, channel(kind), Wrap::Event);
-                }
-                "refusal" => self.string(value, Flow::Repeat, channel(Kind::Refusal), Wrap::Event),
-                "arguments" => {
-                    let channel = channel(Kind::ToolArguments);
-                    self.string(value, Flow::Repeat, channel, Wrap::Event);
-                }
-                "input" => self.string(value, Flow::Repeat, channel(Kind::ToolInput), Wrap::Event),
-                _ => {}
+        for range in by_output {
+            for site in self.located.sites.get_mut(range).unwrap_or_default() {
+                site.channel.item = output_index.unwrap_or(0);
+                site.channel.part = part_index.unwrap_or(site.channel.part);
             }
         }
+        if let Some(site) = responses_delta.and_then(|at| self.located.sites.get_mut(at)) {
+            site.channel.kind = responses_delta_kind(event_type.as_deref());
+        }
+        end
+    }
+
+    /// A usage object (not `null`).
+    fn usage(&mut self, at: usize, usage_at: UsageAt) -> Option<usize> {
+        let end = self.skip(at)?;
+        if self.first(at) == Some(b'{') {
+            self.located.usage.push((usage_at, at..end));
+        }
+        Some(end)
+    }
+
+    /// A model named inside `message` or `response`: used when the top level names none.
+    fn nested_model(&mut self, at: usize) -> Option<usize> {
+        let end = self.skip(at)?;
+        if self.first(at) == Some(b'"') && self.located.model.is_none() {
+            self.located.model = Some(at..end);
+        }
+        Some(end)
+    }
+
+    /// Walks an object's members with `member(walk, key, value_at)` returning each value's end.
+    fn members(
+        &mut self,
+        at: usize,
+        mut member: impl FnMut(&mut Self, &str, usize) -> Option<usize>,
+    ) -> Option<usize> {
+        let doc = self.doc;
+        if self.first(at) != Some(b'{') {
+            return self.skip(at);
+        }
+        raw::object(doc, at, |key, at| member(self, key.as_ref(), at))
+    }
+
+    /// Walks an array's elements with `element(walk, position, value_at)`.
+    fn elements(
+        &mut self,
+        at: usize,
+        mut element: impl FnMut(&mut Self, u64, usize) -> Option<usize>,
+    ) -> Option<usize> {
+        let doc = self.doc;
+        if self.first(at) != Some(b'[') {
+            return self.skip(at);
+        }
+        raw::array(doc, at, |position, at| element(self, position, at))
     }
 
     /// `choices[i]` of an OpenAI chat or completions body or chunk.
-    fn openai_choice(&mut self, choice: Node<'_>, position: u64) {
+    fn openai_choice(&mut self, at: usize, position: u64) -> Option<usize> {
         let first = self.located.sites.len();
         let mut index = None;
         let mut finished = false;
-        for (key, value) in choice.members() {
-            match key.as_ref() {
-                "index" => index = value.as_u64(),
-                "finish_reason" => finished = !value.is_null(),
-                "message" => self.openai_message(value, Flow::Whole),
-                "delta" => self.openai_message(value, Flow::Delta),
-                "text" => {
-                    let channel = Channel {
-                        item: 0,
-                        kind: Kind::Content,
-                        part: 0,
-                    };
-                    self.string(value, Flow::Delta, channel, Wrap::Completions);
-                }
-                _ => {}
+        let end = self.members(at, |walk, key, at| match key {
+            "index" => {
+                let (value, end) = raw::number(walk.doc, at);
+                index = value;
+                end
             }
-        }
+            "finish_reason" => {
+                finished = !raw::is_null(walk.doc, at);
+                walk.skip(at)
+            }
+            "message" => walk.openai_message(at, Flow::Whole),
+            "delta" => walk.openai_message(at, Flow::Delta),
+            "text" => walk.string(at, Flow::Delta, UNPLACED, Wrap::Completions),
+            _ => walk.skip(at),
+        });
         // The choice's `index` may come after its text.
         let item = index.unwrap_or(position);
-        for site in self.located.sites.get_mut(first..).unwrap_or_default() {
-            site.channel.item = item;
-        }
+        self.place(first, |c| c.item = item);
         if finished && self.mode == Mode::Event {
             self.located.finished.push(item);
         }
+        end
     }
 
     /// An OpenAI chat `message` (flow `Whole`) or chunk `delta` (flow `Delta`).
-    fn openai_message(&mut self, message: Node<'_>, flow: Flow) {
-        let channel = |kind, part| Channel {
-            item: 0,
-            kind,
-            part,
-        };
-        for (key, value) in message.members() {
-            let field: &'static str = match key.as_ref() {
-                "content" => "content",
-                "reasoning_content" => "reasoning_content",
-                "reasoning" => "reasoning",
-                "refusal" => "refusal",
+    fn openai_message(&mut self, at: usize, flow: Flow) -> Option<usize> {
+        self.members(at, |walk, key, at| {
+            let (field, kind): (&'static str, Kind) = match key {
+                "content" => ("content", Kind::Content),
+                "reasoning_content" => ("reasoning_content", Kind::Reasoning),
+                "reasoning" => ("reasoning", Kind::Reasoning),
+                "refusal" => ("refusal", Kind::Refusal),
                 "tool_calls" => {
-                    for (position, call) in (0u64..).zip(value.elements()) {
-                        let mut part = position;
-                        let mut function = None;
-                        for (key, inner) in call.members() {
-                            match key.as_ref() {
-                                "index" => part = inner.as_u64().unwrap_or(position),
-                                "function" => function = Some(inner),
-                                _ => {}
-                            }
-                        }
-                        if let Some(function) = function {
-                            self.openai_function(function, flow, part, Wrap::OpenAiTool);
-                        }
-                    }
-                    continue;
+                    return walk.elements(at, |walk, position, at| {
+                        walk.openai_tool_call(at, position, flow)
+                    });
                 }
                 "function_call" => {
-                    self.openai_function(value, flow, u64::MAX, Wrap::OpenAiFunction);
-                    continue;
+                    let first = walk.located.sites.len();
+                    let end = walk.openai_function(at, flow, Wrap::OpenAiFunction);
+                    walk.place(first, |c| c.part = u64::MAX);
+                    return end;
                 }
-                _ => continue,
+                _ => return walk.skip(at),
             };
-            let kind = match field {
-                "content" => Kind::Content,
-                "refusal" => Kind::Refusal,
-                _ => Kind::Reasoning,
-            };
-            if value.is_array() {
+            if walk.first(at) == Some(b'[') {
                 // Content parts (`[{"type":"text","text":...}]`).
-                for (part, element) in (0u64..).zip(value.elements()) {
-                    for (key, text) in element.members() {
-                        if key == "text" {
-                            self.string(text, Flow::Whole, channel(kind, part), Wrap::Event);
+                return walk.elements(at, |walk, part, at| {
+                    walk.members(at, |walk, key, at| match key {
+                        "text" => {
+                            let channel = Channel {
+                                kind,
+                                part,
+                                item: 0,
+                            };
+                            walk.string(at, Flow::Whole, channel, Wrap::Event)
                         }
-                    }
-                }
-            } else {
-                self.string(value, flow, channel(kind, 0), Wrap::OpenAiDelta(field));
+                        _ => walk.skip(at),
+                    })
+                });
             }
-        }
+            walk.string(at, flow, channel(kind), Wrap::OpenAiDelta(field))
+        })
     }
 
-    fn openai_function(&mut self, function: Node<'_>, flow: Flow, part: u64, wrap: Wrap) {
-        for (key, value) in function.members() {
-            let channel = |kind| Channel {
-                item: 0,
-                kind,
-                part,
-            };
-            match key.as_ref() {
-                // Names come whole, in the call's first chunk.
-                "name" => self.string(value, Flow::Whole, channel(Kind::ToolName), wrap),
-                "arguments" => self.string(value, flow, channel(Kind::ToolArguments), wrap),
-                _ => {}
+    /// `tool_calls[j]`: its channel is the call's own `index` (which may follow its function).
+    fn openai_tool_call(&mut self, at: usize, position: u64, flow: Flow) -> Option<usize> {
+        let first = self.located.sites.len();
+        let mut part = position;
+        let end = self.members(at, |walk, key, at| match key {
+            "index" => {
+                let (value, end) = raw::number(walk.doc, at);
+                part = value.unwrap_or(position);
+                end
             }
-        }
+            "function" => walk.openai_function(at, flow, Wrap::OpenAiTool),
+            _ => walk.skip(at),
+        });
+        self.place(first, |c| c.part = part);
+        end
+    }
+
+    fn openai_function(&mut self, at: usize, flow: Flow, wrap: Wrap) -> Option<usize> {
+        self.members(at, |walk, key, at| match key {
+            // Names come whole, in the call's first chunk.
+            "name" => walk.string(at, Flow::Whole, channel(Kind::ToolName), wrap),
+            "arguments" => walk.string(at, flow, channel(Kind::ToolArguments), wrap),
+            _ => walk.skip(at),
+        })
     }
 
     /// Anthropic `content[]` blocks (a message body, `message_start`).
-    fn anthropic_blocks(&mut self, blocks: Node<'_>) {
-        for (index, block) in (0u64..).zip(blocks.elements()) {
-            self.anthropic_block(block, index);
-        }
+    fn anthropic_blocks(&mut self, at: usize) -> Option<usize> {
+        self.elements(at, |walk, index, at| walk.anthropic_block(at, index))
     }
 
     /// One Anthropic content block, complete (a body's, or `content_block_start`'s opening).
-    fn anthropic_block(&mut self, block: Node<'_>, item: u64) {
-        let channel = |kind| Channel {
+    fn anthropic_block(&mut self, at: usize, item: u64) -> Option<usize> {
+        let placed = |kind| Channel {
             item,
             kind,
             part: 0,
         };
-        for (key, value) in block.members() {
-            match key.as_ref() {
-                "text" => self.string(value, Flow::Whole, channel(Kind::Content), Wrap::Event),
-                "thinking" => {
-                    self.string(value, Flow::Whole, channel(Kind::Reasoning), Wrap::Event);
-                }
-                "name" => self.string(value, Flow::Whole, channel(Kind::ToolName), Wrap::Event),
-                "input" => self.push(
-                    value,
-                    Form::Json,
-                    Flow::Whole,
-                    channel(Kind::ToolArguments),
-                    Wrap::Event,
-                ),
-                _ => {}
-            }
-        }
+        self.members(at, |walk, key, at| match key {
+            "text" => walk.string(at, Flow::Whole, placed(Kind::Content), Wrap::Event),
+            "thinking" => walk.string(at, Flow::Whole, placed(Kind::Reasoning), Wrap::Event),
+            "name" => walk.string(at, Flow::Whole, placed(Kind::ToolName), Wrap::Event),
+            "input" => walk.site(
+                at,
+                Form::Json,
+                Flow::Whole,
+                placed(Kind::ToolArguments),
+                Wrap::Event,
+            ),
+            _ => walk.skip(at),
+        })
     }
 
-    /// `content_block_delta`'s delta.
-    fn anthropic_delta(&mut self, delta: Node<'_>, item: u64) {
-        for (key, value) in delta.members() {
-            let kind = match key.as_ref() {
+    /// `content_block_delta`'s delta (placed by the event's `index`).
+    fn anthropic_delta(&mut self, at: usize) -> Option<usize> {
+        self.members(at, |walk, key, at| {
+            let kind = match key {
                 "text" => Kind::Content,
                 "partial_json" => Kind::ToolArguments,
                 "thinking" => Kind::Reasoning,
-                _ => continue,
+                _ => return walk.skip(at),
             };
-            let channel = Channel {
-                item,
-                kind,
-                part: 0,
-            };
-            self.string(value, Flow::Delta, channel, Wrap::Event);
-        }
+            walk.string(at, Flow::Delta, channel(kind), Wrap::Event)
+        })
     }
 
-    fn responses_items(&mut self, items: Node<'_>, flow: Flow) {
-        for (index, item) in (0u64..).zip(items.elements()) {
-            self.responses_item(item, index, flow);
-        }
+    fn responses_items(&mut self, at: usize, flow: Flow) -> Option<usize> {
+        self.elements(at, |walk, index, at| walk.responses_item(at, index, flow))
     }
 
     /// One Responses output item (message, function call, reasoning, custom tool call).
-    fn responses_item(&mut self, item: Node<'_>, index: u64, flow: Flow) {
+    fn responses_item(&mut self, at: usize, index: u64, flow: Flow) -> Option<usize> {
+        let first = self.located.sites.len();
         let mut reasoning = false;
-        for (key, value) in item.members() {
-            if key == "type" {
-                reasoning = value.as_str().as_deref() == Some("reasoning");
-            }
-        }
-        let channel = |kind, part| Channel {
+        let placed = |kind, part| Channel {
             item: index,
             kind,
             part,
         };
-        for (key, value) in item.members() {
-            match key.as_ref() {
-                "content" => {
-                    for (part, element) in (0u64..).zip(value.elements()) {
-                        if reasoning {
-                            for (key, text) in element.members() {
-                                if key == "text" {
-                                    let channel = channel(Kind::Reasoning, part);
-                                    self.string(text, flow, channel, Wrap::Event);
-                                }
-                            }
-                        } else {
-                            self.responses_part(element, index, part, flow);
-                        }
+        let end = self.members(at, |walk, key, at| match key {
+            "type" => {
+                let end = walk.skip(at)?;
+                reasoning = walk.doc.get(at..end) == Some(&b"\"reasoning\""[..]);
+                Some(end)
+            }
+            "content" => walk.elements(at, |walk, part, at| {
+                walk.responses_part(at, index, part, flow)
+            }),
+            "summary" => walk.elements(at, |walk, part, at| {
+                walk.members(at, |walk, key, at| match key {
+                    "text" => {
+                        walk.string(at, flow, placed(Kind::ReasoningSummary, part), Wrap::Event)
                     }
+                    _ => walk.skip(at),
+                })
+            }),
+            "arguments" => walk.string(at, flow, placed(Kind::ToolArguments, 0), Wrap::Event),
+            "name" => walk.string(at, flow, placed(Kind::ToolName, 0), Wrap::Event),
+            "input" => walk.string(at, flow, placed(Kind::ToolInput, 0), Wrap::Event),
+            _ => walk.skip(at),
+        });
+        // A reasoning item's content is reasoning (its `type` may come after it).
+        if reasoning {
+            for site in self.located.sites.get_mut(first..).unwrap_or_default() {
+                if site.channel.kind == Kind::Content {
+                    site.channel.kind = Kind::Reasoning;
                 }
-                "summary" => {
-                    for (part, element) in (0u64..).zip(value.elements()) {
-                        for (key, text) in element.members() {
-                            if key == "text" {
-                                let channel = channel(Kind::ReasoningSummary, part);
-                                self.string(text, flow, channel, Wrap::Event);
-                            }
-                        }
-                    }
-                }
-                "arguments" => {
-                    self.string(value, flow, channel(Kind::ToolArguments, 0), Wrap::Event);
-                }
-                "name" => self.string(value, flow, channel(Kind::ToolName, 0), Wrap::Event),
-                "input" => self.string(value, flow, channel(Kind::ToolInput, 0), Wrap::Event),
-                _ => {}
             }
         }
+        end
     }
 
-    /// A Responses message content part (`output_text` or `refusal`).
-    fn responses_part(&mut self, part: Node<'_>, item: u64, index: u64, flow: Flow) {
-        for (key, value) in part.members() {
-            let kind = match key.as_ref() {
+    /// A Responses content part (`output_text`, `refusal`, `reasoning_text`).
+    fn responses_part(&mut self, at: usize, item: u64, index: u64, flow: Flow) -> Option<usize> {
+        self.members(at, |walk, key, at| {
+            let kind = match key {
                 "text" => Kind::Content,
                 "refusal" => Kind::Refusal,
-                _ => continue,
+                _ => return walk.skip(at),
             };
             let channel = Channel {
                 item,
                 kind,
                 part: index,
             };
-            self.string(value, flow, channel, Wrap::Event);
-        }
+            walk.string(at, flow, channel, Wrap::Event)
+        })
     }
 }
 
@@ -546,17 +656,17 @@ pub fn lone_event(doc: &[u8], site: &Site) -> Option<(Vec<u8>, Vec<u8>)> {
         ),
     };
     // An OpenAI chunk: its metadata (id, object, created, model...) and one minimal choice.
-    let root = Node::root(doc).filter(Node::is_object)?;
     let mut before = b"{".to_vec();
-    for (key, value) in root.members() {
-        if matches!(key.as_ref(), "choices" | "usage") {
-            continue;
+    raw::object(doc, raw::skip_ws(doc, 0), |key, at| {
+        let end = raw::skip(doc, at)?;
+        if !matches!(key.as_ref(), "choices" | "usage") {
+            serde_json::to_writer(&mut before, key.as_ref()).ok()?;
+            before.push(b':');
+            before.extend_from_slice(doc.get(at..end)?);
+            before.push(b',');
         }
-        serde_json::to_writer(&mut before, key.as_ref()).ok()?;
-        before.push(b':');
-        before.extend_from_slice(value.bytes());
-        before.push(b',');
-    }
+        Some(end)
+    })?;
     before.extend_from_slice(b"\"choices\":[");
     before.extend_from_slice(inner.0.as_bytes());
     let mut after = inner.1.into_bytes();

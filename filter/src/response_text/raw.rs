@@ -6,7 +6,6 @@
 //! the walk just finds less. No recursion: nested values are skipped by counting brackets.
 
 use std::borrow::Cow;
-use std::ops::Range;
 
 /// Whether `doc` is one valid JSON value (nesting bounded by serde_json's limit).
 pub fn is_json(doc: &[u8]) -> bool {
@@ -42,19 +41,24 @@ pub(crate) fn value_end(doc: &[u8], i: usize) -> Option<usize> {
             let mut depth = 0usize;
             let mut j = i;
             loop {
+                // Jump to the next quote or bracket.
+                j = j.checked_add(
+                    doc.get(j..)?
+                        .iter()
+                        .position(|b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']'))?,
+                )?;
                 match doc.get(j)? {
                     b'"' => {
                         j = string_end(doc, j)?;
                         continue;
                     }
                     b'{' | b'[' => depth = depth.checked_add(1)?,
-                    b'}' | b']' => {
+                    _ => {
                         depth = depth.checked_sub(1)?;
                         if depth == 0 {
                             return j.checked_add(1);
                         }
                     }
-                    _ => {}
                 }
                 j = j.checked_add(1)?;
             }
@@ -87,104 +91,22 @@ pub fn decode_string(literal: &[u8]) -> Option<Cow<'_, str>> {
     }
 }
 
-/// One value in a document.
-#[derive(Debug, Clone, Copy)]
-pub struct Node<'a> {
+/// Walks the object at `at` (its `{`) once: calls `member(key, value_at)` for each member,
+/// which returns where that value ends (having walked into it, or `skip`ped it). Returns where
+/// the object ends; `None` on malformed input.
+pub fn object<'a>(
     doc: &'a [u8],
-    start: usize,
-    end: usize,
-}
-
-impl<'a> Node<'a> {
-    /// The document's top-level value.
-    pub fn root(doc: &'a [u8]) -> Option<Self> {
-        let start = skip_ws(doc, 0);
-        let end = value_end(doc, start)?;
-        Some(Self { doc, start, end })
+    at: usize,
+    mut member: impl FnMut(Cow<'a, str>, usize) -> Option<usize>,
+) -> Option<usize> {
+    if doc.get(at) != Some(&b'{') {
+        return None;
     }
-
-    fn at(doc: &'a [u8], start: usize) -> Option<Self> {
-        let end = value_end(doc, start)?;
-        Some(Self { doc, start, end })
+    let mut i = skip_ws(doc, at.checked_add(1)?);
+    if doc.get(i) == Some(&b'}') {
+        return i.checked_add(1);
     }
-
-    pub fn range(&self) -> Range<usize> {
-        self.start..self.end
-    }
-
-    pub fn bytes(&self) -> &'a [u8] {
-        self.doc.get(self.start..self.end).unwrap_or_default()
-    }
-
-    fn first(&self) -> Option<u8> {
-        self.doc.get(self.start).copied()
-    }
-
-    pub fn is_string(&self) -> bool {
-        self.first() == Some(b'"')
-    }
-
-    pub fn is_object(&self) -> bool {
-        self.first() == Some(b'{')
-    }
-
-    pub fn is_array(&self) -> bool {
-        self.first() == Some(b'[')
-    }
-
-    pub fn is_null(&self) -> bool {
-        self.bytes() == b"null"
-    }
-
-    /// A string's decoded text.
-    pub fn as_str(&self) -> Option<Cow<'a, str>> {
-        if !self.is_string() {
-            return None;
-        }
-        decode_string(self.bytes())
-    }
-
-    pub fn as_u64(&self) -> Option<u64> {
-        std::str::from_utf8(self.bytes()).ok()?.parse().ok()
-    }
-
-    /// An object's members in order (duplicates included), keys decoded.
-    pub fn members(&self) -> Members<'a> {
-        Members {
-            doc: self.doc,
-            at: self.is_object().then(|| self.start.saturating_add(1)),
-            end: self.end,
-        }
-    }
-
-    /// An array's elements in order.
-    pub fn elements(&self) -> Elements<'a> {
-        Elements {
-            doc: self.doc,
-            at: self.is_array().then(|| self.start.saturating_add(1)),
-            end: self.end,
-        }
-    }
-}
-
-pub struct Members<'a> {
-    doc: &'a [u8],
-    at: Option<usize>,
-    end: usize,
-}
-
-impl<'a> Iterator for Members<'a> {
-    type Item = (Cow<'a, str>, Node<'a>);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let doc = self.doc;
-        let mut i = skip_ws(doc, self.at.take()?);
-        if i >= self.end {
-            return None;
-        }
-        if doc.get(i) == Some(&b',') {
-            i = skip_ws(doc, i.checked_add(1)?);
-        }
+    loop {
         if doc.get(i)? != &b'"' {
             return None;
         }
@@ -194,43 +116,60 @@ impl<'a> Iterator for Members<'a> {
         if doc.get(i)? != &b':' {
             return None;
         }
-        let value = Node::at(doc, skip_ws(doc, i.checked_add(1)?))?;
-        if value.end > self.end {
-            return None;
+        let value = skip_ws(doc, i.checked_add(1)?);
+        i = skip_ws(doc, member(key, value)?);
+        match doc.get(i)? {
+            b',' => i = skip_ws(doc, i.checked_add(1)?),
+            b'}' => return i.checked_add(1),
+            _ => return None,
         }
-        self.at = Some(value.end);
-        Some((key, value))
     }
 }
 
-pub struct Elements<'a> {
-    doc: &'a [u8],
-    at: Option<usize>,
-    end: usize,
+/// Walks the array at `at` (its `[`) once: calls `element(position, value_at)` for each
+/// element, which returns where it ends. Returns where the array ends.
+pub fn array(
+    doc: &[u8],
+    at: usize,
+    mut element: impl FnMut(u64, usize) -> Option<usize>,
+) -> Option<usize> {
+    if doc.get(at) != Some(&b'[') {
+        return None;
+    }
+    let mut i = skip_ws(doc, at.checked_add(1)?);
+    if doc.get(i) == Some(&b']') {
+        return i.checked_add(1);
+    }
+    let mut position = 0u64;
+    loop {
+        i = skip_ws(doc, element(position, i)?);
+        position = position.saturating_add(1);
+        match doc.get(i)? {
+            b',' => i = skip_ws(doc, i.checked_add(1)?),
+            b']' => return i.checked_add(1),
+            _ => return None,
+        }
+    }
 }
 
-impl<'a> Iterator for Elements<'a> {
-    type Item = Node<'a>;
+/// Skips the value at `at`: where it ends.
+pub fn skip(doc: &[u8], at: usize) -> Option<usize> {
+    value_end(doc, at)
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
-        let doc = self.doc;
-        let mut i = skip_ws(doc, self.at.take()?);
-        if i >= self.end {
-            return None;
-        }
-        if doc.get(i) == Some(&b',') {
-            i = skip_ws(doc, i.checked_add(1)?);
-        }
-        if matches!(doc.get(i), Some(b']') | None) {
-            return None;
-        }
-        let value = Node::at(doc, i)?;
-        if value.end > self.end {
-            return None;
-        }
-        self.at = Some(value.end);
-        Some(value)
-    }
+/// The number at `at`, if it is a whole number, and where the value ends.
+pub fn number(doc: &[u8], at: usize) -> (Option<u64>, Option<usize>) {
+    let end = value_end(doc, at);
+    let value = end
+        .and_then(|end| doc.get(at..end))
+        .and_then(|digits| std::str::from_utf8(digits).ok())
+        .and_then(|digits| digits.parse().ok());
+    (value, end)
+}
+
+/// Whether the value at `at` is `null`.
+pub fn is_null(doc: &[u8], at: usize) -> bool {
+    doc.get(at..).is_some_and(|rest| rest.starts_with(b"null"))
 }
 
 #[cfg(test)]
@@ -238,32 +177,53 @@ mod tests {
     #[cfg(target_family = "wasm")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use super::{Node, decode_string};
+    use super::{array, decode_string, number, object, skip};
 
     #[test]
-    fn walks_members_and_elements_with_their_byte_ranges() {
+    fn walks_members_and_elements_once_with_their_byte_ranges() {
         let doc = br#" {"a" : [1, {"b":"x\"y"} ,"z"], "c\u0064":null, "e":{}} "#;
-        let root = Node::root(doc).unwrap();
-        let members: Vec<_> = root.members().collect();
+        let mut keys = Vec::new();
+        let mut seen = Vec::new();
+        let end = object(doc, 1, |key, at| {
+            keys.push(key.into_owned());
+            if doc[at] == b'[' {
+                array(doc, at, |position, at| {
+                    if doc[at] == b'{' {
+                        object(doc, at, |_, at| {
+                            let end = skip(doc, at)?;
+                            seen.push((
+                                position,
+                                String::from_utf8(doc[at..end].to_vec()).unwrap(),
+                            ));
+                            Some(end)
+                        })
+                    } else {
+                        let end = skip(doc, at)?;
+                        seen.push((position, String::from_utf8(doc[at..end].to_vec()).unwrap()));
+                        Some(end)
+                    }
+                })
+            } else {
+                skip(doc, at)
+            }
+        });
+        assert_eq!(end, Some(doc.len() - 1));
+        assert_eq!(keys, ["a", "cd", "e"]);
         assert_eq!(
-            members.iter().map(|(k, _)| k.as_ref()).collect::<Vec<_>>(),
-            ["a", "cd", "e"]
+            seen,
+            [
+                (0, "1".to_owned()),
+                (1, r#""x\"y""#.to_owned()),
+                (2, r#""z""#.to_owned())
+            ]
         );
-        let items: Vec<_> = members[0].1.elements().collect();
-        assert_eq!(items.len(), 3);
-        assert_eq!(items[0].as_u64(), Some(1));
-        let (_, b) = items[1].members().next().unwrap();
-        assert_eq!(b.as_str().unwrap(), "x\"y");
-        assert_eq!(&doc[b.range()], br#""x\"y""#);
-        assert_eq!(items[2].as_str().unwrap(), "z");
-        assert!(members[1].1.is_null());
-        assert_eq!(members[2].1.members().count(), 0);
-        assert_eq!(Node::root(b"[]").unwrap().elements().count(), 0);
+        assert_eq!(number(b"12,", 0), (Some(12), Some(2)));
+        assert_eq!(array(b"[]", 0, |_, _| None), Some(2));
         assert_eq!(decode_string(br#""\u00e9""#).unwrap(), "é");
     }
 
     #[test]
-    fn malformed_documents_yield_less_not_a_panic() {
+    fn malformed_documents_yield_none_not_a_panic() {
         for doc in [
             &b"{"[..],
             b"{\"a\"",
@@ -273,12 +233,10 @@ mod tests {
             b"{\"a\" 1}",
             b"",
             b"}",
+            b"{\"a\":1 \"b\":2}",
         ] {
-            if let Some(root) = Node::root(doc) {
-                for (_, v) in root.members() {
-                    let _ = v.elements().count();
-                }
-            }
+            let walked = object(doc, 0, |_, at| skip(doc, at));
+            assert_eq!(walked, None, "{:?}", String::from_utf8_lossy(doc));
         }
     }
 }

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::response_text::{self, Flow, Mode};
+use crate::response_text::{self, Flow, Mode, UsageAt};
 use crate::tokens::{Family, Tables, to_tokens};
 use sse::{Piece, SseSplitter, parse_event};
 
@@ -93,99 +93,84 @@ impl WireUsage {
     }
 }
 
-/// Where a usage object can sit in a response body or stream event.
-#[derive(Debug, Default, Deserialize)]
-struct Envelope<'a> {
-    #[serde(default)]
-    usage: Option<WireUsage>,
-    /// Anthropic `message_start`.
-    #[serde(borrow, default)]
-    message: Option<Inner<'a>>,
-    /// Responses `response.completed`.
-    #[serde(borrow, default)]
-    response: Option<Inner<'a>>,
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    /// Present and empty in the usage chunk the gateway asks for.
-    #[serde(default)]
-    choices: Option<Vec<serde::de::IgnoredAny>>,
+/// What one body or event tells accounting, read in the same single pass that finds its texts
+/// (`response_text`): its usage objects merged into `usage` (returns whether there was any),
+/// its model, with `tables` its estimated output units (texts that repeat streamed ones left
+/// out) and whether it carried any text.
+struct Reading {
+    reported: bool,
+    model: Option<String>,
+    units: u64,
+    saw_text: bool,
+    /// `choices: []` with a usage object: the usage chunk of an OpenAI stream.
+    usage_only: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct Inner<'a> {
-    #[serde(default)]
-    usage: Option<WireUsage>,
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-}
-
-impl Envelope<'_> {
-    fn take_usage(&mut self, usage: &mut Usage) -> bool {
-        let mut found = false;
-        // Anthropic's `message_start` carries a placeholder output count; the real one comes
-        // in `message_delta`.
-        let message_start = self
-            .message
-            .as_mut()
-            .and_then(|m| m.usage.take())
-            .map(|mut u| {
-                u.output_tokens = None;
-                u
-            });
-        for wire in [
-            self.usage.take(),
-            message_start,
-            self.response.as_mut().and_then(|r| r.usage.take()),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            wire.merge_into(usage);
-            found = true;
-        }
-        found
+fn read(tables: Option<&Tables>, doc: &[u8], mode: Mode, usage: &mut Usage) -> Option<Reading> {
+    let located = response_text::locate(doc, mode);
+    if !located.complete {
+        return None;
     }
-
-    fn model(&self) -> Option<&str> {
-        self.model
-            .as_deref()
-            .or(self.message.as_ref().and_then(|m| m.model.as_deref()))
-            .or(self.response.as_ref().and_then(|r| r.model.as_deref()))
-    }
-}
-
-/// Estimated output units of the model-produced texts of `doc` (a body, or an event's data;
-/// `response_text` says where they are), leaving out texts that repeat streamed ones; and
-/// whether any text was there.
-fn output_units(tables: &Tables, doc: &[u8], mode: Mode) -> (u64, bool) {
-    let mut units = 0u64;
-    let mut saw_text = false;
-    for site in response_text::locate(doc, mode).sites {
+    let mut reading = Reading {
+        reported: false,
+        model: located
+            .model
+            .and_then(|range| doc.get(range))
+            .and_then(response_text::raw::decode_string)
+            .map(Cow::into_owned),
+        units: 0,
+        saw_text: false,
+        usage_only: false,
+    };
+    for site in located.sites.iter().filter(|_| tables.is_some()) {
         if site.flow == Flow::Repeat {
             continue;
         }
-        if let Some(text) = site.text(doc) {
-            saw_text = saw_text || !text.is_empty();
-            units = units.saturating_add(tables.units(&text));
+        if let (Some(text), Some(tables)) = (site.text(doc), tables) {
+            reading.saw_text = reading.saw_text || !text.is_empty();
+            reading.units = reading.units.saturating_add(tables.units(&text));
         }
     }
-    (units, saw_text)
+    for (at, range) in &located.usage {
+        let Some(Ok(mut wire)) = doc
+            .get(range.clone())
+            .map(serde_json::from_slice::<WireUsage>)
+        else {
+            continue;
+        };
+        // Anthropic's `message_start` carries a placeholder output count; the real one comes
+        // in `message_delta`.
+        if *at == UsageAt::MessageStart {
+            wire.output_tokens = None;
+        }
+        wire.merge_into(usage);
+        reading.reported = true;
+        reading.usage_only = reading.usage_only || (*at == UsageAt::Top && located.no_choices);
+    }
+    Some(reading)
 }
 
 /// The output tokens of a whole response body estimated from its texts, for a body that
 /// reports no usage.
 pub fn output_estimate_json(family: Family, body: &[u8]) -> u64 {
-    to_tokens(output_units(family.tables(), body, Mode::Body).0)
+    let units = read(
+        Some(family.tables()),
+        body,
+        Mode::Body,
+        &mut Usage::default(),
+    )
+    .map_or(0, |r| r.units);
+    to_tokens(units)
 }
 
 /// The usage in a whole (non-streamed) response body, and the model that answered.
 pub fn usage_from_json(body: &[u8]) -> Option<(Usage, Option<String>)> {
-    let mut envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
-    let mut usage = Usage::default();
-    if !envelope.take_usage(&mut usage) {
+    if !response_text::raw::is_json(body) {
         return None;
     }
-    Some((usage, envelope.model().map(str::to_owned)))
+    let mut usage = Usage::default();
+    let reading = read(None, body, Mode::Body, &mut usage)?;
+    reading.reported.then_some((usage, reading.model))
 }
 
 /// Reads a streamed response as it passes: usage events, the generated text (for an estimate
@@ -271,22 +256,22 @@ impl StreamReader {
         if data.is_empty() || data == "[DONE]" {
             return true;
         }
-        let Ok(mut envelope) = serde_json::from_str::<Envelope<'_>>(data) else {
+        let Some(reading) = read(
+            Some(self.tables),
+            data.as_bytes(),
+            Mode::Event,
+            &mut self.usage,
+        ) else {
             return true;
         };
         if self.model.is_none() {
-            self.model = envelope.model().map(str::to_owned);
+            self.model = reading.model;
         }
-        let (units, saw_text) = output_units(self.tables, data.as_bytes(), Mode::Event);
-        self.output_units = self.output_units.saturating_add(units);
-        self.saw_output = self.saw_output || saw_text;
-        let is_usage_only_chunk =
-            envelope.usage.is_some() && envelope.choices.as_ref().is_some_and(Vec::is_empty);
-        if envelope.take_usage(&mut self.usage) {
-            self.reported = true;
-        }
+        self.output_units = self.output_units.saturating_add(reading.units);
+        self.saw_output = self.saw_output || reading.saw_text;
+        self.reported = self.reported || reading.reported;
         // The chunk the gateway asked for: `choices: []` with the usage.
-        !(self.strip && is_usage_only_chunk)
+        !(self.strip && reading.usage_only)
     }
 
     /// Bytes held back waiting for the rest of an event (bounded by `sse::MAX_EVENT_BYTES`).
