@@ -623,7 +623,11 @@ async fn run_overhead(options: &Options) -> Result<Report, String> {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let stat = |name| running.sluice.envoy_stat(name);
-        let seen = stat("wasmcustom.sluice_requests_total").await.unwrap_or(0);
+        // Successful chat requests to the model (the counter's labels are in the stat name).
+        let requests = format!(
+            "wasmcustom.sluice_requests_total.sluice_api.chat.sluice_http_status_class.2xx.gen_ai_request_model.{MODEL}"
+        );
+        let seen = stat(&requests).await.unwrap_or(0);
         let picked = stat("wasmcustom.sluice_picks_total").await.unwrap_or(0);
         if seen > 0 && picked > 0 {
             break;

@@ -35,6 +35,7 @@ pub mod pipeline;
 pub mod quota;
 pub mod response_text;
 pub mod routing;
+pub mod telemetry;
 pub mod tokens;
 pub mod usage;
 

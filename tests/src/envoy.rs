@@ -20,6 +20,9 @@ pub struct EnvoyOptions {
     pub filter_configuration: Option<String>,
     /// Routes (YAML list items, unindented) matched before the shipped ones.
     pub routes_first: Option<String>,
+    /// Text replaced in the shipped file (`from`, `to`), each `from` found exactly once: a
+    /// shorter timeout or buffer limit for a test that has to reach it.
+    pub replacements: Vec<(String, String)>,
 }
 
 pub struct Envoy {
@@ -147,6 +150,9 @@ pub fn render(template: &str, wasm: &Path, options: &EnvoyOptions) -> String {
     }
     if let Some(json) = &options.filter_configuration {
         config = replace_filter_configuration(&config, json);
+    }
+    for (from, to) in &options.replacements {
+        config = replace_once(&config, from, to);
     }
     if let Some(routes) = &options.routes_first {
         let indented: String = routes

@@ -44,6 +44,8 @@ pub struct GatewayOptions {
     pub routes_first: Option<String>,
     /// Start the picker, scraping every replica, for the filter to pick replicas with.
     pub picker: bool,
+    /// Text replaced in the shipped `envoy.yaml` (see `EnvoyOptions::replacements`).
+    pub envoy_replacements: Vec<(String, String)>,
 }
 
 impl Default for GatewayOptions {
@@ -69,6 +71,7 @@ impl Default for GatewayOptions {
             filter_configuration: None,
             routes_first: None,
             picker: false,
+            envoy_replacements: Vec::new(),
         }
     }
 }
@@ -102,6 +105,13 @@ impl GatewayOptions {
 
     pub fn with_filter_configuration(mut self, json: &str) -> Self {
         self.filter_configuration = Some(json.to_owned());
+        self
+    }
+
+    /// Replaces `from` (which must occur exactly once) by `to` in the shipped `envoy.yaml`.
+    pub fn with_envoy_replacement(mut self, from: &str, to: &str) -> Self {
+        self.envoy_replacements
+            .push((from.to_owned(), to.to_owned()));
         self
     }
 }
@@ -161,6 +171,7 @@ impl Gateway {
             clusters,
             filter_configuration: options.filter_configuration,
             routes_first: options.routes_first,
+            replacements: options.envoy_replacements,
         };
         let envoy = Envoy::start(dir.path(), &envoy_options).await;
         Self {

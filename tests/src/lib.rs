@@ -7,12 +7,15 @@
 //! `SLUICE_SIMULATOR_BIN`, `SLUICE_PICKER_BIN`, `SLUICE_FILTER_WASM`, `ENVOY_BIN` and
 //! `SLUICE_REDIS_BIN`.
 
+pub mod api_error;
 pub mod envoy;
 pub mod gateway;
 pub mod minute;
 pub mod paths;
 pub mod picker;
 pub mod process;
+pub mod prometheus;
+pub mod raw_http;
 pub mod redis;
 pub mod simulator;
 pub mod sse;

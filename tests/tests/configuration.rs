@@ -14,7 +14,7 @@ async fn envoy_refuses_an_invalid_filter_configuration() {
     let options = EnvoyOptions {
         clusters: Vec::new(),
         filter_configuration: Some(r#"{"routing": {"modle_header": "x-model"}}"#.into()),
-        routes_first: None,
+        ..EnvoyOptions::default()
     };
     let mut envoy = Envoy::spawn(dir.path(), &options);
     let status = envoy.wait_exit(Duration::from_secs(30)).await;

@@ -84,7 +84,7 @@ async fn bad_requests_in_openai_format() {
         (
             400,
             JSON.into(),
-            r#"{"error":{"message":"This model's maximum context length is 32768 tokens, but the request needs about 40001 tokens (1 in the prompt, 40000 for the output). Shorten the prompt or lower the output limit.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#.into()
+            r#"{"error":{"message":"This model's maximum context length is 32768 tokens, but the request needs about 40031 tokens (31 in the prompt, 40000 for the output). Shorten the prompt or lower the output limit.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#.into()
         )
     );
     assert_eq!(

@@ -48,8 +48,9 @@ async fn client_sent_routing_headers_are_removed() {
             .await,
         3
     );
-    assert_eq!(
-        gateway.envoy.stat("wasmcustom.sluice_requests_total").await,
-        1
+    // The request counter's labels are in the stat name (envoy.yaml's stats_tags take them out).
+    let requests = format!(
+        "wasmcustom.sluice_requests_total.sluice_api.chat.sluice_http_status_class.2xx.gen_ai_request_model.{LLAMA}"
     );
+    assert_eq!(gateway.envoy.stat(&requests).await, 1);
 }

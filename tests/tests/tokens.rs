@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, client};
+use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA};
+use sluice_e2e::prometheus::{page as prometheus, sample, wait_for};
 use sluice_e2e::sse;
 
 fn chat(stream: bool, include_usage: Option<bool>) -> Value {
@@ -20,48 +21,6 @@ fn chat(stream: bool, include_usage: Option<bool>) -> Value {
         body["stream_options"] = json!({ "include_usage": include });
     }
     body
-}
-
-/// The Prometheus page, once the filter's tick has handed its metrics to Envoy.
-async fn prometheus(gateway: &Gateway) -> String {
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    client()
-        .get(format!("http://{}/stats/prometheus", gateway.envoy.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The value of the sample of `metric` whose labels include all of `labels`, 0 when absent.
-fn sample(page: &str, metric: &str, labels: &[&str]) -> f64 {
-    page.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.rsplit_once(' '))
-        .find(|(name, _)| {
-            (name.starts_with(&format!("{metric}{{")) || *name == metric)
-                && labels.iter().all(|l| name.contains(l))
-        })
-        .map_or(0.0, |(_, value)| value.parse().unwrap())
-}
-
-/// Waits until `metric{labels}` reads `value`: histograms reach the admin page only when Envoy
-/// flushes stats (every 5 s by default).
-async fn wait_for(gateway: &Gateway, metric: &str, labels: &[&str], value: f64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let page = prometheus(gateway).await;
-        let seen = sample(&page, metric, labels);
-        if seen == value {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{metric} {labels:?} is {seen}, not {value}:\n{page}"
-        );
-    }
 }
 
 const MODEL_LABEL: &str = "gen_ai_request_model=\"meta-llama/Llama-3.1-8B-Instruct\"";
@@ -100,12 +59,23 @@ async fn json_usage_is_counted_and_logged() {
     )
     .await;
     // (Envoy's histogram sums are approximate; the exact totals are the counters above.)
-    for histogram in [
-        "gen_ai_server_request_duration_ms_count",
-        "gen_ai_server_time_to_first_token_ms_count",
-    ] {
-        wait_for(&gateway, histogram, &[MODEL_LABEL], 1.0).await;
-    }
+    // A JSON response shows no first token: its duration is recorded, not its time to first
+    // token (tests/tests/telemetry.rs checks the values).
+    let page = wait_for(
+        &gateway,
+        "gen_ai_server_request_duration_microseconds_count",
+        &[MODEL_LABEL],
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &page,
+            "gen_ai_server_time_to_first_token_microseconds_count",
+            &[MODEL_LABEL]
+        ),
+        0.0
+    );
     assert_eq!(
         sample(&page, "sluice_token_counts_estimated_total", &[MODEL_LABEL]),
         0.0
@@ -171,7 +141,7 @@ async fn streams_carry_usage_only_when_the_client_asked() {
     }
     wait_for(
         &gateway,
-        "gen_ai_server_time_per_output_token_us_count",
+        "gen_ai_server_time_per_output_token_microseconds_count",
         &[MODEL_LABEL],
         3.0,
     )
@@ -266,4 +236,51 @@ async fn a_stream_cut_off_upstream_is_estimated() {
             &[MODEL_LABEL, "gen_ai_token_type=\"input\""]
         ) > 0.0
     );
+    // Not a successful response: a duration with its error type, no first token.
+    let page = wait_for(
+        &gateway,
+        "gen_ai_server_request_duration_microseconds_count",
+        &[MODEL_LABEL, "error_type=\"incomplete\""],
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &page,
+            "gen_ai_server_time_to_first_token_microseconds_count",
+            &[MODEL_LABEL]
+        ),
+        0.0,
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn a_fifty_thousand_message_prompt_is_refused_before_the_model_server() {
+    // 50,000 messages "ok": their text is 100 KB, but Llama 3.1's chat template makes them
+    // 300,030 tokens (see filter/src/tokens/request.rs), past the model's 131,072.
+    let gateway = Gateway::start(GatewayOptions::default()).await;
+    let messages: Vec<Value> = (0..50_000)
+        .map(|i| {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            json!({"role": role, "content": "ok"})
+        })
+        .collect();
+    let body = json!({"model": LLAMA, "messages": messages, "max_tokens": 16});
+    let response = gateway.post_json("/v1/chat/completions", &body).await;
+    assert_eq!(response.status(), 400);
+    assert!(
+        !response.headers().contains_key("x-simulator-id"),
+        "answered by the gateway, not a replica"
+    );
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "context_length_exceeded");
+    let message = error["error"]["message"].as_str().unwrap();
+    let prompt: u64 = message
+        .split(" tokens (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{message}"));
+    assert!(prompt >= 300_030, "{message}");
 }

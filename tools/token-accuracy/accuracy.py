@@ -4,7 +4,8 @@
     accuracy.py corpus OUT.jsonl        build the corpus (deterministic)
     accuracy.py calibrate CORPUS.jsonl  learn the estimator's tables from the training half and
                                         write filter/src/tokens/tables.rs
-    accuracy.py report CORPUS.jsonl     measure the held-out half, write docs/token-accuracy.md
+    accuracy.py report CORPUS.jsonl     measure the held-out half and whole conversations
+                                        (conversations.py), write docs/token-accuracy.md
 
 `make token-accuracy` runs corpus + report; `make token-calibrate` runs corpus + calibrate.
 
@@ -23,6 +24,8 @@ import random
 import subprocess
 import sys
 import zlib
+
+import conversations
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -470,14 +473,25 @@ def report(corpus_path):
             n = len(errors[split][(cls, FAMILIES[0])])
             lines.append(f"| {cls} | {sizes[(cls, split)] / 1024:.0f} | {n} | " + " | ".join(cells) + " |")
         lines.append("")
+    english = paragraphs(open(os.path.join(HERE, "corpus", "english.txt")).read())
+    code = [text for _, text in git_files((".rs",))]
+    chats = conversations.build(english, code)
+    requests_path = os.path.join(conversations.data_dir(corpus_path), "conversations.jsonl")
+    conversations.write_requests(chats, requests_path)
+    chat_lines, chat_rows = conversations.report(chats, helper("requests", requests_path))
+    with open(os.path.join(conversations.data_dir(corpus_path), "conversations.json"), "w") as f:
+        json.dump(chat_rows, f, indent=1)
     lines += [
         "Targets: mean ≤ 3% on English and code, ≤ 8% on Chinese/Japanese, never more than 15% on",
         "any text; **bold** marks a cell that misses its class's mean target or has a text over 15%.",
         "",
+    ] + chat_lines + [
         "## Throughput",
         "",
         f"Counting the whole corpus ({throughput['bytes'] / 1e6:.2f} MB) natively, single thread, "
-        "release build, on the machine that generated this file:",
+        "release build, on the machine that generated this file "
+        f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} when measured: other work "
+        "on the machine lowers these figures):",
         "",
         "| family | MB/s |",
         "|---|---:|",

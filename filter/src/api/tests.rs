@@ -132,7 +132,6 @@ fn completions_and_embeddings_accept_text_and_token_ids() {
     );
     assert_eq!(r.messages[0].parts, [Part::TokenIds(3)]);
     assert_eq!(r.max_output_tokens, None, "embeddings produce no tokens");
-    assert_eq!(r.rough_prompt_tokens(), 3);
 
     let r = normalize(ApiKind::Embeddings, r#"{"model":"m","input":[[1,2],[3]]}"#);
     assert_eq!(r.messages[0].parts, [Part::TokenIds(2), Part::TokenIds(1)]);
@@ -381,5 +380,4 @@ fn a_one_megabyte_string_is_read_without_copying() {
     };
     assert!(matches!(content, Cow::Borrowed(_)));
     assert_eq!(content.len(), 1 << 20);
-    assert_eq!(r.rough_prompt_tokens(), (1 << 20) / 4);
 }

@@ -183,34 +183,6 @@ impl<'a> CanonicalRequest<'a> {
             .map(|message| count(&message.parts))
             .fold(0, usize::saturating_add)
     }
-
-    /// A rough prompt size in tokens: a quarter of the text bytes (close for English, an
-    /// underestimate for CJK, so it never rejects a request that fits), given token ids as
-    /// they are, and 85 tokens per image or other non-text part (OpenAI's low-detail image
-    /// cost). The token-accounting stage replaces this with a calibrated estimate.
-    pub fn rough_prompt_tokens(&self) -> u64 {
-        let text_bytes = self
-            .segments()
-            .map(|segment| segment.text.len() as u64)
-            .fold(0u64, u64::saturating_add);
-        let mut tokens = text_bytes.div_ceil(4);
-        for message in &self.messages {
-            tokens = tokens.saturating_add(part_tokens(&message.parts));
-        }
-        tokens
-    }
-}
-
-fn part_tokens(parts: &[Part<'_>]) -> u64 {
-    parts
-        .iter()
-        .map(|part| match part {
-            Part::Text(_) | Part::ToolCall { .. } => 0,
-            Part::TokenIds(count) => *count,
-            Part::ToolResult { parts, .. } => part_tokens(parts),
-            Part::Image(_) | Part::Other { .. } => 85,
-        })
-        .fold(0u64, u64::saturating_add)
 }
 
 fn push_segments<'r>(part: &'r Part<'_>, role: SegmentRole, out: &mut Vec<Segment<'r>>) {

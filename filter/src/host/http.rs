@@ -14,6 +14,7 @@ use super::pick::{self, InFlightTicket, PickOutcome};
 use super::quota::QuotaState;
 use super::root::Configured;
 use super::tokens::{self, Accounting, HeadersPlan};
+use crate::api::Endpoint;
 use crate::canonical::ApiKind;
 use crate::config::{DESTINATION_ENDPOINT_HEADER, Routing, USAGE_HEADER};
 use crate::error::{ApiFlavor, GatewayError};
@@ -21,6 +22,7 @@ use crate::guardrails::{Direction, Hits};
 use crate::pipeline::{
     self, HeadersDecision, LocalReply, PolicyKeys, RequestHeaders, RoutedRequest, check_body_size,
 };
+use crate::telemetry::ApiLabel;
 
 pub struct HttpFilter {
     /// Unique among this VM's live requests; rotates ties between equally good replicas.
@@ -43,6 +45,10 @@ pub struct HttpFilter {
     quota: QuotaState,
     /// Guardrail policy and request hits of a routed request, when guardrails are on.
     guard: Option<(Option<usize>, Hits)>,
+    /// The API the request called, for the request counter.
+    api_label: ApiLabel,
+    /// The status of the local reply the filter sent, if it sent one.
+    reply_status: Option<u16>,
 }
 
 impl HttpFilter {
@@ -63,6 +69,8 @@ impl HttpFilter {
             holding_response: false,
             quota: QuotaState::default(),
             guard: None,
+            api_label: ApiLabel::Other,
+            reply_status: None,
         }
     }
 
@@ -71,7 +79,7 @@ impl HttpFilter {
         let accounting = self.accounting.as_ref()?;
         self.quota.settle(&counts, self.quota_metrics());
         let record = accounting.record(counts);
-        accounting.report(&record, self.metrics.as_deref().map(|m| &m.tokens));
+        accounting.report(&record, self.metrics.as_deref().map(|m| &m.telemetry));
         Some(record)
     }
 
@@ -205,6 +213,7 @@ impl HttpFilter {
     /// Sends `reply` and ends the request. Returns the action for the current phase.
     fn send(&mut self, reply: &LocalReply) -> Action {
         self.reading_body = None;
+        self.reply_status = Some(reply.status);
         if reply.status >= 400 {
             self.count(|m| &m.rejected);
         }
@@ -362,6 +371,15 @@ fn route_name() -> Result<Option<String>, GatewayError> {
         .filter(|name| !name.is_empty()))
 }
 
+/// The status of the response sent to the client (`response.code`), if one was sent.
+fn response_code() -> Option<u16> {
+    let bytes = hostcalls::get_property(vec!["response", "code"])
+        .ok()
+        .flatten()?;
+    let code = u64::from_le_bytes(bytes.try_into().ok()?);
+    u16::try_from(code).ok().filter(|code| *code > 0)
+}
+
 /// Removes request header `name` if `headers` (the map read in the headers phase) holds it, so
 /// that a request without it costs no host call. Returns whether it was there.
 pub(super) fn remove_request_header(
@@ -424,7 +442,6 @@ impl HttpContext for HttpFilter {
     /// while the body is read (Envoy then calls `on_http_request_body`; this needs
     /// `allow_on_headers_stop_iteration`) or, after a local reply, ends the request.
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.count(|m| &m.requests);
         let headers = match super::headers::all(MapType::HttpRequestHeaders) {
             Ok(pairs) => RequestHeaders::new(pairs),
             Err(_) => {
@@ -433,6 +450,7 @@ impl HttpContext for HttpFilter {
             }
         };
         let head = headers.head(end_of_stream);
+        self.api_label = ApiLabel::of(Endpoint::classify(head.path));
         let Some(configured) = self.configured.clone() else {
             return self.reject(
                 &GatewayError::NotConfigured,
@@ -543,7 +561,8 @@ impl HttpContext for HttpFilter {
         self.finish_response_guard();
         if self.holding_response {
             self.holding_response = false;
-            if let Some(record) = record {
+            // A halted response was replaced by a local reply or reset: no header to add.
+            if let Some(record) = record.filter(|_| !halted) {
                 let _ = hostcalls::set_map_value(
                     MapType::HttpResponseHeaders,
                     USAGE_HEADER,
@@ -559,7 +578,8 @@ impl HttpContext for HttpFilter {
     }
 
     /// The request is over (completed, reset or answered locally): release its in-flight count,
-    /// and count a response that never finished (a stream the upstream cut) from what was seen.
+    /// count a response that never finished (a stream the upstream cut) from what was seen,
+    /// and count the request.
     fn on_log(&mut self) {
         if let Some(ticket) = self.ticket.take() {
             pick::release(&ticket);
@@ -568,12 +588,22 @@ impl HttpContext for HttpFilter {
             .accounting
             .as_mut()
             .filter(|a| !a.is_finished())
-            .map(Accounting::finish);
+            .map(Accounting::finish_cut);
         if let Some(counts) = unfinished {
             self.report_tokens(counts);
             self.finish_response_guard();
         }
         self.quota.finish(self.quota_metrics());
+        if let Some(metrics) = &self.metrics {
+            let telemetry = &metrics.telemetry;
+            if let Some(accounting) = &self.accounting {
+                accounting.report_upstream_error(Some(telemetry));
+            }
+            let model = self.accounting.as_ref().map(Accounting::model);
+            // What the client got: the local reply, else the response Envoy sent (one host call).
+            let status = self.reply_status.or_else(response_code);
+            telemetry.count_request(self.api_label, status, model);
+        }
     }
 
     /// Trailers end a body that did not end on its own (chunked with trailers): finish it here.

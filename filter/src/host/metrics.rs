@@ -1,5 +1,6 @@
 //! Counters the filter exports. Envoy shows them as `wasmcustom.<name>` in `/stats` and
-//! `/stats/prometheus`, summed over every worker's VM.
+//! `/stats/prometheus`, summed over every worker's VM. The per-request metrics with labels
+//! (requests, tokens, latencies) follow the table in `crate::telemetry` (see `telemetry.rs`).
 //!
 //! Requests only bump a number in guest memory; the root context adds what gathered to Envoy's
 //! counters on its tick. An `increment_metric` per request would cost a host call each, and
@@ -41,8 +42,6 @@ impl Counter {
 
 #[derive(Debug)]
 pub struct Metrics {
-    /// Requests the filter saw.
-    pub requests: Counter,
     /// Client-sent copies of internal routing headers that were removed: a client trying to
     /// steer routing, or a misconfigured proxy in front of the gateway.
     pub internal_headers_removed: Counter,
@@ -60,8 +59,8 @@ pub struct Metrics {
     pub shed: Counter,
     /// Snapshot fetches from the picker that failed.
     pub picker_fetch_failures: Counter,
-    /// Token usage and latency per model.
-    pub tokens: super::tokens::TokenMetrics,
+    /// Requests by API, status class and model; token usage and latencies per model.
+    pub telemetry: super::telemetry::Telemetry,
     /// Admissions, refusals by reason, remaining budgets per tenant, cluster sync.
     pub quota: super::quota::QuotaMetrics,
     /// Guardrail hits per rule, action and direction.
@@ -71,7 +70,6 @@ pub struct Metrics {
 impl Metrics {
     pub fn define() -> Self {
         Self {
-            requests: Counter::define("sluice_requests_total"),
             internal_headers_removed: Counter::define("sluice_internal_headers_removed_total"),
             rejected: Counter::define("sluice_requests_rejected_total"),
             failed_closed: Counter::define("sluice_requests_failed_closed_total"),
@@ -79,7 +77,7 @@ impl Metrics {
             pick_fallbacks: Counter::define("sluice_pick_fallbacks_total"),
             shed: Counter::define("sluice_requests_shed_total"),
             picker_fetch_failures: Counter::define("sluice_picker_fetch_failures_total"),
-            tokens: super::tokens::TokenMetrics::default(),
+            telemetry: super::telemetry::Telemetry::default(),
             quota: super::quota::QuotaMetrics::define(),
             guardrails: super::guardrails::GuardrailMetrics::define(),
         }
@@ -88,7 +86,6 @@ impl Metrics {
     /// Hands every pending increment to Envoy; called on the root's tick.
     pub fn flush(&self) {
         for counter in [
-            &self.requests,
             &self.internal_headers_removed,
             &self.rejected,
             &self.failed_closed,
@@ -99,7 +96,7 @@ impl Metrics {
         ] {
             counter.flush();
         }
-        self.tokens.flush();
+        self.telemetry.flush();
         self.quota.flush();
         self.guardrails.flush();
     }

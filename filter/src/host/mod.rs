@@ -24,6 +24,7 @@ mod picker_sync;
 mod quota;
 mod root;
 mod shared;
+mod telemetry;
 mod tokens;
 
 // The SDK's entry-point macro expands to an exported `#[no_mangle]` function, which the

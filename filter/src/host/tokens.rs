@@ -1,32 +1,30 @@
 //! Token accounting on the response path: reads usage from the response as it passes (JSON
 //! copied up to a limit, SSE through the incremental reader), times the request, and at the end
-//! writes the record to filter state and the metrics.
+//! writes the record to filter state and the metrics (`telemetry`).
 //!
 //! Host calls per request: two response-header reads, one body read per chunk (plus a write
-//! only for chunks that change), three clock reads (start, first token, end) and one filter-state
-//! write. Metric updates are gathered in guest memory and handed to Envoy on the root tick.
+//! only for chunks that change), three clock reads for a stream (start, first token, end; two
+//! for a JSON body) and one filter-state write. Metric updates are gathered in guest memory and
+//! handed to Envoy on the root tick.
 //!
 //! With a response guard, a body read or write that fails must not let the upstream's bytes
 //! through: `guardrails::fail_closed` ends the response instead (`halted`), and the guard logs
 //! and counts it. Without one, a failed write only leaves the usage chunk the gateway asked
 //! for in the stream (logged).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, MetricType};
+use proxy_wasm::types::{BufferType, MapType};
 
 use super::guardrails::{EnvoyResponse, JsonOutcome, ResponseGuard};
+use super::telemetry::{Observation, Telemetry};
+use crate::canonical::ApiKind;
 use crate::guardrails::fail_closed::{self, Closure, Step};
 use crate::pipeline::RoutedRequest;
+use crate::telemetry::{Delivery, ErrorType, Timeline, latencies};
 use crate::tokens::Family;
 use crate::usage::{
     ChunkAction, Counts, StreamReader, TokenRecord, output_estimate_json, usage_from_json,
 };
-
-/// Distinct model labels at most; more models share the label `other`.
-const MAX_MODEL_LABELS: usize = 64;
 
 /// Microseconds since the Unix epoch from the host clock (0 if it cannot tell).
 pub fn now_us() -> u64 {
@@ -50,16 +48,24 @@ enum Body {
 /// One request's accounting, from the routing decision to the end of the response.
 pub struct Accounting {
     model: String,
+    api: ApiKind,
     family: Family,
     input_estimate: u64,
     strip_usage: bool,
     started_us: u64,
+    /// When the first chunk with generated output passed (streams only).
     first_token_us: Option<u64>,
     body: Body,
+    /// The body is SSE (set from the response headers).
+    streamed: bool,
     finished: bool,
     /// The response was ended because its guard could not be applied: nothing more of it is
     /// read or passed on.
     halted: bool,
+    /// The response ended before its end (see `finish_cut`).
+    cut: bool,
+    /// The upstream answered with an error status.
+    upstream_error: Option<ErrorType>,
     /// Guardrails on the response, when its policy scans responses.
     pub guard: Option<ResponseGuard>,
     /// The caller's tenant, when quotas identified one.
@@ -80,14 +86,18 @@ impl Accounting {
     pub fn new(routed: &RoutedRequest, started_us: u64) -> Self {
         Self {
             model: routed.model.clone(),
+            api: routed.api,
             family: routed.family,
             input_estimate: routed.estimate.prompt_tokens,
             strip_usage: routed.strip_usage,
             started_us,
             first_token_us: None,
             body: Body::Ignored,
+            streamed: false,
             finished: false,
             halted: false,
+            cut: false,
+            upstream_error: None,
             guard: None,
             tenant: None,
         }
@@ -96,14 +106,16 @@ impl Accounting {
     /// Response headers: decides how the body will be read.
     pub fn on_headers(&mut self, max_json_bytes: u64, usage_header: bool) -> HeadersPlan {
         let header = |name| super::headers::get(MapType::HttpResponseHeaders, name);
-        let ok = header(":status").is_some_and(|s| s.starts_with('2'));
-        if !ok {
+        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+        if let Some(error) = ErrorType::of_status(status.unwrap_or(0)) {
             // The upstream refused or failed: nothing was generated; no usage to read.
+            self.upstream_error = Some(error);
             self.finished = true;
             return HeadersPlan::Continue;
         }
         let content_type = header("content-type").unwrap_or_default();
         if content_type.starts_with("text/event-stream") {
+            self.streamed = true;
             self.body = Body::Stream(Box::new(StreamReader::new(self.family, self.strip_usage)));
             if let Some(guard) = self.guard.as_mut() {
                 guard.start_stream();
@@ -180,9 +192,6 @@ impl Accounting {
                     if status.is_none() {
                         chunk = body;
                     }
-                }
-                if self.first_token_us.is_none() && !chunk.is_empty() {
-                    self.first_token_us = Some(now_us());
                 }
                 if !*over {
                     if copy.len().saturating_add(chunk.len()) > *limit {
@@ -283,8 +292,20 @@ impl Accounting {
         }
     }
 
+    /// The counts of a response that ended before its end (the upstream cut the stream, the
+    /// client went away): from what was seen.
+    pub fn finish_cut(&mut self) -> Counts {
+        self.cut = true;
+        self.finish()
+    }
+
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// The model the request was routed to.
+    pub fn model(&self) -> &str {
+        &self.model
     }
 
     pub fn record(&self, counts: Counts) -> TokenRecord {
@@ -297,7 +318,7 @@ impl Accounting {
 
     /// Writes the record to filter state (`wasm.sluice.tokens`, one JSON value, one host call)
     /// and the metrics.
-    pub fn report(&self, record: &TokenRecord, metrics: Option<&TokenMetrics>) {
+    pub fn report(&self, record: &TokenRecord, metrics: Option<&Telemetry>) {
         let c = &record.counts;
         let value = serde_json::json!({
             "input": c.input,
@@ -314,146 +335,43 @@ impl Accounting {
         let Some(metrics) = metrics else {
             return;
         };
-        let end_us = now_us();
-        let duration_us = end_us.saturating_sub(self.started_us);
-        let ttft_us = self
-            .first_token_us
-            .map(|t| t.saturating_sub(self.started_us));
-        // Time per output token: from the first token to the end, over the tokens after it.
-        let tpot_us = match (self.first_token_us, c.output) {
-            (Some(first), output) if output > 1 => end_us
-                .saturating_sub(first)
-                .checked_div(output.saturating_sub(1)),
-            _ => None,
+        let timeline = Timeline {
+            started_us: self.started_us,
+            first_output_us: self.first_token_us,
+            ended_us: now_us(),
         };
-        metrics.observe(&record.model, c, duration_us, ttft_us, tpot_us);
-    }
-}
-
-/// Metric ids of one model label.
-#[derive(Debug)]
-struct ModelMetrics {
-    input: Option<u32>,
-    output: Option<u32>,
-    input_total: Option<u32>,
-    output_total: Option<u32>,
-    cached_total: Option<u32>,
-    estimated_total: Option<u32>,
-    duration: Option<u32>,
-    ttft: Option<u32>,
-    tpot: Option<u32>,
-}
-
-/// Token and latency metrics, named after the OpenTelemetry GenAI conventions. Envoy stat names
-/// carry no labels, so the label values are in the name (`<metric>.gen_ai_token_type.<type>
-/// .gen_ai_request_model.<model>`) and `envoy.yaml`'s `stats_tags` turn them into Prometheus
-/// labels. Updates wait in guest memory until the root tick.
-#[derive(Debug, Default)]
-pub struct TokenMetrics {
-    models: RefCell<HashMap<String, ModelMetrics>>,
-    /// `(metric id, value)`: histogram observations and counter increments to hand to Envoy.
-    pending_histograms: RefCell<Vec<(u32, u64)>>,
-    pending_counters: RefCell<HashMap<u32, u64>>,
-}
-
-fn define(kind: MetricType, name: &str) -> Option<u32> {
-    hostcalls::define_metric(kind, name).ok()
-}
-
-impl ModelMetrics {
-    fn define(model: &str) -> Self {
-        let tagged = |metric: &str, token_type: Option<&str>| match token_type {
-            Some(t) => format!("{metric}.gen_ai_token_type.{t}.gen_ai_request_model.{model}"),
-            None => format!("{metric}.gen_ai_request_model.{model}"),
+        let delivery = if self.streamed {
+            Delivery::Streamed
+        } else {
+            Delivery::Whole
         };
-        let histogram = |metric, t| define(MetricType::Histogram, &tagged(metric, t));
-        let counter = |metric, t| define(MetricType::Counter, &tagged(metric, t));
-        Self {
-            input: histogram("gen_ai_client_token_usage", Some("input")),
-            output: histogram("gen_ai_client_token_usage", Some("output")),
-            input_total: counter("sluice_tokens_total", Some("input")),
-            output_total: counter("sluice_tokens_total", Some("output")),
-            cached_total: counter("sluice_tokens_total", Some("cached")),
-            estimated_total: counter("sluice_token_counts_estimated_total", None),
-            duration: histogram("gen_ai_server_request_duration_ms", None),
-            ttft: histogram("gen_ai_server_time_to_first_token_ms", None),
-            tpot: histogram("gen_ai_server_time_per_output_token_us", None),
-        }
+        let latencies = latencies(timeline, delivery, !self.cut, c.output);
+        metrics.observe(&Observation {
+            api: self.api,
+            model: &record.model,
+            counts: Some(c),
+            latencies,
+            error: self.cut.then_some(ErrorType::Incomplete),
+        });
     }
-}
 
-/// Model names become part of stat names: keep them to characters Envoy and Prometheus take.
-fn label(model: &str) -> String {
-    model
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/' | ':' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-impl TokenMetrics {
-    fn observe(
-        &self,
-        model: &str,
-        counts: &Counts,
-        duration_us: u64,
-        ttft_us: Option<u64>,
-        tpot_us: Option<u64>,
-    ) {
-        let Ok(mut models) = self.models.try_borrow_mut() else {
+    /// The upstream answered with an error status: its duration, with `error.type`. Called
+    /// when the request ends; does nothing for a request that did not fail upstream.
+    pub fn report_upstream_error(&self, metrics: Option<&Telemetry>) {
+        let (Some(metrics), Some(error)) = (metrics, self.upstream_error) else {
             return;
         };
-        let mut key = label(model);
-        if !models.contains_key(&key) && models.len() >= MAX_MODEL_LABELS {
-            key = "other".to_owned();
-        }
-        let ids = models
-            .entry(key)
-            .or_insert_with_key(|key| ModelMetrics::define(key));
-        let (Ok(mut histograms), Ok(mut counters)) = (
-            self.pending_histograms.try_borrow_mut(),
-            self.pending_counters.try_borrow_mut(),
-        ) else {
-            return;
+        let timeline = Timeline {
+            started_us: self.started_us,
+            first_output_us: None,
+            ended_us: now_us(),
         };
-        let mut observe = |id: Option<u32>, value: Option<u64>| {
-            if let (Some(id), Some(value)) = (id, value) {
-                histograms.push((id, value));
-            }
-        };
-        observe(ids.input, Some(counts.input));
-        observe(ids.output, Some(counts.output));
-        observe(ids.duration, duration_us.checked_div(1000));
-        observe(ids.ttft, ttft_us.and_then(|t| t.checked_div(1000)));
-        observe(ids.tpot, tpot_us);
-        let mut add = |id: Option<u32>, value: u64| {
-            if let (Some(id), true) = (id, value > 0) {
-                let slot = counters.entry(id).or_default();
-                *slot = slot.saturating_add(value);
-            }
-        };
-        add(ids.input_total, counts.input);
-        add(ids.output_total, counts.output);
-        add(ids.cached_total, counts.cached);
-        add(ids.estimated_total, u64::from(counts.estimated));
-    }
-
-    /// Hands what gathered to Envoy; called on the root tick.
-    pub fn flush(&self) {
-        if let Ok(mut histograms) = self.pending_histograms.try_borrow_mut() {
-            for (id, value) in histograms.drain(..) {
-                let _ = hostcalls::record_metric(id, value);
-            }
-        }
-        if let Ok(mut counters) = self.pending_counters.try_borrow_mut() {
-            for (id, value) in counters.drain() {
-                let _ = hostcalls::increment_metric(id, i64::try_from(value).unwrap_or(i64::MAX));
-            }
-        }
+        metrics.observe(&Observation {
+            api: self.api,
+            model: &self.model,
+            counts: None,
+            latencies: latencies(timeline, Delivery::Whole, false, 0),
+            error: Some(error),
+        });
     }
 }

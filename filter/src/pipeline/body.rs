@@ -87,8 +87,8 @@ pub fn route_request_for(
         .catalog
         .resolve(requested)
         .ok_or_else(|| no_hits(GatewayError::ModelNotFound(requested.to_owned())))?;
-    check_context_window(&parsed.request, resolution.spec).map_err(no_hits)?;
     let routed = route_parsed(config, api, &parsed, &resolution).map_err(no_hits)?;
+    check_context_window(&parsed.request, &routed.estimate, resolution.spec).map_err(no_hits)?;
     let verdict = match &config.guardrails {
         Some(guardrails) => Some(
             guardrails

@@ -5,14 +5,19 @@
 //!   keyed like the estimator's tables, for calibration: `{"rules","key","text","n"}`.
 //! - `estimate`: the estimator's count per text and family: `{"id","o200k",...}`.
 //! - `throughput`: MB/s of counting the whole corpus, per family.
+//! - `requests`: reads whole chat requests instead (`{"id","body"}`, an OpenAI Chat
+//!   Completions body) and prints the filter's prompt estimate per family, as the context-window
+//!   check and quotas see it: `{"id","o200k",...,"llama3",...}`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sluice_filter::api::parse;
+use sluice_filter::canonical::ApiKind;
 use sluice_filter::tokens::scan::{Piece, Rules, scan};
-use sluice_filter::tokens::{Family, count};
+use sluice_filter::tokens::{Budget, Family, count, estimate_request};
 
 struct Sample {
     id: String,
@@ -118,15 +123,42 @@ fn throughput(corpus: &[Sample]) {
     println!("{result}");
 }
 
+fn requests() {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in std::io::stdin().lock().lines() {
+        let value: Value = serde_json::from_str(&line.expect("stdin")).expect("JSON line");
+        let body = serde_json::to_vec(&value["body"]).expect("body");
+        let parsed = parse(ApiKind::ChatCompletions, &body).expect("a valid chat request");
+        let mut row = json!({"id": value["id"]});
+        for family in Family::ALL {
+            let budget = Budget {
+                default_max_output_tokens: 0,
+                context_window: None,
+            };
+            let estimate = estimate_request(&parsed.request, family, budget);
+            row[family.name()] = json!(estimate.prompt_tokens);
+            row[format!("{}_high", family.name())] = json!(estimate.prompt_tokens_high);
+        }
+        writeln!(out, "{row}").expect("stdout");
+    }
+}
+
 fn main() {
     let command = std::env::args().nth(1).unwrap_or_default();
+    if command == "requests" {
+        requests();
+        return;
+    }
     let corpus = read_corpus();
     match command.as_str() {
         "pieces" => pieces(&corpus),
         "estimate" => estimate(&corpus),
         "throughput" => throughput(&corpus),
         _ => {
-            eprintln!("usage: sluice-token-accuracy pieces|estimate|throughput < corpus.jsonl");
+            eprintln!(
+                "usage: sluice-token-accuracy pieces|estimate|throughput < corpus.jsonl, \
+                 requests < requests.jsonl"
+            );
             std::process::exit(2);
         }
     }

@@ -50,8 +50,8 @@ fn exact_models_keep_the_body() {
         }
     );
     assert_eq!(routed.adapter(), None);
-    // "hi": 1 token, 5 per message, 3 to prime the reply, 22 for Qwen's default system prompt.
-    assert_eq!(routed.estimate.prompt_tokens, 31);
+    // "hi": 1 token, 5 per message, 3 to prime the reply, 21 for Qwen's default system message.
+    assert_eq!(routed.estimate.prompt_tokens, 30);
     assert_eq!(routed.estimate.output_budget, 4096);
 }
 
@@ -135,19 +135,25 @@ fn unknown_models_are_not_found() {
 
 #[test]
 fn requests_that_cannot_fit_the_context_window_are_rejected() {
-    // 100-token window: a 240-byte prompt is ~60 tokens; 60 + 41 output > 100.
+    // A 100-token window: the check compares the estimate that errs high, plus max_tokens.
     let prompt = "x".repeat(240);
-    let fits = format!(
-        r#"{{"model":"llama-70b","max_tokens":40,"messages":[{{"role":"user","content":"{prompt}"}}]}}"#
-    );
-    assert!(route(ApiKind::ChatCompletions, &fits).is_ok());
-    let too_big = fits.replace("\"max_tokens\":40", "\"max_tokens\":41");
+    let body = |max_tokens: u64| {
+        format!(
+            r#"{{"model":"llama-70b","max_tokens":{max_tokens},"messages":[{{"role":"user","content":"{prompt}"}}]}}"#
+        )
+    };
+    let probe = route(ApiKind::ChatCompletions, &body(1)).unwrap();
+    let high = probe.estimate.prompt_tokens_high;
+    assert!(high >= probe.estimate.prompt_tokens);
+    assert!(high < 100, "{high}");
+    assert!(route(ApiKind::ChatCompletions, &body(100 - high)).is_ok());
+    let too_big = body(100 - high + 1);
     assert_eq!(
         route(ApiKind::ChatCompletions, &too_big).unwrap_err(),
         GatewayError::ContextLengthExceeded {
             limit: 100,
-            prompt: 60,
-            output: 41
+            prompt: high,
+            output: 100 - high + 1
         }
     );
     // Through an alias, the target's window applies.
@@ -156,6 +162,36 @@ fn requests_that_cannot_fit_the_context_window_are_rejected() {
         route(ApiKind::ChatCompletions, &alias),
         Err(GatewayError::ContextLengthExceeded { .. })
     ));
+}
+
+#[test]
+fn a_fifty_thousand_message_prompt_is_refused_before_the_model_server() {
+    // 50,000 messages "ok": Llama 3.1's template makes 300,030 tokens of them (see
+    // tokens::request's tests), far past a 131,072-token window, though their text is only
+    // 100 KB (a quarter of the text bytes, what the check used to count, is 25,000).
+    let config = Config::from_json(
+        br#"{"models": {"meta-llama/Llama-3.1-8B-Instruct": {"context_window": 131072}}}"#,
+    )
+    .unwrap();
+    let messages: Vec<&str> = (0..50_000)
+        .map(|i| {
+            if i % 2 == 0 {
+                r#"{"role":"user","content":"ok"}"#
+            } else {
+                r#"{"role":"assistant","content":"ok"}"#
+            }
+        })
+        .collect();
+    let body = format!(
+        r#"{{"model":"meta-llama/Llama-3.1-8B-Instruct","messages":[{}]}}"#,
+        messages.join(",")
+    );
+    let err = route_request(&config, ApiKind::ChatCompletions, body.as_bytes()).unwrap_err();
+    let GatewayError::ContextLengthExceeded { limit, prompt, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(limit, 131_072);
+    assert!(prompt >= 300_030, "{prompt}");
 }
 
 #[test]

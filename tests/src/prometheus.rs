@@ -1,0 +1,94 @@
+//! Reading Envoy's `/stats/prometheus`: samples by metric name and label, histograms by their
+//! count and sum.
+
+use std::time::{Duration, Instant};
+
+use crate::gateway::{Gateway, client};
+
+/// The Prometheus page, once the filter's tick has handed its metrics to Envoy.
+pub async fn page(gateway: &Gateway) -> String {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client()
+        .get(format!("http://{}/stats/prometheus", gateway.envoy.admin))
+        .send()
+        .await
+        .expect("GET /stats/prometheus")
+        .text()
+        .await
+        .expect("Prometheus text")
+}
+
+/// The value of the sample of `metric` whose labels include all of `labels` (each written
+/// `name="value"`), 0 when absent.
+pub fn sample(page: &str, metric: &str, labels: &[&str]) -> f64 {
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .find(|(name, _)| {
+            (name.starts_with(&format!("{metric}{{")) || *name == metric)
+                && labels.iter().all(|l| name.contains(l))
+        })
+        .map_or(0.0, |(_, value)| value.parse().expect("numeric sample"))
+}
+
+/// `(count, sum)` of histogram `metric{labels}`; (0, 0) when absent.
+pub fn histogram(page: &str, metric: &str, labels: &[&str]) -> (f64, f64) {
+    (
+        sample(page, &format!("{metric}_count"), labels),
+        sample(page, &format!("{metric}_sum"), labels),
+    )
+}
+
+/// Waits until `metric{labels}` reads `value`, and returns the page that showed it:
+/// histograms reach the admin page only when Envoy flushes stats (every 5 s by default).
+pub async fn wait_for(gateway: &Gateway, metric: &str, labels: &[&str], value: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let page = page(gateway).await;
+        let seen = sample(&page, metric, labels);
+        if seen == value {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{metric} {labels:?} is {seen}, not {value}:\n{page}"
+        );
+    }
+}
+
+/// The value of the sample of `metric` whose labels are exactly `labels` (each written
+/// `name="value"`, in any order), 0 when absent.
+pub fn sample_exact(page: &str, metric: &str, labels: &[&str]) -> f64 {
+    let mut wanted: Vec<&str> = labels.to_vec();
+    wanted.sort_unstable();
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .find(|(name, _)| {
+            let Some(rest) = name.strip_prefix(metric) else {
+                return false;
+            };
+            let inner = rest
+                .strip_prefix('{')
+                .and_then(|r| r.strip_suffix('}'))
+                .unwrap_or(rest);
+            if !rest.is_empty() && inner.len() == rest.len() {
+                return false; // another metric whose name starts with `metric`
+            }
+            let mut have: Vec<&str> = if inner.is_empty() {
+                Vec::new()
+            } else {
+                inner
+                    .split("\",")
+                    .map(|l| l.trim_end_matches('"'))
+                    .collect()
+            };
+            have.sort_unstable();
+            let wanted: Vec<String> = wanted
+                .iter()
+                .map(|l| l.trim_end_matches('"').to_owned())
+                .collect();
+            have == wanted
+        })
+        .map_or(0.0, |(_, value)| value.parse().expect("numeric sample"))
+}
