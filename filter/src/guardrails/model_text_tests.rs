@@ -389,6 +389,10 @@ fn events_that_are_not_plain_json_lines_are_guarded_too() {
             "{out}"
         );
     }
+    // A string that does not decode (a bad escape): the event is read as one text.
+    let stream = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"mail bob@example.com \\x\"}}]}\n\n";
+    let (out, _) = guard_stream(&g, stream, 0, ApiFlavor::OpenAi);
+    assert!(!out.contains("bob@") && out.contains("[EMAIL]"), "{out}");
     // A JSON body that is not JSON at all is guarded as one text.
     let mut hits = Hits::default();
     assert_eq!(

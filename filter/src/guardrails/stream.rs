@@ -297,7 +297,10 @@ impl StreamGuard {
             return;
         };
         let located = response_text::locate(data, Mode::Event);
-        if !located.complete {
+        // Each text decoded; a string that does not decode leaves the event unread as JSON.
+        let texts: Option<Vec<Cow<'_, str>>> =
+            located.sites.iter().map(|site| site.text(data)).collect();
+        let (true, Some(texts)) = (located.complete, texts) else {
             // Not a JSON object: its data is read as one text.
             self.flush(guardrails, out);
             if self.blocked.is_some() {
@@ -310,7 +313,7 @@ impl StreamGuard {
                 TextVerdict::Blocked(rule) => self.block(rule, guardrails, out),
             }
             return;
-        }
+        };
         if !located.sites.iter().any(|s| s.flow == Flow::Delta) {
             self.flush(guardrails, out);
             if self.blocked.is_some() {
@@ -318,10 +321,7 @@ impl StreamGuard {
             }
         }
         let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
-        for site in &located.sites {
-            let Some(text) = site.text(data) else {
-                continue;
-            };
+        for (site, text) in located.sites.iter().zip(texts) {
             let reading = Reading::of(site.channel.kind);
             if site.flow == Flow::Delta {
                 let last = located.finished.contains(&site.channel.item);
