@@ -2,6 +2,8 @@
 # Both install what they need first (scripts/setup.sh).
 
 WASM := target/wasm32-wasip1/wasm-release/sluice_filter.wasm
+# The native Envoy module (preview). Its own profile: it must unwind on panic (see Cargo.toml).
+NATIVE := target/native-release/libsluice_native.so
 # wasm-bindgen-test-runner runs the filter's unit tests compiled to wasm32 under Node.
 WASM_TEST_RUNNER := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CURDIR)/.tools/bin/wasm-bindgen-test-runner
 
@@ -10,11 +12,13 @@ WASM_TEST_RUNNER := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CURDIR)/.tools/
 setup:
 	@scripts/setup.sh
 
-## build: the filter (.wasm) and the release binaries of the simulator and picker.
+## build: the filter (.wasm), the native module preview (.so) and the release binaries of the
+## simulator and picker.
 build: setup
 	cargo build --locked --profile wasm-release -p sluice-filter --target wasm32-wasip1
+	cargo build --locked --profile native-release -p sluice-native
 	cargo build --locked --release -p sluice-simulator -p sluice-picker
-	@ls -l $(WASM)
+	@ls -l $(WASM) $(NATIVE)
 
 ## run: replicas + picker + Envoy with the filter, in the foreground; Ctrl-C stops all.
 run: build
@@ -24,6 +28,7 @@ run: build
 ## then end-to-end tests against real Envoy and simulator processes.
 test: setup lint unit-test wasm-test e2e-test
 
+## (The workspace clippy run covers the native module, hosts/native, with its no-panic lints.)
 lint:
 	cargo fmt --all --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
@@ -37,16 +42,18 @@ wasm-test:
 
 e2e-test:
 	cargo build --locked --profile wasm-release -p sluice-filter --target wasm32-wasip1
+	cargo build --locked --profile native-release -p sluice-native
 	cargo build --locked -p sluice-simulator -p sluice-picker
 	cargo test --locked -p sluice-e2e
 
-## bench: two sections. Overhead: Sluice side by side with no gateway, plain Envoy and LiteLLM
+## bench: three sections. Overhead: Sluice side by side with no gateway, plain Envoy and LiteLLM
 ## against one fast mock upstream (repeated runs, medians), plus the filter's criterion
 ## micro-benchmarks. Routing: Sluice's replica picking against Envoy round robin and least-request
-## on four simulated replicas (release builds), prefix-heavy and independent workloads. Prints a
+## on four simulated replicas (release builds), prefix-heavy and independent workloads. Cluster
+## quotas: how far Envoys sharing a limit through the picker and Redis over-admit. Prints a
 ## summary and writes BENCHMARKS.md; under 15 minutes. `make bench BENCH_ARGS=--quick` checks that
-## it all works in about 4 (report in .bench/); `BENCH_ARGS="--only routing"` runs one section and
-## keeps the other's figures. The orchestrator is built in the dev profile on purpose: it unwinds
+## it all works in about 4 (report in .bench/); `BENCH_ARGS="--only routing"` (or `overhead`,
+## `quota-cluster`) runs one section and keeps the others' figures. The orchestrator is built in the dev profile on purpose: it unwinds
 ## on a failure, so every process it started is stopped.
 bench: setup
 	@bench/setup.sh

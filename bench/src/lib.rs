@@ -1,7 +1,8 @@
 //! `make bench`: what Sluice costs on the request path, measured side by side with no gateway,
 //! plain Envoy and LiteLLM against one fast mock upstream (the `bench` binary), plus criterion
 //! micro-benchmarks of the filter's hot paths (`benches/hot_path.rs`); then how well its replica
-//! picking routes LLM traffic against Envoy's own load balancing (`routing`).
+//! picking routes LLM traffic against Envoy's own load balancing (`routing`); then how far
+//! Envoys sharing a quota through the picker and Redis over-admit (`quota_cluster`).
 //!
 //! The library holds what both share and what can be unit-tested without processes: the request
 //! bodies, the Sluice configuration under test, the statistics and the report; with the
@@ -14,6 +15,7 @@ pub mod load;
 pub mod machine;
 #[cfg(feature = "orchestrator")]
 pub mod procs;
+pub mod quota_cluster;
 pub mod report;
 pub mod routing;
 pub mod sections;

@@ -1,8 +1,9 @@
 //! `make bench`: the overhead section starts a mock upstream, plain Envoy, Envoy + Sluice and
 //! LiteLLM side by side, measures each with wrk, oha and curl (repeated, interleaved) and runs the
 //! criterion micro-benchmarks; the routing section (`sluice_bench::routing`) measures replica
-//! picking against Envoy's load balancing on simulated replicas. Prints a summary of each and
-//! writes `BENCHMARKS.md`.
+//! picking against Envoy's load balancing on simulated replicas; the cluster quota section
+//! (`sluice_bench::quota_cluster`) measures how far Envoys sharing a limit over-admit. Prints a
+//! summary of each and writes `BENCHMARKS.md`.
 //!
 //! Every process it starts is stopped when it ends: normally, on an error, on a panic (this
 //! binary is built in the dev profile, which unwinds) and on SIGINT, SIGTERM or SIGHUP.
@@ -15,21 +16,23 @@ use sluice_bench::bodies::{self, GATEWAY_SIZES, MODEL};
 use sluice_bench::load::{self, Run, Tools};
 use sluice_bench::machine::{load_average, word};
 use sluice_bench::procs::{self, API_KEY, ENVOY_WORKERS, LITELLM_VERSION, Service};
+use sluice_bench::quota_cluster;
 use sluice_bench::report::{
     Machine, Method, Metric, Micro, Report, Results, Rss, Setup, fmt_rps, fmt_us,
 };
 use sluice_bench::routing::{self, workload::Workload};
-use sluice_bench::sections::compose;
+use sluice_bench::sections::{self, Part, compose};
 use sluice_bench::sluice_config;
 use sluice_filter::picking::Weights;
 
 const USAGE: &str = "\
-usage: bench [--only overhead|routing] [--quick] [--repeats N] [--skip-litellm] [--skip-micro]
-             [--weights LIST] [--workload NAME] [--output FILE]
+usage: bench [--only overhead|routing|quota-cluster] [--quick] [--repeats N] [--skip-litellm]
+             [--skip-micro] [--weights LIST] [--workload NAME] [--output FILE]
 
-  --only SECTION  run one section: `overhead` (gateways against a mock upstream, micro-benchmarks)
-                  or `routing` (replica picking against Envoy's load balancing); the other
-                  section of the report is kept as it was
+  --only SECTION  run one section: `overhead` (gateways against a mock upstream, micro-benchmarks),
+                  `routing` (replica picking against Envoy's load balancing) or `quota-cluster`
+                  (over-admission of Envoys sharing a limit through the picker and Redis); the
+                  other sections of the report are kept as they were
   --quick         short runs: checks that everything works; the rough report goes to
                   .bench/BENCHMARKS-quick.md unless --output says otherwise
   --output FILE   where to write the report (default BENCHMARKS.md in the repository)
@@ -44,11 +47,12 @@ routing section:
                   queue, kv_cache, running, in_flight, prefix, lora)
   --workload NAME only `prefix-heavy` or `independent` (default both)";
 
-/// The two sections of the report.
+/// The sections of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Section {
     Overhead,
     Routing,
+    QuotaCluster,
 }
 
 /// The canned answer the mock upstream gives; every setup must pass it through.
@@ -115,7 +119,12 @@ impl Options {
                     options.only = Some(match args.next().as_deref() {
                         Some("overhead") => Section::Overhead,
                         Some("routing") => Section::Routing,
-                        _ => return Err("--only needs `overhead` or `routing`".into()),
+                        Some("quota-cluster") => Section::QuotaCluster,
+                        _ => {
+                            return Err(
+                                "--only needs `overhead`, `routing` or `quota-cluster`".into()
+                            );
+                        }
                     });
                 }
                 "--weights" => {
@@ -147,6 +156,11 @@ impl Options {
             }
         }
         Ok(options)
+    }
+
+    /// Whether `section` runs: every section, or the one `--only` names.
+    fn runs(&self, section: Section) -> bool {
+        self.only.is_none_or(|only| only == section)
     }
 
     /// Where the report goes: a quick run must not overwrite the real BENCHMARKS.md.
@@ -476,14 +490,14 @@ async fn run(options: Options) -> Result<(), String> {
     let _ = std::fs::write(work.join(".gitignore"), "*\n");
     let output = options.output();
     // Each section is written as soon as it is done, so a later failure keeps it.
-    let write = |overhead: Option<&str>, routing: Option<&str>| {
+    let write = |overhead: Option<&str>, parts: &[(Part, &str)]| {
         let existing = std::fs::read_to_string(&output).unwrap_or_default();
-        std::fs::write(&output, compose(&existing, overhead, routing))
+        std::fs::write(&output, compose(&existing, overhead, parts))
             .map_err(|e| format!("write {}: {e}", output.display()))
     };
-    if options.only != Some(Section::Routing) {
+    if options.runs(Section::Overhead) {
         let report = run_overhead(&options).await?;
-        write(Some(&report.markdown()), None)?;
+        write(Some(&report.markdown()), &[])?;
         println!("\n{}", report.summary());
         say(&format!(
             "overhead section written to {} (raw samples in {}); it took {:?}",
@@ -492,15 +506,31 @@ async fn run(options: Options) -> Result<(), String> {
             Duration::from_secs(report.elapsed_seconds)
         ));
     }
-    if options.only != Some(Section::Overhead) {
+    if options.runs(Section::Routing) {
         let dir = work.join("routing");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let report = routing::run::run(&options.routing, &dir).await?;
-        write(None, Some(&report.markdown()))?;
+        write(None, &[(sections::ROUTING, &report.markdown())])?;
         println!("\n{}", report.summary());
         say(&format!(
             "routing section written to {} (logs in {})",
+            output.display(),
+            dir.display()
+        ));
+    }
+    if options.runs(Section::QuotaCluster) {
+        let dir = work.join("quota-cluster");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let quota_options = quota_cluster::run::Options {
+            quick: options.quick,
+        };
+        let report = quota_cluster::run::run(&quota_options, &dir).await?;
+        write(None, &[(sections::QUOTA_CLUSTER, &report.markdown())])?;
+        println!("\n{}", report.summary());
+        say(&format!(
+            "cluster quota section written to {} (logs in {})",
             output.display(),
             dir.display()
         ));

@@ -1,34 +1,72 @@
-//! `BENCHMARKS.md` holds two parts, each written by its own section of `make bench`: the overhead
-//! sections first, then the routing section between two marker lines. A run replaces the parts it
-//! measured and keeps the others, so `bench --only routing` leaves the overhead figures alone and
-//! the other way round.
+//! `BENCHMARKS.md` holds one part per section of `make bench`: the overhead sections first, then
+//! each later section between its two marker lines (routing, then cluster quotas). A run
+//! replaces the parts it measured and keeps the others, so `bench --only routing` leaves the
+//! other figures alone, and so on for each section.
 
 /// The routing section sits between these lines, after the overhead sections.
 pub const BEGIN: &str = "<!-- routing benchmark: begin (written by `make bench`) -->";
 pub const END: &str = "<!-- routing benchmark: end -->";
 
-/// `existing` with the parts given replaced: the overhead sections (everything before `BEGIN`)
-/// and the routing section (`BEGIN` to `END`). A part not given keeps what `existing` had.
-pub fn compose(existing: &str, overhead: Option<&str>, routing: Option<&str>) -> String {
-    let (old_overhead, old_routing) = match existing.find(BEGIN) {
-        Some(start) => {
-            let end = existing[start..]
-                .find(END)
-                .map_or(existing.len(), |i| start + i + END.len());
-            (&existing[..start], &existing[start..end])
+/// A part of the report after the overhead sections, from its `begin` line to its `end` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub begin: &'static str,
+    pub end: &'static str,
+}
+
+pub const ROUTING: Part = Part {
+    begin: BEGIN,
+    end: END,
+};
+
+pub const QUOTA_CLUSTER: Part = Part {
+    begin: "<!-- cluster quota benchmark: begin (written by `make bench`) -->",
+    end: "<!-- cluster quota benchmark: end -->",
+};
+
+/// The marked parts, in the order the file has them.
+pub const PARTS: [Part; 2] = [ROUTING, QUOTA_CLUSTER];
+
+impl Part {
+    /// This part of `existing`, markers included (to the end of the file if its end line is
+    /// missing).
+    fn find(self, existing: &str) -> Option<&str> {
+        let start = existing.find(self.begin)?;
+        let end = existing[start..]
+            .find(self.end)
+            .map_or(existing.len(), |i| start + i + self.end.len());
+        Some(&existing[start..end])
+    }
+}
+
+/// `existing` with the parts given replaced: the overhead sections (everything before the first
+/// marked part) and any marked part in `parts`. A part not given keeps what `existing` had.
+pub fn compose(existing: &str, overhead: Option<&str>, parts: &[(Part, &str)]) -> String {
+    let first_marked = PARTS
+        .iter()
+        .filter_map(|part| existing.find(part.begin))
+        .min()
+        .unwrap_or(existing.len());
+    let mut out = overhead
+        .unwrap_or(&existing[..first_marked])
+        .trim_end()
+        .to_owned();
+    if out.is_empty() {
+        out = "# Benchmarks".to_owned();
+    }
+    for part in PARTS {
+        let given = parts
+            .iter()
+            .find(|(p, _)| *p == part)
+            .map(|(_, text)| *text);
+        let text = given.or_else(|| part.find(existing)).unwrap_or("").trim();
+        if !text.is_empty() {
+            out.push_str("\n\n");
+            out.push_str(text);
         }
-        None => (existing, ""),
-    };
-    let mut overhead = overhead.unwrap_or(old_overhead).trim_end().to_owned();
-    if overhead.is_empty() {
-        overhead = "# Benchmarks".to_owned();
     }
-    let routing = routing.unwrap_or(old_routing).trim();
-    if routing.is_empty() {
-        format!("{overhead}\n")
-    } else {
-        format!("{overhead}\n\n{routing}\n")
-    }
+    out.push('\n');
+    out
 }
 
 #[cfg(test)]
@@ -39,22 +77,65 @@ mod tests {
     fn compose_replaces_only_the_parts_given() {
         let routing_a = format!("{BEGIN}\nrouting A\n{END}");
         let routing_b = format!("{BEGIN}\nrouting B\n{END}");
-        let file = compose("", Some("# Benchmarks\n\noverhead 1\n"), Some(&routing_a));
+        let file = compose(
+            "",
+            Some("# Benchmarks\n\noverhead 1\n"),
+            &[(ROUTING, &routing_a)],
+        );
         assert_eq!(file, format!("# Benchmarks\n\noverhead 1\n\n{routing_a}\n"));
         // --only routing keeps the overhead sections...
-        let file = compose(&file, None, Some(&routing_b));
+        let file = compose(&file, None, &[(ROUTING, &routing_b)]);
         assert!(file.contains("overhead 1") && file.contains("routing B"));
         assert!(!file.contains("routing A"));
         // ...and --only overhead keeps the routing section.
-        let file = compose(&file, Some("# Benchmarks\n\noverhead 2"), None);
+        let file = compose(&file, Some("# Benchmarks\n\noverhead 2"), &[]);
         assert!(file.contains("overhead 2") && file.contains("routing B"));
         assert!(!file.contains("overhead 1"));
         // A file from before the routing section existed is all overhead.
-        let file = compose("# Benchmarks\n\nold\n", None, Some(&routing_a));
+        let file = compose("# Benchmarks\n\nold\n", None, &[(ROUTING, &routing_a)]);
         assert_eq!(file, format!("# Benchmarks\n\nold\n\n{routing_a}\n"));
         assert_eq!(
-            compose("", None, Some(&routing_a)),
+            compose("", None, &[(ROUTING, &routing_a)]),
             format!("# Benchmarks\n\n{routing_a}\n")
+        );
+    }
+
+    #[test]
+    fn the_cluster_quota_part_follows_routing_and_is_kept_by_the_others() {
+        let routing = format!("{BEGIN}\nrouting\n{END}");
+        let quota = |text: &str| format!("{}\n{text}\n{}", QUOTA_CLUSTER.begin, QUOTA_CLUSTER.end);
+        // Added to a file that has the other two parts: it goes last.
+        let file = compose(
+            &format!("# Benchmarks\n\noverhead\n\n{routing}\n"),
+            None,
+            &[(QUOTA_CLUSTER, &quota("quota 1"))],
+        );
+        assert_eq!(
+            file,
+            format!(
+                "# Benchmarks\n\noverhead\n\n{routing}\n\n{}\n",
+                quota("quota 1")
+            )
+        );
+        // Rewriting routing or the overhead keeps it, and where it was.
+        let file = compose(&file, None, &[(ROUTING, &format!("{BEGIN}\nnew\n{END}"))]);
+        let file = compose(&file, Some("# Benchmarks\n\nnew overhead"), &[]);
+        assert!(file.ends_with(&format!("{}\n", quota("quota 1"))), "{file}");
+        assert!(file.contains("\nnew\n") && file.contains("new overhead"));
+        // Rewriting it keeps the others.
+        let file = compose(&file, None, &[(QUOTA_CLUSTER, &quota("quota 2"))]);
+        assert!(file.contains("quota 2") && !file.contains("quota 1"));
+        assert!(file.contains("\nnew\n") && file.contains("new overhead"));
+        // In a file without a routing part, the overhead ends where it starts.
+        let file = compose(
+            "# Benchmarks\n\nold\n",
+            None,
+            &[(QUOTA_CLUSTER, &quota("q"))],
+        );
+        let file = compose(&file, None, &[(ROUTING, &routing)]);
+        assert_eq!(
+            file,
+            format!("# Benchmarks\n\nold\n\n{routing}\n\n{}\n", quota("q"))
         );
     }
 }

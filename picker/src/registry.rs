@@ -9,9 +9,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::Instant;
 
 use reqwest::Url;
+use tokio::time::Instant;
 
 use crate::config;
 use crate::health::Health;
@@ -51,6 +51,7 @@ pub struct EndpointState {
     pub health: Health,
     /// The load at the last successful scrape.
     pub load: Option<Load>,
+    /// On tokio's clock, which tests can pause and advance.
     pub last_success: Option<Instant>,
     /// The dialect its last successful page was read in.
     pub server: Option<ServerKind>,

@@ -3,10 +3,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use sluice_snapshot::{Endpoint, FORMAT, MAX_ENCODED_BYTES, Pool, Snapshot};
+use tokio::time::Instant;
 
 use crate::registry::Registry;
 
@@ -85,7 +86,8 @@ impl Publisher {
 }
 
 /// The snapshot of the registry's current state. `now` and `wall_now` are the same moment on the
-/// monotonic and the wall clock (ages come from the first, the timestamp from the second).
+/// monotonic (tokio's) and the wall clock (ages come from the first, the timestamp from the
+/// second).
 pub fn assemble(
     registry: &Registry,
     version: u64,
@@ -144,9 +146,10 @@ fn millis_u32(duration: Duration) -> u32 {
 mod tests {
     use std::collections::BTreeSet;
     use std::net::SocketAddr;
-    use std::time::{Duration, Instant, UNIX_EPOCH};
+    use std::time::{Duration, UNIX_EPOCH};
 
     use sluice_snapshot::{FORMAT, Snapshot};
+    use tokio::time::Instant;
 
     use super::{NEVER_SCRAPED_AGE_MS, Publisher, assemble};
     use crate::config::Config;

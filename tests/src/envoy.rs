@@ -79,6 +79,13 @@ impl Envoy {
     pub fn spawn(dir: &Path, options: &EnvoyOptions) -> Process {
         let template = std::fs::read_to_string(paths::envoy_yaml()).expect("read envoy.yaml");
         let config = render(&template, &paths::filter_wasm(), options);
+        // Histograms reach the admin pages when Envoy flushes its stats, every 5 s by default;
+        // the tests that read them poll.
+        let config = replace_once(
+            &config,
+            "\nstatic_resources:\n",
+            "\nstats_flush_interval: 0.1s\nstatic_resources:\n",
+        );
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, config).expect("write envoy config");
         let mut command = Command::new(paths::envoy_bin());
@@ -90,6 +97,9 @@ impl Envoy {
             // No shared-memory base id: any number of test Envoys can run side by side.
             .arg("--disable-hot-restart")
             .args(["--concurrency", "2", "--log-level", "warn"])
+            // The access log reaches the log file within 50 ms (Envoy's default is 10 s): the
+            // tests that read it poll for their lines.
+            .args(["--file-flush-interval-msec", "50"])
             .args(["--component-log-level", "wasm:info"]);
         Process::spawn("envoy", command, &dir.join("envoy.log"))
     }
@@ -98,11 +108,13 @@ impl Envoy {
         format!("http://{}{path}", self.listener)
     }
 
-    /// The value of one counter or gauge from the admin `/stats`, 0 when absent.
-    pub async fn stat(&self, name: &str) -> u64 {
-        // The filter hands its counters to Envoy on its root tick (every 100 ms at most); wait
-        // long enough that every count made before this call shows.
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    /// The value of one counter or gauge from the admin `/stats` as Envoy has it now, 0 when
+    /// absent. The filter hands its counts to Envoy on each worker's root tick (at most 100 ms
+    /// later), so a count made just before may not show yet: wait for the value a test
+    /// expects with `stat_at_least` or `wait_for_stat`. To check that something was not
+    /// counted, first wait for a count that the same requests made later (a worker hands over
+    /// everything it counted at once, in order).
+    pub async fn stat_now(&self, name: &str) -> u64 {
         let text = crate::gateway::client()
             .get(format!("http://{}/stats?filter=^{name}$", self.admin))
             .send()
@@ -116,7 +128,33 @@ impl Envoy {
             .map(|value| value.trim().parse().expect("numeric stat"))
             .unwrap_or(0)
     }
+
+    /// Polls `name` until its value satisfies `ready`, and returns that value. Fails with the
+    /// last value after `STAT_TIMEOUT` (a timeout for waiting, not a claim about speed).
+    pub async fn wait_for_stat(&self, name: &str, ready: impl Fn(u64) -> bool) -> u64 {
+        let deadline = Instant::now() + STAT_TIMEOUT;
+        loop {
+            let value = self.stat_now(name).await;
+            if ready(value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} is still {value} after {STAT_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls `name` until it reaches `at_least`, and returns its value then (which a test can
+    /// compare with the exact count it expects).
+    pub async fn stat_at_least(&self, name: &str, at_least: u64) -> u64 {
+        self.wait_for_stat(name, |value| value >= at_least).await
+    }
 }
+
+/// How long `wait_for_stat` waits: far longer than the filter's tick, for a loaded machine.
+const STAT_TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn wait_for_admin_address(process: &mut Process, file: &Path) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(30);

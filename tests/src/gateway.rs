@@ -1,8 +1,15 @@
 //! A whole gateway for one test: simulator replicas per pool and Envoy with the filter, in a
 //! temporary directory that holds their configs and logs. The default layout is the shipped
 //! `envoy.yaml`'s: two Llama replicas (serving the `sql-lora` adapter too) and one Qwen replica.
+//! Tests that only send requests and read answers share one default gateway per test binary
+//! (`Gateway::shared_default`); tests that count, change configuration or kill processes start
+//! their own.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::sync::OnceCell;
 
 use crate::envoy::{Envoy, EnvoyOptions};
 use crate::picker::Picker;
@@ -132,21 +139,43 @@ impl Gateway {
             .prefix("sluice-e2e-")
             .tempdir()
             .expect("temp dir");
-        let mut pools = Vec::with_capacity(options.pools.len());
-        for pool in &options.pools {
-            let mut replicas = Vec::with_capacity(pool.replicas);
-            for i in 0..pool.replicas {
+        Self::start_in(dir, options).await
+    }
+
+    /// The gateway of `GatewayOptions::default()`, started by the first test of this binary
+    /// that asks and shared by every test after it. Its processes run until the test binary
+    /// exits (they die with the thread that started them, which lives as long as the binary).
+    /// Tests that share it must not change it or assert on its counters (the other tests'
+    /// requests count too). Its logs stay after the run in the temporary directory
+    /// `sluice-e2e-shared-<test file>-<pid>-*`; the next run of that test file removes it.
+    pub async fn shared_default() -> &'static Gateway {
+        static SHARED: OnceCell<Gateway> = OnceCell::const_new();
+        SHARED.get_or_init(start_shared).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, options: GatewayOptions) -> Self {
+        // Every replica of every pool starts at once; Envoy and the picker need their
+        // addresses, so they come after.
+        let starts = options.pools.iter().flat_map(|pool| {
+            let args: Vec<String> = pool
+                .args
+                .iter()
+                .chain(&options.simulator_args)
+                .cloned()
+                .collect();
+            let dir = dir.path();
+            (0..pool.replicas).map(move |i| {
                 let name = format!("{}-{i}", pool.cluster);
-                let args: Vec<String> = pool
-                    .args
-                    .iter()
-                    .chain(&options.simulator_args)
-                    .cloned()
-                    .collect();
-                replicas.push(Simulator::start(dir.path(), &name, &args).await);
-            }
-            pools.push((pool.cluster, replicas));
-        }
+                let args = args.clone();
+                async move { Simulator::start(dir, &name, &args).await }
+            })
+        });
+        let mut started = join_all(starts).await.into_iter();
+        let pools: Vec<(&'static str, Vec<Simulator>)> = options
+            .pools
+            .iter()
+            .map(|pool| (pool.cluster, started.by_ref().take(pool.replicas).collect()))
+            .collect();
         let mut clusters: Vec<(String, Vec<std::net::SocketAddr>)> = pools
             .iter()
             .map(|(cluster, replicas)| {
@@ -222,6 +251,67 @@ impl Gateway {
             .find(|(_, replicas)| replicas.iter().any(|r| r.addr.to_string() == id))
             .map(|(cluster, _)| *cluster)
             .unwrap_or_else(|| panic!("no replica {id}"))
+    }
+}
+
+/// Starts the shared default gateway on a thread of its own that never ends: the processes die
+/// with the thread that started them, and no test's runtime or thread lives as long as the
+/// test binary.
+async fn start_shared() -> Gateway {
+    // The test file's name: cargo names its binary `<file>-<hash>`.
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let file = binary
+        .rsplit_once('-')
+        .map_or(binary.as_str(), |(file, _)| file);
+    let prefix = format!("sluice-e2e-shared-{file}-");
+    remove_stale_shared_dirs(&prefix);
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{prefix}{}-", std::process::id()))
+        .tempdir()
+        .expect("temp dir");
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("shared-gateway".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime of the shared gateway");
+            // Never dropped, so its directory stays too, with the logs, for after a failure.
+            let gateway = runtime.block_on(Gateway::start_in(dir, GatewayOptions::default()));
+            eprintln!("shared gateway: logs in {}", gateway.dir.path().display());
+            if sender.send(gateway).is_ok() {
+                loop {
+                    std::thread::park();
+                }
+            }
+        })
+        .expect("thread of the shared gateway");
+    receiver
+        .await
+        .expect("the shared gateway did not start (its panic is above)")
+}
+
+/// Removes the directories of shared gateways whose test binary is no longer running (its pid
+/// follows `prefix` in the name).
+fn remove_stale_shared_dirs(prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if !PathBuf::from(format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

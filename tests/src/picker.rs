@@ -109,6 +109,40 @@ impl Picker {
         }
     }
 
+    /// Polls the picker's metrics until the sample of `series` (name and labels, as printed)
+    /// satisfies `ready` (0 while absent), and returns the whole page. Fails with the page and
+    /// the picker's log after `timeout`.
+    pub async fn wait_for_metric(
+        &mut self,
+        series: &str,
+        timeout: Duration,
+        ready: impl Fn(f64) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let metrics = self.metrics().await;
+            let value = metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+                .and_then(|value| value.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if ready(value) {
+                return metrics;
+            }
+            assert!(
+                self.process.is_running(),
+                "picker exited:\n{}",
+                self.process.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{series} is {value}, not as expected within {timeout:?}:\n{metrics}\npicker log:\n{}",
+                self.process.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The picker's own Prometheus metrics, as text.
     pub async fn metrics(&self) -> String {
         crate::gateway::client()

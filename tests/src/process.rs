@@ -1,5 +1,7 @@
 //! A child process that is killed when its guard is dropped, with its output in a log file that
-//! is printed when the test fails.
+//! is printed when the test fails. It is also killed when the thread that started it ends, so a
+//! guard that is never dropped (the shared gateway in a static, a test binary killed by a
+//! signal) leaves no process behind.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -13,11 +15,13 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `command` with stdout and stderr going to `log`.
-    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Self {
+    /// Starts `command` with stdout and stderr going to `log`. The process gets SIGKILL when
+    /// the calling thread ends: start processes from a thread that outlives their guard (a
+    /// test's own thread, or the shared gateway's).
+    pub fn spawn(name: &str, command: Command, log: &Path) -> Self {
         let out = File::create(log).expect("create log file");
         let err = out.try_clone().expect("clone log file");
-        let child = command
+        let child = die_with_parent_thread(command)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -109,6 +113,28 @@ impl Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Linux's parent-death signal: SIGKILL for the child when the thread that started it ends
+/// (with the whole process, or alone). util-linux's `setpriv` arms it and then becomes the
+/// program (`exec`), so the signal holds for the program itself, and the test harness needs no
+/// `unsafe` code of its own to set it between fork and exec.
+fn die_with_parent_thread(command: Command) -> Command {
+    let mut wrapped = Command::new("setpriv");
+    wrapped
+        .args(["--pdeathsig", "KILL", "--"])
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
 }
 
 impl Drop for Process {

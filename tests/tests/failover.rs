@@ -99,7 +99,12 @@ async fn wait_for_completed(load: &Load, count: usize) {
 /// Waits until the filter has used the picker's snapshot for a request.
 async fn wait_for_picking(gateway: &Gateway) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while gateway.envoy.stat("wasmcustom.sluice_picks_total").await == 0 {
+    while gateway
+        .envoy
+        .stat_now("wasmcustom.sluice_picks_total")
+        .await
+        == 0
+    {
         assert!(
             Instant::now() < deadline,
             "the filter never picked a replica"
@@ -203,7 +208,7 @@ async fn kill_a_replica_under_load(mut gateway: Gateway) {
     assert_eq!(
         gateway
             .envoy
-            .stat("cluster.llama_8b.upstream_rq_retry_overflow")
+            .stat_now("cluster.llama_8b.upstream_rq_retry_overflow")
             .await,
         0
     );
@@ -223,12 +228,12 @@ async fn failover_stats(gateway: &Gateway, dead: std::net::SocketAddr) -> String
     };
     format!(
         "retries {}, retry overflow {}, outlier ejections {}, connect failures to the dead replica {}, its health flags {}",
-        envoy.stat("cluster.llama_8b.upstream_rq_retry").await,
+        envoy.stat_now("cluster.llama_8b.upstream_rq_retry").await,
         envoy
-            .stat("cluster.llama_8b.upstream_rq_retry_overflow")
+            .stat_now("cluster.llama_8b.upstream_rq_retry_overflow")
             .await,
         envoy
-            .stat("cluster.llama_8b.outlier_detection.ejections_enforced_total")
+            .stat_now("cluster.llama_8b.outlier_detection.ejections_enforced_total")
             .await,
         of_dead("cx_connect_fail"),
         of_dead("health_flags"),

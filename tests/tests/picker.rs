@@ -1,9 +1,13 @@
 //! The picker against real simulator processes (and a scripted server for what the simulator
 //! cannot play): it serves a snapshot of every pool's endpoints with their load and health,
 //! follows load as it changes, drops dead replicas, and refuses a bad configuration.
+//!
+//! Behaviour only: how soon things happen (rounds on schedule, health after N scrapes, fresh
+//! metrics beside a hung endpoint) is tested on paused time in `picker/src/scrape/rounds/`.
+//! Deadlines here are timeouts for waiting, never assertions.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_e2e::gateway::{LLAMA, QWEN, client};
 use sluice_e2e::picker::Picker;
@@ -65,8 +69,16 @@ async fn picker_refuses_a_bad_configuration() {
     }
 }
 
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 #[tokio::test]
 async fn snapshot_lists_the_pools_with_their_healthy_endpoints() {
+    let test_started_ms = unix_ms();
     let dir = tempfile::tempdir().unwrap();
     let llama_args = args(&["--model", LLAMA, "--lora", "sql-lora"]);
     let llama = [
@@ -100,14 +112,12 @@ async fn snapshot_lists_the_pools_with_their_healthy_endpoints() {
 
     assert_eq!(snapshot["format"], u64::from(SNAPSHOT_FORMAT));
     assert_eq!(snapshot["scrape_interval_ms"], 50);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    // Taken in this run, by the wall clock.
     let taken = snapshot["taken_at_unix_ms"].as_u64().unwrap();
+    let now_ms = unix_ms();
     assert!(
-        taken <= now_ms && now_ms - taken < 5_000,
-        "{taken} vs {now_ms}"
+        (test_started_ms..=now_ms).contains(&taken),
+        "{taken} not in {test_started_ms}..={now_ms}"
     );
     let names: Vec<&str> = snapshot["pools"]
         .as_array()
@@ -124,7 +134,11 @@ async fn snapshot_lists_the_pools_with_their_healthy_endpoints() {
         assert_eq!(e["running"], 0, "{e}");
         assert_eq!(e["block_size"], 16, "{e}");
         assert_eq!(e["lora"]["max"], 2, "{e}");
-        assert!(e["metrics_age_ms"].as_u64().unwrap() < 2_000, "{e}");
+        // Scraped (an endpoint never scraped has the largest age there is).
+        assert!(
+            e["metrics_age_ms"].as_u64().unwrap() < u64::from(u32::MAX),
+            "{e}"
+        );
     }
 
     // Each round publishes a new version.
@@ -218,7 +232,7 @@ async fn waiting_rises_in_the_snapshot_under_load() {
 }
 
 #[tokio::test]
-async fn a_killed_simulator_turns_unhealthy_within_a_few_intervals() {
+async fn a_killed_simulator_turns_unhealthy() {
     let dir = tempfile::tempdir().unwrap();
     let mut doomed = Simulator::start(dir.path(), "doomed", &[]).await;
     let survivor = Simulator::start(dir.path(), "survivor", &[]).await;
@@ -234,15 +248,11 @@ async fn a_killed_simulator_turns_unhealthy_within_a_few_intervals() {
         .await;
 
     doomed.process.kill();
-    let killed_at = Instant::now();
     let snapshot = picker
-        .wait_for("killed replica unhealthy", Duration::from_secs(5), |s| {
+        .wait_for("killed replica unhealthy", Duration::from_secs(10), |s| {
             endpoint(s, "llama_8b", doomed.addr).is_some_and(|e| e["healthy"] == false)
         })
         .await;
-    let took = killed_at.elapsed();
-    // Three failed scrapes 50 ms apart; generous for a loaded machine.
-    assert!(took < Duration::from_millis(1_500), "took {took:?}");
     assert!(is_healthy(&snapshot, "llama_8b", survivor.addr));
     let metrics = picker.metrics().await;
     assert!(
@@ -317,28 +327,39 @@ async fn other_dialects_failures_and_recovery() {
         })
         .await;
 
-    // A 200 with garbage is no better than an error.
+    // A 200 with garbage is no better than an error: more unreadable pages than the four good
+    // ones that would bring it back, and it is still unhealthy in a snapshot taken after them.
     server.set(Script::Respond(200, "<html>hello</html>".to_owned()));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let snapshot = picker.snapshot().await.unwrap();
-    assert!(!is_healthy(&snapshot, "qwen_7b", server.addr));
-    let metrics = picker.metrics().await;
+    let metrics = picker
+        .wait_for_metric(
+            "sluice_picker_scrape_failures_total{pool=\"qwen_7b\",reason=\"unreadable\"}",
+            Duration::from_secs(10),
+            |count| count >= 5.0,
+        )
+        .await;
     assert!(metrics.contains("reason=\"status\""), "{metrics}");
-    assert!(metrics.contains("reason=\"unreadable\""), "{metrics}");
+    let seen = picker.snapshot().await.unwrap()["version"]
+        .as_u64()
+        .unwrap();
+    let snapshot = picker
+        .wait_for("a later snapshot", Duration::from_secs(5), |s| {
+            s["version"].as_u64().unwrap() > seen
+        })
+        .await;
+    assert!(!is_healthy(&snapshot, "qwen_7b", server.addr));
 
     server.set(Script::Respond(200, sglang_page.to_owned()));
-    let recovered_at = Instant::now();
     picker
-        .wait_for("healthy again", Duration::from_secs(5), |s| {
+        .wait_for("healthy again", Duration::from_secs(10), |s| {
             is_healthy(s, "qwen_7b", server.addr)
         })
         .await;
-    // Four successes in a row, 50 ms apart: not at the first good page.
-    assert!(recovered_at.elapsed() >= Duration::from_millis(100));
 }
 
+/// A scrape that never ends is skipped by later rounds, not waited for: the other endpoint
+/// stays healthy and snapshots keep coming.
 #[tokio::test]
-async fn a_hanging_endpoint_delays_neither_rounds_nor_other_endpoints() {
+async fn a_hanging_endpoint_is_skipped_while_the_others_are_scraped() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(dir.path(), "prompt", &[]).await;
     let hung = ScriptedServer::start(Script::Hang(Duration::from_secs(30)));
@@ -352,26 +373,16 @@ async fn a_hanging_endpoint_delays_neither_rounds_nor_other_endpoints() {
             is_healthy(s, "llama_8b", sim.addr)
         })
         .await;
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    picker
+        .wait_for_metric(
+            "sluice_picker_scrapes_skipped_total{pool=\"llama_8b\"}",
+            Duration::from_secs(10),
+            |skipped| skipped >= 5.0,
+        )
+        .await;
     let later = picker.snapshot().await.unwrap();
-    let rounds = later["version"].as_u64().unwrap() - first["version"].as_u64().unwrap();
-    let elapsed = started.elapsed().as_millis() as u64;
-    // About one round per 50 ms although one scrape takes a whole second each time (a quarter
-    // of that is enough to show the rounds do not wait for it, with room for a loaded machine).
-    assert!(
-        rounds >= elapsed / 50 / 4,
-        "{rounds} rounds in {elapsed} ms"
-    );
-    let fresh = endpoint(&later, "llama_8b", sim.addr).unwrap();
-    assert!(fresh["metrics_age_ms"].as_u64().unwrap() < 500, "{fresh}");
+    assert!(later["version"].as_u64().unwrap() > first["version"].as_u64().unwrap());
+    assert!(is_healthy(&later, "llama_8b", sim.addr));
     let stuck = endpoint(&later, "llama_8b", hung.addr).unwrap();
     assert_eq!(stuck["healthy"], false, "{stuck}");
-    let metrics = picker.metrics().await;
-    let skipped = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sluice_picker_scrapes_skipped_total{pool=\"llama_8b\"} "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(skipped >= 5.0, "skipped {skipped}:\n{metrics}");
 }

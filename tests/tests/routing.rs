@@ -19,11 +19,11 @@ async fn post(gateway: &Gateway, path: &str, body: &Value) -> reqwest::Response 
 
 #[tokio::test]
 async fn each_model_goes_to_its_own_cluster() {
-    let gateway = Gateway::start(GatewayOptions::default()).await;
+    let gateway = Gateway::shared_default().await;
     for _ in 0..3 {
-        let llama = post(&gateway, "/v1/chat/completions", &chat(LLAMA)).await;
+        let llama = post(gateway, "/v1/chat/completions", &chat(LLAMA)).await;
         assert_eq!(gateway.cluster_of(&llama), "llama_8b");
-        let qwen = post(&gateway, "/v1/chat/completions", &chat(QWEN)).await;
+        let qwen = post(gateway, "/v1/chat/completions", &chat(QWEN)).await;
         assert_eq!(gateway.cluster_of(&qwen), "qwen_7b");
         let body: Value = qwen.json().await.unwrap();
         assert_eq!(body["model"], QWEN);
@@ -32,9 +32,9 @@ async fn each_model_goes_to_its_own_cluster() {
 
 #[tokio::test]
 async fn aliases_are_rewritten_before_the_upstream_sees_them() {
-    let gateway = Gateway::start(GatewayOptions::default()).await;
+    let gateway = Gateway::shared_default().await;
 
-    let response = post(&gateway, "/v1/chat/completions", &chat("gpt-4o-mini")).await;
+    let response = post(gateway, "/v1/chat/completions", &chat("gpt-4o-mini")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(gateway.cluster_of(&response), "qwen_7b");
     // The simulator echoes the model it was asked for: the rewritten one.
@@ -48,7 +48,7 @@ async fn aliases_are_rewritten_before_the_upstream_sees_them() {
         "stream": true,
         "messages": [{"role": "user", "content": "hi"}]
     });
-    let response = post(&gateway, "/v1/messages", &message).await;
+    let response = post(gateway, "/v1/messages", &message).await;
     assert_eq!(response.status(), 200);
     assert_eq!(gateway.cluster_of(&response), "llama_8b");
     let events = sse::parse(&response.text().await.unwrap());
@@ -62,9 +62,9 @@ async fn aliases_are_rewritten_before_the_upstream_sees_them() {
 
 #[tokio::test]
 async fn lora_adapters_route_to_their_base_model_pool() {
-    let gateway = Gateway::start(GatewayOptions::default()).await;
+    let gateway = Gateway::shared_default().await;
     let response = post(
-        &gateway,
+        gateway,
         "/v1/completions",
         &json!({"model": "sql-lora", "prompt": "SELECT", "max_tokens": 2}),
     )
@@ -77,7 +77,7 @@ async fn lora_adapters_route_to_their_base_model_pool() {
 
 #[tokio::test]
 async fn a_client_cannot_steer_routing_with_the_model_headers() {
-    let gateway = Gateway::start(GatewayOptions::default()).await;
+    let gateway = Gateway::shared_default().await;
     for _ in 0..3 {
         let response = client()
             .post(gateway.url("/v1/chat/completions"))
@@ -93,7 +93,7 @@ async fn a_client_cannot_steer_routing_with_the_model_headers() {
 
 #[tokio::test]
 async fn the_gateway_lists_its_models() {
-    let gateway = Gateway::start(GatewayOptions::default()).await;
+    let gateway = Gateway::shared_default().await;
     let openai: Value = client()
         .get(gateway.url("/v1/models"))
         .send()
@@ -129,15 +129,14 @@ async fn the_gateway_lists_its_models() {
 #[tokio::test]
 async fn paths_the_filter_does_not_handle_reach_no_replica_unless_listed() {
     // The shipped configuration: the model servers' own endpoints are not reachable.
-    let gateway = Gateway::start(GatewayOptions::default()).await;
+    let shared = Gateway::shared_default().await;
     for path in ["/health", "/metrics", "/tokenize"] {
-        let response = client().get(gateway.url(path)).send().await.unwrap();
+        let response = client().get(shared.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 404, "{path}");
         assert!(!response.headers().contains_key("x-simulator-id"), "{path}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "unknown_url", "{path}");
     }
-    drop(gateway);
     // Listed, a path goes to the replicas; only its whole segments match.
     let gateway = Gateway::start(
         GatewayOptions::default().with_filter_configuration(&format!(

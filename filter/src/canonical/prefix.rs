@@ -81,13 +81,49 @@ mod tests {
         );
     }
 
+    /// Pinned values, computed with the reference C implementation of XXH3-64 (seed 0,
+    /// `libxxhash` 0.8, Debian's `libxxhash0`) over the bytes written out here: each segment is
+    /// its role's tag byte, then its text. Replicas' affinity tables in other Envoys, and Envoys
+    /// running another build of this filter, depend on exactly these values.
     #[test]
-    fn hash_is_stable_across_builds() {
-        // Pinned: replicas' affinity tables in other Envoys depend on the same value.
+    fn hash_is_xxh3_of_tagged_text_and_stable_across_builds() {
+        // XXH3_64bits("uhello")
+        assert_eq!(hash(&[(SegmentRole::User, "hello")]), 0xc15b_44c2_37de_9a3a);
+        // XXH3_64bits("sbe briefuhi")
         assert_eq!(
-            hash(&[(SegmentRole::User, "hello")]),
-            hash(&[(SegmentRole::User, "hello")])
+            hash(&[(SegmentRole::System, "be brief"), (SegmentRole::User, "hi")]),
+            0xd8aa_c49a_82d3_9688
         );
-        assert_eq!(hash(&[]), 0x2d06800538d394c2);
+        // XXH3_64bits("dlookupaxtyuz"): every role's tag.
+        assert_eq!(
+            hash(&[
+                (SegmentRole::ToolDefinition, "lookup"),
+                (SegmentRole::Assistant, "x"),
+                (SegmentRole::ToolResult, "y"),
+                (SegmentRole::User, "z")
+            ]),
+            0xb408_3106_b934_d74e
+        );
+    }
+
+    #[test]
+    fn the_window_counts_text_bytes_and_cuts_inside_a_segment() {
+        // XXH3_64bits("s" + 1000 × "a" + "u" + 24 × "b"): 1024 bytes of text, tags not counted;
+        // the rest of the user's text and any later segment are outside the window.
+        let system = "a".repeat(1000);
+        let user = "b".repeat(100);
+        let expected = 0x0271_d006_604f_9a35;
+        assert_eq!(
+            hash(&[(SegmentRole::System, &system), (SegmentRole::User, &user)]),
+            expected
+        );
+        assert_eq!(
+            hash(&[
+                (SegmentRole::System, &system),
+                (SegmentRole::User, &user),
+                (SegmentRole::Assistant, "later")
+            ]),
+            expected
+        );
     }
 }

@@ -170,19 +170,10 @@ mod tests {
     use super::{Pick, PickRequest, rank};
     use crate::picking::{InFlight, Weights};
 
-    /// The shipped defaults: these tests check the behaviour users get out of the box.
-    const WEIGHTS: Weights = Weights {
-        queue: 2.0,
-        kv_cache: 2.0,
-        running: 1.0,
-        in_flight: 2.0,
-        prefix: 3.0,
-        lora: 2.0,
-    };
-
-    #[test]
-    fn the_test_weights_are_the_defaults() {
-        assert_eq!(WEIGHTS, Weights::default());
+    /// The shipped defaults: these tests check the behaviour users get out of the box, so a
+    /// change of the defaults that changes it fails them.
+    fn defaults() -> Weights {
+        Weights::default()
     }
 
     fn endpoint(address: &str, waiting: u32, running: u32, kv: f32) -> Endpoint {
@@ -224,7 +215,7 @@ mod tests {
             &p,
             &InFlight::default(),
             &PickRequest::default(),
-            &WEIGHTS,
+            &defaults(),
             None,
         ));
         assert_eq!(order, ["b:1", "c:1", "a:1"]);
@@ -239,7 +230,7 @@ mod tests {
             &p,
             &in_flight,
             &PickRequest::default(),
-            &WEIGHTS,
+            &defaults(),
             None,
         ));
         assert_eq!(order[0], "b:1");
@@ -256,7 +247,13 @@ mod tests {
         in_flight.add("a:1", 2, 0);
         in_flight.add("b:1", 2, 0);
         let first = |in_flight: &InFlight| {
-            ranked(rank(&p, in_flight, &PickRequest::default(), &WEIGHTS, None))[0]
+            ranked(rank(
+                &p,
+                in_flight,
+                &PickRequest::default(),
+                &defaults(),
+                None,
+            ))[0]
         };
         assert_eq!(first(&in_flight), "a:1");
         // This Envoy has just sent `a` a long prompt: 3 in flight, the scrape still shows 2
@@ -274,7 +271,7 @@ mod tests {
             ..PickRequest::default()
         };
         assert_eq!(
-            ranked(rank(&p, &InFlight::default(), &request, &WEIGHTS, None))[0],
+            ranked(rank(&p, &InFlight::default(), &request, &defaults(), None))[0],
             "a:1"
         );
         // ...but not a replica drowning in work.
@@ -283,9 +280,41 @@ mod tests {
             endpoint("b:1", 0, 3, 0.3),
         ]);
         assert_eq!(
-            ranked(rank(&busy, &InFlight::default(), &request, &WEIGHTS, None))[0],
+            ranked(rank(
+                &busy,
+                &InFlight::default(),
+                &request,
+                &defaults(),
+                None
+            ))[0],
             "b:1"
         );
+    }
+
+    #[test]
+    fn the_weights_decide_between_signals() {
+        // `a` holds the prompt's prefix, `b` is less loaded: the defaults favour the prefix...
+        let p = pool(vec![endpoint("a:1", 1, 4, 0.4), endpoint("b:1", 0, 3, 0.3)]);
+        let request = PickRequest {
+            prefix_endpoint: Some("a:1"),
+            ..PickRequest::default()
+        };
+        let first =
+            |weights: &Weights| ranked(rank(&p, &InFlight::default(), &request, weights, None))[0];
+        assert_eq!(first(&defaults()), "a:1");
+        // ...without a weight for prefix affinity only the load counts...
+        let no_prefix = Weights {
+            prefix: 0.0,
+            ..defaults()
+        };
+        assert_eq!(first(&no_prefix), "b:1");
+        // ...and with the load signals weighed heavily enough they outweigh it.
+        let load_heavy = Weights {
+            queue: 20.0,
+            kv_cache: 20.0,
+            ..defaults()
+        };
+        assert_eq!(first(&load_heavy), "b:1");
     }
 
     #[test]
@@ -313,7 +342,7 @@ mod tests {
             adapter: Some("sql"),
             ..PickRequest::default()
         };
-        let order = ranked(rank(&p, &InFlight::default(), &request, &WEIGHTS, None));
+        let order = ranked(rank(&p, &InFlight::default(), &request, &defaults(), None));
         assert_eq!(order, ["a:1", "b:1", "c:1"]);
     }
 
@@ -332,7 +361,7 @@ mod tests {
                 tie_breaker,
                 ..PickRequest::default()
             };
-            let order = ranked(rank(&p, &InFlight::default(), &request, &WEIGHTS, None));
+            let order = ranked(rank(&p, &InFlight::default(), &request, &defaults(), None));
             assert_eq!(order.len(), 2);
             assert!(!order.contains(&"z:1"));
             firsts.insert(order[0]);
@@ -348,11 +377,11 @@ mod tests {
         ]);
         let none = InFlight::default();
         assert_eq!(
-            rank(&p, &none, &PickRequest::default(), &WEIGHTS, Some(10)),
+            rank(&p, &none, &PickRequest::default(), &defaults(), Some(10)),
             Pick::Saturated
         );
         assert!(matches!(
-            rank(&p, &none, &PickRequest::default(), &WEIGHTS, Some(11)),
+            rank(&p, &none, &PickRequest::default(), &defaults(), Some(11)),
             Pick::Ranked(_)
         ));
         let mut down = endpoint("a:1", 0, 0, 0.0);
@@ -362,7 +391,7 @@ mod tests {
                 &pool(vec![down]),
                 &none,
                 &PickRequest::default(),
-                &WEIGHTS,
+                &defaults(),
                 None
             ),
             Pick::NoHealthyEndpoint
@@ -372,7 +401,7 @@ mod tests {
                 &pool(vec![]),
                 &none,
                 &PickRequest::default(),
-                &WEIGHTS,
+                &defaults(),
                 None
             ),
             Pick::NoHealthyEndpoint

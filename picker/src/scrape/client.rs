@@ -47,6 +47,19 @@ impl std::fmt::Display for FetchError {
     }
 }
 
+/// Where the scrape rounds get a page from: the HTTP client in the service; a scripted source
+/// on tokio's (paused) clock in the rounds' tests. A fetch ends by itself: the client's within
+/// its scrape timeout.
+pub trait Fetch: Send + Sync + 'static {
+    fn fetch(&self, url: &Url) -> impl Future<Output = Result<Page, FetchError>> + Send;
+}
+
+impl Fetch for ScrapeClient {
+    fn fetch(&self, url: &Url) -> impl Future<Output = Result<Page, FetchError>> + Send {
+        ScrapeClient::fetch(self, url)
+    }
+}
+
 #[derive(Clone)]
 pub struct ScrapeClient {
     http: reqwest::Client,
@@ -128,7 +141,7 @@ impl ScrapeClient {
             }
             Bytes::from(body)
         };
-        Ok(Page { body })
+        Ok(Page::new(body))
     }
 }
 
@@ -138,6 +151,10 @@ pub struct Page {
 }
 
 impl Page {
+    pub fn new(body: Bytes) -> Self {
+        Self { body }
+    }
+
     pub fn text(&self) -> Result<&str, FetchError> {
         std::str::from_utf8(&self.body).map_err(|_| FetchError::NotUtf8)
     }

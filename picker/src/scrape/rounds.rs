@@ -9,15 +9,18 @@
 //!   in the next snapshot.
 //! - A slow endpoint never delays the snapshot: the round publishes at its deadline and leaves
 //!   the stragglers running (each bounded by `scrape_timeout`).
+//!
+//! Every clock read and wait is tokio's, so its tests (`rounds/tests.rs`) run rounds on paused
+//! time.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 
-use super::client::{FetchError, ScrapeClient};
+use super::client::{Fetch, FetchError};
 use super::signals::{ReadError, read_load};
 use crate::health::{HealthPolicy, Transition};
 use crate::metrics::Metrics;
@@ -25,26 +28,26 @@ use crate::registry::{InFlight, Registry};
 use crate::snapshot::Publisher;
 
 /// What every scrape task needs; shared, never copied.
-struct Context {
+struct Context<F> {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
-    client: ScrapeClient,
+    client: F,
     policy: HealthPolicy,
     permits: Semaphore,
 }
 
-pub struct Rounds {
-    context: Arc<Context>,
+pub struct Rounds<F> {
+    context: Arc<Context<F>>,
     publisher: Arc<Publisher>,
     interval: Duration,
 }
 
-impl Rounds {
+impl<F: Fetch> Rounds<F> {
     pub fn new(
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         publisher: Arc<Publisher>,
-        client: ScrapeClient,
+        client: F,
         policy: HealthPolicy,
         interval: Duration,
         max_concurrent_scrapes: usize,
@@ -154,7 +157,7 @@ impl std::fmt::Display for Failure {
 
 /// Scrapes one endpoint and records the result. `claim` is released when this returns (or is
 /// dropped).
-async fn scrape(context: Arc<Context>, pool_index: usize, claim: InFlight) {
+async fn scrape<F: Fetch>(context: Arc<Context<F>>, pool_index: usize, claim: InFlight) {
     // Closed only if the semaphore is dropped, which happens only at shutdown.
     let Ok(_permit) = context.permits.acquire().await else {
         return;
@@ -218,3 +221,6 @@ async fn scrape(context: Arc<Context>, pool_index: usize, claim: InFlight) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

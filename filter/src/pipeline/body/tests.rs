@@ -5,7 +5,7 @@ use super::{RoutedRequest, check_body_size, route_request};
 use crate::canonical::ApiKind;
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::tokens::Family;
+use crate::tokens::{Estimate, Family};
 
 fn config() -> Config {
     Config::from_json(
@@ -40,19 +40,25 @@ fn exact_models_keep_the_body() {
             base_model: "qwen-7b".into(),
             body: None,
             pool: "qwen-7b".into(),
-            prefix_hash: routed.prefix_hash,
+            // XXH3-64 of "uhi" (the user tag, then the text), from the reference C
+            // implementation: see canonical/prefix.rs.
+            prefix_hash: 0x33d0_077f_f59b_8347,
             api: ApiKind::ChatCompletions,
             stream: false,
             family: Family::Qwen,
-            estimate: routed.estimate,
+            // "hi": 1 token, 5 per message, 3 to prime the reply, 21 for Qwen's default system
+            // message; no max_tokens, no context window: the default output budget. The high
+            // estimate prices the text 5% higher, rounded up: one token more.
+            estimate: Estimate {
+                prompt_tokens: 30,
+                prompt_tokens_high: 31,
+                output_budget: 4096,
+            },
             strip_usage: false,
             guardrails: None,
         }
     );
     assert_eq!(routed.adapter(), None);
-    // "hi": 1 token, 5 per message, 3 to prime the reply, 21 for Qwen's default system message.
-    assert_eq!(routed.estimate.prompt_tokens, 30);
-    assert_eq!(routed.estimate.output_budget, 4096);
 }
 
 #[test]

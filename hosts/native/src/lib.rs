@@ -1,0 +1,58 @@
+//! Sluice as a native Envoy dynamic module (preview): a `.so` that Envoy 1.40's
+//! `envoy.filters.http.dynamic_modules` HTTP filter loads, beside the proxy-wasm filter in
+//! `filter/`.
+//!
+//! Layout:
+//! - `abi/`: the project's own bindings to Envoy's dynamic-module C ABI, and the only module
+//!   allowed `unsafe`. It exports the hooks Envoy calls and implements `host_api` over the
+//!   callbacks Envoy exports.
+//! - `host_api/`: the seam between a host and filter logic (traits and plain types).
+//! - `preview/`: the filter this module serves for now, to be replaced by issue 14's core.
+//! - `ticker.rs`: a timer thread for a configuration's periodic work.
+//!
+//! A panic here runs inside Envoy's process: unwinding out of a hook would abort the proxy, and
+//! `panic = "abort"` would make every panic do so. So the crate must be built to unwind
+//! (`cargo build --profile native-release -p sluice-native`; the workspace's `release` profile
+//! aborts, for the Wasm build, and is refused below), every hook catches panics, and the same
+//! no-panic lints as the Wasm filter keep panics out of the code in the first place.
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::arithmetic_side_effects,
+        clippy::cast_possible_truncation,
+        clippy::exit,
+    )
+)]
+
+#[cfg(panic = "abort")]
+compile_error!(
+    "sluice-native must unwind on panic (a panic that aborts takes the whole Envoy down): build it \
+     with `cargo build --profile native-release -p sluice-native`, not `--release`"
+);
+
+// The bindings: raw pointers, `extern "C"` declarations and exported hooks. Every `unsafe`
+// block in it states why it is sound.
+#[allow(unsafe_code)]
+mod abi;
+pub mod host_api;
+pub mod preview;
+mod ticker;
+
+pub use abi::version::{ABI_VERSION, PINNED_ENVOY};
+
+/// The filter this module serves: `abi` calls it for every filter configuration Envoy loads.
+#[cfg(not(test))]
+pub(crate) const NEW_FACTORY: host_api::NewFactory = preview::new_factory;
+/// In tests, the filter name can also pick filters that misbehave on purpose (`abi/tests.rs`).
+#[cfg(test)]
+pub(crate) const NEW_FACTORY: host_api::NewFactory = abi::tests::new_factory;

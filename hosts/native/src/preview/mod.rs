@@ -1,0 +1,21 @@
+//! The preview filter: the minimum that proves the native host in a real Envoy, until issue 14's
+//! core replaces it. Per request it:
+//! - counts the request (`sluice_native_requests`, label `api`) and removes every client-sent
+//!   `x-sluice-*` header (those are the gateway's to set);
+//! - holds the headers while it reads the whole body, then sets `x-sluice-native: <body bytes>`
+//!   on the request and clears the route cache so routes can match on it;
+//! - records the size as filter state (`sluice.native.body_bytes`), dynamic metadata
+//!   (`sluice.native`: `body_bytes`, and `route`, the matched route's name), in a histogram
+//!   (`sluice_native_request_body_bytes`, label `api`) and in a gauge of the largest body seen
+//!   by any worker (`sluice_native_largest_request_body_bytes`);
+//! - counts the response body as it passes (filter state `sluice.native.response_bytes`).
+//!
+//! Its other settings exist only for the end-to-end tests (`tests/tests/native_module.rs`):
+//! a path that panics, a header that picks the upstream host, a detour through the stream
+//! scheduler, a text replaced in request bodies, and a periodic callout from the configuration.
+//! None belongs in a real deployment.
+
+mod config;
+mod filter;
+
+pub use filter::new_factory;
