@@ -291,8 +291,9 @@ fn guardrail_scan(c: &mut Criterion) {
 }
 
 /// The response stream guard (default rule set, responses on) over a 256-token OpenAI chat
-/// stream of prose, one event per token fed as Envoy hands chunks over: what a streamed
-/// response pays per token for the hold-back, the scans and the event rewriting.
+/// stream of prose, and of tool-call arguments, one event per token fed as Envoy hands chunks
+/// over: what a streamed response pays per token for the hold-back, the scans and the event
+/// rewriting.
 fn guardrail_stream(c: &mut Criterion) {
     let guardrails = default_guardrails();
     let policy = guardrails.policy_for(None, None, "m");
@@ -324,21 +325,42 @@ fn guardrail_stream(c: &mut Criterion) {
             )
         })
         .collect();
+    // The same length of tool-call arguments (JSON text, read decoded), one piece per token.
+    let arguments = r#"{"city": "Paris", "unit": "celsius", "days": 3, "note": "line\nbreak"}, "#;
+    let pieces: Vec<String> = arguments
+        .chars()
+        .collect::<Vec<_>>()
+        .chunks(4)
+        .map(|c| c.iter().collect())
+        .collect();
+    let tool_events: Vec<String> = (0..256)
+        .map(|i| {
+            let call = serde_json::json!({"index": 0, "function": {"arguments": pieces[i % pieces.len()]}});
+            format!(
+                "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{call}]}},\"finish_reason\":null}}]}}\n\n"
+            )
+        })
+        .collect();
     let mut group = c.benchmark_group("guardrail_stream");
     group.sample_size(20);
     group.throughput(Throughput::Elements(events.len() as u64));
-    group.bench_function("default_rules/256_tokens", |b| {
-        b.iter(|| {
-            let mut guard = sluice_filter::guardrails::StreamGuard::new(
-                policy,
-                guardrails.stream_holdback_bytes,
-                ApiFlavor::OpenAi,
-            );
-            for (i, event) in events.iter().enumerate() {
-                black_box(guard.chunk(&guardrails, event.as_bytes(), i + 1 == events.len()));
-            }
-        })
-    });
+    for (name, events) in [
+        ("default_rules/256_tokens", &events),
+        ("default_rules/256_tokens_tool_arguments", &tool_events),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut guard = sluice_filter::guardrails::StreamGuard::new(
+                    policy,
+                    guardrails.stream_holdback_bytes,
+                    ApiFlavor::OpenAi,
+                );
+                for (i, event) in events.iter().enumerate() {
+                    black_box(guard.chunk(&guardrails, event.as_bytes(), i + 1 == events.len()));
+                }
+            })
+        });
+    }
     group.finish();
 }
 

@@ -2,7 +2,10 @@
 //! format, redacted before it reaches the model (the simulator echoes what it received), logged
 //! and let through, a model's output redacted in a JSON body and in a stream whose secret spans
 //! many events (also with three interleaved choices), a block rule replacing a JSON response by
-//! an error and ending a stream with an error event, and a policy chosen by Envoy route.
+//! an error and ending a stream with an error event, and a policy chosen by Envoy route. The
+//! simulator's scripted answers put a card, an address and a key into reasoning and tool-call
+//! arguments of OpenAI chat, Anthropic messages and Responses answers, JSON and streamed: they
+//! are redacted (the arguments still the JSON object the tool expects) or block the response.
 //! Counters per rule and action are checked in Envoy's stats.
 
 use serde_json::{Value, json};
@@ -310,4 +313,262 @@ async fn a_policy_is_chosen_by_envoy_route() {
     assert_eq!(response.status().as_u16(), 400);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["param"], "x-sluice-base-model");
+}
+
+/// The three APIs whose answers carry reasoning and tool calls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Api {
+    Chat,
+    Messages,
+    Responses,
+}
+
+impl Api {
+    fn path(self) -> &'static str {
+        match self {
+            Api::Chat => "/v1/chat/completions",
+            Api::Messages => "/v1/messages",
+            Api::Responses => "/v1/responses",
+        }
+    }
+
+    /// A request whose last user message scripts the simulator's answer, offering one tool.
+    fn request(self, script: &str, stream: bool) -> Value {
+        let schema = json!({"type": "object"});
+        match self {
+            Api::Chat => json!({"model": LLAMA, "stream": stream,
+                "messages": [{"role": "user", "content": script}],
+                "tools": [{"type": "function", "function": {"name": "charge_card", "parameters": schema}}]}),
+            Api::Messages => json!({"model": LLAMA, "stream": stream, "max_tokens": 64,
+                "messages": [{"role": "user", "content": script}],
+                "tools": [{"name": "charge_card", "input_schema": schema}]}),
+            Api::Responses => json!({"model": LLAMA, "stream": stream, "input": script,
+                "tools": [{"type": "function", "name": "charge_card", "parameters": schema}]}),
+        }
+    }
+}
+
+/// What a client assembles from an answer: its reasoning, its content and each tool call's
+/// arguments.
+#[derive(Debug, Default, PartialEq)]
+struct Answer {
+    reasoning: String,
+    content: String,
+    arguments: Vec<String>,
+}
+
+fn answer_of_json(api: Api, body: &str) -> Answer {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let mut answer = Answer::default();
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    match api {
+        Api::Chat => {
+            let message = &v["choices"][0]["message"];
+            answer.reasoning = text(&message["reasoning_content"]);
+            answer.content = text(&message["content"]);
+            for call in message["tool_calls"].as_array().into_iter().flatten() {
+                answer.arguments.push(text(&call["function"]["arguments"]));
+            }
+        }
+        Api::Messages => {
+            for block in v["content"].as_array().unwrap() {
+                match block["type"].as_str().unwrap() {
+                    "thinking" => answer.reasoning.push_str(&text(&block["thinking"])),
+                    "text" => answer.content.push_str(&text(&block["text"])),
+                    "tool_use" => answer.arguments.push(block["input"].to_string()),
+                    _ => {}
+                }
+            }
+        }
+        Api::Responses => {
+            for item in v["output"].as_array().unwrap() {
+                let parts = item["content"].as_array().into_iter().flatten();
+                let joined: String = parts.map(|p| text(&p["text"])).collect();
+                match item["type"].as_str().unwrap() {
+                    "reasoning" => answer.reasoning.push_str(&joined),
+                    "message" => answer.content.push_str(&joined),
+                    "function_call" => answer.arguments.push(text(&item["arguments"])),
+                    _ => {}
+                }
+            }
+        }
+    }
+    answer
+}
+
+/// The answer a client assembles from a stream (every event must be JSON), and the error
+/// event that ended it, if one did.
+fn answer_of_stream(api: Api, body: &str) -> (Answer, Option<Value>) {
+    let mut answer = Answer::default();
+    // Anthropic block and Responses item index to what its deltas are.
+    let mut kinds: Vec<String> = Vec::new();
+    let mut error = None;
+    for event in sse::parse(body) {
+        if event.data == "[DONE]" {
+            continue;
+        }
+        let v: Value =
+            serde_json::from_str(&event.data).unwrap_or_else(|e| panic!("{e}: {:?}", event.data));
+        if v.get("error").is_some() {
+            error = Some(v);
+            continue;
+        }
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        match api {
+            Api::Chat => {
+                let delta = &v["choices"][0]["delta"];
+                answer
+                    .reasoning
+                    .push_str(&text(&delta["reasoning_content"]));
+                answer.content.push_str(&text(&delta["content"]));
+                for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                    let index = call["index"].as_u64().unwrap() as usize;
+                    if answer.arguments.len() <= index {
+                        answer.arguments.resize(index + 1, String::new());
+                    }
+                    answer.arguments[index].push_str(&text(&call["function"]["arguments"]));
+                }
+            }
+            Api::Messages | Api::Responses => {
+                let (opened, kind) = match v["type"].as_str().unwrap_or_default() {
+                    "content_block_start" => (true, text(&v["content_block"]["type"])),
+                    "response.output_item.added" => (true, text(&v["item"]["type"])),
+                    _ => (false, String::new()),
+                };
+                if opened {
+                    if kind == "tool_use" || kind == "function_call" {
+                        answer.arguments.push(String::new());
+                    }
+                    kinds.push(kind);
+                    continue;
+                }
+                let delta = if api == Api::Messages {
+                    let d = &v["delta"];
+                    text(&d["thinking"]) + &text(&d["text"]) + &text(&d["partial_json"])
+                } else if text(&v["type"]).ends_with(".delta") {
+                    text(&v["delta"])
+                } else {
+                    continue;
+                };
+                let index = v["index"].as_u64().or(v["output_index"].as_u64());
+                let Some(kind) = index.and_then(|i| kinds.get(i as usize)) else {
+                    continue;
+                };
+                match kind.as_str() {
+                    "thinking" | "reasoning" => answer.reasoning.push_str(&delta),
+                    "text" | "message" => answer.content.push_str(&delta),
+                    _ => answer.arguments.last_mut().unwrap().push_str(&delta),
+                }
+            }
+        }
+    }
+    if api == Api::Messages && error.is_none() {
+        // The stream's JSON text of `input`, as the JSON body gives it.
+        for arguments in &mut answer.arguments {
+            *arguments = serde_json::from_str::<Value>(arguments)
+                .unwrap_or_else(|e| panic!("{e}: {arguments}"))
+                .to_string();
+        }
+    }
+    (answer, error)
+}
+
+#[tokio::test]
+async fn tool_call_arguments_and_reasoning_are_redacted_in_json_and_streams() {
+    // Only system prompts are scanned in requests: the secrets reach the model, which writes
+    // them into its reasoning and a tool call's arguments.
+    let gateway = gateway(r#"["system"]"#).await;
+    let script = concat!(
+        "[[reasoning]]Card 4111 1111 1111 1111 for jane.doe@example.com, then call the tool.",
+        "[[echo]]Charging now.",
+        r#"[[tool]]{"card": "4111-1111-1111-1111", "email": "jane.doe@example.com", "note": "a\nb"}"#,
+    );
+    let reasoning = "Card [CREDIT_CARD] for [EMAIL], then call the tool.";
+    let arguments = json!({"card": "[CREDIT_CARD]", "email": "[EMAIL]", "note": "a\nb"});
+    for api in [Api::Chat, Api::Messages, Api::Responses] {
+        for stream in [false, true] {
+            let (status, body) = post(&gateway, api.path(), &api.request(script, stream)).await;
+            assert_eq!(status, 200, "{api:?} stream {stream}: {body}");
+            assert!(
+                !body.contains("4111") && !body.contains("jane"),
+                "{api:?} stream {stream}: {body}"
+            );
+            let answer = if stream {
+                let (answer, error) = answer_of_stream(api, &body);
+                assert_eq!(error, None);
+                answer
+            } else {
+                answer_of_json(api, &body)
+            };
+            assert_eq!(answer.reasoning, reasoning, "{api:?} stream {stream}");
+            assert_eq!(answer.content, "Charging now.", "{api:?} stream {stream}");
+            assert_eq!(answer.arguments.len(), 1, "{api:?} stream {stream}");
+            // The redacted arguments are still the JSON object the tool expects.
+            let parsed: Value = serde_json::from_str(&answer.arguments[0]).unwrap_or_else(|e| {
+                panic!("{api:?} stream {stream}: {e}: {}", answer.arguments[0])
+            });
+            assert_eq!(parsed, arguments, "{api:?} stream {stream}");
+        }
+    }
+    let envoy = &gateway.envoy;
+    // Six responses, each with a card and an address in its reasoning and in its arguments.
+    for rule in ["credit_card", "email"] {
+        let name = hits(rule, "redact", "response");
+        assert_eq!(envoy.stat_at_least(&name, 12).await, 12, "{name}");
+    }
+    // Counted with (or before) those hits, so handed to Envoy by now.
+    assert_eq!(
+        envoy
+            .stat_now(&hits("credit_card", "redact", "request"))
+            .await,
+        0
+    );
+    assert_eq!(
+        envoy
+            .stat_now("wasmcustom.sluice_guardrail_block_failures_total")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_key_in_tool_call_arguments_or_reasoning_blocks_the_response() {
+    let gateway = gateway(r#"["system"]"#).await;
+    let key = "AKIAIOSFODNN7EXAMPLE";
+    let in_arguments =
+        format!(r#"[[echo]]Uploading.[[tool]]{{"access_key": "{key}", "bucket": "logs"}}"#);
+    let in_reasoning =
+        format!("[[reasoning]]I will use {key} for the logs bucket.[[echo]]Uploading.");
+    let mut blocked = 0;
+    for api in [Api::Chat, Api::Messages, Api::Responses] {
+        for script in [&in_arguments, &in_reasoning] {
+            // JSON: the held response becomes the API's error.
+            let (status, body) = post(&gateway, api.path(), &api.request(script, false)).await;
+            assert_eq!(status, 400, "{api:?}: {body}");
+            assert!(
+                body.contains("aws_access_key") && !body.contains("AKIA"),
+                "{body}"
+            );
+            // A stream: what came before, then an error event in the API's format, then nothing.
+            let (status, body) = post(&gateway, api.path(), &api.request(script, true)).await;
+            assert_eq!(status, 200);
+            assert!(
+                !body.contains("AKIA") && !body.contains("logs"),
+                "{api:?}: {body}"
+            );
+            let (_, error) = answer_of_stream(api, &body);
+            let error = error.unwrap_or_else(|| panic!("{api:?}: no error event in {body}"));
+            let message = error
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            assert!(message.contains("aws_access_key"), "{error}");
+            if api == Api::Messages {
+                assert!(body.contains("event: error\n"), "{body}");
+            }
+            blocked += 2;
+        }
+    }
+    let name = hits("aws_access_key", "block", "response");
+    assert_eq!(gateway.envoy.stat_at_least(&name, blocked).await, blocked);
 }

@@ -12,7 +12,9 @@
 //! audit records name rules only.
 
 pub mod detectors;
+pub mod fail_closed;
 pub mod injection;
+pub mod json_text;
 pub mod normalize;
 mod prefix;
 mod rewrite;
@@ -25,6 +27,8 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::canonical::{CanonicalRequest, SegmentRole};
+use crate::response_text::{self, Form, Mode};
+use json_text::Lexer;
 use normalize::Normalized;
 pub use rewrite::rewrite_strings;
 pub use stream::StreamGuard;
@@ -301,6 +305,34 @@ pub enum JsonVerdict {
     Redacted(Vec<u8>),
     /// A block rule matched; its id. The response is replaced by an error.
     Blocked(String),
+}
+
+/// How a text is read: as it is, or as JSON text (tool-call arguments) read from a lexer state
+/// (`json_text`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    Plain,
+    Json(Lexer),
+}
+
+impl Reading {
+    /// How text of `kind` is read from its beginning.
+    pub fn of(kind: response_text::Kind) -> Self {
+        if kind.is_json() {
+            Self::Json(Lexer::default())
+        } else {
+            Self::Plain
+        }
+    }
+}
+
+/// What the guard decided for one complete text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextVerdict {
+    Clean,
+    Redacted(String),
+    /// A block rule matched (this rule index).
+    Blocked(usize),
 }
 
 /// The compiled guardrails of one configuration.
@@ -793,9 +825,21 @@ impl Guardrails {
         hits: &mut Hits,
         direction: Direction,
     ) -> Option<String> {
-        let mut out = String::new();
-        let mut copied = 0usize;
-        let mut changed = false;
+        self.redact_read(policy, text, findings, hits, direction, Reading::Plain)
+    }
+
+    /// `redact` for text read as `reading`: in JSON text, placeholders keep it valid JSON.
+    pub fn redact_read(
+        &self,
+        policy: &Policy,
+        text: &str,
+        findings: &[Finding],
+        hits: &mut Hits,
+        direction: Direction,
+        reading: Reading,
+    ) -> Option<String> {
+        // Spans to replace, overlapping findings merged, each with its first finding's rule.
+        let mut spans: Vec<(Range<usize>, usize)> = Vec::new();
         for finding in findings {
             let Some(mut action) = policy.action(finding.rule) else {
                 continue;
@@ -807,27 +851,95 @@ impl Guardrails {
             if action == Action::Log {
                 continue;
             }
-            let range = finding.range.clone();
-            if range.end <= copied {
-                continue;
+            match spans.last_mut() {
+                Some((span, _)) if finding.range.start < span.end => {
+                    span.end = span.end.max(finding.range.end);
+                }
+                _ => spans.push((finding.range.clone(), finding.rule)),
             }
-            let start = range.start.max(copied);
-            out.push_str(text.get(copied..start).unwrap_or_default());
-            if range.start >= copied {
-                out.push_str(
-                    self.placeholders
-                        .get(finding.rule)
-                        .map_or("[REDACTED]", String::as_str),
-                );
-            }
-            copied = range.end;
-            changed = true;
         }
-        if !changed {
+        if spans.is_empty() {
             return None;
+        }
+        let classes = match reading {
+            Reading::Plain => Vec::new(),
+            Reading::Json(lexer) => lexer.classes(text.as_bytes()),
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0usize;
+        for (span, rule) in spans {
+            let placeholder = self
+                .placeholders
+                .get(rule)
+                .map_or("[REDACTED]", String::as_str);
+            out.push_str(text.get(copied..span.start).unwrap_or_default());
+            match reading {
+                Reading::Plain => out.push_str(placeholder),
+                Reading::Json(_) => {
+                    json_text::write_redaction(&mut out, text, &classes, span.clone(), placeholder);
+                }
+            }
+            copied = span.end;
         }
         out.push_str(text.get(copied..).unwrap_or_default());
         Some(out)
+    }
+
+    /// Every finding in `text` read as `reading`, in order of position, as byte ranges of
+    /// `text`. In JSON text the detectors read the decoded view; a finding covers whole escapes
+    /// and whole bare tokens.
+    pub fn find(&self, policy: &Policy, text: &str, reading: Reading) -> Vec<Finding> {
+        let Reading::Json(lexer) = reading else {
+            return self.scan(policy, text);
+        };
+        let view = json_text::View::new(text, lexer);
+        let classes = lexer.classes(text.as_bytes());
+        let mut findings: Vec<Finding> = self
+            .scan(policy, &view.text)
+            .into_iter()
+            .map(|f| Finding {
+                rule: f.rule,
+                range: json_text::widen(&classes, view.raw_range(f.range)),
+            })
+            .collect();
+        findings.sort_by_key(|f| (f.range.start, std::cmp::Reverse(f.range.end)));
+        findings
+    }
+
+    /// `unfinished_from` for text read as `reading` (a byte offset of `text`).
+    pub fn unfinished_in(&self, policy: usize, text: &str, reading: Reading) -> usize {
+        let Reading::Json(lexer) = reading else {
+            return self.unfinished_from(policy, text);
+        };
+        let view = json_text::View::new(text, lexer);
+        let at = self.unfinished_from(policy, &view.text);
+        view.raw_at(at).min(view.covered)
+    }
+
+    /// Guards one complete text: blocked when a block rule matches (the first one found; the
+    /// other findings are not counted), else redacted when anything was.
+    pub fn guard_text(
+        &self,
+        policy: &Policy,
+        text: &str,
+        reading: Reading,
+        hits: &mut Hits,
+    ) -> TextVerdict {
+        let findings = self.find(policy, text, reading);
+        if findings.is_empty() {
+            return TextVerdict::Clean;
+        }
+        if let Some(blocking) = findings
+            .iter()
+            .find(|f| policy.action(f.rule) == Some(Action::Block))
+        {
+            hits.add(blocking.rule, Action::Block);
+            return TextVerdict::Blocked(blocking.rule);
+        }
+        match self.redact_read(policy, text, &findings, hits, Direction::Response, reading) {
+            Some(redacted) => TextVerdict::Redacted(redacted),
+            None => TextVerdict::Clean,
+        }
     }
 
     /// Checks a request against its policy: the model, the limits, then every scanned text.
@@ -916,40 +1028,54 @@ impl Guardrails {
         Ok(verdict)
     }
 
-    /// Guards the generated text of a whole JSON response (chat, completions, Anthropic
-    /// messages, Responses): blocked when a block rule matches (the first one found; the
-    /// other findings are not counted), else the new body when anything was redacted.
+    /// Guards every model-produced text of a whole JSON response (chat, completions, Anthropic
+    /// messages, Responses; `response_text` says where they are): blocked when a block rule
+    /// matches (the first one found; the other findings are not counted), else the new body
+    /// when anything was redacted, each text rewritten in place. A body that is not JSON is
+    /// guarded as one text.
     pub fn guard_json_response(
         &self,
         policy: &Policy,
         body: &[u8],
         hits: &mut Hits,
     ) -> JsonVerdict {
-        let Some(texts) = rewrite::response_texts(body) else {
-            return JsonVerdict::Unchanged;
-        };
-        let mut replacements: Vec<(String, String)> = Vec::new();
-        for text in texts {
-            let findings = self.scan(policy, &text);
-            if findings.is_empty() {
+        if !response_text::raw::is_json(body) {
+            let text = String::from_utf8_lossy(body);
+            return match self.guard_text(policy, &text, Reading::Plain, hits) {
+                TextVerdict::Clean => JsonVerdict::Unchanged,
+                TextVerdict::Redacted(text) => JsonVerdict::Redacted(text.into_bytes()),
+                TextVerdict::Blocked(rule) => JsonVerdict::Blocked(self.rule_id(rule).to_owned()),
+            };
+        }
+        let mut out: Vec<u8> = Vec::new();
+        let mut copied = 0usize;
+        for site in response_text::locate(body, Mode::Body).sites {
+            let Some(text) = site.text(body) else {
                 continue;
+            };
+            let reading = Reading::of(site.channel.kind);
+            let redacted = match self.guard_text(policy, &text, reading, hits) {
+                TextVerdict::Clean => continue,
+                TextVerdict::Blocked(rule) => {
+                    return JsonVerdict::Blocked(self.rule_id(rule).to_owned());
+                }
+                TextVerdict::Redacted(redacted) => redacted,
+            };
+            out.extend_from_slice(body.get(copied..site.value.start).unwrap_or_default());
+            match site.form {
+                // Writing a string into a Vec cannot fail.
+                Form::String => {
+                    let _ = serde_json::to_writer(&mut out, &redacted);
+                }
+                Form::Json => out.extend_from_slice(redacted.as_bytes()),
             }
-            if let Some(blocking) = findings
-                .iter()
-                .find(|f| policy.action(f.rule) == Some(Action::Block))
-            {
-                hits.add(blocking.rule, Action::Block);
-                return JsonVerdict::Blocked(self.rule_id(blocking.rule).to_owned());
-            }
-            if let Some(redacted) = self.redact(policy, &text, &findings, hits, Direction::Response)
-            {
-                replacements.push((text, redacted));
-            }
+            copied = site.value.end;
         }
-        if replacements.is_empty() {
+        if copied == 0 {
             return JsonVerdict::Unchanged;
         }
-        rewrite_strings(body, &replacements).map_or(JsonVerdict::Unchanged, JsonVerdict::Redacted)
+        out.extend_from_slice(body.get(copied..).unwrap_or_default());
+        JsonVerdict::Redacted(out)
     }
 }
 
@@ -980,6 +1106,9 @@ fn first_line(text: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod model_text_tests;
 
 #[cfg(all(test, not(target_family = "wasm")))]
 mod eval;

@@ -1,11 +1,11 @@
-//! Rewriting string values inside a JSON body without touching anything else: every string
+//! Rewriting string values inside a request body without touching anything else: every string
 //! value whose decoded text is one of the texts to replace is re-encoded with its replacement;
 //! every other byte (keys, numbers, whitespace, escapes of untouched strings, field order) stays
-//! as it was.
+//! as it was. (Responses are rewritten by position: `response_text` locates their texts.)
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use crate::response_text::raw::string_end;
 
 /// `body` with each string value equal to a `replacements` original replaced by its redacted
 /// text. `Err(i)` when replacement `i` matched no string value (the text came from a
@@ -66,123 +66,4 @@ pub fn rewrite_strings(body: &[u8], replacements: &[(String, String)]) -> Result
     }
     out.extend_from_slice(body.get(copied..).unwrap_or_default());
     Ok(out)
-}
-
-/// The end (exclusive) of the JSON string literal starting at `start` (a `"`).
-pub(crate) fn string_end(body: &[u8], start: usize) -> Option<usize> {
-    let mut i = start.checked_add(1)?;
-    loop {
-        let offset = memchr::memchr2(b'"', b'\\', body.get(i..)?)?;
-        let at = i.checked_add(offset)?;
-        if body.get(at) == Some(&b'\\') {
-            i = at.checked_add(2)?;
-        } else {
-            return at.checked_add(1);
-        }
-    }
-}
-
-#[derive(Deserialize, Default)]
-struct ResponseBody<'a> {
-    #[serde(borrow, default)]
-    choices: Vec<ResponseChoice<'a>>,
-    /// Anthropic messages.
-    #[serde(borrow, default)]
-    content: Vec<ContentBlock<'a>>,
-    /// Responses API.
-    #[serde(borrow, default)]
-    output: Vec<OutputItem<'a>>,
-}
-
-#[derive(Deserialize, Default)]
-struct ResponseChoice<'a> {
-    #[serde(borrow, default)]
-    message: Option<ResponseMessage<'a>>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize, Default)]
-struct ResponseMessage<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    refusal: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize, Default)]
-struct ContentBlock<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize, Default)]
-struct OutputItem<'a> {
-    #[serde(borrow, default)]
-    content: Vec<ContentBlock<'a>>,
-}
-
-/// A Responses API stream event that repeats text already streamed in deltas:
-/// `response.output_text.done` (`text`), `response.content_part.done` (`part.text`),
-/// `response.output_item.done` (`item.content[].text`) and `response.completed` and the like
-/// (`response.output[].content[].text`).
-#[derive(Deserialize, Default)]
-struct RepeatingEvent<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    part: Option<ContentBlock<'a>>,
-    #[serde(borrow, default)]
-    item: Option<OutputItem<'a>>,
-    #[serde(borrow, default)]
-    response: Option<ResponseBody<'a>>,
-}
-
-/// The texts a stream event (its `data:` JSON) repeats, for events that are not deltas.
-pub(crate) fn repeated_texts(data: &[u8]) -> Vec<String> {
-    if memchr::memmem::find(data, b"\"text\"").is_none() {
-        return Vec::new();
-    }
-    let Ok(event) = serde_json::from_slice::<RepeatingEvent<'_>>(data) else {
-        return Vec::new();
-    };
-    let mut texts: Vec<String> = event.text.map(Cow::into_owned).into_iter().collect();
-    texts.extend(event.part.and_then(|p| p.text).map(Cow::into_owned));
-    let items = event.item.into_iter().chain(
-        event
-            .response
-            .into_iter()
-            .flat_map(|r| r.output.into_iter()),
-    );
-    texts.extend(
-        items
-            .flat_map(|item| item.content)
-            .filter_map(|b| b.text)
-            .map(Cow::into_owned),
-    );
-    texts
-}
-
-/// The generated texts of a whole response body, or `None` when it is not such a body.
-pub(crate) fn response_texts(body: &[u8]) -> Option<Vec<String>> {
-    let parsed: ResponseBody<'_> = serde_json::from_slice(body).ok()?;
-    let mut texts = Vec::new();
-    for choice in parsed.choices {
-        if let Some(message) = choice.message {
-            texts.extend(
-                message
-                    .content
-                    .into_iter()
-                    .chain(message.refusal)
-                    .map(Cow::into_owned),
-            );
-        }
-        texts.extend(choice.text.map(Cow::into_owned));
-    }
-    let blocks = parsed
-        .content
-        .into_iter()
-        .chain(parsed.output.into_iter().flat_map(|item| item.content));
-    texts.extend(blocks.filter_map(|b| b.text).map(Cow::into_owned));
-    Some(texts)
 }

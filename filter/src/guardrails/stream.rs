@@ -1,42 +1,56 @@
 //! Guarding a streamed response (server-sent events) as it passes.
 //!
-//! The generated text of every event (OpenAI chat `choices[i].delta.content`, completions
-//! `choices[i].text`, Anthropic `delta.text`, Responses `response.output_text.delta`) goes into
-//! a hold-back buffer of its choice, so detectors see text that spans events and chunks. After
-//! each event the buffer releases, redacted, everything before the earliest place where a
-//! match could still be unfinished (see `prefix`): for ordinary prose that is the last partial
-//! word, so the client gets text about a word behind the model. Nothing is held further back
-//! than `max_holdback` bytes: a match (or a match's beginning) longer than that may leave
-//! partly unredacted, except private keys (below).
+//! Every model-produced text of an event (`response_text` says where: answer, reasoning,
+//! refusal, tool-call arguments, in every API's shape) goes into the hold-back buffer of its
+//! channel, so detectors see text that spans events and chunks: one channel per choice and kind
+//! of text (the answer, the reasoning) and per tool call, Anthropic content block or Responses
+//! output item and part. Texts of different channels are never read as one. After each event
+//! a channel releases, redacted, everything before the earliest place where a match could
+//! still be unfinished (see `prefix`): for ordinary prose that is the last partial word, so
+//! the client gets text about a word behind the model. Nothing is held further back than
+//! `max_holdback` bytes: a match (or a match's beginning) longer than that may leave partly
+//! unredacted, except private keys (below).
 //!
-//! Released text goes out in the event that brought the newest text (events whose text is
-//! still held carry an empty string), so the SSE framing and every event's JSON stay valid. At
-//! the end of a choice's text (a finish reason) its buffer is released whole; any event carrying
-//! no text (a usage chunk, `content_block_stop`, `[DONE]`) releases every buffer, each in one
-//! more event shaped like that choice's last text event.
+//! Tool-call arguments are JSON text and read as such (`json_text`): escapes decoded for the
+//! detectors, redactions that keep it valid JSON, cuts that never split an escape.
 //!
-//! Choices (`n` > 1) interleave: each of the first `MAX_CHOICES` choice indexes has its own
-//! buffer; text of a choice beyond that is redacted event by event, without the hold-back (a
-//! match split across two of its events is not seen).
+//! Released text goes out in the event that brought the newest text of its channel (events
+//! whose text is still held carry an empty string), so the SSE framing and every event's JSON
+//! stay valid. At the end of a choice's text (a finish reason) its channels are released
+//! whole; any event carrying no streamed text (a usage chunk, `content_block_stop`, a Responses
+//! `.done` event, `[DONE]`) releases every channel first, each in one more event carrying only
+//! that channel's text (`response_text::lone_event`: nothing an SDK would concatenate twice).
+//! Texts that come whole (tool names, Anthropic block openings, the Responses API's repeats of
+//! streamed text) are guarded on their own; an event whose data is not JSON is guarded as one
+//! text.
+//!
+//! The first `MAX_CHANNELS` channels in use have their own buffer (a channel whose choice
+//! finished, or with nothing held, gives its place up when needed); text of a channel beyond
+//! that is redacted event by event, without the hold-back (a match split across two of its
+//! events is not seen).
 //!
 //! A block rule cannot change the status of a stream that has started: the text before its
 //! match is released, then the stream ends for the client with an error event in the API's
 //! format (OpenAI: a `data:` line with `{"error": {...}}`, which the OpenAI SDKs raise as an
 //! error; Anthropic: `event: error`), and whatever the upstream still sends is dropped.
 //!
-//! Memory is bounded: per choice at most `max_holdback` plus one event's text, plus a short
-//! window of released text kept as context for the detectors' look-behind. A PEM private key
-//! is followed to its end marker and withheld entirely.
+//! Memory is bounded: per channel at most `max_holdback` plus one event's text and a copy of
+//! the last event that brought held text, plus a short window of released text kept as context
+//! for the detectors' look-behind. A PEM private key is followed to its end marker and
+//! withheld entirely. An event larger than `sse::MAX_EVENT_BYTES` cannot be parsed and passes
+//! unread.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
-use super::rewrite::string_end;
-use super::{Action, Direction, Guardrails, Hits};
+use super::json_text::{self, Lexer};
+use super::{Action, Direction, Finding, Guardrails, Hits, Reading, TextVerdict};
 use crate::error::{ApiFlavor, GatewayError};
+use crate::response_text::{self, Channel, Flow, Form, Mode, Site};
 use crate::usage::sse::{Piece, SseSplitter};
 
-/// Choice indexes with their own hold-back buffer.
-pub const MAX_CHOICES: usize = 16;
+/// Channels with their own hold-back buffer at once.
+pub const MAX_CHANNELS: usize = 16;
 
 /// Bytes of released text kept for the detectors' look-behind (`\b`, "not after a digit").
 const CONTEXT_BYTES: usize = 32;
@@ -47,7 +61,7 @@ pub struct StreamGuard {
     policy: usize,
     max_holdback: usize,
     splitter: SseSplitter,
-    choices: Vec<ChoiceText>,
+    channels: Vec<ChannelText>,
     /// The error format of the API called, for the error event that ends a blocked stream.
     flavor: ApiFlavor,
     /// A block rule matched (this one): the error event has been sent and nothing more goes
@@ -56,37 +70,136 @@ pub struct StreamGuard {
     pub hits: Hits,
 }
 
-/// The hold-back state of one choice.
-#[derive(Debug, Default)]
-struct ChoiceText {
-    index: u64,
-    /// Generated text received and not yet released.
+/// The hold-back state of one channel.
+#[derive(Debug)]
+struct ChannelText {
+    channel: Channel,
+    /// Text received and not yet released.
     pending: String,
     /// The end of the released text (original, not redacted), for look-behind.
     context: String,
-    /// The last text event split around its text value, to release what is left at the end.
-    template: Option<(Vec<u8>, Vec<u8>)>,
+    /// JSON text (tool arguments): where `context` and `pending` start, lexically.
+    json: Option<JsonStarts>,
+    /// The last event that brought text still pending, to send that text in an event of its own.
+    last_event: Option<LastEvent>,
     /// Inside a private key whose end marker has not come yet: withhold text until it does.
     in_private_key: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Step<'a> {
-    Key(&'a str),
-    Index(usize),
+#[derive(Debug, Clone, Copy, Default)]
+struct JsonStarts {
+    context: Lexer,
+    pending: Lexer,
 }
 
-const TEXT_PATHS: &[&[Step<'static>]] = &[
-    &[
-        Step::Key("choices"),
-        Step::Index(0),
-        Step::Key("delta"),
-        Step::Key("content"),
-    ],
-    &[Step::Key("choices"), Step::Index(0), Step::Key("text")],
-    &[Step::Key("delta"), Step::Key("text")],
-    &[Step::Key("delta")],
-];
+#[derive(Debug)]
+struct LastEvent {
+    /// The raw event.
+    raw: Vec<u8>,
+    site: Site,
+}
+
+/// One raw event's data (its data lines joined with `\n`).
+struct SseParts<'a> {
+    raw: &'a [u8],
+    data: Cow<'a, [u8]>,
+    /// The value of the event's only data line, when it has exactly one.
+    single: Option<Range<usize>>,
+    has_data: bool,
+}
+
+impl SseParts<'_> {
+    /// The event's lines other than data (`event: ...`), each ending with `\n`.
+    fn head(&self) -> Vec<u8> {
+        let mut head = Vec::new();
+        for line in self.raw.split(|&b| b == b'\n' || b == b'\r') {
+            if !line.is_empty() && !line.starts_with(b"data:") {
+                head.extend_from_slice(line);
+                head.push(b'\n');
+            }
+        }
+        head
+    }
+}
+
+fn split_event(raw: &[u8]) -> SseParts<'_> {
+    let mut parts = SseParts {
+        raw,
+        data: Cow::Borrowed(&[]),
+        single: None,
+        has_data: false,
+    };
+    let mut at = 0usize;
+    let mut lines = 0usize;
+    for line in raw.split(|&b| b == b'\n' || b == b'\r') {
+        let start = at;
+        at = at.saturating_add(line.len()).saturating_add(1);
+        let Some(value) = line.strip_prefix(b"data:") else {
+            continue;
+        };
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        lines = lines.saturating_add(1);
+        if parts.has_data {
+            let mut joined = std::mem::take(&mut parts.data).into_owned();
+            joined.push(b'\n');
+            joined.extend_from_slice(value);
+            parts.data = Cow::Owned(joined);
+        } else {
+            parts.data = Cow::Borrowed(value);
+            let begin = start.saturating_add(line.len()).saturating_sub(value.len());
+            parts.single = Some(begin..start.saturating_add(line.len()));
+        }
+        parts.has_data = true;
+    }
+    if lines > 1 {
+        parts.single = None;
+    }
+    parts
+}
+
+/// An event with `head`'s lines and `data` (one data line per line of it).
+fn write_event(out: &mut Vec<u8>, head: &[u8], data: &[u8]) {
+    out.extend_from_slice(head);
+    for line in data.split(|&b| b == b'\n' || b == b'\r') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+/// The event of `parts` with its data replaced by `data`: the same bytes around a single data
+/// line.
+fn rewrite_event(out: &mut Vec<u8>, parts: &SseParts<'_>, data: &[u8]) {
+    match &parts.single {
+        Some(range) if !data.contains(&b'\n') && !data.contains(&b'\r') => {
+            out.extend_from_slice(parts.raw.get(..range.start).unwrap_or_default());
+            out.extend_from_slice(data);
+            out.extend_from_slice(parts.raw.get(range.end..).unwrap_or_default());
+        }
+        _ => write_event(out, &parts.head(), data),
+    }
+}
+
+/// An event carrying only `text`, in `last`'s channel and shape.
+fn write_alone(out: &mut Vec<u8>, last: &LastEvent, text: &str) {
+    let parts = split_event(&last.raw);
+    let Some((mut json, after)) = response_text::lone_event(&parts.data, &last.site) else {
+        return;
+    };
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut json, text);
+    json.extend_from_slice(&after);
+    write_event(out, &parts.head(), &json);
+}
+
+/// How a redacted text is written back where it was.
+fn encode(form: Form, text: &str) -> Vec<u8> {
+    match form {
+        Form::String => serde_json::to_vec(text).unwrap_or_default(),
+        Form::Json => text.as_bytes().to_vec(),
+    }
+}
 
 impl StreamGuard {
     pub fn new(policy: usize, max_holdback: usize, flavor: ApiFlavor) -> Self {
@@ -94,7 +207,7 @@ impl StreamGuard {
             policy,
             max_holdback: max_holdback.max(1),
             splitter: SseSplitter::default(),
-            choices: Vec::new(),
+            channels: Vec::new(),
             flavor,
             blocked: None,
             hits: Hits::default(),
@@ -124,19 +237,19 @@ impl StreamGuard {
         out.extend_from_slice(b"\n\n");
         self.blocked = Some(rule);
         self.splitter = SseSplitter::default();
-        self.choices.clear();
+        self.channels.clear();
     }
 
     /// Bytes held back (partial events and unreleased text).
     pub fn held(&self) -> usize {
-        self.choices.iter().fold(self.splitter.held(), |sum, c| {
+        self.channels.iter().fold(self.splitter.held(), |sum, c| {
             sum.saturating_add(c.pending.len())
         })
     }
 
-    /// Unreleased text bytes of every choice.
+    /// Unreleased text bytes of every channel.
     pub fn held_text(&self) -> usize {
-        self.choices
+        self.channels
             .iter()
             .fold(0usize, |sum, c| sum.saturating_add(c.pending.len()))
     }
@@ -154,7 +267,7 @@ impl StreamGuard {
                 return out;
             }
             match piece {
-                Piece::Event(raw) => self.event(guardrails, raw, &mut out),
+                Piece::Event(raw) => self.event(guardrails, &raw, &mut out),
                 Piece::Raw(raw) => {
                     // An event too large to parse: release what is held, then pass it on.
                     self.flush(guardrails, &mut out);
@@ -165,140 +278,166 @@ impl StreamGuard {
         if end && self.blocked.is_none() {
             let rest = self.splitter.finish();
             if !rest.is_empty() {
-                self.event(guardrails, rest, &mut out);
+                self.event(guardrails, &rest, &mut out);
             }
             self.flush(guardrails, &mut out);
         }
         out
     }
 
-    fn event(&mut self, guardrails: &Guardrails, raw: Vec<u8>, out: &mut Vec<u8>) {
-        let Some(located) = locate_text(&raw) else {
+    fn event(&mut self, guardrails: &Guardrails, raw: &[u8], out: &mut Vec<u8>) {
+        let parts = split_event(raw);
+        let data: &[u8] = &parts.data;
+        let policy = guardrails.response_policy(self.policy);
+        let (Some(policy), true, false) = (policy, parts.has_data, data == b"[DONE]") else {
             self.flush(guardrails, out);
             if self.blocked.is_none() {
-                let raw = self.repeated(guardrails, raw, out);
-                out.extend_from_slice(&raw);
+                out.extend_from_slice(raw);
             }
             return;
         };
-        let Some(literal) = raw.get(located.text.clone()) else {
-            out.extend_from_slice(&raw);
-            return;
-        };
-        let Ok(text) = serde_json::from_slice::<String>(literal) else {
+        let located = response_text::locate(data, Mode::Event);
+        // Each text decoded; a string that does not decode leaves the event unread as JSON.
+        let texts: Option<Vec<Cow<'_, str>>> =
+            located.sites.iter().map(|site| site.text(data)).collect();
+        let (true, Some(texts)) = (located.complete, texts) else {
+            // Not a JSON object: its data is read as one text.
             self.flush(guardrails, out);
-            out.extend_from_slice(&raw);
+            if self.blocked.is_some() {
+                return;
+            }
+            let text = String::from_utf8_lossy(data);
+            match guardrails.guard_text(policy, &text, Reading::Plain, &mut self.hits) {
+                TextVerdict::Clean => out.extend_from_slice(raw),
+                TextVerdict::Redacted(text) => rewrite_event(out, &parts, text.as_bytes()),
+                TextVerdict::Blocked(rule) => self.block(rule, guardrails, out),
+            }
             return;
         };
-        let before = raw.get(..located.text.start).unwrap_or_default();
-        let after = raw.get(located.text.end..).unwrap_or_default();
-        let slot = match self.choices.iter().position(|c| c.index == located.index) {
-            Some(slot) => Some(slot),
-            None if self.choices.len() < MAX_CHOICES => {
-                self.choices.push(ChoiceText {
-                    index: located.index,
-                    ..ChoiceText::default()
-                });
-                self.choices.len().checked_sub(1)
+        if !located.sites.iter().any(|s| s.flow == Flow::Delta) {
+            self.flush(guardrails, out);
+            if self.blocked.is_some() {
+                return;
             }
-            None => None,
-        };
-        let (policy, max_holdback) = (self.policy, self.max_holdback);
-        let (released, blocked) = match slot.and_then(|slot| self.choices.get_mut(slot)) {
-            Some(choice) => {
-                choice.pending.push_str(&text);
-                choice.template = Some((before.to_vec(), after.to_vec()));
-                choice.release(
-                    guardrails,
-                    policy,
-                    max_holdback,
-                    located.last,
-                    &mut self.hits,
-                )
-            }
-            // Past the tracked choices: guard this event's text on its own.
-            None => {
-                let mut choice = ChoiceText {
-                    pending: text,
-                    ..ChoiceText::default()
-                };
-                choice.release(guardrails, policy, max_holdback, true, &mut self.hits)
-            }
-        };
-        if blocked.is_none() || !released.is_empty() {
-            out.extend_from_slice(before);
-            let _ = serde_json::to_writer(&mut *out, &released);
-            out.extend_from_slice(after);
         }
-        if let Some(rule) = blocked {
-            self.block(rule, guardrails, out);
-        }
-    }
-
-    /// An event that is not a delta but repeats generated text (the Responses API's `.done`
-    /// and `response.completed` events): its texts redacted as whole texts (their hits were
-    /// counted in the deltas), or the stream blocked.
-    fn repeated(&mut self, guardrails: &Guardrails, raw: Vec<u8>, out: &mut Vec<u8>) -> Vec<u8> {
-        let Some(data) = data_line(&raw) else {
-            return raw;
-        };
-        let Some(json) = raw.get(data.clone()) else {
-            return raw;
-        };
-        let texts = super::rewrite::repeated_texts(json);
-        let Some(policy) = guardrails.response_policy(self.policy) else {
-            return raw;
-        };
-        let mut replacements = Vec::new();
-        for text in texts {
-            let findings = guardrails.scan(policy, &text);
-            if let Some(blocking) = findings
-                .iter()
-                .find(|f| policy.action(f.rule) == Some(Action::Block))
-            {
-                self.block(blocking.rule, guardrails, out);
-                return Vec::new();
+        let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+        for (site, text) in located.sites.iter().zip(texts) {
+            let reading = Reading::of(site.channel.kind);
+            if site.flow == Flow::Delta {
+                let last = located.finished.contains(&site.channel.item);
+                let (released, blocked) = self.delta(guardrails, raw, site, &text, last);
+                if let Some(rule) = blocked {
+                    if !released.is_empty() {
+                        let last = LastEvent {
+                            raw: raw.to_vec(),
+                            site: site.clone(),
+                        };
+                        write_alone(out, &last, &released);
+                    }
+                    self.block(rule, guardrails, out);
+                    return;
+                }
+                if released != text {
+                    edits.push((site.value.clone(), encode(Form::String, &released)));
+                }
+                continue;
             }
+            // A whole text: guarded on its own; a repeat's hits were counted in its deltas.
             let mut uncounted = Hits::default();
-            if let Some(redacted) = guardrails.redact(
-                policy,
-                &text,
-                &findings,
-                &mut uncounted,
-                Direction::Response,
-            ) {
-                replacements.push((text, redacted));
+            let hits = if site.flow == Flow::Whole {
+                &mut self.hits
+            } else {
+                &mut uncounted
+            };
+            match guardrails.guard_text(policy, &text, reading, hits) {
+                TextVerdict::Clean => {}
+                TextVerdict::Redacted(redacted) => {
+                    edits.push((site.value.clone(), encode(site.form, &redacted)));
+                }
+                TextVerdict::Blocked(rule) => {
+                    self.block(rule, guardrails, out);
+                    return;
+                }
             }
         }
-        if replacements.is_empty() {
-            return raw;
+        // A finished choice's channels were released whole: their places are free.
+        if !located.finished.is_empty() {
+            self.channels
+                .retain(|c| !located.finished.contains(&c.channel.item) || !c.pending.is_empty());
         }
-        let Ok(rewritten) = super::rewrite_strings(json, &replacements) else {
-            return raw;
-        };
-        let mut event = raw.get(..data.start).unwrap_or_default().to_vec();
-        event.extend_from_slice(&rewritten);
-        event.extend_from_slice(raw.get(data.end..).unwrap_or_default());
-        event
+        if edits.is_empty() {
+            out.extend_from_slice(raw);
+            return;
+        }
+        let mut rewritten = Vec::with_capacity(data.len());
+        let mut copied = 0usize;
+        for (range, bytes) in edits {
+            rewritten.extend_from_slice(data.get(copied..range.start).unwrap_or_default());
+            rewritten.extend_from_slice(&bytes);
+            copied = range.end;
+        }
+        rewritten.extend_from_slice(data.get(copied..).unwrap_or_default());
+        rewrite_event(out, &parts, &rewritten);
     }
 
-    /// Releases everything held, per choice in an event shaped like its last text event.
+    /// A piece of a channel's text: what of the channel may leave now, and the rule that
+    /// blocks the stream if one matched.
+    fn delta(
+        &mut self,
+        guardrails: &Guardrails,
+        raw: &[u8],
+        site: &Site,
+        text: &str,
+        last: bool,
+    ) -> (String, Option<usize>) {
+        let (policy, max_holdback) = (self.policy, self.max_holdback);
+        let Some(slot) = self.slot(site.channel) else {
+            // Past the tracked channels: guard this piece on its own.
+            let mut alone = ChannelText::new(site.channel);
+            alone.pending.push_str(text);
+            return alone.release(guardrails, policy, max_holdback, true, &mut self.hits);
+        };
+        let Some(channel) = self.channels.get_mut(slot) else {
+            return (String::new(), None);
+        };
+        channel.pending.push_str(text);
+        let released = channel.release(guardrails, policy, max_holdback, last, &mut self.hits);
+        channel.last_event = (!channel.pending.is_empty()).then(|| LastEvent {
+            raw: raw.to_vec(),
+            site: site.clone(),
+        });
+        released
+    }
+
+    /// The buffer of `channel`: its own, a new one, or one given up by an idle channel.
+    fn slot(&mut self, channel: Channel) -> Option<usize> {
+        if let Some(slot) = self.channels.iter().position(|c| c.channel == channel) {
+            return Some(slot);
+        }
+        if self.channels.len() < MAX_CHANNELS {
+            self.channels.push(ChannelText::new(channel));
+            return self.channels.len().checked_sub(1);
+        }
+        let idle = self.channels.iter().position(|c| c.pending.is_empty())?;
+        let slot = self.channels.get_mut(idle)?;
+        *slot = ChannelText::new(channel);
+        Some(idle)
+    }
+
+    /// Releases everything held, each channel in an event of its own.
     fn flush(&mut self, guardrails: &Guardrails, out: &mut Vec<u8>) {
         let (policy, max_holdback) = (self.policy, self.max_holdback);
         let mut blocked = None;
-        for choice in &mut self.choices {
-            if choice.pending.is_empty() {
+        for channel in &mut self.channels {
+            if channel.pending.is_empty() {
                 continue;
             }
             let (released, block) =
-                choice.release(guardrails, policy, max_holdback, true, &mut self.hits);
-            if let Some((before, after)) = &choice.template {
-                if !released.is_empty() {
-                    out.extend_from_slice(before);
-                    let _ = serde_json::to_writer(&mut *out, &released);
-                    out.extend_from_slice(after);
-                }
+                channel.release(guardrails, policy, max_holdback, true, &mut self.hits);
+            if let (Some(last), false) = (&channel.last_event, released.is_empty()) {
+                write_alone(out, last, &released);
             }
+            channel.last_event = None;
             if block.is_some() {
                 blocked = block;
                 break;
@@ -318,7 +457,56 @@ fn floor_char_boundary(text: &str, mut at: usize) -> usize {
     at
 }
 
-impl ChoiceText {
+impl ChannelText {
+    fn new(channel: Channel) -> Self {
+        Self {
+            channel,
+            pending: String::new(),
+            context: String::new(),
+            json: channel.kind.is_json().then(JsonStarts::default),
+            last_event: None,
+            in_private_key: false,
+        }
+    }
+
+    fn pending_reading(&self) -> Reading {
+        self.json
+            .map_or(Reading::Plain, |j| Reading::Json(j.pending))
+    }
+
+    fn context_reading(&self) -> Reading {
+        self.json
+            .map_or(Reading::Plain, |j| Reading::Json(j.context))
+    }
+
+    /// The last place at or before `at` where `pending` may be cut: a character boundary, in
+    /// JSON text outside an escape (and, with `whole_tokens`, outside a bare token).
+    fn floor(&self, at: usize, whole_tokens: bool) -> usize {
+        match self.json {
+            None => floor_char_boundary(&self.pending, at),
+            Some(j) => json_text::floor_boundary(&self.pending, j.pending, at, whole_tokens),
+        }
+    }
+
+    /// Drops `pending[..at]` without releasing it (a private key's body).
+    fn drop_front(&mut self, at: usize) {
+        let dropped = self.pending.get(..at).unwrap_or_default();
+        if let Some(j) = &mut self.json {
+            j.pending = j.pending.after(dropped.as_bytes());
+            if self.context.is_empty() {
+                j.context = j.pending;
+            }
+        }
+        self.pending = self.pending.get(at..).unwrap_or_default().to_owned();
+    }
+
+    fn clear_context(&mut self) {
+        self.context.clear();
+        if let Some(j) = &mut self.json {
+            j.context = j.pending;
+        }
+    }
+
     /// The text that may leave now (all of it when `all`), redacted, and the rule that
     /// blocks the stream when a block rule matched (the text is then what came before it).
     fn release(
@@ -330,7 +518,10 @@ impl ChoiceText {
         hits: &mut Hits,
     ) -> (String, Option<usize>) {
         let Some(policy) = guardrails.response_policy(policy_index) else {
-            return (std::mem::take(&mut self.pending), None);
+            let len = self.pending.len();
+            let text = self.pending.clone();
+            self.drop_front(len);
+            return (text, None);
         };
         let mut prefix = String::new();
         if self.in_private_key && !self.skip_private_key(all) {
@@ -338,13 +529,13 @@ impl ChoiceText {
         }
         let len = self.pending.len();
         // Never hold more than the bound.
-        let floor = floor_char_boundary(&self.pending, len.saturating_sub(max_holdback));
+        let floor = self.floor(len.saturating_sub(max_holdback), false);
         let mut cut = if all {
             len
         } else {
             // Hold from where a match could still be unfinished.
             guardrails
-                .unfinished_from(policy_index, &self.pending)
+                .unfinished_in(policy_index, &self.pending, self.pending_reading())
                 .max(floor)
         };
         if cut == 0 {
@@ -355,11 +546,11 @@ impl ChoiceText {
         let mut window = String::with_capacity(offset.saturating_add(len));
         window.push_str(&self.context);
         window.push_str(&self.pending);
-        let findings: Vec<super::Finding> = guardrails
-            .scan(policy, &window)
+        let findings: Vec<Finding> = guardrails
+            .find(policy, &window, self.context_reading())
             .into_iter()
             .filter(|f| f.range.end > offset)
-            .map(|f| super::Finding {
+            .map(|f| Finding {
                 rule: f.rule,
                 range: f.range.start.saturating_sub(offset)..f.range.end.saturating_sub(offset),
             })
@@ -386,7 +577,15 @@ impl ChoiceText {
                 None => break,
             }
         }
-        cut = floor_char_boundary(&self.pending, cut);
+        if !(all && cut >= len) {
+            // In JSON text, never inside an escape, nor inside a number unless the bound says so.
+            let whole = self.floor(cut, true);
+            cut = if whole >= floor {
+                whole
+            } else {
+                self.floor(cut, false)
+            };
+        }
         if cut == 0 {
             return (prefix, None);
         }
@@ -394,6 +593,7 @@ impl ChoiceText {
             .into_iter()
             .filter(|f| f.range.end <= cut)
             .collect();
+        let reading = self.pending_reading();
         // A block rule: release what comes before its match, then the stream ends.
         if let Some(blocking) = inside
             .iter()
@@ -401,11 +601,18 @@ impl ChoiceText {
             .cloned()
         {
             hits.add(blocking.rule, Action::Block);
-            let start = floor_char_boundary(&self.pending, blocking.range.start);
+            let start = self.floor(blocking.range.start, false);
             inside.retain(|f| f.range.end <= start);
             let released = self.pending.get(..start).unwrap_or_default();
             let text = guardrails
-                .redact(policy, released, &inside, hits, Direction::Response)
+                .redact_read(
+                    policy,
+                    released,
+                    &inside,
+                    hits,
+                    Direction::Response,
+                    reading,
+                )
                 .unwrap_or_else(|| released.to_owned());
             self.pending.clear();
             prefix.push_str(&text);
@@ -420,14 +627,20 @@ impl ChoiceText {
                 && !contains_end_marker(released.get(f.range.clone()).unwrap_or_default())
         });
         let text = guardrails
-            .redact(policy, released, &inside, hits, Direction::Response)
+            .redact_read(
+                policy,
+                released,
+                &inside,
+                hits,
+                Direction::Response,
+                reading,
+            )
             .unwrap_or_else(|| released.to_owned());
         self.remember(cut);
-        self.pending = self.pending.get(cut..).unwrap_or_default().to_owned();
         prefix.push_str(&text);
         if opens_key {
             self.in_private_key = true;
-            self.context.clear();
+            self.clear_context();
             if self.skip_private_key(all) {
                 let (rest, blocked) =
                     self.release(guardrails, policy_index, max_holdback, all, hits);
@@ -438,19 +651,28 @@ impl ChoiceText {
             }
         }
         if all {
-            self.context.clear();
+            self.clear_context();
         }
         (prefix, None)
     }
 
-    /// Keeps the end of `pending[..cut]` (about to be released) as context.
+    /// Moves `pending[..cut]` (being released) out, keeping its end as context.
     fn remember(&mut self, cut: usize) {
         let released = self.pending.get(..cut).unwrap_or_default();
         self.context.push_str(released);
-        let drop = floor_char_boundary(
-            &self.context,
-            self.context.len().saturating_sub(CONTEXT_BYTES),
-        );
+        if let Some(j) = &mut self.json {
+            j.pending = j.pending.after(released.as_bytes());
+        }
+        self.pending = self.pending.get(cut..).unwrap_or_default().to_owned();
+        let keep_from = self.context.len().saturating_sub(CONTEXT_BYTES);
+        let drop = match self.json {
+            None => floor_char_boundary(&self.context, keep_from),
+            Some(j) => json_text::floor_boundary(&self.context, j.context, keep_from, false),
+        };
+        if let Some(j) = &mut self.json {
+            let dropped = self.context.get(..drop).unwrap_or_default();
+            j.context = j.context.after(dropped.as_bytes());
+        }
         self.context = self.context.get(drop..).unwrap_or_default().to_owned();
     }
 
@@ -459,14 +681,14 @@ impl ChoiceText {
     fn skip_private_key(&mut self, all: bool) -> bool {
         let lower = self.pending.to_ascii_lowercase();
         if let Some(end) = end_marker(&lower) {
-            self.pending = self.pending.get(end..).unwrap_or_default().to_owned();
+            self.drop_front(end);
             self.in_private_key = false;
             return true;
         }
         // Keep a tail that may hold the start of a split end marker.
         let keep = if all { 0 } else { 48 };
-        let cut = floor_char_boundary(&self.pending, self.pending.len().saturating_sub(keep));
-        self.pending = self.pending.get(cut..).unwrap_or_default().to_owned();
+        let cut = self.floor(self.pending.len().saturating_sub(keep), false);
+        self.drop_front(cut);
         if all {
             self.in_private_key = false;
         }
@@ -486,199 +708,4 @@ fn end_marker(lower: &str) -> Option<usize> {
     start
         .checked_add(close)?
         .checked_add("private key-----".len())
-}
-
-struct Located {
-    /// The text's string literal in the raw event.
-    text: Range<usize>,
-    /// The event ends its choice's text (a non-null `finish_reason`).
-    last: bool,
-    /// The choice the text belongs to (0 for APIs without choices).
-    index: u64,
-}
-
-/// Finds the generated text of one raw SSE event (a single `data:` line of JSON).
-fn locate_text(raw: &[u8]) -> Option<Located> {
-    let data = data_line(raw)?;
-    let json = raw.get(data.clone())?;
-    for path in TEXT_PATHS {
-        let Some(range) = locate(json, path) else {
-            continue;
-        };
-        if json.get(range.start) != Some(&b'"') {
-            continue;
-        }
-        let finish = locate(
-            json,
-            &[
-                Step::Key("choices"),
-                Step::Index(0),
-                Step::Key("finish_reason"),
-            ],
-        );
-        let last = finish.is_some_and(|r| json.get(r).is_some_and(|v| v != b"null"));
-        let index = locate(
-            json,
-            &[Step::Key("choices"), Step::Index(0), Step::Key("index")],
-        );
-        let index = index
-            .and_then(|r| json.get(r))
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        return Some(Located {
-            text: data.start.checked_add(range.start)?..data.start.checked_add(range.end)?,
-            last,
-            index,
-        });
-    }
-    None
-}
-
-/// The value range of the event's only `data:` line.
-fn data_line(raw: &[u8]) -> Option<Range<usize>> {
-    let mut found = None;
-    let mut at = 0usize;
-    for line in raw.split(|&b| b == b'\n' || b == b'\r') {
-        let start = at;
-        at = at.checked_add(line.len())?.checked_add(1)?;
-        if let Some(value) = line.strip_prefix(b"data:") {
-            if found.is_some() {
-                return None;
-            }
-            let skip = usize::from(value.first() == Some(&b' '));
-            let begin = start.checked_add(5)?.checked_add(skip)?;
-            found = Some(begin..start.checked_add(line.len())?);
-        }
-    }
-    found
-}
-
-fn skip_ws(json: &[u8], mut i: usize) -> usize {
-    while json.get(i).is_some_and(u8::is_ascii_whitespace) {
-        i = i.saturating_add(1);
-    }
-    i
-}
-
-/// The end of the JSON value starting at `i`.
-fn value_end(json: &[u8], i: usize) -> Option<usize> {
-    match json.get(i)? {
-        b'"' => string_end(json, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            loop {
-                match json.get(j)? {
-                    b'"' => {
-                        j = string_end(json, j)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth = depth.checked_add(1)?,
-                    b'}' | b']' => {
-                        depth = depth.checked_sub(1)?;
-                        if depth == 0 {
-                            return j.checked_add(1);
-                        }
-                    }
-                    _ => {}
-                }
-                j = j.checked_add(1)?;
-            }
-        }
-        _ => {
-            let mut j = i;
-            while json
-                .get(j)
-                .is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace())
-            {
-                j = j.checked_add(1)?;
-            }
-            Some(j)
-        }
-    }
-}
-
-/// The byte range of the value at `path` in a JSON document.
-fn locate(json: &[u8], path: &[Step<'_>]) -> Option<Range<usize>> {
-    let mut i = skip_ws(json, 0);
-    for step in path {
-        match (step, json.get(i)?) {
-            (Step::Key(key), b'{') => {
-                i = skip_ws(json, i.checked_add(1)?);
-                loop {
-                    if json.get(i)? != &b'"' {
-                        return None;
-                    }
-                    let key_end = string_end(json, i)?;
-                    let name = json.get(i.checked_add(1)?..key_end.checked_sub(1)?)?;
-                    i = skip_ws(json, key_end);
-                    if json.get(i)? != &b':' {
-                        return None;
-                    }
-                    i = skip_ws(json, i.checked_add(1)?);
-                    if name == key.as_bytes() {
-                        break;
-                    }
-                    i = skip_ws(json, value_end(json, i)?);
-                    match json.get(i)? {
-                        b',' => i = skip_ws(json, i.checked_add(1)?),
-                        _ => return None,
-                    }
-                }
-            }
-            (Step::Index(n), b'[') => {
-                i = skip_ws(json, i.checked_add(1)?);
-                for _ in 0..*n {
-                    i = skip_ws(json, value_end(json, i)?);
-                    match json.get(i)? {
-                        b',' => i = skip_ws(json, i.checked_add(1)?),
-                        _ => return None,
-                    }
-                }
-                if json.get(i)? == &b']' {
-                    return None;
-                }
-            }
-            _ => return None,
-        }
-    }
-    Some(i..value_end(json, i)?)
-}
-
-#[cfg(test)]
-mod tests {
-    #[cfg(target_family = "wasm")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    use super::{Step, locate};
-
-    #[test]
-    fn locates_values_by_path() {
-        let json = br#"{"id":"x","choices":[{"index":0,"delta":{"role":"a","content":"hi \"there\""},"finish_reason":null}]}"#;
-        let at = |path: &[Step<'_>]| {
-            locate(json, path).map(|r| String::from_utf8_lossy(&json[r]).into_owned())
-        };
-        assert_eq!(
-            at(&[
-                Step::Key("choices"),
-                Step::Index(0),
-                Step::Key("delta"),
-                Step::Key("content")
-            ])
-            .as_deref(),
-            Some(r#""hi \"there\"""#)
-        );
-        assert_eq!(
-            at(&[
-                Step::Key("choices"),
-                Step::Index(0),
-                Step::Key("finish_reason")
-            ])
-            .as_deref(),
-            Some("null")
-        );
-        assert_eq!(at(&[Step::Key("choices"), Step::Index(1)]), None);
-        assert_eq!(at(&[Step::Key("nope")]), None);
-    }
 }

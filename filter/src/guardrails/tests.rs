@@ -635,7 +635,7 @@ fn each_choice_has_its_own_hold_back() {
 #[test]
 fn choices_past_the_cap_are_guarded_event_by_event() {
     let g = guardrails();
-    let mut texts: Vec<String> = (0..stream::MAX_CHOICES)
+    let mut texts: Vec<String> = (0..stream::MAX_CHANNELS)
         .map(|i| format!("choice {i} mail bob@example.com ok"))
         .collect();
     texts.push("extra mail bob@example.com ok".to_owned());

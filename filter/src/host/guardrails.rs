@@ -5,6 +5,10 @@
 //! Host calls: none for a request without hits (the scan is guest-only; the response body is
 //! read once by token accounting and rewritten only when something changed); one filter-state
 //! write per request with hits. Counters are gathered in guest memory until the root tick.
+//!
+//! The guard's writes go through `EnvoyResponse` (`ffi`, which reports a failed call instead of
+//! trapping the VM) and `guardrails::fail_closed`: a write the host did not take ends the
+//! response, is logged (rule ids only) and counted in `sluice_guardrail_block_failures_total`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,7 +17,10 @@ use std::sync::Arc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
+use super::ffi;
+use super::metrics::Counter;
 use crate::error::{ApiFlavor, GatewayError};
+use crate::guardrails::fail_closed::{Fallback, HostError, Outcome, ResponseHost};
 use crate::guardrails::{Action, Direction, Guardrails, Hits, JsonVerdict, StreamGuard};
 
 /// Distinct (rule, action, direction) counters at most; rules come from the configuration, so
@@ -29,6 +36,34 @@ pub struct ResponseGuard {
     pub hits: Hits,
     /// The rule that blocked the response, for the audit record.
     pub blocked: Option<String>,
+    /// Host calls of the guard that failed (each ended the response, or tried to).
+    pub failures: u32,
+    /// Of those, the ones after which the response was ended (failed closed).
+    pub closed: u32,
+}
+
+/// The response as Envoy holds it in the current body callback (`size` bytes of body).
+pub struct EnvoyResponse {
+    pub size: usize,
+}
+
+impl ResponseHost for EnvoyResponse {
+    fn replace_body(&mut self, body: &[u8]) -> Result<(), HostError> {
+        ffi::set_response_body(0, self.size, body).map_err(|_| HostError)
+    }
+
+    fn set_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        ffi::set_response_header(name, value).map_err(|_| HostError)
+    }
+
+    fn local_reply(&mut self, status: u16, body: &str) -> Result<(), HostError> {
+        let headers = [("content-type", "application/json")];
+        ffi::send_local_response(status, &headers, body.as_bytes()).map_err(|_| HostError)
+    }
+
+    fn reset(&mut self) -> Result<(), HostError> {
+        ffi::reset_response().map_err(|_| HostError)
+    }
 }
 
 /// What to do with a whole JSON response.
@@ -52,6 +87,50 @@ impl ResponseGuard {
             stream: None,
             hits: Hits::default(),
             blocked: None,
+            failures: 0,
+            closed: 0,
+        }
+    }
+
+    /// The reply that ends a response whose guard could not be applied: 500 in the API's
+    /// format.
+    pub fn fallback(&self) -> Fallback {
+        let error = GatewayError::Internal("applying its content policy to the response failed");
+        Fallback {
+            status: error.status(),
+            body: error.body(self.flavor),
+        }
+    }
+
+    /// A guard's host call failed: logs it (the policy and rule ids, never the text) and
+    /// remembers it for the counter.
+    pub fn failed(&mut self, outcome: Outcome) {
+        if !outcome.failed() {
+            return;
+        }
+        self.failures = self.failures.saturating_add(1);
+        if outcome.stops() {
+            self.closed = self.closed.saturating_add(1);
+        }
+        let policy = self
+            .guardrails
+            .policy(self.policy)
+            .map_or("?", |p| p.name.as_str());
+        let rule = self.blocked.clone().or_else(|| {
+            self.stream
+                .as_ref()
+                .and_then(StreamGuard::blocked_rule)
+                .map(|r| self.guardrails.rule_id(r).to_owned())
+        });
+        let what = match rule {
+            Some(rule) => format!("a block (policy '{policy}', rule '{rule}')"),
+            None => format!("policy '{policy}'"),
+        };
+        let line = outcome.describe(&what);
+        if outcome.stops() {
+            super::log::warn(&line);
+        } else {
+            super::log::error(&line);
         }
     }
 
@@ -156,13 +235,24 @@ pub fn record(
 /// `sluice_guardrail_hits_total` per rule, action and direction. Envoy stat names carry no
 /// labels: they are in the name (`.guardrail_rule.<id>.guardrail_action.<a>
 /// .guardrail_direction.<d>`) and `envoy.yaml`'s `stats_tags` turn them into labels.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GuardrailMetrics {
     ids: RefCell<HashMap<(String, Action, Direction), Option<u32>>>,
     pending: RefCell<HashMap<u32, u64>>,
+    /// Guard decisions (a redaction or a block) the host did not take: each response was
+    /// ended instead, or could not be.
+    pub block_failures: Counter,
 }
 
 impl GuardrailMetrics {
+    pub fn define() -> Self {
+        Self {
+            ids: RefCell::default(),
+            pending: RefCell::default(),
+            block_failures: Counter::define("sluice_guardrail_block_failures_total"),
+        }
+    }
+
     pub fn count(&self, guardrails: &Guardrails, direction: Direction, hits: &Hits) {
         let (Ok(mut ids), Ok(mut pending)) =
             (self.ids.try_borrow_mut(), self.pending.try_borrow_mut())
@@ -191,6 +281,7 @@ impl GuardrailMetrics {
 
     /// Hands what gathered to Envoy; called on the root tick.
     pub fn flush(&self) {
+        self.block_failures.flush();
         if let Ok(mut pending) = self.pending.try_borrow_mut() {
             for (id, value) in pending.drain() {
                 let _ = hostcalls::increment_metric(id, i64::try_from(value).unwrap_or(i64::MAX));

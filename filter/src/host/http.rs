@@ -173,16 +173,29 @@ impl HttpFilter {
             .map(|_| ResponseGuard::new(std::sync::Arc::clone(&guardrails.0), policy, flavor))
     }
 
-    /// The response is over: counts and records what its guard found.
+    /// The response is over: counts and records what its guard found (and any of its host
+    /// calls that failed).
     fn finish_response_guard(&mut self) {
-        let Some((hits, blocked)) = self
+        let Some((hits, blocked, failures, closed)) = self
             .accounting
             .as_mut()
             .and_then(|a| a.guard.as_mut())
-            .map(|g| (g.take_hits(), g.blocked.take()))
+            .map(|g| {
+                let failures = std::mem::take(&mut g.failures);
+                let closed = std::mem::take(&mut g.closed);
+                (g.take_hits(), g.blocked.take(), failures, closed)
+            })
         else {
             return;
         };
+        if let Some(metrics) = &self.metrics {
+            for _ in 0..failures {
+                metrics.guardrails.block_failures.increment();
+            }
+            for _ in 0..closed {
+                metrics.failed_closed.increment();
+            }
+        }
         if hits.is_empty() {
             return;
         }
@@ -526,7 +539,8 @@ impl HttpContext for HttpFilter {
     }
 
     /// A piece of the response body: read for usage as it passes (or, with the usage header on,
-    /// held until the end).
+    /// held until the end). `Pause` also stops a response the filter ended because its guard
+    /// could not be applied.
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Some(accounting) = self.accounting.as_mut() else {
             return Action::Continue;
@@ -534,14 +548,21 @@ impl HttpContext for HttpFilter {
         if self.holding_response && !end_of_stream {
             return Action::Pause;
         }
-        let Some(counts) = accounting.on_body(body_size, end_of_stream) else {
-            return Action::Continue;
+        let counts = accounting.on_body(body_size, end_of_stream);
+        let halted = accounting.halted();
+        let Some(counts) = counts else {
+            return if halted {
+                Action::Pause
+            } else {
+                Action::Continue
+            };
         };
         let record = self.report_tokens(counts);
         self.finish_response_guard();
         if self.holding_response {
             self.holding_response = false;
-            if let Some(record) = record {
+            // A halted response was replaced by a local reply or reset: no header to add.
+            if let Some(record) = record.filter(|_| !halted) {
                 let _ = hostcalls::set_map_value(
                     MapType::HttpResponseHeaders,
                     USAGE_HEADER,
@@ -549,7 +570,11 @@ impl HttpContext for HttpFilter {
                 );
             }
         }
-        Action::Continue
+        if halted {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
     /// The request is over (completed, reset or answered locally): release its in-flight count,

@@ -79,7 +79,7 @@ impl Metrics {
             picker_fetch_failures: Counter::define("sluice_picker_fetch_failures_total"),
             telemetry: super::telemetry::Telemetry::default(),
             quota: super::quota::QuotaMetrics::define(),
-            guardrails: super::guardrails::GuardrailMetrics::default(),
+            guardrails: super::guardrails::GuardrailMetrics::define(),
         }
     }
 

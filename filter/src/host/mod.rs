@@ -7,9 +7,13 @@
 //! writes and removals, local replies and shared-data reads; any but `Ok`/`CasMismatch` for
 //! shared-data writes): such a failure traps the VM and Envoy answers 503, which fails the
 //! request closed. Every `Err` these calls do return is handled where it occurs; where going
-//! on could skip a policy, the request fails closed in its API's format (`http.rs`).
+//! on could skip a policy, the request fails closed in its API's format (`http.rs`). The response
+//! guard's writes call the ABI through `ffi` instead, which hands every status back: a failed
+//! redaction or block must be logged and counted, not only stop the VM
+//! (`guardrails::fail_closed`).
 
 mod clock;
+mod ffi;
 mod guardrails;
 mod headers;
 mod http;

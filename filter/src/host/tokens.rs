@@ -6,17 +6,25 @@
 //! only for chunks that change), three clock reads for a stream (start, first token, end; two
 //! for a JSON body) and one filter-state write. Metric updates are gathered in guest memory and
 //! handed to Envoy on the root tick.
+//!
+//! With a response guard, a body read or write that fails must not let the upstream's bytes
+//! through: `guardrails::fail_closed` ends the response instead (`halted`), and the guard logs
+//! and counts it. Without one, a failed write only leaves the usage chunk the gateway asked
+//! for in the stream (logged).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 
-use super::guardrails::{JsonOutcome, ResponseGuard};
+use super::guardrails::{EnvoyResponse, JsonOutcome, ResponseGuard};
 use super::telemetry::{Observation, Telemetry};
 use crate::canonical::ApiKind;
+use crate::guardrails::fail_closed::{self, Closure, Step};
 use crate::pipeline::RoutedRequest;
 use crate::telemetry::{Delivery, ErrorType, Timeline, latencies};
 use crate::tokens::Family;
-use crate::usage::{ChunkAction, Counts, StreamReader, TokenRecord, usage_from_json};
+use crate::usage::{
+    ChunkAction, Counts, StreamReader, TokenRecord, output_estimate_json, usage_from_json,
+};
 
 /// Microseconds since the Unix epoch from the host clock (0 if it cannot tell).
 pub fn now_us() -> u64 {
@@ -51,6 +59,9 @@ pub struct Accounting {
     /// The body is SSE (set from the response headers).
     streamed: bool,
     finished: bool,
+    /// The response was ended because its guard could not be applied: nothing more of it is
+    /// read or passed on.
+    halted: bool,
     /// The response ended before its end (see `finish_cut`).
     cut: bool,
     /// The upstream answered with an error status.
@@ -84,6 +95,7 @@ impl Accounting {
             body: Body::Ignored,
             streamed: false,
             finished: false,
+            halted: false,
             cut: false,
             upstream_error: None,
             guard: None,
@@ -126,23 +138,31 @@ impl Accounting {
     }
 
     /// One chunk of the response body as it passes (`size` bytes, the whole buffer when the
-    /// body was held). Returns the counts when the response is complete.
+    /// body was held). Returns the counts when the response is complete. After it, `halted`
+    /// says whether the response was ended (the callback must stop it).
     pub fn on_body(&mut self, size: usize, end: bool) -> Option<Counts> {
-        if self.finished {
+        if self.finished || self.halted {
             return None;
         }
         if self.guard.is_none() && matches!(self.body, Body::Json { over: true, .. }) {
             // Past `max_response_bytes` nothing more is read for usage: spare the host call.
             return end.then(|| self.finish());
         }
-        let mut chunk = if size > 0 {
+        let read = if size > 0 {
             hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
         } else {
-            Vec::new()
+            Ok(Some(Vec::new()))
         };
+        let mut chunk = match read {
+            Ok(Some(bytes)) => bytes,
+            // The host has `size` bytes and gave none: a guard cannot let them pass unread.
+            _ if self.guard.is_some() && !matches!(self.body, Body::Ignored) => {
+                self.fail_closed(Step::ReadBody, size);
+                return None;
+            }
+            _ => Vec::new(),
+        };
+        let mut envoy = EnvoyResponse { size };
         match &mut self.body {
             Body::Ignored => {}
             Body::Json { copy, limit, over } => {
@@ -152,30 +172,25 @@ impl Accounting {
                     .as_mut()
                     .filter(|_| end)
                     .map_or(JsonOutcome::Unchanged, |g| g.json(&chunk));
-                match guarded {
-                    JsonOutcome::Unchanged => {}
-                    JsonOutcome::Redacted(body) => {
-                        replace_body(size, &body);
-                        chunk = body;
-                    }
-                    // Verified on Envoy 1.40: with the response headers held (the headers
-                    // callback returned Pause/StopIteration), the body callback at the end of
-                    // the stream can still change `:status` and the other headers, and replace
-                    // the body; the client gets the new status, headers and body. Usage is
-                    // still read from the upstream's body (`chunk` is left as it was).
+                // Verified on Envoy 1.40: with the response headers held (the headers callback
+                // returned Pause/StopIteration), the body callback at the end of the stream can
+                // still change `:status` and the other headers, and replace the body; the
+                // client gets the new status, headers and body. Usage is still read from the
+                // upstream's body (`chunk` is left as it was for a block).
+                let replacement = match guarded {
+                    JsonOutcome::Unchanged => None,
+                    JsonOutcome::Redacted(body) => Some((body, None)),
                     JsonOutcome::Blocked { status, body } => {
-                        let status = status.to_string();
-                        let _ = hostcalls::set_map_value(
-                            MapType::HttpResponseHeaders,
-                            ":status",
-                            Some(&status),
-                        );
-                        let _ = hostcalls::set_map_value(
-                            MapType::HttpResponseHeaders,
-                            "content-type",
-                            Some("application/json"),
-                        );
-                        replace_body(size, body.as_bytes());
+                        Some((body.into_bytes(), Some(status)))
+                    }
+                };
+                if let (Some((body, status)), Some(guard)) = (replacement, self.guard.as_mut()) {
+                    let fallback = guard.fallback();
+                    let outcome = fail_closed::replace_held(&mut envoy, &body, status, &fallback);
+                    guard.failed(outcome);
+                    self.halted = outcome.stops();
+                    if status.is_none() {
+                        chunk = body;
                     }
                 }
                 if !*over {
@@ -192,35 +207,66 @@ impl Accounting {
             }
             Body::Stream(reader) => {
                 let guarded = self.guard.as_mut().map(|g| g.stream_chunk(&chunk, end));
-                if self
+                let blocked = self
                     .guard
                     .as_ref()
-                    .is_some_and(ResponseGuard::stream_blocked)
-                {
-                    // A block rule ended the stream for the client: it gets what the guard
-                    // let out (then nothing); usage is still read from the upstream's events.
-                    let _ = reader.chunk(&chunk, end);
-                    let out = guarded.unwrap_or_default();
-                    let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &out);
-                    return if end { Some(self.finish()) } else { None };
-                }
+                    .is_some_and(ResponseGuard::stream_blocked);
+                // A block rule ended the stream for the client: it gets what the guard let out
+                // (then nothing); usage is still read from the upstream's events.
                 let input = guarded.as_deref().unwrap_or(&chunk);
-                match reader.chunk(input, end) {
-                    ChunkAction::Replace(bytes) => {
-                        let _ =
-                            hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &bytes);
-                    }
-                    ChunkAction::Pass if input != chunk.as_slice() => {
-                        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, input);
-                    }
-                    ChunkAction::Pass => {}
-                }
+                let read = reader.chunk(if blocked { &chunk } else { input }, end);
+                let write = match read {
+                    _ if blocked => Some(input.to_vec()),
+                    ChunkAction::Replace(bytes) => Some(bytes),
+                    ChunkAction::Pass if input != chunk.as_slice() => Some(input.to_vec()),
+                    ChunkAction::Pass => None,
+                };
                 if self.first_token_us.is_none() && reader.saw_output {
                     self.first_token_us = Some(now_us());
+                }
+                match (write, self.guard.as_mut()) {
+                    (None, _) => {}
+                    // Guarded bytes: the upstream's must not go through in their place.
+                    (Some(bytes), Some(guard)) => {
+                        let fallback = guard.fallback();
+                        let outcome = fail_closed::replace_chunk(&mut envoy, &bytes, &fallback);
+                        guard.failed(outcome);
+                        self.halted = outcome.stops();
+                    }
+                    (Some(bytes), None) => {
+                        if super::ffi::set_response_body(0, size, &bytes).is_err() {
+                            super::log::warn(
+                                "removing the usage chunk the gateway asked for failed: the client gets it",
+                            );
+                        }
+                    }
                 }
             }
         }
         if end { Some(self.finish()) } else { None }
+    }
+
+    /// The guard could not read this chunk: end the response (a 500 while the headers are
+    /// held, a reset once they have left).
+    fn fail_closed(&mut self, step: Step, size: usize) {
+        let held = matches!(self.body, Body::Json { .. });
+        let Some(guard) = self.guard.as_mut() else {
+            return;
+        };
+        let fallback = guard.fallback();
+        let first = if held {
+            Closure::LocalReply
+        } else {
+            Closure::Reset
+        };
+        let outcome = fail_closed::close(&mut EnvoyResponse { size }, step, first, &fallback);
+        guard.failed(outcome);
+        self.halted = outcome.stops();
+    }
+
+    /// Whether the response was ended because its guard could not be applied.
+    pub fn halted(&self) -> bool {
+        self.halted
     }
 
     /// The counts now: at the end of the body, or when the request ends without one (the
@@ -232,7 +278,13 @@ impl Accounting {
             Body::Json { copy, over, .. } => {
                 let reported = if over { None } else { usage_from_json(&copy) };
                 let (usage, model) = reported.map_or((None, None), |(u, m)| (Some(u), m));
-                let mut counts = Counts::from_parts(usage, self.input_estimate, 0);
+                // No output count reported: estimate it from the body's texts.
+                let output_estimate = if usage.is_some_and(|u| u.output.is_some()) {
+                    0
+                } else {
+                    output_estimate_json(self.family, &copy)
+                };
+                let mut counts = Counts::from_parts(usage, self.input_estimate, output_estimate);
                 counts.response_model = model;
                 counts
             }
@@ -322,15 +374,4 @@ impl Accounting {
             error: Some(error),
         });
     }
-}
-
-/// Replaces the whole (held) response body and its `content-length`.
-fn replace_body(size: usize, body: &[u8]) {
-    let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body);
-    let length = body.len().to_string();
-    let _ = hostcalls::set_map_value(
-        MapType::HttpResponseHeaders,
-        "content-length",
-        Some(&length),
-    );
 }

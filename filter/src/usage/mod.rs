@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use crate::response_text::{self, Flow, Mode, UsageAt};
 use crate::tokens::{Family, Tables, to_tokens};
 use sse::{Piece, SseSplitter, parse_event};
 
@@ -92,165 +93,84 @@ impl WireUsage {
     }
 }
 
-/// Where a usage object can sit in a response body or stream event.
-#[derive(Debug, Default, Deserialize)]
-struct Envelope<'a> {
-    #[serde(default)]
-    usage: Option<WireUsage>,
-    /// Anthropic `message_start`.
-    #[serde(borrow, default)]
-    message: Option<Inner<'a>>,
-    /// Responses `response.completed`.
-    #[serde(borrow, default)]
-    response: Option<Inner<'a>>,
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    choices: Option<Vec<Choice<'a>>>,
-    /// Anthropic `content_block_delta` (an object), Responses `*.delta` (a string).
-    #[serde(borrow, default)]
-    delta: Option<DeltaField<'a>>,
+/// What one body or event tells accounting, read in the same single pass that finds its texts
+/// (`response_text`): its usage objects merged into `usage` (returns whether there was any),
+/// its model, with `tables` its estimated output units (texts that repeat streamed ones left
+/// out) and whether it carried any text.
+struct Reading {
+    reported: bool,
+    model: Option<String>,
+    units: u64,
+    saw_text: bool,
+    /// `choices: []` with a usage object: the usage chunk of an OpenAI stream.
+    usage_only: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct Inner<'a> {
-    #[serde(default)]
-    usage: Option<WireUsage>,
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Choice<'a> {
-    #[serde(borrow, default)]
-    delta: Option<ChoiceDelta<'a>>,
-    /// Completions.
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ChoiceDelta<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    refusal: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ToolCallDelta<'a> {
-    #[serde(borrow, default)]
-    function: Option<FunctionDelta<'a>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct FunctionDelta<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum DeltaField<'a> {
-    Text(#[serde(borrow)] Cow<'a, str>),
-    Object(#[serde(borrow)] AnthropicDelta<'a>),
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct AnthropicDelta<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    partial_json: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    thinking: Option<Cow<'a, str>>,
-}
-
-impl Envelope<'_> {
-    fn take_usage(&mut self, usage: &mut Usage) -> bool {
-        let mut found = false;
+fn read(tables: Option<&Tables>, doc: &[u8], mode: Mode, usage: &mut Usage) -> Option<Reading> {
+    let located = response_text::locate(doc, mode);
+    if !located.complete {
+        return None;
+    }
+    let mut reading = Reading {
+        reported: false,
+        model: located
+            .model
+            .and_then(|range| doc.get(range))
+            .and_then(response_text::raw::decode_string)
+            .map(Cow::into_owned),
+        units: 0,
+        saw_text: false,
+        usage_only: false,
+    };
+    for site in located.sites.iter().filter(|_| tables.is_some()) {
+        if site.flow == Flow::Repeat {
+            continue;
+        }
+        if let (Some(text), Some(tables)) = (site.text(doc), tables) {
+            reading.saw_text = reading.saw_text || !text.is_empty();
+            reading.units = reading.units.saturating_add(tables.units(&text));
+        }
+    }
+    for (at, range) in &located.usage {
+        let Some(Ok(mut wire)) = doc
+            .get(range.clone())
+            .map(serde_json::from_slice::<WireUsage>)
+        else {
+            continue;
+        };
         // Anthropic's `message_start` carries a placeholder output count; the real one comes
         // in `message_delta`.
-        let message_start = self
-            .message
-            .as_mut()
-            .and_then(|m| m.usage.take())
-            .map(|mut u| {
-                u.output_tokens = None;
-                u
-            });
-        for wire in [
-            self.usage.take(),
-            message_start,
-            self.response.as_mut().and_then(|r| r.usage.take()),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            wire.merge_into(usage);
-            found = true;
+        if *at == UsageAt::MessageStart {
+            wire.output_tokens = None;
         }
-        found
+        wire.merge_into(usage);
+        reading.reported = true;
+        reading.usage_only = reading.usage_only || (*at == UsageAt::Top && located.no_choices);
     }
+    Some(reading)
+}
 
-    fn model(&self) -> Option<&str> {
-        self.model
-            .as_deref()
-            .or(self.message.as_ref().and_then(|m| m.model.as_deref()))
-            .or(self.response.as_ref().and_then(|r| r.model.as_deref()))
-    }
-
-    /// Generated text this event carries, for estimating output the upstream did not count.
-    fn for_each_text(&self, mut text: impl FnMut(&str)) {
-        for choice in self.choices.iter().flatten() {
-            if let Some(t) = &choice.text {
-                text(t);
-            }
-            if let Some(delta) = &choice.delta {
-                for t in [&delta.content, &delta.reasoning_content, &delta.refusal]
-                    .into_iter()
-                    .flatten()
-                {
-                    text(t);
-                }
-                for call in delta.tool_calls.iter().flatten() {
-                    if let Some(function) = &call.function {
-                        for t in [&function.name, &function.arguments].into_iter().flatten() {
-                            text(t);
-                        }
-                    }
-                }
-            }
-        }
-        match &self.delta {
-            Some(DeltaField::Text(t)) => text(t),
-            Some(DeltaField::Object(d)) => {
-                for t in [&d.text, &d.partial_json, &d.thinking]
-                    .into_iter()
-                    .flatten()
-                {
-                    text(t);
-                }
-            }
-            None => {}
-        }
-    }
+/// The output tokens of a whole response body estimated from its texts, for a body that
+/// reports no usage.
+pub fn output_estimate_json(family: Family, body: &[u8]) -> u64 {
+    let units = read(
+        Some(family.tables()),
+        body,
+        Mode::Body,
+        &mut Usage::default(),
+    )
+    .map_or(0, |r| r.units);
+    to_tokens(units)
 }
 
 /// The usage in a whole (non-streamed) response body, and the model that answered.
 pub fn usage_from_json(body: &[u8]) -> Option<(Usage, Option<String>)> {
-    let mut envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
-    let mut usage = Usage::default();
-    if !envelope.take_usage(&mut usage) {
+    if !response_text::raw::is_json(body) {
         return None;
     }
-    Some((usage, envelope.model().map(str::to_owned)))
+    let mut usage = Usage::default();
+    let reading = read(None, body, Mode::Body, &mut usage)?;
+    reading.reported.then_some((usage, reading.model))
 }
 
 /// Reads a streamed response as it passes: usage events, the generated text (for an estimate
@@ -336,27 +256,22 @@ impl StreamReader {
         if data.is_empty() || data == "[DONE]" {
             return true;
         }
-        let Ok(mut envelope) = serde_json::from_str::<Envelope<'_>>(data) else {
+        let Some(reading) = read(
+            Some(self.tables),
+            data.as_bytes(),
+            Mode::Event,
+            &mut self.usage,
+        ) else {
             return true;
         };
         if self.model.is_none() {
-            self.model = envelope.model().map(str::to_owned);
+            self.model = reading.model;
         }
-        let mut units = 0u64;
-        let mut saw_text = false;
-        envelope.for_each_text(|text| {
-            saw_text = saw_text || !text.is_empty();
-            units = units.saturating_add(self.tables.units(text));
-        });
-        self.output_units = self.output_units.saturating_add(units);
-        self.saw_output = self.saw_output || saw_text;
-        let is_usage_only_chunk =
-            envelope.usage.is_some() && envelope.choices.as_ref().is_some_and(Vec::is_empty);
-        if envelope.take_usage(&mut self.usage) {
-            self.reported = true;
-        }
+        self.output_units = self.output_units.saturating_add(reading.units);
+        self.saw_output = self.saw_output || reading.saw_text;
+        self.reported = self.reported || reading.reported;
         // The chunk the gateway asked for: `choices: []` with the usage.
-        !(self.strip && is_usage_only_chunk)
+        !(self.strip && reading.usage_only)
     }
 
     /// Bytes held back waiting for the rest of an event (bounded by `sse::MAX_EVENT_BYTES`).

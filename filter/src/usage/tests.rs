@@ -222,3 +222,52 @@ fn responses_stream_usage_is_nested_in_the_response() {
         (4, 1, false)
     );
 }
+
+/// Output the upstream did not count is estimated from every text the model produced (tool
+/// calls and reasoning too), from the same table the guardrails scan, and a body and its
+/// stream give the same estimate.
+#[test]
+fn output_is_estimated_from_every_model_text_alike_in_json_and_streams() {
+    use crate::response_text::fixtures::{self, Generation};
+    let full = Generation {
+        reasoning: "The user asks for the weather in Paris; call the tool.".into(),
+        content: "Let me check the weather.".into(),
+        tools: vec![(
+            "get_weather".into(),
+            r#"{"city": "Paris", "unit": "celsius"}"#.into(),
+        )],
+    };
+    let content_only = Generation {
+        content: full.content.clone(),
+        ..Generation::default()
+    };
+    type Shape = (fn(&Generation) -> String, fn(&Generation, usize) -> String);
+    let shapes: [Shape; 3] = [
+        (fixtures::openai_json, fixtures::openai_stream),
+        (fixtures::anthropic_json, fixtures::anthropic_stream),
+        (fixtures::responses_json, fixtures::responses_stream),
+    ];
+    for (json, stream) in shapes {
+        let estimate = |g: &Generation| {
+            let from_json = super::output_estimate_json(Family::O200k, json(g).as_bytes());
+            let mut reader = StreamReader::new(Family::O200k, false);
+            // One delta per text: estimates of pieces add up to more than the whole's.
+            run(&mut reader, stream(g, 1000).as_bytes(), &[]);
+            let from_stream = super::to_tokens(reader.output_units);
+            (from_json, from_stream)
+        };
+        let (json_full, stream_full) = estimate(&full);
+        let (json_content, _) = estimate(&content_only);
+        // Tool calls and reasoning count: several times the answer alone.
+        assert!(
+            json_full > 2 * json_content,
+            "{json_full} vs {json_content}"
+        );
+        // Anthropic's body holds `input` as an object (spaces may differ from the stream's
+        // JSON text, which opens with `{}` in `content_block_start`): within 3 tokens.
+        assert!(
+            json_full.abs_diff(stream_full) <= 3,
+            "json {json_full}, stream {stream_full}"
+        );
+    }
+}
