@@ -70,8 +70,11 @@ async fn the_banner_shows_keys_a_429_and_a_redaction() {
         }
     }
     assert_eq!(statuses, [200, 200, 200, 429]);
+    // A per-minute limit is a sliding window over this minute and the last one, so the wait
+    // for room can run into the minute after next (3 requests at second 10 of a minute leave
+    // room at second 20 of the next: 70 s).
     assert!(
-        retry_after.is_some_and(|s| (1..=60).contains(&s)),
+        retry_after.is_some_and(|s| (1..=120).contains(&s)),
         "{retry_after:?}"
     );
 
