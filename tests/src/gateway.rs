@@ -225,6 +225,33 @@ impl Gateway {
         self.envoy.url(path)
     }
 
+    /// Sends short chat requests to the Llama pool until the filter has picked a replica for one
+    /// (it has a fresh snapshot from the picker). Returns how many it sent.
+    pub async fn wait_for_picking(&self) -> u64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut sent = 0;
+        while self.envoy.stat_now("wasmcustom.sluice_picks_total").await == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the filter never picked a replica"
+            );
+            let response = client()
+                .post(self.url("/v1/chat/completions"))
+                .json(&serde_json::json!({
+                    "model": LLAMA,
+                    "messages": [{"role": "user", "content": "warm up"}],
+                    "max_tokens": 1,
+                }))
+                .send()
+                .await
+                .expect("POST through Envoy");
+            assert_eq!(response.status(), 200, "warming up");
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sent
+    }
+
     /// Every replica, all pools.
     pub fn replicas(&self) -> impl Iterator<Item = &Simulator> {
         self.pools.iter().flat_map(|(_, replicas)| replicas)

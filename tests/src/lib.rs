@@ -17,5 +17,6 @@ pub mod process;
 pub mod prometheus;
 pub mod raw_http;
 pub mod redis;
+pub mod sdk;
 pub mod simulator;
 pub mod sse;

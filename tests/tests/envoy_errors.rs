@@ -3,13 +3,11 @@
 //! `envoy.yaml`'s `local_reply_config` maps them, and the filter's own errors pass through it
 //! unchanged. Timeouts (408, 504) are in `timeouts.rs`.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sluice_e2e::api_error;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, QWEN, client};
-use sluice_e2e::paths;
 use sluice_e2e::raw_http;
 
 const CHAT: &str = "/v1/chat/completions";
@@ -202,28 +200,11 @@ async fn a_dead_pool_answers_503_in_the_apis_format() {
     api_error::anthropic(&text, "api_error");
 
     // The official SDKs raise their own server-error types with the code and type readable.
-    let script = paths::repo_root().join("tests/sdk/check_envoy_errors.py");
-    let base = format!("http://{}", gateway.envoy.listener);
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(paths::python_bin())
-            .arg(script)
-            .arg(base)
-            .arg(QWEN)
-            .output()
-            .expect("run python")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let stdout = sluice_e2e::sdk::run(&gateway, "check_envoy_errors.py", &[QWEN]).await;
     for check in [
         "openai 503 no_healthy_upstream ok",
         "anthropic 503 api_error ok",
     ] {
-        assert!(
-            stdout.contains(check),
-            "missing {check:?} in:\n{stdout}\n{stderr}"
-        );
+        assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
     }
 }

@@ -96,27 +96,6 @@ async fn wait_for_completed(load: &Load, count: usize) {
     }
 }
 
-/// Waits until the filter has used the picker's snapshot for a request.
-async fn wait_for_picking(gateway: &Gateway) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gateway
-        .envoy
-        .stat_now("wasmcustom.sluice_picks_total")
-        .await
-        == 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the filter never picked a replica"
-        );
-        let _ = client()
-            .post(gateway.url("/v1/chat/completions"))
-            .json(&json!({"model": LLAMA, "messages": [{"role": "user", "content": "warm up"}], "max_tokens": 1}))
-            .send()
-            .await;
-    }
-}
-
 /// Envoy's admin `/clusters` text.
 async fn clusters(gateway: &Gateway) -> String {
     client()
@@ -256,6 +235,6 @@ async fn a_killed_replica_fails_only_its_requests_in_flight_without_the_picker()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_replica_fails_only_its_requests_in_flight_with_the_picker() {
     let gateway = Gateway::start(options().with_picker()).await;
-    wait_for_picking(&gateway).await;
+    gateway.wait_for_picking().await;
     kill_a_replica_under_load(gateway).await;
 }

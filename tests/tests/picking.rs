@@ -49,34 +49,6 @@ async fn served_by(gateway: &Gateway, n: usize) -> HashMap<String, usize> {
     counts
 }
 
-/// Waits until the filter has used the snapshot for at least one request. Returns how many
-/// requests it sent.
-async fn wait_for_picking(gateway: &Gateway) -> u64 {
-    let deadline = Instant::now() + PATIENCE;
-    let mut sent = 0;
-    while gateway
-        .envoy
-        .stat_now("wasmcustom.sluice_picks_total")
-        .await
-        == 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the filter never picked a replica"
-        );
-        let response = client()
-            .post(gateway.url("/v1/chat/completions"))
-            .json(&chat("warm up", 1))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        sent += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    sent
-}
-
 /// Waits until the picker's snapshot says `ready` of replica `index` of `llama_8b`.
 async fn wait_for_replica(
     gateway: &mut Gateway,
@@ -143,7 +115,7 @@ async fn a_replica_whose_queue_grows_stops_receiving_traffic() {
             .with_simulator_args(&["--max-num-seqs", "1", "--decode-ms-per-step", "20"]),
     )
     .await;
-    wait_for_picking(&gateway).await;
+    gateway.wait_for_picking().await;
     let pool = gateway.pool("llama_8b");
     let (busy, idle) = (
         pool[0].url("/v1/chat/completions"),
@@ -172,7 +144,7 @@ async fn a_replica_whose_queue_grows_stops_receiving_traffic() {
 #[tokio::test]
 async fn a_killed_replica_is_avoided() {
     let mut gateway = Gateway::start(GatewayOptions::default().with_picker()).await;
-    wait_for_picking(&gateway).await;
+    gateway.wait_for_picking().await;
     let dead = gateway.pool("llama_8b")[0].addr.to_string();
     let survivor = gateway.pool("llama_8b")[1].addr.to_string();
     gateway.pools[0].1[0].process.kill();
@@ -231,7 +203,7 @@ async fn destination_of(gateway: &Gateway, probe: usize) -> String {
 #[tokio::test]
 async fn requests_right_after_a_replica_dies_are_retried_on_a_fallback() {
     let mut gateway = Gateway::start(GatewayOptions::default().with_picker()).await;
-    wait_for_picking(&gateway).await;
+    gateway.wait_for_picking().await;
     gateway.pools[0].1[0].process.kill();
     // No waiting: the snapshot still says the dead replica is healthy. Envoy's retry on connect
     // failure goes to the next endpoint the filter named.
@@ -263,7 +235,7 @@ async fn settled_fallbacks(gateway: &Gateway, sent: u64) -> u64 {
 #[tokio::test]
 async fn traffic_flows_with_the_picker_stopped() {
     let mut gateway = Gateway::start(GatewayOptions::default().with_picker()).await;
-    let mut sent = wait_for_picking(&gateway).await;
+    let mut sent = gateway.wait_for_picking().await;
     let before_the_stop = settled_fallbacks(&gateway, sent).await;
     gateway.picker.as_mut().unwrap().process.kill();
     // Until the last snapshot is older than envoy.yaml's stale_after_ms (2 s) the filter still
@@ -296,7 +268,7 @@ async fn traffic_flows_with_the_picker_stopped() {
 #[tokio::test]
 async fn a_shared_prompt_prefix_sticks_to_one_replica() {
     let gateway = Gateway::start(GatewayOptions::default().with_picker()).await;
-    wait_for_picking(&gateway).await;
+    gateway.wait_for_picking().await;
     let system = "You are the support assistant of a large store. ".repeat(40);
     let mut replicas = HashMap::new();
     for i in 0..8 {
@@ -331,7 +303,7 @@ async fn a_saturated_pool_sheds_with_429_in_the_apis_format() {
             .with_simulator_args(&["--max-num-seqs", "1", "--decode-ms-per-step", "20"]),
     )
     .await;
-    wait_for_picking(&gateway).await;
+    gateway.wait_for_picking().await;
     let http = client();
     let mut load = Vec::new();
     for replica in gateway.pool("llama_8b") {
@@ -406,7 +378,7 @@ async fn a_saturated_pool_sheds_with_429_in_the_apis_format() {
 #[tokio::test]
 async fn a_pool_without_healthy_replicas_answers_503() {
     let mut gateway = Gateway::start(GatewayOptions::default().with_picker()).await;
-    wait_for_picking(&gateway).await;
+    gateway.wait_for_picking().await;
     for replica in &mut gateway.pools[0].1 {
         replica.process.kill();
     }

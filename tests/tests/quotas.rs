@@ -580,22 +580,13 @@ async fn sdks_wait_the_retry_after_the_gateway_sends() {
     );
     let gateway =
         Gateway::start(GatewayOptions::default().with_filter_configuration(&config)).await;
-    let script = sluice_e2e::paths::repo_root().join("tests/sdk/rate_limit_retries.py");
-    let base = format!("http://{}", gateway.envoy.listener);
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(sluice_e2e::paths::python_bin())
-            .arg(script)
-            .arg(base)
-            .arg((LIMIT + 1).to_string())
-            .args(["sk-openai-retry", "sk-anthropic-retry"])
-            .output()
-            .expect("run python")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let attempts = (LIMIT + 1).to_string();
+    let stdout = sluice_e2e::sdk::run(
+        &gateway,
+        "rate_limit_retries.py",
+        &[&attempts, "sk-openai-retry", "sk-anthropic-retry"],
+    )
+    .await;
     let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
     for (sdk, path) in [
         ("openai", "/v1/chat/completions"),
