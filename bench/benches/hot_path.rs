@@ -9,7 +9,7 @@
 //! fn token_estimate(c: &mut Criterion) {
 //!     for_each_body(c, "token_estimate", |b, body| {
 //!         let parsed = api::parse(ApiKind::ChatCompletions, body).expect("valid body");
-//!         b.iter(|| sluice_filter::tokens::estimate(black_box(&parsed.request)))
+//!         b.iter(|| sluice_core::tokens::estimate(black_box(&parsed.request)))
 //!     });
 //! }
 //! ```
@@ -20,13 +20,13 @@ use std::time::Duration;
 use criterion::{Bencher, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sluice_bench::bodies::{MICRO_SIZES, chat_body};
 use sluice_bench::sluice_config::FILTER_CONFIGURATION;
-use sluice_filter::api;
-use sluice_filter::canonical::ApiKind;
-use sluice_filter::config::Config;
-use sluice_filter::error::{ApiFlavor, GatewayError};
-use sluice_filter::pipeline::{self, ModelsList, RequestHead};
-use sluice_filter::tokens::{self, Family};
-use sluice_filter::usage;
+use sluice_core::api;
+use sluice_core::canonical::ApiKind;
+use sluice_core::config::Config;
+use sluice_core::error::{ApiFlavor, GatewayError};
+use sluice_core::pipeline::{self, ModelsList, RequestHead};
+use sluice_core::tokens::{self, Family};
+use sluice_core::usage;
 
 /// The configuration `make bench` runs Envoy + Sluice with.
 fn config() -> Config {
@@ -139,8 +139,8 @@ fn error_body(c: &mut Criterion) {
 /// running and in-flight requests, prefix and LoRA affinity (what the filter does per request
 /// once a fresh snapshot is at hand), for pools of 4, 16 and 64 replicas.
 fn replica_scoring(c: &mut Criterion) {
-    use sluice_filter::picking::{InFlight, PickRequest, Picking, destination, rank};
-    use sluice_snapshot::{Endpoint, Lora, Pool};
+    use sluice_core::picking::{InFlight, PickRequest, Picking, destination, rank};
+    use sluice_wire::{Endpoint, Lora, Pool};
     let picking = Picking::default();
     let mut group = c.benchmark_group("replica_scoring");
     for replicas in [4u32, 16, 64] {
@@ -190,7 +190,7 @@ fn replica_scoring(c: &mut Criterion) {
                     &picking.weights,
                     picking.max_waiting_per_endpoint,
                 ) {
-                    sluice_filter::picking::Pick::Ranked(ranked) => {
+                    sluice_core::picking::Pick::Ranked(ranked) => {
                         destination(&ranked, picking.fallbacks)
                     }
                     _ => String::new(),
@@ -262,7 +262,7 @@ fn usage_stream(c: &mut Criterion) {
 }
 
 /// The guardrails of the benchmark's configuration (the default rule set).
-fn default_guardrails() -> std::sync::Arc<sluice_filter::guardrails::Guardrails> {
+fn default_guardrails() -> std::sync::Arc<sluice_core::guardrails::Guardrails> {
     match config().guardrails.as_ref() {
         Some(g) => std::sync::Arc::clone(&g.0),
         None => panic!("bench/src/sluice_config.rs has no guardrails"),
@@ -350,7 +350,7 @@ fn guardrail_stream(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {
-                let mut guard = sluice_filter::guardrails::StreamGuard::new(
+                let mut guard = sluice_core::guardrails::StreamGuard::new(
                     policy,
                     guardrails.stream_holdback_bytes,
                     ApiFlavor::OpenAi,
@@ -379,7 +379,7 @@ struct MapStore {
     map: std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>,
 }
 
-impl sluice_filter::quota::Store for MapStore {
+impl sluice_core::quota::Store for MapStore {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         match self.map.borrow().get(key) {
             Some((v, cas)) => (Some(v.clone()), Some(*cas)),
@@ -399,7 +399,7 @@ impl sluice_filter::quota::Store for MapStore {
 /// tenant, tenant + model and model scopes (rpm, tpm, a daily token and USD budget, max
 /// concurrent), then settle with the real usage.
 fn quota_check(c: &mut Criterion) {
-    use sluice_filter::quota::{self, Usage, identity};
+    use sluice_core::quota::{self, Usage, identity};
     let key_hash: String = identity::sha256("sk-bench")
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -30,7 +30,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENVOY = os.path.join(ROOT, ".venv/bin/envoy")
 PROBE_WASM = os.path.join(ROOT, "target/wasm32-wasip1/wasm-release/sluice_host_cost.wasm")
-SLUICE_WASM = os.path.join(ROOT, "target/wasm32-wasip1/wasm-release/sluice_filter.wasm")
+SLUICE_WASM = os.path.join(ROOT, "target/wasm32-wasip1/wasm-release/sluice_wasm.wasm")
 
 # name, bit mask, what it adds (bits as in src/probe.rs `Step`)
 VARIANTS = [
@@ -111,7 +111,7 @@ def render(template, admin, listener, upstream, wasm=None, mask=None, with_filte
     for port in ("8001", "8002", "8003"):
         text = text.replace(f"port_value: {port} ", f"port_value: {upstream} ")
     if wasm:
-        text = text.replace("filename: target/wasm32-wasip1/wasm-release/sluice_filter.wasm",
+        text = text.replace("filename: target/wasm32-wasip1/wasm-release/sluice_wasm.wasm",
                             f"filename: {wasm}")
     if mask is not None:
         start = text.index("value: |")

@@ -23,7 +23,7 @@ use sluice_bench::report::{
 use sluice_bench::routing::{self, workload::Workload};
 use sluice_bench::sections::{self, Part, compose};
 use sluice_bench::sluice_config;
-use sluice_filter::picking::Weights;
+use sluice_core::picking::Weights;
 
 const USAGE: &str = "\
 usage: bench [--only overhead|routing|quota-cluster] [--quick] [--repeats N] [--skip-litellm]
@@ -545,7 +545,7 @@ async fn run(options: Options) -> Result<(), String> {
 /// The overhead section: every gateway against the mock upstream, and the micro-benchmarks.
 async fn run_overhead(options: &Options) -> Result<Report, String> {
     let started = Instant::now();
-    sluice_filter::config::Config::from_json(sluice_config::FILTER_CONFIGURATION.as_bytes())
+    sluice_core::config::Config::from_json(sluice_config::FILTER_CONFIGURATION.as_bytes())
         .map_err(|e| {
             format!("bench/src/sluice_config.rs: the filter rejects the configuration: {e}")
         })?;

@@ -485,7 +485,7 @@ mod tests {
     use super::*;
 
     /// Rendering only writes the path; the module need not be built.
-    const WASM: &str = "/nowhere/sluice_filter.wasm";
+    const WASM: &str = "/nowhere/sluice_wasm.wasm";
 
     fn upstream() -> SocketAddr {
         "127.0.0.1:1234".parse().expect("address")
@@ -503,7 +503,7 @@ mod tests {
         let plain = without_filter(&sluice, "sluice").expect("strip");
         assert!(sluice.contains("extensions.filters.http.wasm."));
         assert!(!plain.contains("extensions.filters.http.wasm."));
-        assert!(!plain.contains("sluice_filter.wasm"));
+        assert!(!plain.contains("sluice_wasm.wasm"));
         // Nothing else changed: the removed lines are one contiguous block.
         let removed = sluice.lines().count() - plain.lines().count();
         let sluice_lines: Vec<&str> = sluice.lines().collect();

@@ -645,10 +645,10 @@ impl Report {
     fn wasm_line(&self) -> String {
         match self.wasm_bytes {
             Some(b) => format!(
-                "`sluice_filter.wasm`: {b} bytes ({:.0} KiB)",
+                "`sluice_wasm.wasm`: {b} bytes ({:.0} KiB)",
                 b as f64 / 1024.0
             ),
-            None => "`sluice_filter.wasm`: not found".into(),
+            None => "`sluice_wasm.wasm`: not found".into(),
         }
     }
 

@@ -4,7 +4,7 @@
 //! deployment would, so that the overhead reported is the overhead users get. When a feature
 //! lands (normalization, model header and mapping, token accounting, quotas, guardrails, replica
 //! picking), turn it on here, in the same change. The benchmark validates this JSON with the
-//! filter's own parser (`sluice_filter::config::Config::from_json`) before it starts anything,
+//! filter's own parser (`sluice_core::config::Config::from_json`) before it starts anything,
 //! and prints it in the report, so a stale or mistyped field fails loudly.
 //!
 //! Today this is the shipped `envoy.yaml`'s configuration (request normalization with the
@@ -92,7 +92,7 @@ mod tests {
     #[test]
     fn the_filter_accepts_the_configuration() {
         if let Err(error) =
-            sluice_filter::config::Config::from_json(super::FILTER_CONFIGURATION.as_bytes())
+            sluice_core::config::Config::from_json(super::FILTER_CONFIGURATION.as_bytes())
         {
             panic!("invalid Sluice configuration for the benchmark: {error}");
         }
@@ -102,14 +102,13 @@ mod tests {
     #[test]
     fn the_benchmark_bodies_route() {
         use crate::bodies::{GATEWAY_SIZES, MICRO_SIZES, MODEL, chat_body};
-        use sluice_filter::canonical::ApiKind;
-        let config =
-            sluice_filter::config::Config::from_json(super::FILTER_CONFIGURATION.as_bytes())
-                .expect("valid configuration");
+        use sluice_core::canonical::ApiKind;
+        let config = sluice_core::config::Config::from_json(super::FILTER_CONFIGURATION.as_bytes())
+            .expect("valid configuration");
         for &(size, _) in MICRO_SIZES.iter().chain(GATEWAY_SIZES) {
             for stream in [false, true] {
                 let body = chat_body(size, stream);
-                let routed = sluice_filter::pipeline::route_request(
+                let routed = sluice_core::pipeline::route_request(
                     &config,
                     ApiKind::ChatCompletions,
                     body.as_bytes(),
@@ -118,7 +117,7 @@ mod tests {
                 assert_eq!(routed.model, MODEL);
                 assert_eq!(routed.body, None);
                 let alias = body.replacen(MODEL, "gpt-4o", 1);
-                let routed = sluice_filter::pipeline::route_request(
+                let routed = sluice_core::pipeline::route_request(
                     &config,
                     ApiKind::ChatCompletions,
                     alias.as_bytes(),

@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use sluice_snapshot::quota_sync::{self, SyncRequest};
+use sluice_wire::quota_sync::{self, SyncRequest};
 
 use crate::metrics::{self, Metrics};
 use crate::quota::store::Store;
@@ -30,7 +30,7 @@ const MAX_SYNC_BODY_BYTES: usize = quota_sync::MAX_ENTRIES * (quota_sync::MAX_KE
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route(sluice_snapshot::PATH, get(snapshot))
+        .route(sluice_wire::PATH, get(snapshot))
         .route(
             quota_sync::PATH,
             post(quota_sync).layer(DefaultBodyLimit::max(MAX_SYNC_BODY_BYTES)),
@@ -114,10 +114,7 @@ async fn snapshot(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
         }
     } else {
         (
-            [
-                (header::CONTENT_TYPE, sluice_snapshot::CONTENT_TYPE),
-                no_cache,
-            ],
+            [(header::CONTENT_TYPE, sluice_wire::CONTENT_TYPE), no_cache],
             published.encoded.clone(),
         )
             .into_response()

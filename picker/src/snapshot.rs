@@ -6,7 +6,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use sluice_snapshot::{Endpoint, FORMAT, MAX_ENCODED_BYTES, Pool, Snapshot};
+use sluice_wire::{Endpoint, FORMAT, MAX_ENCODED_BYTES, Pool, Snapshot};
 use tokio::time::Instant;
 
 use crate::registry::Registry;
@@ -148,7 +148,7 @@ mod tests {
     use std::net::SocketAddr;
     use std::time::{Duration, UNIX_EPOCH};
 
-    use sluice_snapshot::{FORMAT, Snapshot};
+    use sluice_wire::{FORMAT, Snapshot};
     use tokio::time::Instant;
 
     use super::{NEVER_SCRAPED_AGE_MS, Publisher, assemble};

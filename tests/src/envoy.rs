@@ -180,7 +180,7 @@ pub fn render(template: &str, wasm: &Path, options: &EnvoyOptions) -> String {
     config = replace_once(&config, "port_value: 10000", "port_value: 0");
     config = replace_once(
         &config,
-        "filename: target/wasm32-wasip1/wasm-release/sluice_filter.wasm",
+        "filename: target/wasm32-wasip1/wasm-release/sluice_wasm.wasm",
         &format!("filename: {}", wasm.display()),
     );
     for (cluster, replicas) in &options.clusters {

@@ -30,7 +30,7 @@ pub fn picker_bin() -> PathBuf {
 pub fn filter_wasm() -> PathBuf {
     artifact(
         "SLUICE_FILTER_WASM",
-        "target/wasm32-wasip1/wasm-release/sluice_filter.wasm",
+        "target/wasm32-wasip1/wasm-release/sluice_wasm.wasm",
     )
 }
 

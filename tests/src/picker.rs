@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::paths;
 use crate::process::Process;
 
-/// The snapshot's binary media type and format number (see `sluice_snapshot`; this crate does
+/// The snapshot's binary media type and format number (see `sluice_wire`; this crate does
 /// not link it, so the values are repeated here and checked against the picker's answers).
 pub const SNAPSHOT_CONTENT_TYPE: &str = "application/x-sluice-snapshot";
 pub const SNAPSHOT_FORMAT: u8 = 1;

@@ -257,7 +257,7 @@ async fn a_stream_cut_off_upstream_is_estimated() {
 #[tokio::test]
 async fn a_fifty_thousand_message_prompt_is_refused_before_the_model_server() {
     // 50,000 messages "ok": their text is 100 KB, but Llama 3.1's chat template makes them
-    // 300,030 tokens (see filter/src/tokens/request.rs), past the model's 131,072.
+    // 300,030 tokens (see core/src/tokens/request.rs), past the model's 131,072.
     let gateway = Gateway::start(GatewayOptions::default()).await;
     let messages: Vec<Value> = (0..50_000)
         .map(|i| {

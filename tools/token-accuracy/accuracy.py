@@ -3,7 +3,7 @@
 
     accuracy.py corpus OUT.jsonl        build the corpus (deterministic)
     accuracy.py calibrate CORPUS.jsonl  learn the estimator's tables from the training half and
-                                        write filter/src/tokens/tables.rs
+                                        write core/src/tokens/tables.rs
     accuracy.py report CORPUS.jsonl     measure the held-out half and whole conversations
                                         (conversations.py), write docs/token-accuracy.md
 

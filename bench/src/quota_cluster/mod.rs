@@ -66,7 +66,7 @@ mod tests {
     #[test]
     fn the_configuration_is_one_the_filter_takes() {
         let text = filter_configuration();
-        sluice_filter::config::Config::from_json(text.as_bytes()).expect("valid");
+        sluice_core::config::Config::from_json(text.as_bytes()).expect("valid");
         assert!(text.contains("\"sync_ms\": 100"), "{text}");
     }
 }

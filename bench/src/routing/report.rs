@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use sluice_filter::picking::Weights;
+use sluice_core::picking::Weights;
 
 use super::results::{Policy, Step};
 use super::settings::{self, REPLICAS, SHAPE};

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sluice_filter::picking::Weights;
+use sluice_core::picking::Weights;
 
 use super::driver;
 use super::gateways;

@@ -24,7 +24,7 @@
 //! independent workload is comfortable at 0.5×, near saturation at 0.8× and past it at 1.1×
 //! for every setup.
 
-use sluice_filter::picking::Weights;
+use sluice_core::picking::Weights;
 
 use super::workload::Shape;
 
@@ -123,7 +123,7 @@ pub fn filter_configuration(weights: &Weights) -> Result<String, String> {
         },
     });
     let text = serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?;
-    sluice_filter::config::Config::from_json(text.as_bytes())
+    sluice_core::config::Config::from_json(text.as_bytes())
         .map_err(|e| format!("the filter rejects the routing benchmark's configuration: {e}"))?;
     Ok(text)
 }
@@ -176,7 +176,7 @@ mod tests {
         assert_eq!(weights.prefix, 5.0);
         assert_eq!(weights.kv_cache, Weights::default().kv_cache);
         let text = filter_configuration(&weights).expect("valid");
-        let config = sluice_filter::config::Config::from_json(text.as_bytes()).expect("valid");
+        let config = sluice_core::config::Config::from_json(text.as_bytes()).expect("valid");
         let picking = config.picking.expect("picking on");
         assert_eq!(picking.weights, weights);
         assert_eq!(picking.refresh_ms, REFRESH_MS);

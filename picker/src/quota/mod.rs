@@ -14,9 +14,7 @@
 
 pub mod store;
 
-use sluice_snapshot::quota_sync::{
-    MAX_ENTRIES, MAX_KEY_BYTES, SyncEntry, SyncRequest, SyncResponse,
-};
+use sluice_wire::quota_sync::{MAX_ENTRIES, MAX_KEY_BYTES, SyncEntry, SyncRequest, SyncResponse};
 
 /// Longest a bucket may be kept: two months and then some (budgets are monthly at most, and the
 /// filter keeps two windows).
@@ -137,7 +135,7 @@ pub fn response(request: &SyncRequest, replies: &[Option<i64>]) -> Result<SyncRe
 
 #[cfg(test)]
 mod tests {
-    use sluice_snapshot::quota_sync::{MAX_ENTRIES, SyncEntry, SyncRequest};
+    use sluice_wire::quota_sync::{MAX_ENTRIES, SyncEntry, SyncRequest};
 
     use super::{Previous, bucket_key, check, pipeline, previous, response};
 

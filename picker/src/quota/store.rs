@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use sluice_snapshot::quota_sync::{SyncRequest, SyncResponse};
+use sluice_wire::quota_sync::{SyncRequest, SyncResponse};
 
 use crate::config::QuotaConfig;
 

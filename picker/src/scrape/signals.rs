@@ -11,7 +11,7 @@
 //! page whose queue or running count has no usable sample is a failed scrape, so a server that
 //! answers garbage is not taken for an idle one.
 
-use sluice_snapshot::Lora;
+use sluice_wire::Lora;
 
 use super::exposition::{self, Sample};
 

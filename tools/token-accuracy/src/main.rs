@@ -14,10 +14,10 @@ use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sluice_filter::api::parse;
-use sluice_filter::canonical::ApiKind;
-use sluice_filter::tokens::scan::{Piece, Rules, scan};
-use sluice_filter::tokens::{Budget, Family, count, estimate_request};
+use sluice_core::api::parse;
+use sluice_core::canonical::ApiKind;
+use sluice_core::tokens::scan::{Piece, Rules, scan};
+use sluice_core::tokens::{Budget, Family, count, estimate_request};
 
 struct Sample {
     id: String,

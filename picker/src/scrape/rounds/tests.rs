@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use reqwest::Url;
-use sluice_snapshot::Endpoint;
+use sluice_wire::Endpoint;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 

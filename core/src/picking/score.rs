@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use sluice_snapshot::{Endpoint, Pool};
+use sluice_wire::{Endpoint, Pool};
 
 use super::{InFlight, Weights};
 
@@ -165,7 +165,7 @@ mod tests {
     #[cfg(target_family = "wasm")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use sluice_snapshot::{Endpoint, Lora, Pool};
+    use sluice_wire::{Endpoint, Lora, Pool};
 
     use super::{Pick, PickRequest, rank};
     use crate::picking::{InFlight, Weights};

@@ -1,6 +1,6 @@
 //! What the filter exports about requests, model by model: the mapping from OpenTelemetry's
 //! GenAI metric conventions to Envoy stats (`table`), the bounded label values (`labels`) and
-//! the latency arithmetic (`timing`). Plain Rust over numbers and strings; `host/telemetry.rs`
+//! the latency arithmetic (`timing`). Plain Rust over numbers and strings; `hosts/wasm/src/telemetry.rs`
 //! hands the results to Envoy.
 
 pub mod labels;

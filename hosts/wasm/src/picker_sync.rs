@@ -13,7 +13,7 @@ use proxy_wasm::types::{BufferType, MapType};
 
 use super::metrics::Metrics;
 use super::{clock, log, shared};
-use crate::picking::{
+use sluice_core::picking::{
     LEASE_KEY, LocalSnapshot, Picking, SNAPSHOT_KEY, VERSION_KEY, decode_version, encode_version,
 };
 
@@ -65,7 +65,7 @@ impl PickerSync {
         }
         let headers = vec![
             (":method", "GET"),
-            (":path", sluice_snapshot::PATH),
+            (":path", sluice_wire::PATH),
             (":authority", self.picking.picker_authority.as_str()),
         ];
         match hostcalls::dispatch_http_call(
@@ -100,7 +100,7 @@ impl PickerSync {
             self.count_failure();
             return;
         };
-        let version = match sluice_snapshot::Snapshot::decode(&body) {
+        let version = match sluice_wire::Snapshot::decode(&body) {
             Ok(snapshot) => snapshot.version,
             Err(err) => {
                 self.count_failure();

@@ -14,15 +14,15 @@ use super::pick::{self, InFlightTicket, PickOutcome};
 use super::quota::QuotaState;
 use super::root::Configured;
 use super::tokens::{self, Accounting, HeadersPlan};
-use crate::api::Endpoint;
-use crate::canonical::ApiKind;
-use crate::config::{DESTINATION_ENDPOINT_HEADER, Routing, USAGE_HEADER};
-use crate::error::{ApiFlavor, GatewayError};
-use crate::guardrails::{Direction, Hits};
-use crate::pipeline::{
+use sluice_core::api::Endpoint;
+use sluice_core::canonical::ApiKind;
+use sluice_core::config::{DESTINATION_ENDPOINT_HEADER, Routing, USAGE_HEADER};
+use sluice_core::error::{ApiFlavor, GatewayError};
+use sluice_core::guardrails::{Direction, Hits};
+use sluice_core::pipeline::{
     self, HeadersDecision, LocalReply, PolicyKeys, RequestHeaders, RoutedRequest, check_body_size,
 };
-use crate::telemetry::ApiLabel;
+use sluice_core::telemetry::ApiLabel;
 
 pub struct HttpFilter {
     /// Unique among this VM's live requests; rotates ties between equally good replicas.
@@ -75,7 +75,10 @@ impl HttpFilter {
     }
 
     /// The request's counts are known: filter state and metrics.
-    fn report_tokens(&self, counts: crate::usage::Counts) -> Option<crate::usage::TokenRecord> {
+    fn report_tokens(
+        &self,
+        counts: sluice_core::usage::Counts,
+    ) -> Option<sluice_core::usage::TokenRecord> {
         let accounting = self.accounting.as_ref()?;
         self.quota.settle(&counts, self.quota_metrics());
         let record = accounting.record(counts);
@@ -126,7 +129,7 @@ impl HttpFilter {
 
     fn count_hits(
         &self,
-        guardrails: &crate::guardrails::Guardrails,
+        guardrails: &sluice_core::guardrails::Guardrails,
         direction: Direction,
         hits: &Hits,
     ) {

@@ -301,7 +301,7 @@ pub struct Credential {
 }
 
 /// Where the quota sync endpoint of the picker is.
-pub const QUOTA_SYNC_PATH: &str = sluice_snapshot::quota_sync::PATH;
+pub const QUOTA_SYNC_PATH: &str = sluice_wire::quota_sync::PATH;
 
 impl WireQuotas {
     pub(crate) fn validate(self) -> Result<Quotas, ConfigError> {

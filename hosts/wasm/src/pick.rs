@@ -4,11 +4,11 @@
 use std::cell::RefCell;
 
 use super::{clock, shared};
-use crate::error::GatewayError;
-use crate::picking::{
+use sluice_core::error::GatewayError;
+use sluice_core::picking::{
     InFlight, LocalSnapshot, Pick, PickRequest, Picking, PrefixEntry, destination, rank,
 };
-use crate::pipeline::RoutedRequest;
+use sluice_core::pipeline::RoutedRequest;
 
 /// A request counted in flight to an endpoint; released when the request ends.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! The host side of `crate::telemetry`: Envoy metrics for the label sets requests bring,
+//! The host side of `sluice_core::telemetry`: Envoy metrics for the label sets requests bring,
 //! defined on first use, and the observations handed to Envoy on the root tick.
 //!
 //! Bounded per VM: at most `MAX_MODEL_LABELS` distinct model labels (later models share the
@@ -13,14 +13,14 @@ use std::collections::{HashMap, HashSet};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use crate::canonical::ApiKind;
-use crate::telemetry::labels::model_label;
-use crate::telemetry::table::LabelValues;
-use crate::telemetry::{
+use sluice_core::canonical::ApiKind;
+use sluice_core::telemetry::labels::model_label;
+use sluice_core::telemetry::table::LabelValues;
+use sluice_core::telemetry::{
     ApiLabel, ErrorType, Instrument, Latencies, Metric, Operation, Provider, StatusClass,
     TokenType, stat_name,
 };
-use crate::usage::Counts;
+use sluice_core::usage::Counts;
 
 /// Distinct model labels at most; more models share the label `other`.
 const MAX_MODEL_LABELS: usize = 64;

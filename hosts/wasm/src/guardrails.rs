@@ -19,9 +19,9 @@ use proxy_wasm::types::MetricType;
 
 use super::ffi;
 use super::metrics::Counter;
-use crate::error::{ApiFlavor, GatewayError};
-use crate::guardrails::fail_closed::{Fallback, HostError, Outcome, ResponseHost};
-use crate::guardrails::{Action, Direction, Guardrails, Hits, JsonVerdict, StreamGuard};
+use sluice_core::error::{ApiFlavor, GatewayError};
+use sluice_core::guardrails::fail_closed::{Fallback, HostError, Outcome, ResponseHost};
+use sluice_core::guardrails::{Action, Direction, Guardrails, Hits, JsonVerdict, StreamGuard};
 
 /// Distinct (rule, action, direction) counters at most; rules come from the configuration, so
 /// this only guards against a configuration with very many deny rules.

@@ -17,12 +17,12 @@ use proxy_wasm::types::{BufferType, MapType};
 
 use super::guardrails::{EnvoyResponse, JsonOutcome, ResponseGuard};
 use super::telemetry::{Observation, Telemetry};
-use crate::canonical::ApiKind;
-use crate::guardrails::fail_closed::{self, Closure, Step};
-use crate::pipeline::RoutedRequest;
-use crate::telemetry::{Delivery, ErrorType, Timeline, latencies};
-use crate::tokens::Family;
-use crate::usage::{
+use sluice_core::canonical::ApiKind;
+use sluice_core::guardrails::fail_closed::{self, Closure, Step};
+use sluice_core::pipeline::RoutedRequest;
+use sluice_core::telemetry::{Delivery, ErrorType, Timeline, latencies};
+use sluice_core::tokens::Family;
+use sluice_core::usage::{
     ChunkAction, Counts, StreamReader, TokenRecord, output_estimate_json, usage_from_json,
 };
 

@@ -3,7 +3,7 @@
 
 use proxy_wasm::hostcalls;
 
-use crate::picking::Lease;
+use sluice_core::picking::Lease;
 
 /// The value under `key` and its compare-and-swap token.
 pub fn get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {

@@ -1,5 +1,7 @@
-//! Everything that talks to Envoy. Phase callbacks stay thin: they move bytes between the host and
-//! the plain modules of this crate and decide what Envoy does next.
+//! Sluice as a proxy-wasm filter (the `.wasm` Envoy runs in V8): everything that talks to Envoy
+//! through the proxy-wasm ABI. Phase callbacks stay thin: they move bytes between the host and
+//! `sluice_core` and decide what Envoy does next. Built only for `wasm32-wasip1`; natively the
+//! crate is empty.
 //!
 //! Host calls go through `proxy_wasm::hostcalls`, which return `Result`, rather than the SDK's
 //! context helpers, several of which panic on an unexpected host status (a panic traps the VM).
@@ -11,6 +13,26 @@
 //! guard's writes call the ABI through `ffi` instead, which hands every status back: a failed
 //! redaction or block must be logged and counted, not only stop the VM
 //! (`guardrails::fail_closed`).
+//!
+//! A panic traps the worker's Wasm VM and fails its requests, so code here may not unwrap, index
+//! unchecked or do arithmetic that can overflow, as in `sluice_core`.
+#![cfg(target_os = "wasi")]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::arithmetic_side_effects,
+        clippy::cast_possible_truncation,
+        clippy::exit,
+    )
+)]
 
 mod clock;
 mod ffi;

@@ -1,12 +1,11 @@
-//! Sluice's Envoy filter.
+//! Sluice's decisions, for every host: plain Rust over header values, bytes and strings, with no
+//! host calls. The hosts (`hosts/wasm`, the proxy-wasm filter; `hosts/native`, the Envoy dynamic
+//! module) read what Envoy gives them, ask this crate and apply the answer. Unit-tested natively
+//! and on wasm32 under Node.
 //!
-//! Layout: `host/` is the only code that talks to Envoy (proxy-wasm phase callbacks and host
-//! calls) and is compiled only for the `.wasm`; every other module is plain Rust over bytes and
-//! strings, unit-tested natively and on wasm32 under Node.
-//!
-//! A panic traps the worker's Wasm VM and fails its requests, so filter code outside tests may not
-//! unwrap, index unchecked or do arithmetic that can overflow: the lints below make that a build
-//! error rather than a review comment.
+//! This code runs inside Envoy: a panic traps a worker's Wasm VM, or in the native module takes
+//! down Envoy itself. So code outside tests may not unwrap, index unchecked or do arithmetic that
+//! can overflow: the lints below make that a build error rather than a review comment.
 #![cfg_attr(
     not(test),
     deny(
@@ -38,6 +37,3 @@ pub mod routing;
 pub mod telemetry;
 pub mod tokens;
 pub mod usage;
-
-#[cfg(target_os = "wasi")]
-mod host;

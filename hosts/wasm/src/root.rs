@@ -14,9 +14,9 @@ use super::metrics::Metrics;
 use super::picker_sync::PickerSync;
 use super::quota::{self, QuotaSync};
 use super::{clock, log};
-use crate::config::Config;
-use crate::picking::{InFlight, LocalSnapshot};
-use crate::pipeline::ModelsList;
+use sluice_core::config::Config;
+use sluice_core::picking::{InFlight, LocalSnapshot};
+use sluice_core::pipeline::ModelsList;
 
 /// Everything derived from one accepted configuration, shared by the requests of this VM.
 pub struct Configured {

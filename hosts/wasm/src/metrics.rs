@@ -1,6 +1,6 @@
 //! Counters the filter exports. Envoy shows them as `wasmcustom.<name>` in `/stats` and
 //! `/stats/prometheus`, summed over every worker's VM. The per-request metrics with labels
-//! (requests, tokens, latencies) follow the table in `crate::telemetry` (see `telemetry.rs`).
+//! (requests, tokens, latencies) follow the table in `sluice_core::telemetry` (see `telemetry.rs`).
 //!
 //! Requests only bump a number in guest memory; the root context adds what gathered to Envoy's
 //! counters on its tick. An `increment_metric` per request would cost a host call each, and

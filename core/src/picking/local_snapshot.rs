@@ -2,7 +2,7 @@
 //! snapshot in shared data with its version under a separate small key; every worker checks that
 //! key on its tick and decodes the snapshot only when the version changed.
 
-use sluice_snapshot::{DecodeError, Pool, Snapshot};
+use sluice_wire::{DecodeError, Pool, Snapshot};
 
 pub const SNAPSHOT_KEY: &str = "sluice.snapshot";
 pub const VERSION_KEY: &str = "sluice.snapshot.version";
@@ -60,7 +60,7 @@ mod tests {
     #[cfg(target_family = "wasm")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use sluice_snapshot::{FORMAT, Pool, Snapshot};
+    use sluice_wire::{FORMAT, Pool, Snapshot};
 
     use super::{LocalSnapshot, Unavailable, decode_version, encode_version};
 

@@ -7,7 +7,7 @@
 //! unreported consumption (`pending`), sends it, and writes back what the other instances
 //! consumed: the total minus what this instance has reported.
 
-pub use sluice_snapshot::quota_sync::{MAX_ENTRIES, SyncEntry, SyncRequest, SyncResponse};
+pub use sluice_wire::quota_sync::{MAX_ENTRIES, SyncEntry, SyncRequest, SyncResponse};
 
 use super::state::{SlotState, kind};
 use super::window;

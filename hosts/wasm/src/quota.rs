@@ -22,13 +22,13 @@ use proxy_wasm::types::{BufferType, MapType, MetricType};
 
 use super::metrics::Counter;
 use super::{clock, log, shared};
-use crate::config::quotas::{Cluster, Identity, QUOTA_SYNC_PATH, Quotas};
-use crate::error::{ApiFlavor, GatewayError};
-use crate::pipeline::{RequestHeaders, RoutedRequest};
-use crate::quota::identity::{self, AuthError, Caller};
-use crate::quota::sync::{self, Pushed, SyncRequest, SyncResponse};
-use crate::quota::{self, Admitted, Charge, SlotState, Standing, Store, Ticket, Usage};
-use crate::usage::Counts;
+use sluice_core::config::quotas::{Cluster, Identity, QUOTA_SYNC_PATH, Quotas};
+use sluice_core::error::{ApiFlavor, GatewayError};
+use sluice_core::pipeline::{RequestHeaders, RoutedRequest};
+use sluice_core::quota::identity::{self, AuthError, Caller};
+use sluice_core::quota::sync::{self, Pushed, SyncRequest, SyncResponse};
+use sluice_core::quota::{self, Admitted, Charge, SlotState, Standing, Store, Ticket, Usage};
+use sluice_core::usage::Counts;
 
 /// Shared data through the host.
 pub struct SharedStore;
