@@ -48,36 +48,96 @@ impl Normalized {
         };
         let bytes = original.as_bytes();
         let mut at = 0;
-        // Prompts are mostly ASCII words: each run of ASCII letters, digits and punctuation is
-        // copied and lowercased in one go rather than character by character (the scan's
-        // biggest cost before).
-        while let Some(&byte) = bytes.get(at) {
-            if byte.is_ascii_whitespace() {
-                out.space(offset(at));
-                at = at.saturating_add(1);
-            } else if byte.is_ascii() {
-                let rest = bytes.get(at..).unwrap_or_default();
-                let run = rest
-                    .iter()
-                    .position(|b| !b.is_ascii() || b.is_ascii_whitespace())
-                    .unwrap_or(rest.len());
-                let end = at.saturating_add(run);
-                let from = out.text.len();
-                out.text.push_str(original.get(at..end).unwrap_or_default());
-                if let Some(copied) = out.text.get_mut(from..) {
-                    copied.make_ascii_lowercase();
-                }
-                out.origin.extend(offset(at)..offset(end));
-                at = end;
-            } else {
-                let Some(c) = original.get(at..).and_then(|rest| rest.chars().next()) else {
-                    break;
-                };
-                out.fold_char(c, offset(at));
-                at = at.saturating_add(c.len_utf8());
-            }
+        // Prompts are mostly ASCII: it is folded a block at a time (`fold_ascii`); only
+        // non-ASCII characters are folded one by one.
+        while at < bytes.len() {
+            at = out.fold_ascii(bytes, at);
+            let Some(c) = original.get(at..).and_then(|rest| rest.chars().next()) else {
+                break;
+            };
+            out.fold_char(c, offset(at));
+            at = at.saturating_add(c.len_utf8());
         }
         out
+    }
+
+    /// Folds the ASCII bytes from `at` on, up to the first non-ASCII byte (or the end), whose
+    /// position it returns.
+    ///
+    /// `BLOCK` bytes at a time: each byte is folded with arithmetic and the block is checked for
+    /// non-ASCII bytes and for two spaces in a row with no branch per byte (the compiler turns
+    /// these loops into vector instructions); the block is then appended in one piece, or in a
+    /// few where a whitespace run collapses.
+    fn fold_ascii(&mut self, bytes: &[u8], at: usize) -> usize {
+        const BLOCK: usize = 64;
+        let mut start = at;
+        loop {
+            let rest = bytes.get(start..).unwrap_or_default();
+            let block = rest.get(..BLOCK).unwrap_or(rest);
+            if block.is_empty() {
+                return start;
+            }
+            let mut folded = [0u8; BLOCK];
+            let mut high = 0u8;
+            for (to, &byte) in folded.iter_mut().zip(block) {
+                *to = fold_ascii_byte(byte);
+                high |= byte;
+            }
+            let ascii = if high < 0x80 {
+                block.len()
+            } else {
+                block
+                    .iter()
+                    .position(|b| !b.is_ascii())
+                    .unwrap_or(block.len())
+            };
+            self.append_ascii(folded.get(..ascii).unwrap_or_default(), start);
+            start = start.saturating_add(ascii);
+            if ascii < BLOCK {
+                return start;
+            }
+        }
+    }
+
+    /// Appends folded ASCII `folded` that came from the original bytes at `start`, dropping each
+    /// space that follows a space (also one already at the end of the text).
+    fn append_ascii(&mut self, folded: &[u8], start: usize) {
+        let mut from = 0;
+        if self.text.ends_with(' ') {
+            from = folded.iter().take_while(|b| **b == b' ').count();
+        }
+        let doubled = folded
+            .iter()
+            .zip(folded.get(1..).unwrap_or_default())
+            .fold(false, |any, (a, b)| any | ((*a == b' ') & (*b == b' ')));
+        if doubled {
+            let mut at = from;
+            while let Some(pair) = folded
+                .get(at..)
+                .and_then(|rest| memchr::memmem::find(rest, b"  "))
+            {
+                // Keep the first space of the run, skip the others.
+                let keep = at.saturating_add(pair).saturating_add(1);
+                self.append_run(folded, from..keep, start);
+                let rest = folded.get(keep..).unwrap_or_default();
+                from = keep.saturating_add(rest.iter().take_while(|b| **b == b' ').count());
+                at = from;
+            }
+        }
+        self.append_run(folded, from..folded.len(), start);
+    }
+
+    /// Appends `folded[range]`, which came byte for byte from the original at `start + range`.
+    fn append_run(&mut self, folded: &[u8], range: Range<usize>, start: usize) {
+        let Some(run) = folded.get(range.clone()) else {
+            return;
+        };
+        // Folded ASCII is ASCII: the check cannot fail.
+        self.text
+            .push_str(std::str::from_utf8(run).unwrap_or_default());
+        let first = offset(start.saturating_add(range.start));
+        let end = offset(start.saturating_add(range.end));
+        self.origin.extend(first..end);
     }
 
     fn fold_char(&mut self, c: char, at: u32) {
@@ -130,6 +190,17 @@ impl Normalized {
         let width = original.get(last..)?.chars().next()?.len_utf8();
         Some(start..last.checked_add(width)?)
     }
+}
+
+/// An ASCII byte as folded text has it: letters lowercase, whitespace a space. Arithmetic and
+/// selects only, so that loops over a block of bytes vectorize.
+#[inline]
+fn fold_ascii_byte(byte: u8) -> u8 {
+    let upper = byte.wrapping_sub(b'A') < 26;
+    let lowered = if upper { byte | 0x20 } else { byte };
+    // `u8::is_ascii_whitespace`: space, \t, \n, \x0C, \r (not \x0B).
+    let space = (byte == b' ') | ((byte.wrapping_sub(b'\t') < 5) & (byte != 0x0B));
+    if space { b' ' } else { lowered }
 }
 
 /// A byte offset as stored in `origin` (texts over 4 GiB are not read: bodies are capped far lower).
