@@ -32,7 +32,7 @@ use crate::canonical::{CanonicalRequest, SegmentRole};
 use crate::response_text::{self, Form, Mode};
 use json_text::Lexer;
 use normalize::Normalized;
-pub use rewrite::rewrite_strings;
+pub use rewrite::{rewrite_strings, string_edits};
 pub use stream::StreamGuard;
 
 /// What a rule does when it matches.
