@@ -5,6 +5,7 @@
 //! so a match found in the folded text redacts the right bytes of the original.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 
@@ -48,78 +49,113 @@ impl Normalized {
         };
         let bytes = original.as_bytes();
         let mut at = 0;
-        // Prompts are mostly ASCII: it is folded a block at a time (`fold_ascii`); only
-        // non-ASCII characters are folded one by one.
-        while at < bytes.len() {
-            at = out.fold_ascii(bytes, at);
-            let Some(c) = original.get(at..).and_then(|rest| rest.chars().next()) else {
-                break;
-            };
-            out.fold_char(c, offset(at));
-            at = at.saturating_add(c.len_utf8());
-        }
-        out
-    }
-
-    /// Folds the ASCII bytes from `at` on, up to the first non-ASCII byte (or the end), whose
-    /// position it returns.
-    ///
-    /// `BLOCK` bytes at a time: each byte is folded with arithmetic and the block is checked for
-    /// non-ASCII bytes and for two spaces in a row with no branch per byte (the compiler turns
-    /// these loops into vector instructions); the block is then appended in one piece, or in a
-    /// few where a whitespace run collapses.
-    fn fold_ascii(&mut self, bytes: &[u8], at: usize) -> usize {
+        // Prompts are mostly ASCII: `BLOCK` bytes at a time, each byte is folded with
+        // arithmetic and the block checked for non-ASCII bytes with no branch per byte (the
+        // compiler turns these loops into vector instructions). A block of ASCII is appended
+        // at once (`append_ascii`); in another, the ASCII stretches are, and the characters
+        // between them folded one by one.
         const BLOCK: usize = 64;
-        let mut start = at;
-        loop {
-            let rest = bytes.get(start..).unwrap_or_default();
+        while let Some(rest) = bytes.get(at..).filter(|rest| !rest.is_empty()) {
             let block = rest.get(..BLOCK).unwrap_or(rest);
-            if block.is_empty() {
-                return start;
-            }
             let mut folded = [0u8; BLOCK];
             let mut high = 0u8;
             for (to, &byte) in folded.iter_mut().zip(block) {
                 *to = fold_ascii_byte(byte);
                 high |= byte;
             }
-            let ascii = if high < 0x80 {
-                block.len()
-            } else {
-                block
+            // Folding leaves bytes from 0x80 as they are: the block is still UTF-8, but for a
+            // character cut at its end. Checked once, the ASCII stretches are slices of it.
+            let folded = folded.get(..block.len()).unwrap_or_default();
+            let folded = match std::str::from_utf8(folded) {
+                Ok(text) => text,
+                Err(cut) => {
+                    std::str::from_utf8(folded.get(..cut.valid_up_to()).unwrap_or_default())
+                        .unwrap_or_default()
+                }
+            };
+            if high < 0x80 {
+                out.append_ascii(folded, at);
+                at = at.saturating_add(block.len());
+                continue;
+            }
+            let end = at.saturating_add(block.len());
+            while at < end {
+                let from = at.saturating_sub(end.saturating_sub(block.len()));
+                let tail = block.get(from..).unwrap_or_default();
+                let ascii = tail
                     .iter()
                     .position(|b| !b.is_ascii())
-                    .unwrap_or(block.len())
-            };
-            self.append_ascii(folded.get(..ascii).unwrap_or_default(), start);
-            start = start.saturating_add(ascii);
-            if ascii < BLOCK {
-                return start;
+                    .unwrap_or(tail.len());
+                let stretch = folded.get(from..from.saturating_add(ascii));
+                out.append_ascii(stretch.unwrap_or_default(), at);
+                at = at.saturating_add(ascii);
+                if at >= end {
+                    break;
+                }
+                let Some(c) = original.get(at..).and_then(|rest| rest.chars().next()) else {
+                    return out;
+                };
+                out.fold_non_ascii(c, offset(at));
+                // A character may end past the block: the next block starts after it.
+                at = at.saturating_add(c.len_utf8());
             }
         }
+        out
+    }
+
+    /// `fold_char`, with shortcuts for the non-ASCII characters prompts use most: two-byte
+    /// characters (accented Latin, Greek, Cyrillic...) from a table worked out once, and CJK
+    /// ideographs, which fold to themselves. The general path looks characters up in Unicode's
+    /// tables, a few hundred instructions each.
+    fn fold_non_ascii(&mut self, c: char, at: u32) {
+        let code = u32::from(c);
+        if let Some(folded) = code
+            .checked_sub(TWO_BYTE_START)
+            .and_then(|i| two_byte_folds().get(usize::try_from(i).ok()?))
+        {
+            match folded {
+                Fold::Nothing => {}
+                Fold::Space => self.space(at),
+                Fold::Text { len, bytes } => {
+                    let text = bytes.get(..usize::from(*len)).unwrap_or_default();
+                    // Built from chars: cannot fail.
+                    self.text
+                        .push_str(std::str::from_utf8(text).unwrap_or_default());
+                    self.origin.extend(std::iter::repeat_n(at, text.len()));
+                }
+                Fold::General => self.fold_char(c, at),
+            }
+            return;
+        }
+        if is_cjk_ideograph(c) {
+            self.push(c, at);
+            return;
+        }
+        self.fold_char(c, at);
     }
 
     /// Appends folded ASCII `folded` that came from the original bytes at `start`, dropping each
     /// space that follows a space (also one already at the end of the text).
-    fn append_ascii(&mut self, folded: &[u8], start: usize) {
+    fn append_ascii(&mut self, folded: &str, start: usize) {
         let mut from = 0;
         if self.text.ends_with(' ') {
-            from = folded.iter().take_while(|b| **b == b' ').count();
+            from = folded.bytes().take_while(|b| *b == b' ').count();
         }
-        let doubled = folded
+        let bytes = folded.as_bytes();
+        let doubled = bytes
             .iter()
-            .zip(folded.get(1..).unwrap_or_default())
+            .zip(bytes.get(1..).unwrap_or_default())
             .fold(false, |any, (a, b)| any | ((*a == b' ') & (*b == b' ')));
         if doubled {
             let mut at = from;
-            while let Some(pair) = folded
+            while let Some(pair) = bytes
                 .get(at..)
                 .and_then(|rest| memchr::memmem::find(rest, b"  "))
             {
                 // Keep the first space of the run, skip the others.
                 let keep = at.saturating_add(pair).saturating_add(1);
                 self.append_run(folded, from..keep, start);
-                let rest = folded.get(keep..).unwrap_or_default();
+                let rest = bytes.get(keep..).unwrap_or_default();
                 from = keep.saturating_add(rest.iter().take_while(|b| **b == b' ').count());
                 at = from;
             }
@@ -128,16 +164,19 @@ impl Normalized {
     }
 
     /// Appends `folded[range]`, which came byte for byte from the original at `start + range`.
-    fn append_run(&mut self, folded: &[u8], range: Range<usize>, start: usize) {
+    fn append_run(&mut self, folded: &str, range: Range<usize>, start: usize) {
         let Some(run) = folded.get(range.clone()) else {
             return;
         };
-        // Folded ASCII is ASCII: the check cannot fail.
-        self.text
-            .push_str(std::str::from_utf8(run).unwrap_or_default());
-        let first = offset(start.saturating_add(range.start));
-        let end = offset(start.saturating_add(range.end));
-        self.origin.extend(first..end);
+        self.text.push_str(run);
+        // Each byte came from the original byte at the same distance (a loop that vectorizes).
+        let mut next = offset(start.saturating_add(range.start));
+        let from = self.origin.len();
+        self.origin.resize(from.saturating_add(run.len()), 0);
+        for slot in self.origin.get_mut(from..).unwrap_or_default() {
+            *slot = next;
+            next = next.wrapping_add(1);
+        }
     }
 
     fn fold_char(&mut self, c: char, at: u32) {
@@ -190,6 +229,77 @@ impl Normalized {
         let width = original.get(last..)?.chars().next()?.len_utf8();
         Some(start..last.checked_add(width)?)
     }
+}
+
+/// The first code point of the two-byte UTF-8 range, where the fold table starts.
+const TWO_BYTE_START: u32 = 0x80;
+/// One past the last two-byte code point.
+const TWO_BYTE_END: u32 = 0x800;
+
+/// What folding does to one two-byte character, worked out once (`two_byte_folds`).
+#[derive(Debug, Clone, Copy)]
+enum Fold {
+    /// Invisible, or only combining marks: nothing is written.
+    Nothing,
+    /// Whitespace: one space, unless the text already ends with one.
+    Space,
+    /// These bytes (at most 8).
+    Text { len: u8, bytes: [u8; 8] },
+    /// Anything else (text and spaces mixed, or longer): the general path.
+    General,
+}
+
+/// The fold of every two-byte character, computed on first use (about 15 KB, once per process)
+/// with the general path, so it folds them exactly as `fold_char` does.
+fn two_byte_folds() -> &'static [Fold] {
+    static FOLDS: OnceLock<Vec<Fold>> = OnceLock::new();
+    FOLDS.get_or_init(|| {
+        (TWO_BYTE_START..TWO_BYTE_END)
+            .map(|code| char::from_u32(code).map_or(Fold::General, fold_of))
+            .collect()
+    })
+}
+
+fn fold_of(c: char) -> Fold {
+    // Folded after a letter, so that a space shows as one.
+    let mut folded = Normalized {
+        text: String::from("x"),
+        origin: vec![0],
+    };
+    folded.fold_char(c, 1);
+    let added = folded.text.as_bytes().get(1..).unwrap_or_default();
+    match added {
+        [] => Fold::Nothing,
+        [b' '] if c.is_whitespace() || decomposes_to_space(c) => Fold::Space,
+        _ if added.contains(&b' ') || added.len() > 8 => Fold::General,
+        _ => {
+            let mut bytes = [0u8; 8];
+            if let Some(to) = bytes.get_mut(..added.len()) {
+                to.copy_from_slice(added);
+            }
+            Fold::Text {
+                len: u8::try_from(added.len()).unwrap_or(0),
+                bytes,
+            }
+        }
+    }
+}
+
+/// Whether `c` folds to exactly one space through its decomposition.
+fn decomposes_to_space(c: char) -> bool {
+    let mut only_space = true;
+    decompose_compatible(c, |d| {
+        if !(d.is_whitespace() || is_combining_mark(d) || is_invisible(d)) {
+            only_space = false;
+        }
+    });
+    only_space
+}
+
+/// CJK unified ideographs (and extension A): no decomposition, no case, not invisible, so they
+/// fold to themselves.
+fn is_cjk_ideograph(c: char) -> bool {
+    matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}')
 }
 
 /// An ASCII byte as folded text has it: letters lowercase, whitespace a space. Arithmetic and
@@ -256,6 +366,74 @@ mod tests {
             let (text, origin) = reference(sample);
             assert_eq!(fast.text, text, "{sample:?}");
             assert_eq!(fast.origin, origin, "{sample:?}");
+        }
+    }
+
+    #[test]
+    fn long_texts_fold_like_single_characters_across_blocks() {
+        // Pieces of every kind, so that characters and whitespace runs straddle the 64-byte
+        // blocks the fast path works in.
+        let pieces = [
+            "a",
+            "Word",
+            "  ",
+            " ",
+            "\t\n",
+            "é",
+            "東京",
+            "\u{200B}",
+            "\u{00A0}",
+            "ﬁ",
+            "Ｆ",
+            "😀",
+            ".",
+            "x1",
+            "\u{2003}",
+            "abcdefghijklmnopqrstuvwxyz0123456789",
+            "ß",
+            "İ",
+            "\r\n ",
+        ];
+        let mut seed = 3u64;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let n = (seed >> 57) as usize + 1;
+            for _ in 0..n {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                text.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+            }
+            let fast = Normalized::new(&text);
+            let (folded, origin) = reference(&text);
+            assert_eq!(fast.text, folded, "{text:?}");
+            assert_eq!(fast.origin, origin, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn shortcuts_fold_like_the_general_path() {
+        let shortcut = (0x80..0x800u32).chain(0x3400..0x4DC0).chain(0x4E00..0xA000);
+        for code in shortcut {
+            let Some(c) = char::from_u32(code) else {
+                continue;
+            };
+            // After a letter and after a space, where a space would collapse.
+            for before in ["x", "x "] {
+                let mut fast = Normalized::default();
+                let mut slow = Normalized::default();
+                for b in before.chars() {
+                    fast.fold_char(b, 0);
+                    slow.fold_char(b, 0);
+                }
+                fast.fold_non_ascii(c, 7);
+                slow.fold_char(c, 7);
+                assert_eq!(fast.text, slow.text, "U+{code:04X}");
+                assert_eq!(fast.origin, slow.origin, "U+{code:04X}");
+            }
         }
     }
 

@@ -17,6 +17,11 @@ use std::ops::Range;
 pub struct PhraseStarts {
     /// One bit per pair of first bytes (`first << 8 | second`).
     pairs: Box<[u64; 1024]>,
+    /// Per word of `pairs`, how many bits the words before it have: a pair's bit's rank among
+    /// the set bits, found in a few instructions, indexes `groups`.
+    ranks: Box<[u16; 1024]>,
+    /// Per pair (by rank), its phrases in `by_pair`.
+    groups: Vec<Range<usize>>,
     /// The phrases by their first two bytes, sorted.
     by_pair: Vec<Entry>,
     phrases: Vec<Vec<u8>>,
@@ -48,6 +53,15 @@ fn ascii_block(bytes: &[u8], at: usize) -> Option<u64> {
     let eight: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
     let block = u64::from_le_bytes(eight);
     (block & HIGH == 0).then_some(block)
+}
+
+/// Up to eight bytes from `at` as a little-endian word (zeros past the end), and how many of
+/// them, from the first, are ASCII.
+fn ascii_lanes(bytes: &[u8], at: usize) -> (u64, u32) {
+    let block = head_at(bytes, at);
+    let available = u32::try_from(bytes.len().saturating_sub(at).min(8)).unwrap_or(0);
+    let first_high = (block & HIGH).trailing_zeros() / 8;
+    (block, available.min(first_high))
 }
 
 /// The byte at `at`, 0 past the end.
@@ -107,8 +121,29 @@ impl PhraseStarts {
             });
         }
         by_pair.sort_unstable();
+        let mut ranks = Box::new([0u16; 1024]);
+        let mut before = 0u16;
+        for (rank, bits) in ranks.iter_mut().zip(pairs.iter()) {
+            *rank = before;
+            before = before.saturating_add(u16::try_from(bits.count_ones()).unwrap_or(0));
+        }
+        let mut groups: Vec<Range<usize>> = Vec::new();
+        for (i, entry) in by_pair.iter().enumerate() {
+            match groups.last_mut() {
+                Some(group)
+                    if by_pair
+                        .get(group.start)
+                        .is_some_and(|e| e.pair == entry.pair) =>
+                {
+                    group.end = i.saturating_add(1);
+                }
+                _ => groups.push(i..i.saturating_add(1)),
+            }
+        }
         Some(Self {
             pairs,
+            ranks,
+            groups,
             by_pair,
             phrases: phrases.iter().map(|p| p.as_bytes().to_vec()).collect(),
         })
@@ -131,11 +166,16 @@ impl PhraseStarts {
         // Whether the character before `at` is a letter or digit (no phrase starts after one).
         let mut after_word = false;
         while at < bytes.len() {
-            // Eight ASCII bytes at a time: the word starts among them as bits.
-            if let Some(block) = ascii_block(bytes, at) {
-                let word = word_bytes(block);
-                let mut starts =
-                    word & !(word.wrapping_shl(8) | u64::from(after_word).wrapping_shl(7));
+            // Up to eight ASCII bytes at a time: the word starts among them as bits.
+            let (block, ascii) = match ascii_block(bytes, at) {
+                Some(block) => (block, 8),
+                None => ascii_lanes(bytes, at),
+            };
+            if ascii > 0 {
+                let lanes = u64::MAX.checked_shr(64u32.saturating_sub(ascii.saturating_mul(8)));
+                let word = word_bytes(block) & lanes.unwrap_or(u64::MAX);
+                let before = word.wrapping_shl(8) | u64::from(after_word).wrapping_shl(7);
+                let mut starts = word & !before;
                 while starts != 0 {
                     let lane = usize::try_from(starts.trailing_zeros() / 8).unwrap_or(0);
                     let start = at.wrapping_add(lane);
@@ -146,20 +186,12 @@ impl PhraseStarts {
                     }
                     starts &= starts.wrapping_sub(1);
                 }
-                after_word = word >> 63 != 0;
-                at = at.wrapping_add(8);
-                continue;
+                let last = ascii.saturating_mul(8).saturating_sub(1);
+                after_word = word.checked_shr(last).is_some_and(|bit| bit & 1 != 0);
+                at = at.wrapping_add(usize::try_from(ascii).unwrap_or(8));
             }
-            // Near the end or a non-ASCII character: one character.
-            let byte = byte_at(bytes, at);
-            if byte < 0x80 {
-                let word = byte.is_ascii_alphanumeric();
-                if word && !after_word && self.may_start(byte, byte_at(bytes, at.wrapping_add(1))) {
-                    self.check(bytes, at, &mut found);
-                }
-                after_word = word;
-                at = at.wrapping_add(1);
-            } else {
+            // A non-ASCII character: a letter or digit in many scripts.
+            if bytes.get(at).is_some_and(|b| !b.is_ascii()) {
                 let c = text.get(at..).and_then(|rest| rest.chars().next());
                 after_word = c.is_some_and(char::is_alphanumeric);
                 at = at.wrapping_add(c.map_or(1, char::len_utf8));
@@ -171,14 +203,28 @@ impl PhraseStarts {
         found
     }
 
+    /// The phrases that begin with the pair `key` (whose bit is set).
+    fn group(&self, key: u16) -> &[Entry] {
+        let word = usize::from(key >> 6);
+        let below = 1u64.wrapping_shl(u32::from(key & 63)).wrapping_sub(1);
+        let (Some(bits), Some(rank)) = (self.pairs.get(word), self.ranks.get(word)) else {
+            return &[];
+        };
+        let index = usize::from(*rank)
+            .saturating_add(usize::try_from((bits & below).count_ones()).unwrap_or(0));
+        self.groups
+            .get(index)
+            .and_then(|range| self.by_pair.get(range.clone()))
+            .unwrap_or_default()
+    }
+
     /// Adds every phrase that occurs at `at` (whose first two bytes are there).
     fn check(&self, bytes: &[u8], at: usize, found: &mut Vec<(usize, Range<usize>)>) {
         let key = pair(byte_at(bytes, at), byte_at(bytes, at.wrapping_add(1)));
         let head = head_at(bytes, at);
-        let from = self.by_pair.partition_point(|entry| entry.pair < key);
-        for entry in self.by_pair.get(from..).unwrap_or_default() {
+        for entry in self.group(key) {
             if entry.pair != key {
-                break;
+                continue;
             }
             if head & entry.mask != entry.head {
                 continue;
