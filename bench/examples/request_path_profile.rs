@@ -83,11 +83,18 @@ fn main() {
                     0,
                 ));
             }
+            "fold" => {
+                for segment in parsed.request.segments() {
+                    black_box(sluice_core::guardrails::normalize::Normalized::new(
+                        black_box(segment.text),
+                    ));
+                }
+            }
             "dump" => {
                 println!("{body}");
                 return;
             }
-            other => panic!("unknown stage {other:?}: route, alias, parse, estimate or scan"),
+            other => panic!("unknown stage {other:?}: route, alias, parse, estimate, scan or fold"),
         }
     }
 }

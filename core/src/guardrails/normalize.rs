@@ -43,162 +43,79 @@ pub fn is_invisible(c: char) -> bool {
 
 impl Normalized {
     pub fn new(original: &str) -> Self {
-        let mut out = Self {
-            text: String::with_capacity(original.len()),
+        let mut out = Builder {
+            bytes: Vec::with_capacity(original.len()),
             origin: Vec::with_capacity(original.len()),
         };
         let bytes = original.as_bytes();
         let mut at = 0;
-        // Prompts are mostly ASCII: `BLOCK` bytes at a time, each byte is folded with
-        // arithmetic and the block checked for non-ASCII bytes with no branch per byte (the
-        // compiler turns these loops into vector instructions). A block of ASCII is appended
-        // at once (`append_ascii`); in another, the ASCII stretches are, and the characters
-        // between them folded one by one.
+        // Prompts are mostly ASCII, folded `BLOCK` bytes at a time: each byte with arithmetic,
+        // with no branch per byte (the compiler turns these loops into vector instructions),
+        // marking the bytes that need more than that (a space after a space, dropped; a
+        // non-ASCII character, folded on its own). The stretches between marks are appended
+        // whole.
         const BLOCK: usize = 64;
         while let Some(rest) = bytes.get(at..).filter(|rest| !rest.is_empty()) {
             let block = rest.get(..BLOCK).unwrap_or(rest);
             let mut folded = [0u8; BLOCK];
-            let mut high = 0u8;
             for (to, &byte) in folded.iter_mut().zip(block) {
                 *to = fold_ascii_byte(byte);
-                high |= byte;
             }
-            // Folding leaves bytes from 0x80 as they are: the block is still UTF-8, but for a
-            // character cut at its end. Checked once, the ASCII stretches are slices of it.
             let folded = folded.get(..block.len()).unwrap_or_default();
-            let folded = match std::str::from_utf8(folded) {
-                Ok(text) => text,
-                Err(cut) => {
-                    std::str::from_utf8(folded.get(..cut.valid_up_to()).unwrap_or_default())
-                        .unwrap_or_default()
-                }
-            };
-            if high < 0x80 {
-                out.append_ascii(folded, at);
-                at = at.saturating_add(block.len());
-                continue;
-            }
-            let end = at.saturating_add(block.len());
-            while at < end {
-                let from = at.saturating_sub(end.saturating_sub(block.len()));
-                let tail = block.get(from..).unwrap_or_default();
-                let ascii = tail
-                    .iter()
-                    .position(|b| !b.is_ascii())
-                    .unwrap_or(tail.len());
-                let stretch = folded.get(from..from.saturating_add(ascii));
-                out.append_ascii(stretch.unwrap_or_default(), at);
-                at = at.saturating_add(ascii);
-                if at >= end {
-                    break;
-                }
-                let Some(c) = original.get(at..).and_then(|rest| rest.chars().next()) else {
-                    return out;
-                };
-                out.fold_non_ascii(c, offset(at));
-                // A character may end past the block: the next block starts after it.
-                at = at.saturating_add(c.len_utf8());
-            }
-        }
-        out
-    }
-
-    /// `fold_char`, with shortcuts for the non-ASCII characters prompts use most: two-byte
-    /// characters (accented Latin, Greek, Cyrillic...) from a table worked out once, and CJK
-    /// ideographs, which fold to themselves. The general path looks characters up in Unicode's
-    /// tables, a few hundred instructions each.
-    fn fold_non_ascii(&mut self, c: char, at: u32) {
-        let code = u32::from(c);
-        if let Some(folded) = code
-            .checked_sub(TWO_BYTE_START)
-            .and_then(|i| two_byte_folds().get(usize::try_from(i).ok()?))
-        {
-            match folded {
-                Fold::Nothing => {}
-                Fold::Space => self.space(at),
-                Fold::Text { len, bytes } => {
-                    let text = bytes.get(..usize::from(*len)).unwrap_or_default();
-                    // Built from chars: cannot fail.
-                    self.text
-                        .push_str(std::str::from_utf8(text).unwrap_or_default());
-                    self.origin.extend(std::iter::repeat_n(at, text.len()));
-                }
-                Fold::General => self.fold_char(c, at),
-            }
-            return;
-        }
-        if is_cjk_ideograph(c) {
-            self.push(c, at);
-            return;
-        }
-        self.fold_char(c, at);
-    }
-
-    /// Appends folded ASCII `folded` that came from the original bytes at `start`, dropping each
-    /// space that follows a space (also one already at the end of the text).
-    fn append_ascii(&mut self, folded: &str, start: usize) {
-        let mut from = 0;
-        if self.text.ends_with(' ') {
-            from = folded.bytes().take_while(|b| *b == b' ').count();
-        }
-        let bytes = folded.as_bytes();
-        let doubled = bytes
-            .iter()
-            .zip(bytes.get(1..).unwrap_or_default())
-            .fold(false, |any, (a, b)| any | ((*a == b' ') & (*b == b' ')));
-        if doubled {
-            let mut at = from;
-            while let Some(pair) = bytes
-                .get(at..)
-                .and_then(|rest| memchr::memmem::find(rest, b"  "))
+            let mut marks = [0u8; BLOCK];
+            let after_space = out.bytes.last() == Some(&b' ');
+            if let (Some(mark), Some(&byte), Some(&f)) =
+                (marks.first_mut(), block.first(), folded.first())
             {
-                // Keep the first space of the run, skip the others.
-                let keep = at.saturating_add(pair).saturating_add(1);
-                self.append_run(folded, from..keep, start);
-                let rest = bytes.get(keep..).unwrap_or_default();
-                from = keep.saturating_add(rest.iter().take_while(|b| **b == b' ').count());
-                at = from;
+                *mark = u8::from((byte >= 0x80) | ((f == b' ') & after_space));
             }
+            let rest = marks.get_mut(1..).unwrap_or_default();
+            let pairs = block
+                .get(1..)
+                .unwrap_or_default()
+                .iter()
+                .zip(folded.get(1..).unwrap_or_default());
+            for ((mark, (&byte, &f)), &before) in rest.iter_mut().zip(pairs).zip(folded) {
+                *mark = u8::from((byte >= 0x80) | ((f == b' ') & (before == b' ')));
+            }
+            let marks = marks.get(..block.len()).unwrap_or_default();
+            let end = at.saturating_add(block.len());
+            let mut from = 0usize;
+            while let Some(mark) = next_mark(marks, from) {
+                out.append_ascii(
+                    folded.get(from..mark).unwrap_or_default(),
+                    at.saturating_add(from),
+                );
+                let Some(&byte) = block.get(mark) else {
+                    break;
+                };
+                if byte.is_ascii() {
+                    // A space after a space.
+                    from = mark.saturating_add(1);
+                    continue;
+                }
+                let position = at.saturating_add(mark);
+                let Some(c) = original
+                    .get(position..)
+                    .and_then(|rest| rest.chars().next())
+                else {
+                    return out.finish();
+                };
+                out.fold_non_ascii(c, offset(position));
+                from = mark.saturating_add(c.len_utf8());
+            }
+            out.append_ascii(
+                folded.get(from..).unwrap_or_default(),
+                at.saturating_add(from),
+            );
+            // A character may end past the block: the next block starts after it.
+            at = end.max(at.saturating_add(from));
         }
-        self.append_run(folded, from..folded.len(), start);
-    }
-
-    /// Appends `folded[range]`, which came byte for byte from the original at `start + range`.
-    fn append_run(&mut self, folded: &str, range: Range<usize>, start: usize) {
-        let Some(run) = folded.get(range.clone()) else {
-            return;
-        };
-        self.text.push_str(run);
-        // Each byte came from the original byte at the same distance (a loop that vectorizes).
-        let mut next = offset(start.saturating_add(range.start));
-        let from = self.origin.len();
-        self.origin.resize(from.saturating_add(run.len()), 0);
-        for slot in self.origin.get_mut(from..).unwrap_or_default() {
-            *slot = next;
-            next = next.wrapping_add(1);
-        }
+        out.finish()
     }
 
     fn fold_char(&mut self, c: char, at: u32) {
-        if is_invisible(c) {
-            return;
-        }
-        if c.is_whitespace() {
-            self.space(at);
-            return;
-        }
-        decompose_compatible(c, |d| {
-            if is_combining_mark(d) || is_invisible(d) {
-                return;
-            }
-            if d.is_whitespace() {
-                self.space(at);
-                return;
-            }
-            for lower in d.to_lowercase() {
-                self.push(lower, at);
-            }
-        });
+        fold_general(self, c, at);
     }
 
     fn push(&mut self, c: char, at: u32) {
@@ -229,6 +146,150 @@ impl Normalized {
         let width = original.get(last..)?.chars().next()?.len_utf8();
         Some(start..last.checked_add(width)?)
     }
+}
+
+/// Where `Normalized::new` folds into: bytes rather than a `String` (each piece appended is
+/// ASCII or whole characters, so the bytes are checked once, at the end).
+struct Builder {
+    bytes: Vec<u8>,
+    origin: Vec<u32>,
+}
+
+impl Builder {
+    fn finish(self) -> Normalized {
+        let text = String::from_utf8(self.bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        Normalized {
+            text,
+            origin: self.origin,
+        }
+    }
+
+    /// Appends folded ASCII bytes that came one for one from the original at `start` (but for
+    /// spaces at its start when the text ends with one: a character before may have folded to
+    /// a space).
+    fn append_ascii(&mut self, folded: &[u8], start: usize) {
+        let mut folded = folded;
+        let mut start = start;
+        if self.bytes.last() == Some(&b' ') {
+            let spaces = folded.iter().take_while(|b| **b == b' ').count();
+            folded = folded.get(spaces..).unwrap_or_default();
+            start = start.saturating_add(spaces);
+        }
+        self.bytes.extend_from_slice(folded);
+        // Each byte came from the original byte at the same distance (a loop that vectorizes).
+        let mut next = offset(start);
+        let from = self.origin.len();
+        self.origin.resize(from.saturating_add(folded.len()), 0);
+        for slot in self.origin.get_mut(from..).unwrap_or_default() {
+            *slot = next;
+            next = next.wrapping_add(1);
+        }
+    }
+
+    /// `fold_char`, with shortcuts for the non-ASCII characters prompts use most: two-byte
+    /// characters (accented Latin, Greek, Cyrillic...) from a table worked out once, and CJK
+    /// ideographs, which fold to themselves. The general path looks characters up in Unicode's
+    /// tables, a few hundred instructions each.
+    fn fold_non_ascii(&mut self, c: char, at: u32) {
+        let code = u32::from(c);
+        if let Some(folded) = code
+            .checked_sub(TWO_BYTE_START)
+            .and_then(|i| two_byte_folds().get(usize::try_from(i).ok()?))
+        {
+            match folded {
+                Fold::Nothing => {}
+                Fold::Space => self.space(at),
+                Fold::Text { len, bytes } => {
+                    let text = bytes.get(..usize::from(*len)).unwrap_or_default();
+                    self.bytes.extend_from_slice(text);
+                    self.origin.extend(std::iter::repeat_n(at, text.len()));
+                }
+                Fold::General => fold_general(self, c, at),
+            }
+            return;
+        }
+        if is_cjk_ideograph(c) {
+            self.push(c, at);
+            return;
+        }
+        fold_general(self, c, at);
+    }
+}
+
+/// Where one character's fold goes.
+trait Sink {
+    fn push(&mut self, c: char, at: u32);
+    /// A space, unless the text already ends with one.
+    fn space(&mut self, at: u32);
+}
+
+impl Sink for Builder {
+    fn push(&mut self, c: char, at: u32) {
+        let mut utf8 = [0u8; 4];
+        let encoded = c.encode_utf8(&mut utf8).as_bytes();
+        self.bytes.extend_from_slice(encoded);
+        self.origin.extend(std::iter::repeat_n(at, encoded.len()));
+    }
+
+    fn space(&mut self, at: u32) {
+        if self.bytes.last() != Some(&b' ') {
+            self.bytes.push(b' ');
+            self.origin.push(at);
+        }
+    }
+}
+
+impl Sink for Normalized {
+    fn push(&mut self, c: char, at: u32) {
+        Normalized::push(self, c, at);
+    }
+
+    fn space(&mut self, at: u32) {
+        Normalized::space(self, at);
+    }
+}
+
+/// Folds one character the general way: compatibility decomposition without combining marks
+/// or invisibles, lowercase, whitespace as a space.
+fn fold_general(sink: &mut impl Sink, c: char, at: u32) {
+    if is_invisible(c) {
+        return;
+    }
+    if c.is_whitespace() {
+        sink.space(at);
+        return;
+    }
+    decompose_compatible(c, |d| {
+        if is_combining_mark(d) || is_invisible(d) {
+            return;
+        }
+        if d.is_whitespace() {
+            sink.space(at);
+            return;
+        }
+        for lower in d.to_lowercase() {
+            sink.push(lower, at);
+        }
+    });
+}
+
+/// The first marked byte (see `Normalized::new`) at or after `from`: eight marks at a time.
+fn next_mark(marks: &[u8], from: usize) -> Option<usize> {
+    let rest = marks.get(from..)?;
+    let mut chunks = rest.chunks_exact(8);
+    let mut skipped = 0usize;
+    for chunk in chunks.by_ref() {
+        let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
+        if word != 0 {
+            let lane = usize::try_from(word.trailing_zeros() / 8).ok()?;
+            return Some(from.saturating_add(skipped).saturating_add(lane));
+        }
+        skipped = skipped.saturating_add(8);
+    }
+    let tail = chunks.remainder();
+    let lane = tail.iter().position(|&m| m != 0)?;
+    Some(from.saturating_add(skipped).saturating_add(lane))
 }
 
 /// The first code point of the two-byte UTF-8 range, where the fold table starts.
@@ -423,14 +484,17 @@ mod tests {
             };
             // After a letter and after a space, where a space would collapse.
             for before in ["x", "x "] {
-                let mut fast = Normalized::default();
+                let mut fast = super::Builder {
+                    bytes: before.as_bytes().to_vec(),
+                    origin: vec![0; before.len()],
+                };
                 let mut slow = Normalized::default();
                 for b in before.chars() {
-                    fast.fold_char(b, 0);
                     slow.fold_char(b, 0);
                 }
                 fast.fold_non_ascii(c, 7);
                 slow.fold_char(c, 7);
+                let fast = fast.finish();
                 assert_eq!(fast.text, slow.text, "U+{code:04X}");
                 assert_eq!(fast.origin, slow.origin, "U+{code:04X}");
             }
