@@ -38,6 +38,8 @@ mod response;
 mod response_guard;
 mod views;
 
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
