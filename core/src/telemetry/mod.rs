@@ -1,7 +1,7 @@
 //! What the filter exports about requests, model by model: the mapping from OpenTelemetry's
 //! GenAI metric conventions to Envoy stats (`table`), the bounded label values (`labels`) and
 //! the latency arithmetic (`timing`), and what a finished request reports (`observation`). Plain
-//! Rust over numbers and strings; a host's telemetry sink (`hosts/wasm/src/telemetry.rs`) hands
+//! Rust over numbers and strings; a host's telemetry sink (`exchange::TelemetrySink`) hands
 //! the results to Envoy.
 
 pub mod labels;

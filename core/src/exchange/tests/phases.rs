@@ -273,7 +273,10 @@ fn models_are_listed_by_the_filter_in_the_callers_format() {
 }
 
 #[test]
-fn an_exchange_can_move_between_threads() {
+fn an_exchange_can_move_between_threads_and_its_configuration_be_shared() {
+    // A native host runs streams on several worker threads under one configuration.
     fn send<T: Send>() {}
+    fn share<T: Send + Sync>() {}
     send::<Exchange>();
+    share::<std::sync::Arc<crate::exchange::Configured>>();
 }
