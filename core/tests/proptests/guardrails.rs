@@ -213,19 +213,17 @@ fn json_guard_redacts_every_text_in_place() {
             let policy = policy(policy_index(redacting));
             let body = g.body();
             let mut hits = Hits::default();
-            let verdict = guardrails().guard_json_response(policy, body.as_bytes(), &mut hits);
+            let outcome = guardrails().guard_json_response(policy, body.as_bytes(), &mut hits);
             let located = response_text::locate(body.as_bytes(), Mode::Body);
             let texts: Vec<(Channel, String)> = located
                 .sites
                 .iter()
                 .map(|s| (s.channel, s.text(body.as_bytes()).unwrap().into_owned()))
                 .collect();
-            let whole: Vec<TextVerdict> = texts
-                .iter()
-                .map(|(c, t)| verdict_of(policy, c, t))
-                .collect();
+            let whole: Vec<TextVerdict> =
+                texts.iter().map(|(c, t)| verdict(policy, c, t)).collect();
             let any_block = whole.iter().any(|v| matches!(v, TextVerdict::Blocked(_)));
-            match verdict {
+            match outcome {
                 JsonVerdict::Blocked(_) => prop_assert!(any_block && !redacting),
                 JsonVerdict::Unchanged => {
                     prop_assert!(
@@ -264,10 +262,6 @@ fn json_guard_redacts_every_text_in_place() {
             Ok(())
         },
     );
-}
-
-fn verdict_of(policy: &Policy, channel: &Channel, text: &str) -> TextVerdict {
-    verdict(policy, channel, text)
 }
 
 #[test]

@@ -13,7 +13,7 @@ use sluice_core::api;
 use sluice_core::canonical::ApiKind;
 use sluice_core::config::Config;
 use sluice_core::error::{ApiFlavor, GatewayError};
-use sluice_core::json::TopLevel;
+use sluice_core::json::{TopLevel, path_at};
 use sluice_core::pipeline::route_request;
 use sluice_core::tokens::image_size_from_data_url;
 
@@ -509,6 +509,26 @@ fn top_level_keeps_every_other_byte() {
             Ok(())
         },
     );
+}
+
+#[test]
+fn error_paths_are_found_at_any_position() {
+    let strategy = (
+        prop_oneof![
+            json().prop_map(|j| j.render_spaced()),
+            prop::collection::vec(any::<u8>(), 0..64),
+        ],
+        0usize..12,
+        0usize..200,
+    );
+    check("json::path_at", 1.0, strategy, |(body, line, column)| {
+        // Where serde_json stops, and anywhere else.
+        if let Err(error) = serde_json::from_slice::<Vec<(u64, String)>>(&body) {
+            prop_assert!(!path_at(&body, error.line(), error.column()).is_empty());
+        }
+        prop_assert!(!path_at(&body, line, column).is_empty());
+        Ok(())
+    });
 }
 
 /// Every string value of a JSON value, in document order.

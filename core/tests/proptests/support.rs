@@ -8,12 +8,12 @@ use std::panic::Location;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
 
-/// Inputs per property in `make test`; `SLUICE_PROPTEST_CASES` sets another number (a longer
-/// campaign: `SLUICE_PROPTEST_CASES=25600 cargo test --release -p sluice-core --test proptests`).
+/// Inputs per property in `make test`; `SLUICE_PROPTEST_CASES` sets another number (README,
+/// Development, has the command of a longer campaign).
 const DEFAULT_CASES: u32 = 512;
 
-/// The number of inputs each property runs: `SLUICE_PROPTEST_CASES`, else `DEFAULT_CASES`
-/// scaled by `weight` (a slow property runs fewer cases by default, never fewer than 16).
+/// The number of inputs a property runs: `SLUICE_PROPTEST_CASES` (else `DEFAULT_CASES`) scaled
+/// by `weight`, below 1 for the slowest properties.
 pub fn cases(weight: f64) -> u32 {
     match std::env::var("SLUICE_PROPTEST_CASES")
         .ok()
@@ -24,9 +24,9 @@ pub fn cases(weight: f64) -> u32 {
     }
 }
 
-/// Runs `test` on `cases(weight)` inputs drawn from `strategy`; a failure is shrunk, saved under
-/// `proptest-regressions/` next to the calling file (replayed first on every later run) and
-/// fails the test. Prints how many inputs ran, past the test harness's output capture.
+/// Runs `test` on `cases(weight)` inputs drawn from `strategy`; a failure is shrunk, saved in
+/// `core/tests/proptest-regressions/<calling file>.txt` (replayed first on every later run)
+/// and fails the test. Prints how many inputs ran, past the test harness's output capture.
 #[track_caller]
 pub fn check<S: Strategy>(
     name: &str,
