@@ -188,6 +188,51 @@ impl Json {
     }
 }
 
+/// A change to one node of a document (`Json::edit`).
+#[derive(Debug, Clone)]
+pub enum Edit {
+    /// The node becomes this value.
+    Replace(Json),
+    /// An object node gets this member too (any other node is replaced by the value).
+    Add(Text, Json),
+}
+
+impl Json {
+    /// Nodes in the document, itself included.
+    pub fn count(&self) -> usize {
+        1 + match self {
+            Self::Arr(items) => items.iter().map(Self::count).sum(),
+            Self::Obj(members) => members.iter().map(|(_, v)| v.count()).sum(),
+            _ => 0,
+        }
+    }
+
+    /// Applies `edit` to the node at pre-order position `at` (0: the document); `Err` with
+    /// the position left when this subtree has fewer nodes.
+    pub fn edit(&mut self, at: usize, edit: Edit) -> Result<(), (usize, Edit)> {
+        if at == 0 {
+            match (edit, &mut *self) {
+                (Edit::Add(key, value), Self::Obj(members)) => members.push((key, value)),
+                (Edit::Add(_, value) | Edit::Replace(value), node) => *node = value,
+            }
+            return Ok(());
+        }
+        let (mut at, mut edit) = (at - 1, edit);
+        let children: Vec<&mut Json> = match self {
+            Self::Arr(items) => items.iter_mut().collect(),
+            Self::Obj(members) => members.iter_mut().map(|(_, v)| v).collect(),
+            _ => Vec::new(),
+        };
+        for child in children {
+            match child.edit(at, edit) {
+                Ok(()) => return Ok(()),
+                Err((left, back)) => (at, edit) = (left, back),
+            }
+        }
+        Err((at, edit))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Space {
     None,
