@@ -7,7 +7,7 @@ NATIVE := target/native-release/libsluice_native.so
 # wasm-bindgen-test-runner runs the filter's unit tests compiled to wasm32 under Node.
 WASM_TEST_RUNNER := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CURDIR)/.tools/bin/wasm-bindgen-test-runner
 
-.PHONY: setup build run test lint unit-test wasm-test e2e-test bench bench-host-cost clean token-accuracy token-calibrate guardrail-eval
+.PHONY: setup build run test lint unit-test wasm-test e2e-test bench bench-host-cost host-calls clean token-accuracy token-calibrate guardrail-eval
 
 setup:
 	@scripts/setup.sh
@@ -71,6 +71,14 @@ bench-host-cost: setup
 	@command -v perf >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null)
 	cargo build --locked --profile wasm-release -p sluice-wasm -p sluice-host-cost --target wasm32-wasip1
 	bench/host-cost/measure.py $(HOST_COST_ARGS)
+
+## host-calls: how many proxy-wasm host calls the filter makes in each phase of a request, with
+## make bench's configuration, in a fake proxy-wasm host under Node (no Envoy, no timing; see
+## docs/host-cost.md). HOST_CALLS_BASELINE=<another sluice_wasm.wasm> prints that build's counts
+## beside and fails when this build makes more calls in any phase. Seconds.
+host-calls: setup
+	cargo build --locked --profile wasm-release -p sluice-wasm --target wasm32-wasip1
+	node bench/host-cost/host_calls.mjs $(WASM) $(HOST_CALLS_BASELINE)
 
 ## token-accuracy: the filter's token estimator beside the real tokenizers (o200k_base, cl100k_base,
 ## Qwen 2.5, Claude), offline, on a corpus built from tools/token-accuracy/corpus and this repository;

@@ -1,7 +1,8 @@
 //! Sluice's decisions, for every host: plain Rust over header values, bytes and strings, with no
 //! host calls. The hosts (`hosts/wasm`, the proxy-wasm filter; `hosts/native`, the Envoy dynamic
-//! module) read what Envoy gives them, ask this crate and apply the answer. Unit-tested natively
-//! and on wasm32 under Node.
+//! module) read what Envoy gives them, drive one `exchange::Exchange` per request through its
+//! phases and apply the effects it returns; shared state and host services reach it through
+//! the ports in `exchange::ports`. Unit-tested natively and on wasm32 under Node.
 //!
 //! This code runs inside Envoy: a panic traps a worker's Wasm VM, or in the native module takes
 //! down Envoy itself. So code outside tests may not unwrap, index unchecked or do arithmetic that
@@ -27,6 +28,7 @@ pub mod api;
 pub mod canonical;
 pub mod config;
 pub mod error;
+pub mod exchange;
 pub mod guardrails;
 pub mod json;
 pub mod picking;

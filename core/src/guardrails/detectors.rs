@@ -66,9 +66,14 @@ pub const BUILTINS: &[Builtin] = &[
         pattern: r"[a-z0-9][a-z0-9._%+-]*@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,24}(?-u:\b)",
         validate: email,
     },
+    // Sixteen digits, then fifteen (Amex), are tried before the longest run: a card number
+    // followed by more digits ("4111 1111 1111 1111 12/27 123", its expiry or CVV) would
+    // otherwise be read as one longer number that fails the checksum, and the card would go
+    // unredacted. No card number starts with 0, so a run of zeros before one (an IBAN's last
+    // group) does not swallow it either.
     Builtin {
         id: "credit_card",
-        pattern: r"(?-u:\b)[0-9](?:[ -]?[0-9]){12,18}(?-u:\b)",
+        pattern: r"(?-u:\b)[1-9](?:(?:[ -]?[0-9]){15}(?-u:\b)|(?:[ -]?[0-9]){14}(?-u:\b)|(?:[ -]?[0-9]){12,18}(?-u:\b))",
         validate: card,
     },
     Builtin {
@@ -414,6 +419,61 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::{iban_checksum, luhn};
+
+    #[test]
+    fn a_card_followed_by_more_digits_is_still_found() {
+        use crate::guardrails::{Guardrails, GuardrailsSpec, PolicySpec};
+        let g = Guardrails::build(GuardrailsSpec {
+            policies: vec![PolicySpec::default_named("default")],
+            models: Default::default(),
+            tenants: Default::default(),
+            routes: Default::default(),
+            deny: Vec::new(),
+            injection_phrases: Default::default(),
+            injection_threshold: 1.0,
+            stream_holdback_bytes: 64,
+        })
+        .unwrap();
+        let policy = g.policy(0).unwrap();
+        let cards = |text: &str| -> Vec<String> {
+            g.scan(policy, text)
+                .into_iter()
+                .filter(|f| g.rule_id(f.rule) == "credit_card")
+                .map(|f| text[f.range].to_owned())
+                .collect()
+        };
+        // Found by the property tests: the expiry or CVV after the number made one 18- or
+        // 19-digit run that failed the checksum; digits before it did the same.
+        for (text, card) in [
+            ("card 4111 1111 1111 1111 123 ok", "4111 1111 1111 1111"),
+            ("card 4111 1111 1111 1111 12/27", "4111 1111 1111 1111"),
+            ("card 4111111111111111 123", "4111111111111111"),
+            ("amex 3782 822463 10005 1234", "3782 822463 10005"),
+            (
+                "DE89 3704 0044 0532 0130 00 4111 1111 1111 1111",
+                "4111 1111 1111 1111",
+            ),
+            // A candidate that fails validation no longer hides one that starts inside it.
+            ("123-45-6789 4111 1111 1111 1111", "4111 1111 1111 1111"),
+            ("ref 6789 4111 1111 1111 1111", "4111 1111 1111 1111"),
+            ("4111 1111 1111 1111 123-45", "4111 1111 1111 1111"),
+        ] {
+            assert_eq!(cards(text), [card], "{text}");
+        }
+        // Other lengths are still read whole.
+        assert_eq!(cards("visa 4111111111111111110"), ["4111111111111111110"]);
+        assert_eq!(cards("diners 3056 930902 5904"), ["3056 930902 5904"]);
+        assert!(cards("order 4111 1111 1111 1112 123").is_empty());
+        // The same for phone numbers: other digits after one made it too long to be one (now
+        // the longest valid one is taken).
+        let phones: Vec<String> = g
+            .scan(policy, "call +44 20 7946 0958 123-45-6789")
+            .into_iter()
+            .filter(|f| g.rule_id(f.rule) == "phone")
+            .map(|f| "call +44 20 7946 0958 123-45-6789"[f.range].to_owned())
+            .collect();
+        assert_eq!(phones, ["+44 20 7946 0958 123"]);
+    }
 
     #[test]
     fn checksums() {

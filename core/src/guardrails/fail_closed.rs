@@ -4,8 +4,10 @@
 //! fails, the upstream's bytes go to the client as they were. So when a guard's write (or the
 //! read before it) fails, the response is ended instead: with a 5xx local reply in the API's
 //! format while its headers are still held (a JSON response), or by resetting the stream once
-//! they have left (a stream); the other is tried when the first fails. The host logs it (rule
-//! ids, never the text) and counts it (`sluice_guardrail_block_failures_total`).
+//! they have left (a stream); the other is tried when the first fails. The host carries the
+//! write out through `ResponseHost` (`exchange::Write::apply`) and reports the `Outcome` to the
+//! exchange, which logs it (rule ids, never the text) and counts it
+//! (`sluice_guardrail_block_failures_total`).
 //!
 //! In Envoy a body or header write on a live response does not fail in practice, so these paths
 //! are exercised by the unit tests below, against a host whose calls fail on demand.
@@ -270,7 +272,7 @@ mod tests {
                 by: Closure::Reset
             }
         );
-        // Nothing works: said as such (the host logs it as an error).
+        // Nothing works: said as such (the exchange logs it as an error).
         let mut host = FakeHost::failing(&["body", "reply", "reset"]);
         let outcome = replace_held(&mut host, b"{}", None, &fallback());
         assert_eq!(

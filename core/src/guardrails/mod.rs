@@ -247,6 +247,89 @@ struct RegexRule {
     gate: screen::Gate,
 }
 
+/// Longest candidate a validator rejected that is looked into again for a valid match inside
+/// it; the bound keeps the extra work per text linear.
+const RETRY_BYTES: usize = 64;
+
+/// Shorter candidates (cut before one of its last separators) tried at the start of a rejected
+/// one.
+const SHORTER_TRIES: usize = 3;
+
+impl RegexRule {
+    /// Calls `found` with every match `accept` (the validator) takes, in order. The leftmost
+    /// longest candidate is not always the secret: a card number followed by its CVV or
+    /// expiry, a phone number followed by other digits, reads as one longer number that fails
+    /// its checksum, and digits before a card can start a candidate that swallows its first
+    /// group. So a short rejected candidate is tried again cut before one of its last
+    /// separators, then the search goes on from its next character rather than its end.
+    fn find_valid(
+        &self,
+        haystack: &str,
+        accept: impl Fn(Range<usize>) -> bool,
+        mut found: impl FnMut(Range<usize>),
+    ) {
+        let mut from = 0usize;
+        while let Some(m) = self.regex.find_at(haystack, from) {
+            let short = m.len() <= RETRY_BYTES;
+            let valid = if m.is_empty() {
+                None
+            } else if accept(m.range()) {
+                Some(m.range())
+            } else if short {
+                self.shorter(haystack, m.range(), &accept)
+            } else {
+                None
+            };
+            from = match valid {
+                Some(range) => {
+                    let end = range.end;
+                    found(range);
+                    end
+                }
+                None if short || m.is_empty() => {
+                    let next = haystack
+                        .get(m.start()..)
+                        .and_then(|rest| rest.chars().next())
+                        .map_or(1, char::len_utf8);
+                    m.start().saturating_add(next)
+                }
+                None => m.end(),
+            };
+            if from > haystack.len() {
+                break;
+            }
+        }
+    }
+
+    /// A valid match starting where `candidate` does and ending before one of its last
+    /// separators. Cut there, the text ends before a byte that is not a word character, so
+    /// `\b` reads the same as in the whole text.
+    fn shorter(
+        &self,
+        haystack: &str,
+        candidate: Range<usize>,
+        accept: &impl Fn(Range<usize>) -> bool,
+    ) -> Option<Range<usize>> {
+        let bytes = haystack.as_bytes();
+        let cuts = (candidate.start.saturating_add(1)..candidate.end)
+            .rev()
+            .filter(|&at| {
+                let separator = bytes
+                    .get(at)
+                    .is_some_and(|b| b.is_ascii() && !b.is_ascii_alphanumeric() && *b != b'_');
+                let after_word = at
+                    .checked_sub(1)
+                    .and_then(|before| bytes.get(before))
+                    .is_some_and(u8::is_ascii_alphanumeric);
+                separator && after_word
+            })
+            .take(SHORTER_TRIES);
+        cuts.filter_map(|cut| self.regex.find_at(haystack.get(..cut)?, candidate.start))
+            .find(|m| m.start() == candidate.start && !m.is_empty() && accept(m.range()))
+            .map(|m| m.range())
+    }
+}
+
 /// One rule matched: which, and where in the scanned (original) text. Never the text itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -778,21 +861,16 @@ impl Guardrails {
             let Some(rule) = self.regex_rules.get(index) else {
                 continue;
             };
-            for m in rule.regex.find_iter(haystack) {
-                if m.is_empty() {
-                    continue;
-                }
-                let ok = rule.validate.is_none_or(|validate| {
+            let accept = |range: Range<usize>| {
+                rule.validate.is_none_or(|validate| {
                     let original = folded
-                        .original_range(text, m.range())
+                        .original_range(text, range.clone())
                         .and_then(|r| text.get(r))
                         .unwrap_or_default();
-                    validate(haystack, m.range(), original)
-                });
-                if ok {
-                    push(rule.rule, m.range());
-                }
-            }
+                    validate(haystack, range, original)
+                })
+            };
+            rule.find_valid(haystack, accept, |range| push(rule.rule, range));
         }
         if let Some((ac, word_rules)) = &self.words {
             for m in ac.find_iter(haystack) {

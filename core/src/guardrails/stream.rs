@@ -301,13 +301,19 @@ impl StreamGuard {
         let texts: Option<Vec<Cow<'_, str>>> =
             located.sites.iter().map(|site| site.text(data)).collect();
         let (true, Some(texts)) = (located.complete, texts) else {
-            // Not a JSON object: its data is read as one text.
+            // Not a JSON object: its data is read as one text; as JSON text when it is JSON
+            // (an array, a string...), so that a redaction keeps the event valid JSON.
             self.flush(guardrails, out);
             if self.blocked.is_some() {
                 return;
             }
             let text = String::from_utf8_lossy(data);
-            match guardrails.guard_text(policy, &text, Reading::Plain, &mut self.hits) {
+            let reading = if response_text::raw::is_json(data) {
+                Reading::Json(Lexer::default())
+            } else {
+                Reading::Plain
+            };
+            match guardrails.guard_text(policy, &text, reading, &mut self.hits) {
                 TextVerdict::Clean => out.extend_from_slice(raw),
                 TextVerdict::Redacted(text) => rewrite_event(out, &parts, text.as_bytes()),
                 TextVerdict::Blocked(rule) => self.block(rule, guardrails, out),

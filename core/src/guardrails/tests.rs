@@ -400,6 +400,33 @@ fn streams_are_redacted_at_every_split_point() {
     }
 }
 
+/// Found by the property tests: an event whose data is JSON but not an object (no text where
+/// `response_text` looks) is guarded as one text, and a redaction there broke its JSON.
+#[test]
+fn an_event_of_other_json_stays_json_when_redacted() {
+    let g = guardrails();
+    for data in [
+        r#"[4111111111111111, "mail bob@example.com"]"#,
+        r#""write to bob@example.com""#,
+    ] {
+        let stream = format!("data: {data}\n\n");
+        let out = String::from_utf8(stream_guard(&g).chunk(&g, stream.as_bytes(), true)).unwrap();
+        let sent = out
+            .strip_prefix("data: ")
+            .and_then(|rest| rest.strip_suffix("\n\n"))
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_str(sent).unwrap();
+        assert!(
+            !sent.contains("bob@") && !sent.contains("4111111111111111"),
+            "{sent}"
+        );
+        assert!(sent.contains("[EMAIL]"), "{value}");
+    }
+    // Data that is not JSON at all is still redacted as plain text.
+    let out = stream_guard(&g).chunk(&g, b"data: mail bob@example.com\n\n", true);
+    assert_eq!(String::from_utf8(out).unwrap(), "data: mail [EMAIL]\n\n");
+}
+
 #[test]
 fn streams_release_text_before_the_end_and_hold_back_a_bounded_tail() {
     let g = guardrails();

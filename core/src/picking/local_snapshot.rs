@@ -1,6 +1,10 @@
 //! A worker's own decoded copy of the picker's snapshot. The leader worker stores the encoded
 //! snapshot in shared data with its version under a separate small key; every worker checks that
-//! key on its tick and decodes the snapshot only when the version changed.
+//! key on its tick and decodes the snapshot only when the version changed. Requests read the
+//! decoded copy through `exchange::SnapshotSource`: a shared handle, so that a request never
+//! copies it and a host that keeps one copy per process (the native module) can swap it.
+
+use std::sync::Arc;
 
 use sluice_wire::{DecodeError, Pool, Snapshot};
 
@@ -18,7 +22,7 @@ pub enum Unavailable {
 
 #[derive(Debug, Default)]
 pub struct LocalSnapshot {
-    snapshot: Option<Snapshot>,
+    snapshot: Option<Arc<Snapshot>>,
 }
 
 impl LocalSnapshot {
@@ -32,18 +36,33 @@ impl LocalSnapshot {
     }
 
     pub fn replace(&mut self, encoded: &[u8]) -> Result<(), DecodeError> {
-        self.snapshot = Some(Snapshot::decode(encoded)?);
+        self.snapshot = Some(Arc::new(Snapshot::decode(encoded)?));
         Ok(())
+    }
+
+    /// The decoded snapshot, shared (no copy).
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.clone()
     }
 
     /// `name`'s endpoints, if the snapshot is younger than `stale_after_ms`.
     pub fn pool(&self, name: &str, now_ms: u64, stale_after_ms: u64) -> Result<&Pool, Unavailable> {
-        let snapshot = self.snapshot.as_ref().ok_or(Unavailable::NoSnapshot)?;
-        if now_ms.saturating_sub(snapshot.taken_at_unix_ms) > stale_after_ms {
-            return Err(Unavailable::Stale);
-        }
-        snapshot.pool(name).ok_or(Unavailable::UnknownPool)
+        fresh_pool(self.snapshot.as_deref(), name, now_ms, stale_after_ms)
     }
+}
+
+/// `name`'s endpoints in `snapshot`, if there is one younger than `stale_after_ms`.
+pub fn fresh_pool<'s>(
+    snapshot: Option<&'s Snapshot>,
+    name: &str,
+    now_ms: u64,
+    stale_after_ms: u64,
+) -> Result<&'s Pool, Unavailable> {
+    let snapshot = snapshot.ok_or(Unavailable::NoSnapshot)?;
+    if now_ms.saturating_sub(snapshot.taken_at_unix_ms) > stale_after_ms {
+        return Err(Unavailable::Stale);
+    }
+    snapshot.pool(name).ok_or(Unavailable::UnknownPool)
 }
 
 /// The version key's value: the version, little-endian.

@@ -2,9 +2,12 @@
 //! snapshot (queue, KV cache, LoRA adapters of every endpoint) and what this Envoy knows that the
 //! snapshot cannot (its own in-flight requests, which prompt prefixes went where).
 //!
-//! Shared state lives in Envoy's shared data under a fixed set of keys (keys are never freed, so
-//! the key space is bounded by design): one lease, one snapshot and its version, one in-flight
-//! map per pool, and `prefix_table::SLOTS` prefix slots.
+//! The shared state is bounded by design: one in-flight map per pool (`InFlight`, at most
+//! `in_flight::MAX_ENTRIES` endpoints), `prefix_table::SLOTS` prefix slots, one snapshot. A
+//! request reaches it through the exchange's ports (`exchange::InFlightCounts`,
+//! `PrefixAffinity`, `SnapshotSource`); the proxy-wasm host keeps it in Envoy's shared data under
+//! a fixed set of keys (keys are never freed there), with a lease that makes one worker the
+//! snapshot fetcher.
 
 use serde::Deserialize;
 
@@ -18,6 +21,7 @@ pub use in_flight::InFlight;
 pub use lease::{LEASE_KEY, Lease};
 pub use local_snapshot::{
     LocalSnapshot, SNAPSHOT_KEY, Unavailable, VERSION_KEY, decode_version, encode_version,
+    fresh_pool,
 };
 pub use prefix_table::PrefixEntry;
 pub use score::{Pick, PickRequest, destination, rank};

@@ -32,8 +32,18 @@ impl PrefixEntry {
 
     /// The entry in `slot` for `hash` that is younger than `ttl_ms`, if any.
     pub fn find(slot: &[u8], hash: u64, now_ms: u64, ttl_ms: u64) -> Option<Self> {
-        let entry: Self = postcard::from_bytes(slot).ok()?;
-        (entry.hash == hash && entry.age_ms(now_ms) < ttl_ms).then_some(entry)
+        Self::decode(slot).filter(|entry| entry.is_live(hash, now_ms, ttl_ms))
+    }
+
+    /// The entry a slot holds, whatever its prefix; `None` if unreadable.
+    pub fn decode(slot: &[u8]) -> Option<Self> {
+        postcard::from_bytes(slot).ok()
+    }
+
+    /// Whether this entry is for `hash` and younger than `ttl_ms`: another prefix may have
+    /// taken the slot, and an old entry's replica has likely evicted the prefix.
+    pub fn is_live(&self, hash: u64, now_ms: u64, ttl_ms: u64) -> bool {
+        self.hash == hash && self.age_ms(now_ms) < ttl_ms
     }
 
     /// Whether sending `hash` to `endpoint` at `now_ms` needs this entry written again: it names

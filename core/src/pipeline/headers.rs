@@ -33,8 +33,8 @@ impl LocalReply {
     pub fn headers_with<'a>(
         &'a self,
         extra: &'a [(&'static str, String)],
-    ) -> Vec<(&'a str, &'a str)> {
-        let mut headers: Vec<(&str, &str)> = self
+    ) -> Vec<(&'static str, &'a str)> {
+        let mut headers: Vec<(&'static str, &str)> = self
             .headers
             .iter()
             .filter(|(name, _)| !extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))

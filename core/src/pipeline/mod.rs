@@ -1,5 +1,5 @@
 //! What the filter decides in each request phase, as plain functions over header values and
-//! body bytes. the hosts (`hosts/wasm/src/http.rs`) feed them from Envoy and carries out their decisions.
+//! body bytes: the exchange (`crate::exchange`) calls them phase by phase.
 
 mod body;
 mod headers;

@@ -12,8 +12,8 @@
 //! slot is held by other live scopes, the request's state is unknown and `fail_policy` decides:
 //! admit without counting it in that scope (open) or reject (closed).
 //!
-//! Everything here is plain Rust over a `Store`, so the host's shared data and the unit tests'
-//! map run the same code.
+//! Everything here is plain Rust over a `Store`, the quota ledger's port: the proxy-wasm host's
+//! shared data, a native host's process memory and the unit tests' map run the same code.
 
 pub mod headers;
 pub mod identity;
@@ -31,11 +31,33 @@ pub const PROBES: u32 = 4;
 /// Compare-and-swap attempts before a scope's state counts as unknown.
 const ATTEMPTS: usize = 32;
 
-/// Shared data as the quota code sees it: values with a compare-and-swap token.
+/// A read-modify-write of one stored value (see `Store::update`).
+pub type Change<'a> = dyn FnMut(Option<&[u8]>) -> Option<Vec<u8>> + 'a;
+
+/// The slot store as the quota code sees it: values with a compare-and-swap token, shared by
+/// every worker. The key space is `slot_key(0..slots)`, fixed by the configuration.
 pub trait Store {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     /// Writes `value` if nobody wrote since `cas` was read (any time without `cas`).
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
+
+    /// Read-modify-write of `key`: `change` gets the current value and returns the value to
+    /// write, or `None` to leave it as it is. Returns whether the change landed (or needed no
+    /// write). The default retries a compare-and-swap against concurrent writers, up to
+    /// `ATTEMPTS` times; a store that can lock the key instead (process memory) may apply
+    /// `change` once under its lock.
+    fn update(&self, key: &str, change: &mut Change<'_>) -> bool {
+        for _ in 0..ATTEMPTS {
+            let (bytes, cas) = self.get(key);
+            let Some(next) = change(bytes.as_deref()) else {
+                return true;
+            };
+            if self.set(key, &next, cas) {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 pub fn slot_key(slot: u32) -> String {
@@ -220,7 +242,13 @@ fn home(scope: &str, slots: u32) -> u32 {
 }
 
 /// The slot `scope` owns among its probes, else the first it may take.
-fn locate(store: &dyn Store, scope: &str, limits: &[Limit], slots: u32, now_ms: u64) -> Located {
+fn locate<S: Store + ?Sized>(
+    store: &S,
+    scope: &str,
+    limits: &[Limit],
+    slots: u32,
+    now_ms: u64,
+) -> Located {
     let start = home(scope, slots);
     let mut free: Option<(u32, Option<u32>)> = None;
     for i in 0..PROBES.min(slots) {
@@ -271,8 +299,8 @@ fn reason_of(limit: &Limit) -> Reason {
 /// `amounts` has one entry per limit of `limits`: what the request needs under it, or `None`
 /// for a limit this request is not held to (a tokens or cost limit of a request whose tokens
 /// are unknown).
-fn reserve_scope(
-    store: &dyn Store,
+fn reserve_scope<S: Store + ?Sized>(
+    store: &S,
     scope: &str,
     limits: &ScopeLimits,
     amounts: &[Option<u64>],
@@ -400,7 +428,7 @@ pub struct Request<'a> {
 
 /// Reserves the request in every scope it falls under, or refuses it. A refusal in one scope
 /// gives back what the earlier scopes reserved.
-pub fn reserve(store: &dyn Store, request: &Request<'_>) -> Result<Admitted, Rejection> {
+pub fn reserve<S: Store + ?Sized>(store: &S, request: &Request<'_>) -> Result<Admitted, Rejection> {
     let quotas = request.quotas;
     let (model, reserved) = match request.charge {
         Charge::Inference {
@@ -474,32 +502,33 @@ pub fn reserve(store: &dyn Store, request: &Request<'_>) -> Result<Admitted, Rej
 
 /// Gives back every reservation of `ticket` (the request did not go upstream after all).
 /// Returns false when some scope could not be written (see `settle`).
-pub fn cancel(store: &dyn Store, ticket: &Ticket, now_ms: u64) -> bool {
+pub fn cancel<S: Store + ?Sized>(store: &S, ticket: &Ticket, now_ms: u64) -> bool {
     finish(store, ticket, None, now_ms)
 }
 
 /// Replaces the reservations with the request's real usage. Returns false when some scope's
 /// slot could not be written after every attempt: its reservation then stands instead of the
 /// usage (and its in-flight count is not given back), which the caller logs and counts.
-pub fn settle(store: &dyn Store, ticket: &Ticket, usage: Usage, now_ms: u64) -> bool {
+pub fn settle<S: Store + ?Sized>(store: &S, ticket: &Ticket, usage: Usage, now_ms: u64) -> bool {
     finish(store, ticket, Some(usage), now_ms)
 }
 
-fn finish(store: &dyn Store, ticket: &Ticket, usage: Option<Usage>, now_ms: u64) -> bool {
+fn finish<S: Store + ?Sized>(
+    store: &S,
+    ticket: &Ticket,
+    usage: Option<Usage>,
+    now_ms: u64,
+) -> bool {
     let mut written = true;
     for held in &ticket.held {
         if usage.is_some() && !held.settles {
             continue;
         }
-        let key = slot_key(held.slot);
-        let mut landed = false;
-        for _ in 0..ATTEMPTS {
-            let (bytes, cas) = store.get(&key);
-            let mut state = bytes.as_deref().map(SlotState::decode).unwrap_or_default();
+        let landed = store.update(&slot_key(held.slot), &mut |bytes| {
+            let mut state = bytes.map(SlotState::decode).unwrap_or_default();
             if state.scope != held.scope || state.counters.len() != held.charged.len() {
                 // The configuration changed (or the VM was reloaded): nothing to give back.
-                landed = true;
-                break;
+                return None;
             }
             for ((counter, (bucket, reserved)), measure) in state
                 .counters
@@ -522,11 +551,8 @@ fn finish(store: &dyn Store, ticket: &Ticket, usage: Option<Usage>, now_ms: u64)
             if held.settles {
                 state.in_flight = state.in_flight.saturating_sub(1);
             }
-            if store.set(&key, &state.encode(), cas) {
-                landed = true;
-                break;
-            }
-        }
+            Some(state.encode())
+        });
         written &= landed;
     }
     written

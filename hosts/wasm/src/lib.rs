@@ -1,18 +1,20 @@
 //! Sluice as a proxy-wasm filter (the `.wasm` Envoy runs in V8): everything that talks to Envoy
-//! through the proxy-wasm ABI. Phase callbacks stay thin: they move bytes between the host and
-//! `sluice_core` and decide what Envoy does next. Built only for `wasm32-wasip1`; natively the
-//! crate is empty.
+//! through the proxy-wasm ABI. A thin adapter: each phase callback (`http.rs`) reads what Envoy
+//! gives, calls the request's `sluice_core::exchange::Exchange` and applies the effects it
+//! returns (`effects.rs`); the exchange reaches shared data, the snapshot, the clock, metrics and
+//! the log through the ports in `ports.rs`. The root context (`root.rs`) owns the configuration
+//! and the per-worker periodic work (the picker fetch, the quota sync). Built only for
+//! `wasm32-wasip1`; natively the crate is empty.
 //!
 //! Host calls go through `proxy_wasm::hostcalls`, which return `Result`, rather than the SDK's
 //! context helpers, several of which panic on an unexpected host status (a panic traps the VM).
 //! `hostcalls` too panics on a status it does not expect (SDK 0.2.5: any but `Ok` for header
 //! writes and removals, local replies and shared-data reads; any but `Ok`/`CasMismatch` for
 //! shared-data writes): such a failure traps the VM and Envoy answers 503, which fails the
-//! request closed. Every `Err` these calls do return is handled where it occurs; where going
-//! on could skip a policy, the request fails closed in its API's format (`http.rs`). The response
-//! guard's writes call the ABI through `ffi` instead, which hands every status back: a failed
-//! redaction or block must be logged and counted, not only stop the VM
-//! (`guardrails::fail_closed`).
+//! request closed. Every `Err` these calls do return is reported to the exchange; where going
+//! on could skip a policy, the request fails closed in its API's format. The response guard's
+//! writes call the ABI through `ffi` instead, which hands every status back: a failed redaction
+//! or block must be logged and counted, not only stop the VM (`guardrails::fail_closed`).
 //!
 //! A panic traps the worker's Wasm VM and fails its requests, so code here may not unwrap, index
 //! unchecked or do arithmetic that can overflow, as in `sluice_core`.
@@ -35,19 +37,20 @@
 )]
 
 mod clock;
+mod effects;
 mod ffi;
 mod guardrails;
 mod headers;
 mod http;
 mod log;
 mod metrics;
-mod pick;
 mod picker_sync;
+mod ports;
 mod quota;
 mod root;
 mod shared;
 mod telemetry;
-mod tokens;
+mod views;
 
 // The SDK's entry-point macro expands to an exported `#[no_mangle]` function, which the
 // workspace's `unsafe_code` lint flags.

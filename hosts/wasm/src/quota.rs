@@ -1,16 +1,9 @@
-//! Quotas on the request path: identify the caller in the headers phase (and remove the client's
-//! key and any client-sent tenant header), reserve once the body is read (a passthrough path's
-//! request, which is not read, in the headers phase), put the rate-limit headers on the
-//! response, settle with the real usage at the end. Also the cluster sync that one worker per
-//! Envoy runs on the root tick.
+//! Quotas on the host side: the per-tenant metrics, the slot keys created at configure time,
+//! and the cluster sync that one worker per Envoy runs on the root tick. The per-request part
+//! (identify, reserve, rate-limit headers, settle) is the exchange's (`sluice_core::exchange`),
+//! over the slots in shared data (`ports.rs`).
 //!
-//! A host call whose failure could let a request past a limit fails the request (500 in its
-//! API's format, from `http.rs`); one that fails after the response has gone (a settle, the
-//! sync's writes) is logged and counted in `sluice_quota_write_failures_total`.
-//!
-//! Host calls per request with quotas on: removing the client's key (one), one shared-data read
-//! and one compare-and-swap write per scope to reserve and again to settle, the upstream
-//! credential (one, when configured) and one header write per rate-limit header (six).
+//! A sync write that fails is logged and counted in `sluice_quota_write_failures_total`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -22,26 +15,9 @@ use proxy_wasm::types::{BufferType, MapType, MetricType};
 
 use super::metrics::Counter;
 use super::{clock, log, shared};
-use sluice_core::config::quotas::{Cluster, Identity, QUOTA_SYNC_PATH, Quotas};
-use sluice_core::error::{ApiFlavor, GatewayError};
-use sluice_core::pipeline::{RequestHeaders, RoutedRequest};
-use sluice_core::quota::identity::{self, AuthError, Caller};
+use sluice_core::config::quotas::{Cluster, QUOTA_SYNC_PATH, Quotas};
 use sluice_core::quota::sync::{self, Pushed, SyncRequest, SyncResponse};
-use sluice_core::quota::{self, Admitted, Charge, SlotState, Standing, Store, Ticket, Usage};
-use sluice_core::usage::Counts;
-
-/// Shared data through the host.
-pub struct SharedStore;
-
-impl Store for SharedStore {
-    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        shared::get(key)
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        shared::set(key, value, cas)
-    }
-}
+use sluice_core::quota::{self, SlotState, Standing};
 
 const LEASE_KEY: &str = "sluice.quota.lease";
 /// Unix ms of the last successful cluster sync of this Envoy.
@@ -55,6 +31,11 @@ thread_local! {
     /// Whether this Envoy's view of the cluster is fresh, as of the last tick. Not before the
     /// first sync: until then the other instances' consumption is unknown.
     static CLUSTER_FRESH: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this Envoy's view of the cluster is fresh, as of the last tick.
+pub fn cluster_fresh() -> bool {
+    CLUSTER_FRESH.with(Cell::get)
 }
 
 /// Quota metrics, gathered in guest memory and handed to Envoy on the tick.
@@ -122,7 +103,7 @@ impl QuotaMetrics {
     /// Records the tenant's remaining requests and tokens for its gauges. Only what is limited
     /// gets a gauge: a tenant without a tokens limit has no tokens gauge (a gauge reading 0
     /// would say it has none left), and a tenant without any limit takes no label.
-    fn remaining(&self, tenant: &str, standing: &Standing) {
+    pub fn remaining(&self, tenant: &str, standing: &Standing) {
         let requests = standing.requests.map(|r| r.remaining);
         let tokens = standing.tokens.map(|r| r.remaining);
         if requests.is_none() && tokens.is_none() {
@@ -197,199 +178,6 @@ impl QuotaMetrics {
         if let Some(id) = self.slots {
             let _ = hostcalls::record_metric(id, u64::from(slots));
         }
-    }
-}
-
-/// One request's quota state.
-#[derive(Default)]
-pub struct QuotaState {
-    caller: Option<Caller>,
-    ticket: RefCell<Option<Ticket>>,
-    /// Rate-limit headers (and `retry-after` on a refusal) for the response.
-    headers: Vec<(&'static str, String)>,
-}
-
-impl QuotaState {
-    /// The caller's tenant, once identified.
-    pub fn tenant(&self) -> Option<&str> {
-        self.caller.as_ref().map(|caller| caller.tenant.as_str())
-    }
-
-    /// Headers phase: who is calling. Removes the client's key and any client-sent tenant header
-    /// so that neither reaches an upstream.
-    pub fn identify(
-        &mut self,
-        quotas: Option<&Quotas>,
-        headers: &RequestHeaders,
-        metrics: Option<&QuotaMetrics>,
-    ) -> Result<(), GatewayError> {
-        let Some(quotas) = quotas else {
-            return Ok(());
-        };
-        let found = identity::identify(&quotas.identity, |name| headers.get(name));
-        let mut remove: Vec<&str> = vec!["authorization", "x-api-key"];
-        if let Identity::Header(name) = &quotas.identity {
-            remove.push(name.as_str());
-        }
-        for name in remove {
-            super::http::remove_request_header(headers, name)?;
-        }
-        match found {
-            Ok(caller) => {
-                self.caller = Some(caller);
-                Ok(())
-            }
-            Err(err) => {
-                if let Some(m) = metrics {
-                    m.reject("unauthenticated");
-                }
-                Err(GatewayError::Unauthenticated {
-                    missing: err == AuthError::Missing,
-                })
-            }
-        }
-    }
-
-    /// Body read and routed: reserve, or refuse with the limit's error and headers. Then puts
-    /// the pool's own credential (if configured) in place of the client's key.
-    pub fn admit(
-        &mut self,
-        quotas: Option<&Quotas>,
-        routed: &RoutedRequest,
-        metrics: Option<&QuotaMetrics>,
-    ) -> Result<(), GatewayError> {
-        let Some(quotas) = quotas else {
-            return Ok(());
-        };
-        let charge = Charge::Inference {
-            model: &routed.model,
-            prompt_tokens: routed.estimate.prompt_tokens,
-            output_budget: routed.estimate.output_budget,
-        };
-        self.reserve(quotas, charge, routed.api.flavor(), metrics)?;
-        if let Some(credential) = quotas.upstream_credentials.get(&routed.pool) {
-            hostcalls::set_map_value(
-                MapType::HttpRequestHeaders,
-                &credential.header,
-                Some(&credential.value),
-            )
-            .map_err(|_| GatewayError::Internal("setting the upstream credential failed"))?;
-        }
-        Ok(())
-    }
-
-    /// Headers phase of a passthrough path: the request goes upstream unread, so it is admitted
-    /// now against the caller's request limits only (its model and tokens are unknown). It
-    /// gets no upstream credential: its pool is not known.
-    pub fn admit_passthrough(
-        &mut self,
-        quotas: Option<&Quotas>,
-        flavor: ApiFlavor,
-        metrics: Option<&QuotaMetrics>,
-    ) -> Result<(), GatewayError> {
-        match quotas {
-            Some(quotas) => self.reserve(quotas, Charge::RequestOnly, flavor, metrics),
-            None => Ok(()),
-        }
-    }
-
-    fn reserve(
-        &mut self,
-        quotas: &Quotas,
-        charge: Charge<'_>,
-        flavor: ApiFlavor,
-        metrics: Option<&QuotaMetrics>,
-    ) -> Result<(), GatewayError> {
-        let Some(caller) = &self.caller else {
-            return Ok(());
-        };
-        let now_ms = clock::now_ms();
-        let request = quota::Request {
-            quotas,
-            tenant: &caller.tenant,
-            charge,
-            now_ms,
-            state_known: quotas.cluster.is_none() || CLUSTER_FRESH.with(Cell::get),
-        };
-        match quota::reserve(&SharedStore, &request) {
-            Ok(Admitted {
-                ticket,
-                standing,
-                uncounted,
-            }) => {
-                if let Some(m) = metrics {
-                    m.admitted.increment();
-                    if uncounted > 0 {
-                        m.uncounted.increment();
-                    }
-                    m.remaining(&caller.tenant, &standing);
-                }
-                self.headers = quota::headers::rate_limit_headers(&standing, flavor, now_ms);
-                self.ticket = RefCell::new(Some(ticket));
-                Ok(())
-            }
-            Err(rejection) => {
-                if let Some(m) = metrics {
-                    m.reject(rejection.reason.label());
-                    m.remaining(&caller.tenant, &rejection.standing);
-                }
-                let mut headers =
-                    quota::headers::rate_limit_headers(&rejection.standing, flavor, now_ms);
-                // The decision used the clock as of the last tick, up to `MAX_AGE_MS` behind,
-                // and so may the retry's: waiting that much longer, the retry finds the room
-                // this wait was computed for.
-                let wait = rejection.retry_after_ms.saturating_add(clock::MAX_AGE_MS);
-                headers.extend(quota::headers::retry_after(wait));
-                self.headers = headers;
-                Err(GatewayError::QuotaExceeded(rejection.reason))
-            }
-        }
-    }
-
-    /// The rate-limit headers for a local reply. They are taken: the reply carries them, and
-    /// the response phase, which Envoy also runs for a local reply, has none left to add.
-    pub fn take_reply_headers(&mut self) -> Vec<(&'static str, String)> {
-        std::mem::take(&mut self.headers)
-    }
-
-    /// Puts the rate-limit headers on the upstream's response, replacing any the upstream sent
-    /// under the same names: those describe the gateway's own credential at the provider,
-    /// shared by every tenant, not the caller's limits (and telling one tenant what the others
-    /// use is a leak). A failed write costs the client the headers, not a policy: logged.
-    pub fn on_response_headers(&mut self) {
-        for (name, value) in self.headers.drain(..) {
-            if let Err(status) =
-                hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&value))
-            {
-                log::warn(&format!("cannot set response header {name}: {status:?}"));
-            }
-        }
-    }
-
-    /// The usage is known: replace the reservation with it.
-    pub fn settle(&self, counts: &Counts, metrics: Option<&QuotaMetrics>) {
-        let Some(ticket) = self.ticket.try_borrow_mut().ok().and_then(|mut t| t.take()) else {
-            return;
-        };
-        let usage = Usage {
-            input: counts.input,
-            output: counts.output,
-            cached: counts.cached,
-        };
-        if !quota::settle(&SharedStore, &ticket, usage, clock::now_ms()) {
-            // The response has gone: all that is left is to say so. The reservation stands
-            // instead of the usage (more than was used unless the usage passed it).
-            log::warn("quota: a settle could not be written; the reservation stands");
-            if let Some(m) = metrics {
-                m.write_failures.increment();
-            }
-        }
-    }
-
-    /// The request is over without usage (refused upstream, answered locally, reset): it keeps
-    /// its request count, its tokens come back.
-    pub fn finish(&self, metrics: Option<&QuotaMetrics>) {
-        self.settle(&Counts::default(), metrics);
     }
 }
 

@@ -1,8 +1,8 @@
 //! The per-VM root context: owns the validated configuration and creates one `HttpFilter` per
 //! request.
 
-use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
@@ -12,19 +12,12 @@ use proxy_wasm::types::{BufferType, ContextType};
 use super::http::HttpFilter;
 use super::metrics::Metrics;
 use super::picker_sync::PickerSync;
+use super::ports::Host;
 use super::quota::{self, QuotaSync};
 use super::{clock, log};
 use sluice_core::config::Config;
-use sluice_core::picking::{InFlight, LocalSnapshot};
-use sluice_core::pipeline::ModelsList;
-
-/// Everything derived from one accepted configuration, shared by the requests of this VM.
-pub struct Configured {
-    pub config: Config,
-    pub models: ModelsList,
-    /// This worker's copy of the picker's snapshot, kept fresh by the root's tick.
-    pub snapshot: Rc<RefCell<LocalSnapshot>>,
-}
+use sluice_core::exchange::Configured;
+use sluice_core::picking::InFlight;
 
 /// The longest the root waits between ticks: it bounds how late counters reach Envoy and how
 /// old the cached clock gets.
@@ -33,7 +26,9 @@ const MAX_TICK: Duration = Duration::from_millis(clock::MAX_AGE_MS);
 #[derive(Default)]
 pub struct Root {
     /// `None` until a configuration was accepted.
-    configured: Option<Rc<Configured>>,
+    configured: Option<Arc<Configured>>,
+    /// The ports requests use: this VM's snapshot copy and metrics.
+    host: Rc<Host>,
     metrics: Option<Rc<Metrics>>,
     /// Present when replica picking is configured.
     picker: Option<PickerSync>,
@@ -82,7 +77,6 @@ impl RootContext for Root {
             }
         };
         let now_s = clock::refresh() / 1000;
-        let models = ModelsList::new(&config.catalog, now_s);
         log::info(&format!(
             "configured; model header {}, base model header {}",
             config.routing.model_header, config.routing.base_model_header
@@ -90,7 +84,11 @@ impl RootContext for Root {
         if self.metrics.is_none() {
             self.metrics = Some(Rc::new(Metrics::define()));
         }
-        let snapshot = Rc::new(RefCell::new(LocalSnapshot::default()));
+        let host = Host {
+            metrics: self.metrics.clone(),
+            ..Host::default()
+        };
+        let snapshot = Rc::clone(&host.snapshot);
         self.picker = config.picking.clone().map(|picking| {
             // Create each pool's in-flight map now, so that later updates can always use
             // compare-and-swap (a missing key has no token to compare against).
@@ -125,11 +123,8 @@ impl RootContext for Root {
             log::error(&format!("cannot schedule the root tick: {status:?}"));
             return false;
         }
-        self.configured = Some(Rc::new(Configured {
-            config,
-            models,
-            snapshot,
-        }));
+        self.configured = Some(Arc::new(Configured::new(config, now_s)));
+        self.host = Rc::new(host);
         true
     }
 
@@ -152,7 +147,7 @@ impl RootContext for Root {
         Some(Box::new(HttpFilter::new(
             context_id,
             self.configured.clone(),
-            self.metrics.clone(),
+            Rc::clone(&self.host),
         )))
     }
 

@@ -13,14 +13,12 @@ use std::collections::{HashMap, HashSet};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use sluice_core::canonical::ApiKind;
 use sluice_core::telemetry::labels::model_label;
 use sluice_core::telemetry::table::LabelValues;
 use sluice_core::telemetry::{
-    ApiLabel, ErrorType, Instrument, Latencies, Metric, Operation, Provider, StatusClass,
-    TokenType, stat_name,
+    ApiLabel, Instrument, Metric, Observation, Operation, Provider, StatusClass, TokenType,
+    stat_name,
 };
-use sluice_core::usage::Counts;
 
 /// Distinct model labels at most; more models share the label `other`.
 const MAX_MODEL_LABELS: usize = 64;
@@ -28,18 +26,6 @@ const MAX_MODEL_LABELS: usize = 64;
 const MAX_SERIES: usize = 2048;
 /// Histogram observations waiting for the tick at most.
 const MAX_PENDING: usize = 4096;
-
-/// What one request that went upstream reports when it ends.
-#[derive(Debug)]
-pub struct Observation<'a> {
-    pub api: ApiKind,
-    /// The model it was routed to.
-    pub model: &'a str,
-    /// Its counts; `None` when the upstream answered with an error.
-    pub counts: Option<&'a Counts>,
-    pub latencies: Latencies,
-    pub error: Option<ErrorType>,
-}
 
 #[derive(Debug, Default)]
 pub struct Telemetry {

@@ -1,35 +1,29 @@
 //! Token accounting on the response path: reads usage from the response as it passes (JSON
 //! copied up to a limit, SSE through the incremental reader), times the request, and at the end
-//! writes the record to filter state and the metrics (`telemetry`).
+//! makes the token record and the observation for the telemetry sink.
 //!
-//! Host calls per request: two response-header reads, one body read per chunk (plus a write
-//! only for chunks that change), three clock reads for a stream (start, first token, end; two
-//! for a JSON body) and one filter-state write. Metric updates are gathered in guest memory and
-//! handed to Envoy on the root tick.
+//! What it costs the proxy-wasm host per request: two response-header reads (`:status`,
+//! `content-type`), one body read per chunk (plus a write only for chunks that change), three
+//! clock reads for a stream (start, first token, end; two for a JSON body) and one filter-state
+//! write.
 //!
 //! With a response guard, a body read or write that fails must not let the upstream's bytes
-//! through: `guardrails::fail_closed` ends the response instead (`halted`), and the guard logs
-//! and counts it. Without one, a failed write only leaves the usage chunk the gateway asked
-//! for in the stream (logged).
+//! through: the write is `Guarded` and the host ends the response when it does not take
+//! (`halt`). Without one, a failed write only leaves the usage chunk the gateway asked for in
+//! the stream.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
-
-use super::guardrails::{EnvoyResponse, JsonOutcome, ResponseGuard};
-use super::telemetry::{Observation, Telemetry};
-use sluice_core::canonical::ApiKind;
-use sluice_core::guardrails::fail_closed::{self, Closure, Step};
-use sluice_core::pipeline::RoutedRequest;
-use sluice_core::telemetry::{Delivery, ErrorType, Timeline, latencies};
-use sluice_core::tokens::Family;
-use sluice_core::usage::{
+use super::effects::{Guarded, Write};
+use super::ports::{Clock, TelemetrySink};
+use super::response_guard::{JsonOutcome, ResponseGuard};
+use super::views::{BodyView, HeaderView};
+use crate::canonical::ApiKind;
+use crate::guardrails::fail_closed::Step;
+use crate::pipeline::RoutedRequest;
+use crate::telemetry::{Delivery, ErrorType, Observation, Timeline, latencies};
+use crate::tokens::Family;
+use crate::usage::{
     ChunkAction, Counts, StreamReader, TokenRecord, output_estimate_json, usage_from_json,
 };
-
-/// Microseconds since the Unix epoch from the host clock (0 if it cannot tell).
-pub fn now_us() -> u64 {
-    super::clock::read_us()
-}
 
 /// How the response body is read.
 enum Body {
@@ -46,7 +40,7 @@ enum Body {
 }
 
 /// One request's accounting, from the routing decision to the end of the response.
-pub struct Accounting {
+pub(super) struct Accounting {
     model: String,
     api: ApiKind,
     family: Family,
@@ -67,23 +61,37 @@ pub struct Accounting {
     /// The upstream answered with an error status.
     upstream_error: Option<ErrorType>,
     /// Guardrails on the response, when its policy scans responses.
-    pub guard: Option<ResponseGuard>,
+    pub(super) guard: Option<ResponseGuard>,
     /// The caller's tenant, when quotas identified one.
-    pub tenant: Option<String>,
+    tenant: Option<String>,
 }
 
 /// What the response-headers phase must do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeadersPlan {
+pub(super) enum HeadersPlan {
     Continue,
     /// Remove `content-length`: the body will change length.
     DropContentLength,
-    /// Hold the headers until the body is read, to add the usage header.
+    /// Hold the headers until the body is read (the guard or the usage header needs it whole).
     Hold,
 }
 
+/// What one response body callback read.
+#[derive(Default)]
+pub(super) struct BodyRead {
+    /// The write for this callback, if it changes anything.
+    pub write: Option<Write>,
+    /// The counts, when the response is complete.
+    pub counts: Option<Counts>,
+}
+
 impl Accounting {
-    pub fn new(routed: &RoutedRequest, started_us: u64) -> Self {
+    pub(super) fn new(
+        routed: &RoutedRequest,
+        started_us: u64,
+        guard: Option<ResponseGuard>,
+        tenant: Option<String>,
+    ) -> Self {
         Self {
             model: routed.model.clone(),
             api: routed.api,
@@ -98,23 +106,29 @@ impl Accounting {
             halted: false,
             cut: false,
             upstream_error: None,
-            guard: None,
-            tenant: None,
+            guard,
+            tenant,
         }
     }
 
     /// Response headers: decides how the body will be read.
-    pub fn on_headers(&mut self, max_json_bytes: u64, usage_header: bool) -> HeadersPlan {
-        let header = |name| super::headers::get(MapType::HttpResponseHeaders, name);
-        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+    pub(super) fn on_headers(
+        &mut self,
+        headers: &dyn HeaderView,
+        max_json_bytes: u64,
+        usage_header: bool,
+    ) -> HeadersPlan {
+        let status = headers.get(":status").and_then(|s| s.parse::<u16>().ok());
         if let Some(error) = ErrorType::of_status(status.unwrap_or(0)) {
             // The upstream refused or failed: nothing was generated; no usage to read.
             self.upstream_error = Some(error);
             self.finished = true;
             return HeadersPlan::Continue;
         }
-        let content_type = header("content-type").unwrap_or_default();
-        if content_type.starts_with("text/event-stream") {
+        let streamed = headers
+            .get("content-type")
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        if streamed {
             self.streamed = true;
             self.body = Body::Stream(Box::new(StreamReader::new(self.family, self.strip_usage)));
             if let Some(guard) = self.guard.as_mut() {
@@ -137,32 +151,46 @@ impl Accounting {
         HeadersPlan::Continue
     }
 
-    /// One chunk of the response body as it passes (`size` bytes, the whole buffer when the
-    /// body was held). Returns the counts when the response is complete. After it, `halted`
-    /// says whether the response was ended (the callback must stop it).
-    pub fn on_body(&mut self, size: usize, end: bool) -> Option<Counts> {
+    /// One body callback (`body` holds the chunk, or the whole body when it was held). Returns
+    /// the write it calls for and, when the response is complete, the counts.
+    pub(super) fn on_body(
+        &mut self,
+        clock: &dyn Clock,
+        body: &mut dyn BodyView,
+        end: bool,
+    ) -> BodyRead {
         if self.finished || self.halted {
-            return None;
+            return BodyRead::default();
         }
         if self.guard.is_none() && matches!(self.body, Body::Json { over: true, .. }) {
             // Past `max_response_bytes` nothing more is read for usage: spare the host call.
-            return end.then(|| self.finish());
+            return BodyRead {
+                write: None,
+                counts: end.then(|| self.finish()),
+            };
         }
+        let size = body.size();
         let read = if size > 0 {
-            hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+            body.read()
         } else {
-            Ok(Some(Vec::new()))
+            Ok(Vec::new())
         };
         let mut chunk = match read {
-            Ok(Some(bytes)) => bytes,
-            // The host has `size` bytes and gave none: a guard cannot let them pass unread.
-            _ if self.guard.is_some() && !matches!(self.body, Body::Ignored) => {
-                self.fail_closed(Step::ReadBody, size);
-                return None;
+            Ok(bytes) => bytes,
+            // The host holds bytes and gave none: a guard cannot let them pass unread.
+            Err(_) if !matches!(self.body, Body::Ignored) => {
+                if let Some(guard) = &self.guard {
+                    let held = matches!(self.body, Body::Json { .. });
+                    return BodyRead {
+                        write: Some(Write::Guarded(guard.close(Step::ReadBody, held))),
+                        counts: None,
+                    };
+                }
+                Vec::new()
             }
-            _ => Vec::new(),
+            Err(_) => Vec::new(),
         };
-        let mut envoy = EnvoyResponse { size };
+        let mut write = None;
         match &mut self.body {
             Body::Ignored => {}
             Body::Json { copy, limit, over } => {
@@ -172,11 +200,11 @@ impl Accounting {
                     .as_mut()
                     .filter(|_| end)
                     .map_or(JsonOutcome::Unchanged, |g| g.json(&chunk));
-                // Verified on Envoy 1.40: with the response headers held (the headers callback
-                // returned Pause/StopIteration), the body callback at the end of the stream can
-                // still change `:status` and the other headers, and replace the body; the
-                // client gets the new status, headers and body. Usage is still read from the
-                // upstream's body (`chunk` is left as it was for a block).
+                // Verified on Envoy 1.40: with the response headers held, the body callback at
+                // the end of the stream can still change `:status` and the other headers, and
+                // replace the body; the client gets the new status, headers and body. Usage is
+                // still read from the upstream's body for a block, from the redacted one for a
+                // redaction.
                 let replacement = match guarded {
                     JsonOutcome::Unchanged => None,
                     JsonOutcome::Redacted(body) => Some((body, None)),
@@ -184,25 +212,28 @@ impl Accounting {
                         Some((body.into_bytes(), Some(status)))
                     }
                 };
-                if let (Some((body, status)), Some(guard)) = (replacement, self.guard.as_mut()) {
-                    let fallback = guard.fallback();
-                    let outcome = fail_closed::replace_held(&mut envoy, &body, status, &fallback);
-                    guard.failed(outcome);
-                    self.halted = outcome.stops();
-                    if status.is_none() {
-                        chunk = body;
-                    }
-                }
+                let redacted = matches!(replacement, Some((_, None)));
                 if !*over {
-                    if copy.len().saturating_add(chunk.len()) > *limit {
+                    let read: &[u8] = match &replacement {
+                        Some((body, None)) => body,
+                        _ => &chunk,
+                    };
+                    if copy.len().saturating_add(read.len()) > *limit {
                         *over = true;
                         *copy = Vec::new();
-                    } else if copy.is_empty() {
+                    } else if copy.is_empty() && !redacted {
                         // A held body arrives whole: keep it rather than copy it.
                         *copy = std::mem::take(&mut chunk);
                     } else {
-                        copy.extend_from_slice(&chunk);
+                        copy.extend_from_slice(read);
                     }
+                }
+                if let (Some((body, status)), Some(guard)) = (replacement, self.guard.as_ref()) {
+                    write = Some(Write::Guarded(Guarded::ReplaceHeld {
+                        body,
+                        status,
+                        fallback: guard.fallback(),
+                    }));
                 }
             }
             Body::Stream(reader) => {
@@ -215,63 +246,44 @@ impl Accounting {
                 // (then nothing); usage is still read from the upstream's events.
                 let input = guarded.as_deref().unwrap_or(&chunk);
                 let read = reader.chunk(if blocked { &chunk } else { input }, end);
-                let write = match read {
+                let bytes = match read {
                     _ if blocked => Some(input.to_vec()),
                     ChunkAction::Replace(bytes) => Some(bytes),
                     ChunkAction::Pass if input != chunk.as_slice() => Some(input.to_vec()),
                     ChunkAction::Pass => None,
                 };
                 if self.first_token_us.is_none() && reader.saw_output {
-                    self.first_token_us = Some(now_us());
+                    self.first_token_us = Some(clock.now_us());
                 }
-                match (write, self.guard.as_mut()) {
-                    (None, _) => {}
+                write = bytes.map(|bytes| match &self.guard {
                     // Guarded bytes: the upstream's must not go through in their place.
-                    (Some(bytes), Some(guard)) => {
-                        let fallback = guard.fallback();
-                        let outcome = fail_closed::replace_chunk(&mut envoy, &bytes, &fallback);
-                        guard.failed(outcome);
-                        self.halted = outcome.stops();
-                    }
-                    (Some(bytes), None) => {
-                        if super::ffi::set_response_body(0, size, &bytes).is_err() {
-                            super::log::warn(
-                                "removing the usage chunk the gateway asked for failed: the client gets it",
-                            );
-                        }
-                    }
-                }
+                    Some(guard) => Write::Guarded(Guarded::ReplaceChunk {
+                        bytes,
+                        fallback: guard.fallback(),
+                    }),
+                    None => Write::Plain(bytes),
+                });
             }
         }
-        if end { Some(self.finish()) } else { None }
+        BodyRead {
+            write,
+            counts: end.then(|| self.finish()),
+        }
     }
 
-    /// The guard could not read this chunk: end the response (a 500 while the headers are
-    /// held, a reset once they have left).
-    fn fail_closed(&mut self, step: Step, size: usize) {
-        let held = matches!(self.body, Body::Json { .. });
-        let Some(guard) = self.guard.as_mut() else {
-            return;
-        };
-        let fallback = guard.fallback();
-        let first = if held {
-            Closure::LocalReply
-        } else {
-            Closure::Reset
-        };
-        let outcome = fail_closed::close(&mut EnvoyResponse { size }, step, first, &fallback);
-        guard.failed(outcome);
-        self.halted = outcome.stops();
+    /// The host could not carry out a guarded write and ended the response.
+    pub(super) fn halt(&mut self) {
+        self.halted = true;
     }
 
     /// Whether the response was ended because its guard could not be applied.
-    pub fn halted(&self) -> bool {
+    pub(super) fn halted(&self) -> bool {
         self.halted
     }
 
     /// The counts now: at the end of the body, or when the request ends without one (the
     /// upstream cut the stream, the client went away).
-    pub fn finish(&mut self) -> Counts {
+    pub(super) fn finish(&mut self) -> Counts {
         self.finished = true;
         match std::mem::replace(&mut self.body, Body::Ignored) {
             Body::Ignored => Counts::from_parts(None, self.input_estimate, 0),
@@ -294,21 +306,21 @@ impl Accounting {
 
     /// The counts of a response that ended before its end (the upstream cut the stream, the
     /// client went away): from what was seen.
-    pub fn finish_cut(&mut self) -> Counts {
+    pub(super) fn finish_cut(&mut self) -> Counts {
         self.cut = true;
         self.finish()
     }
 
-    pub fn is_finished(&self) -> bool {
+    pub(super) fn is_finished(&self) -> bool {
         self.finished
     }
 
     /// The model the request was routed to.
-    pub fn model(&self) -> &str {
+    pub(super) fn model(&self) -> &str {
         &self.model
     }
 
-    pub fn record(&self, counts: Counts) -> TokenRecord {
+    pub(super) fn record(&self, counts: Counts) -> TokenRecord {
         TokenRecord {
             counts,
             model: self.model.clone(),
@@ -316,57 +328,45 @@ impl Accounting {
         }
     }
 
-    /// Writes the record to filter state (`wasm.sluice.tokens`, one JSON value, one host call)
-    /// and the metrics.
-    pub fn report(&self, record: &TokenRecord, metrics: Option<&Telemetry>) {
+    /// Hands the finished request's usage and latencies to the telemetry sink (one clock read).
+    pub(super) fn observe(
+        &self,
+        clock: &dyn Clock,
+        sink: &dyn TelemetrySink,
+        record: &TokenRecord,
+    ) {
         let c = &record.counts;
-        let value = serde_json::json!({
-            "input": c.input,
-            "output": c.output,
-            "cached": c.cached,
-            "reasoning": c.reasoning,
-            "total": c.total(),
-            "source": c.source(),
-            "model": record.model,
-            "tenant": record.tenant,
-        })
-        .to_string();
-        let _ = hostcalls::set_property(vec!["sluice.tokens"], Some(value.as_bytes()));
-        let Some(metrics) = metrics else {
-            return;
-        };
         let timeline = Timeline {
             started_us: self.started_us,
             first_output_us: self.first_token_us,
-            ended_us: now_us(),
+            ended_us: clock.now_us(),
         };
         let delivery = if self.streamed {
             Delivery::Streamed
         } else {
             Delivery::Whole
         };
-        let latencies = latencies(timeline, delivery, !self.cut, c.output);
-        metrics.observe(&Observation {
+        sink.observe(&Observation {
             api: self.api,
             model: &record.model,
             counts: Some(c),
-            latencies,
+            latencies: latencies(timeline, delivery, !self.cut, c.output),
             error: self.cut.then_some(ErrorType::Incomplete),
         });
     }
 
     /// The upstream answered with an error status: its duration, with `error.type`. Called
     /// when the request ends; does nothing for a request that did not fail upstream.
-    pub fn report_upstream_error(&self, metrics: Option<&Telemetry>) {
-        let (Some(metrics), Some(error)) = (metrics, self.upstream_error) else {
+    pub(super) fn observe_upstream_error(&self, clock: &dyn Clock, sink: &dyn TelemetrySink) {
+        let Some(error) = self.upstream_error else {
             return;
         };
         let timeline = Timeline {
             started_us: self.started_us,
             first_output_us: None,
-            ended_us: now_us(),
+            ended_us: clock.now_us(),
         };
-        metrics.observe(&Observation {
+        sink.observe(&Observation {
             api: self.api,
             model: &self.model,
             counts: None,

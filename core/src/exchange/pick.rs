@@ -1,0 +1,105 @@
+//! Choosing the replica for one request from the picker's snapshot and this Envoy's shared
+//! picking state (the pool's in-flight counts, the prefix table), all behind ports.
+
+use super::effects::Destination;
+use super::ports::Ports;
+use crate::error::GatewayError;
+use crate::picking::{Pick, PickRequest, Picking, PrefixEntry, fresh_pool, rank};
+use crate::pipeline::RoutedRequest;
+
+/// A request counted in flight to an endpoint; released when the request ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct InFlightTicket {
+    pool: String,
+    address: String,
+}
+
+pub(super) enum PickOutcome {
+    /// Send to these endpoints.
+    Destination {
+        destination: Destination,
+        ticket: InFlightTicket,
+    },
+    /// No usable snapshot: Envoy's own load balancing decides.
+    EnvoyDecides,
+    Reject(GatewayError),
+}
+
+/// Ranks the pool's healthy replicas for `routed`, counts the request in flight to the first
+/// and records it as the prefix's replica.
+pub(super) fn pick(
+    ports: &Ports<'_>,
+    picking: &Picking,
+    routed: &RoutedRequest,
+    tie_breaker: u64,
+) -> PickOutcome {
+    let now = ports.clock.now_ms();
+    let snapshot = ports.snapshot.snapshot();
+    let Ok(pool) = fresh_pool(
+        snapshot.as_deref(),
+        &routed.pool,
+        now,
+        picking.stale_after_ms,
+    ) else {
+        return PickOutcome::EnvoyDecides;
+    };
+    let recorded = ports
+        .prefixes
+        .entry(routed.prefix_hash)
+        .filter(|entry| entry.is_live(routed.prefix_hash, now, picking.prefix_ttl_ms));
+    let in_flight = ports.in_flight.read(&routed.pool);
+    let request = PickRequest {
+        adapter: routed.adapter(),
+        prefix_endpoint: recorded.as_ref().map(|entry| entry.endpoint.as_str()),
+        tie_breaker,
+    };
+    let ranked = match rank(
+        pool,
+        &in_flight.counts,
+        &request,
+        &picking.weights,
+        picking.max_waiting_per_endpoint,
+    ) {
+        Pick::Ranked(ranked) => ranked,
+        Pick::Saturated => return PickOutcome::Reject(GatewayError::Overloaded),
+        Pick::NoHealthyEndpoint => return PickOutcome::Reject(GatewayError::NoHealthyEndpoint),
+    };
+    let Some(chosen) = ranked.first().map(|a| (*a).to_owned()) else {
+        return PickOutcome::EnvoyDecides;
+    };
+    // Counted with the map already read: a store with versions writes it without reading
+    // again unless another worker wrote in between.
+    ports
+        .in_flight
+        .add(&routed.pool, &chosen, 1, now, Some(in_flight));
+    if recorded.is_none_or(|entry| entry.needs_write(&chosen, now, picking.prefix_ttl_ms)) {
+        ports.prefixes.record(&PrefixEntry {
+            hash: routed.prefix_hash,
+            endpoint: chosen.clone(),
+            at_ms: now,
+        });
+    }
+    let take = usize::try_from(picking.fallbacks)
+        .unwrap_or(0)
+        .saturating_add(1);
+    PickOutcome::Destination {
+        destination: Destination {
+            endpoints: ranked.iter().take(take).map(|a| (*a).to_owned()).collect(),
+        },
+        ticket: InFlightTicket {
+            pool: routed.pool.clone(),
+            address: chosen,
+        },
+    }
+}
+
+/// The request to `ticket`'s endpoint is over.
+pub(super) fn release(ports: &Ports<'_>, ticket: &InFlightTicket) {
+    ports.in_flight.add(
+        &ticket.pool,
+        &ticket.address,
+        -1,
+        ports.clock.now_ms(),
+        None,
+    );
+}

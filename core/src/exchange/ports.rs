@@ -1,0 +1,143 @@
+//! The exchange's domain ports: everything a request needs that is shared state or a host
+//! service. A host implements each trait once (per Wasm VM, or per process) and hands the
+//! exchange a `Ports` of references on every phase call.
+//!
+//! The proxy-wasm host implements them over Envoy's shared data (quota slots, in-flight counts,
+//! the prefix table), a per-VM copy of the picker's snapshot, a clock cached per root tick,
+//! counters gathered in guest memory until the tick, and Envoy's log. A native host shares one
+//! implementation across its worker threads over process memory (locks or atomics, an
+//! atomically swapped snapshot): its types are then `Send + Sync`, which these traits leave to
+//! the implementation so that the Wasm host's single-threaded ones fit too.
+//!
+//! Every port has the same fixed memory bound whatever the host: quota slots
+//! (`quotas.slots`), in-flight counts (one map per pool, `InFlight`'s bound), prefix slots
+//! (`picking::PrefixEntry` keys), one snapshot. A port never fails a request by itself: a read
+//! it cannot do reads as "nothing there", and a write it cannot do returns false where the
+//! exchange must know (quota slots).
+
+use std::sync::Arc;
+
+use sluice_wire::Snapshot;
+
+use crate::guardrails::{Direction, Guardrails, Hits};
+use crate::picking::{InFlight, PrefixEntry};
+use crate::quota::{self, Standing};
+use crate::telemetry::{ApiLabel, Observation};
+
+/// The ports of one phase call.
+#[derive(Clone, Copy)]
+pub struct Ports<'a> {
+    pub clock: &'a dyn Clock,
+    pub quota: &'a dyn QuotaLedger,
+    pub in_flight: &'a dyn InFlightCounts,
+    pub prefixes: &'a dyn PrefixAffinity,
+    pub snapshot: &'a dyn SnapshotSource,
+    pub telemetry: &'a dyn TelemetrySink,
+    pub log: &'a dyn Log,
+}
+
+/// Time.
+pub trait Clock {
+    /// Unix milliseconds, as coarse as `lag_ms`: for windows, ages and staleness, which are
+    /// hundreds of milliseconds or more (the Wasm host caches it per root tick: no host call).
+    fn now_ms(&self) -> u64;
+    /// Unix microseconds, read now: for a request's timings (one host call in Wasm).
+    fn now_us(&self) -> u64;
+    /// How far `now_ms` may lag behind the real time (Wasm: one root tick; 0 when read live).
+    fn lag_ms(&self) -> u64;
+}
+
+/// The quota ledger: the slot store every worker shares (`quota::Store`; compare-and-swap on
+/// each slot, or `Store::update` under a lock) and the cluster view's freshness.
+pub trait QuotaLedger: quota::Store {
+    /// Cluster mode: whether this Envoy's view of the other instances' consumption is fresh
+    /// (false before the first sync). Unused without cluster mode.
+    fn cluster_view_fresh(&self) -> bool;
+}
+
+/// A pool's in-flight counts as read, with the version they were read at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InFlightRead {
+    pub counts: InFlight,
+    /// The store's version of the map when read (a compare-and-swap token), if it has one.
+    pub version: Option<u32>,
+}
+
+/// Requests this Envoy has in flight to each endpoint, per pool, across every worker.
+pub trait InFlightCounts {
+    /// `pool`'s counts now.
+    fn read(&self, pool: &str) -> InFlightRead;
+    /// Adds `delta` to `address`'s count in `pool` at `now_ms` (counts stop at 0;
+    /// `InFlight::add` keeps the map bounded). `read` is what the caller read just before, if
+    /// anything: a store with versions may write it changed without reading again, when
+    /// nobody wrote since. Best effort: a count lost here expires as leaked.
+    fn add(&self, pool: &str, address: &str, delta: i64, now_ms: u64, read: Option<InFlightRead>);
+}
+
+/// Which endpoint last served a prompt prefix: a fixed number of slots indexed by the hash.
+pub trait PrefixAffinity {
+    /// The entry in `hash`'s slot, whatever prefix it is for (the caller checks).
+    fn entry(&self, hash: u64) -> Option<PrefixEntry>;
+    /// Puts `entry` in its slot, replacing whatever was there. Best effort.
+    fn record(&self, entry: &PrefixEntry);
+}
+
+/// The picker's latest snapshot as this host holds it.
+pub trait SnapshotSource {
+    fn snapshot(&self) -> Option<Arc<Snapshot>>;
+}
+
+/// A counted event (a counter in the host's metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A client-sent copy of a header only the gateway sets was removed.
+    InternalHeaderRemoved,
+    /// The filter answered a request with an error itself.
+    Rejected,
+    /// A request failed closed: a host call a policy step needed failed (500 in its API's
+    /// format, or a reset).
+    FailedClosed,
+    /// A request was sent to the replica the filter picked.
+    Picked,
+    /// No fresh snapshot: Envoy's load balancing chose.
+    PickFallback,
+    /// Every replica of the pool was saturated: the request was shed.
+    Shed,
+    QuotaAdmitted,
+    /// Admitted without being counted in some scope (no slot, or unknown state, fail-open).
+    QuotaUncounted,
+    /// Refused by quotas; the reason's label (`quota::Reason::label`, or `unauthenticated`).
+    QuotaRejected(&'static str),
+    /// Counts that could not be written once the request had gone (a settle).
+    QuotaWriteFailure,
+    /// A guardrail decision the host did not take (the response was ended instead, or could
+    /// not be).
+    GuardrailBlockFailure,
+}
+
+/// Where metrics go. Each call is bounded by the host (label sets, series); none may fail the
+/// request.
+pub trait TelemetrySink {
+    fn count(&self, event: Event);
+    /// The tenant's remaining requests and tokens after a quota decision (gauges).
+    fn quota_standing(&self, tenant: &str, standing: &Standing);
+    /// What the guardrails found, per rule and action.
+    fn guardrail_hits(&self, guardrails: &Guardrails, direction: Direction, hits: &Hits);
+    /// A request that went upstream ended: token usage and latencies.
+    fn observe(&self, observation: &Observation<'_>);
+    /// A request ended (any the filter saw): `status` is what the client got, `model` the
+    /// model it was routed to.
+    fn count_request(&self, api: ApiLabel, status: Option<u16>, model: Option<&str>);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// The host's log. Lines name steps, policies and rule ids; never a key or a matched text.
+pub trait Log {
+    fn log(&self, level: Level, message: &str);
+}

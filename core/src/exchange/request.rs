@@ -1,0 +1,400 @@
+//! The request phases: identify → route → guard → admit → pick → rewrite.
+
+use std::sync::Arc;
+
+use super::effects::{BodyNext, Destination, Reply, RequestEffects, RequestNext, RequestWrite};
+use super::pick::{self, PickOutcome};
+use super::ports::{Event, Level, Ports};
+use super::records;
+use super::response_guard::ResponseGuard;
+use super::views::{HeaderView, HostError, StreamInfo};
+use super::{Accounting, Configured, Exchange};
+use crate::api::Endpoint;
+use crate::canonical::ApiKind;
+use crate::error::{ApiFlavor, GatewayError};
+use crate::guardrails::{Direction, Hits};
+use crate::pipeline::{
+    self, HeadersDecision, LocalReply, PolicyKeys, RequestHead, RoutedRequest, check_body_size,
+};
+use crate::telemetry::ApiLabel;
+
+impl Exchange {
+    /// The request headers, before any routing decision (`Err`: the host could not read them;
+    /// the request fails closed). Returns the headers to remove (client
+    /// copies of the gateway's own headers, the client's key) and what happens next:
+    /// `Continue` forwards the request unread (a passthrough path, once admitted), `ReadBody`
+    /// holds the headers while the body is buffered (an inference request), `Reply` answers
+    /// now (`/v1/models`, or a refusal in the API's format).
+    pub fn on_request_headers(
+        &mut self,
+        ports: &Ports<'_>,
+        headers: Result<&dyn HeaderView, HostError>,
+        end_of_stream: bool,
+    ) -> RequestEffects {
+        let mut effects = RequestEffects::default();
+        let Ok(headers) = headers else {
+            let error = GatewayError::Internal("reading request headers failed");
+            effects.next = self.reject(ports, &error);
+            return effects;
+        };
+        let method = headers.get(":method");
+        let path = headers.get(":path");
+        let content_type = headers.get("content-type");
+        let content_length = headers.get("content-length");
+        let head = RequestHead {
+            method: method.as_deref().unwrap_or_default(),
+            path: path.as_deref().unwrap_or_default(),
+            content_type: content_type.as_deref(),
+            content_length: content_length.as_deref(),
+            anthropic_version: headers.get("anthropic-version").is_some(),
+            end_of_stream,
+        };
+        self.api_label = ApiLabel::of(Endpoint::classify(head.path));
+        self.flavor = ApiFlavor::from_path(head.path);
+        let Some(configured) = self.configured.clone() else {
+            effects.next = self.reject(ports, &GatewayError::NotConfigured);
+            return effects;
+        };
+        let removed =
+            self.internal_headers(ports, &configured, headers, &mut effects.remove_headers);
+        let quotas = configured.config.quotas.as_ref();
+        let identified = removed.and_then(|()| {
+            self.quota
+                .identify(ports, quotas, headers, &mut effects.remove_headers)
+        });
+        if let Err(error) = identified {
+            effects.next = self.reject(ports, &error);
+            return effects;
+        }
+        effects.next =
+            match pipeline::decide_on_headers(&configured.config, &configured.models, &head) {
+                HeadersDecision::Passthrough => {
+                    match self.quota.admit_passthrough(ports, quotas, self.flavor) {
+                        Ok(()) => RequestNext::Continue,
+                        Err(error) => self.reject(ports, &error),
+                    }
+                }
+                HeadersDecision::Reply(reply) => self.send(ports, &reply),
+                HeadersDecision::ReadBody(api) => {
+                    self.reading_body = Some(api);
+                    self.flavor = api.flavor();
+                    self.started_us = ports.clock.now_us();
+                    RequestNext::ReadBody
+                }
+            };
+        effects
+    }
+
+    /// A request body callback: `buffered` bytes are held so far. Returns `Pass` when the
+    /// exchange does not read this body, `Buffer` to keep holding, `Complete` at its end (the
+    /// host then reads the whole body and calls `on_request_body_complete`), `Reply` when the
+    /// body is over the limit.
+    pub fn on_request_body(
+        &mut self,
+        ports: &Ports<'_>,
+        buffered: usize,
+        end_of_stream: bool,
+    ) -> BodyNext {
+        if self.reading_body.is_none() {
+            return BodyNext::Pass;
+        }
+        self.body_size = buffered;
+        let too_large = self
+            .configured
+            .as_ref()
+            .and_then(|c| check_body_size(&c.config, buffered).err());
+        if let Some(error) = too_large {
+            return BodyNext::Reply(self.reject_reply(ports, &error));
+        }
+        if end_of_stream {
+            BodyNext::Complete { size: buffered }
+        } else {
+            BodyNext::Buffer
+        }
+    }
+
+    /// Request trailers: they end a body that did not end on its own (chunked with trailers).
+    /// Returns `Complete` when the exchange was reading the body, else `Pass`.
+    pub fn on_request_trailers(&mut self) -> BodyNext {
+        if self.reading_body.is_none() {
+            return BodyNext::Pass;
+        }
+        BodyNext::Complete {
+            size: self.body_size,
+        }
+    }
+
+    /// The whole request body (`Err`: the host could not read it). Routes, guards, admits and
+    /// picks; returns the edits that send the request on (credential, body, routing headers,
+    /// destination) and `Continue`, or a `Reply` that refuses it, with the guardrails' record.
+    pub fn on_request_body_complete(
+        &mut self,
+        ports: &Ports<'_>,
+        info: &dyn StreamInfo,
+        body: Result<&[u8], HostError>,
+    ) -> RequestEffects {
+        let mut effects = RequestEffects::default();
+        let Some(api) = self.reading_body.take() else {
+            return effects;
+        };
+        let Some(configured) = self.configured.clone() else {
+            effects.next = self.reject(ports, &GatewayError::NotConfigured);
+            return effects;
+        };
+        let Ok(body) = body else {
+            effects.next = self.reject(ports, &GatewayError::Internal("reading the body failed"));
+            return effects;
+        };
+        match self.route(ports, &configured, api, info, body, &mut effects) {
+            Ok(()) => effects.next = RequestNext::Continue,
+            Err(error) => {
+                // A refused request goes nowhere: no edit is worth a host call.
+                effects.credential = None;
+                effects.body = None;
+                effects.route_headers.clear();
+                effects.destination = None;
+                effects.next = self.reject(ports, &error);
+            }
+        }
+        effects
+    }
+
+    /// A request edit did not take: the request fails closed. Returns the reply to send
+    /// instead (500 in the API's format); logged and counted.
+    pub fn on_request_write_failed(&mut self, ports: &Ports<'_>, write: RequestWrite) -> Reply {
+        self.reject_reply(ports, &GatewayError::Internal(write.describe()))
+    }
+
+    /// The host could not send a reply (`detail`: its status): it resets the request instead,
+    /// which this logs and counts.
+    pub fn on_reply_failed(&mut self, ports: &Ports<'_>, detail: &str) {
+        ports.log.log(
+            Level::Warn,
+            &format!("sending a local reply failed ({detail}): resetting the request"),
+        );
+        ports.telemetry.count(Event::FailedClosed);
+    }
+
+    /// Route, guard, admit, pick: fills `effects` with what sends the request on.
+    fn route(
+        &mut self,
+        ports: &Ports<'_>,
+        configured: &Arc<Configured>,
+        api: ApiKind,
+        info: &dyn StreamInfo,
+        body: &[u8],
+        effects: &mut RequestEffects,
+    ) -> Result<(), GatewayError> {
+        let config = &configured.config;
+        let tenant = self.quota.tenant().map(str::to_owned);
+        let route_policies = config
+            .guardrails
+            .as_ref()
+            .is_some_and(|g| g.0.has_route_policies());
+        let route = if route_policies {
+            info.route_name()
+                .map_err(|_| GatewayError::Internal("reading the route name failed"))?
+        } else {
+            None
+        };
+        let keys = PolicyKeys {
+            route: route.as_deref(),
+            tenant: tenant.as_deref(),
+        };
+        let routed = match pipeline::route_request_for(config, api, body, keys) {
+            Ok(routed) => {
+                self.guard_request(ports, configured, &routed, effects);
+                routed
+            }
+            Err((error, hits)) => {
+                if let (Some(guardrails), GatewayError::ContentPolicy { rule }) =
+                    (&config.guardrails, &error)
+                {
+                    if !hits.is_empty() {
+                        ports
+                            .telemetry
+                            .guardrail_hits(&guardrails.0, Direction::Request, &hits);
+                    }
+                    effects.records.extend(records::guardrails(
+                        &guardrails.0,
+                        None,
+                        Some(rule),
+                        &hits,
+                        &Hits::default(),
+                    ));
+                }
+                return Err(error);
+            }
+        };
+        effects.credential = self.quota.admit(ports, config.quotas.as_ref(), &routed)?;
+        effects.destination = self.pick_replica(ports, configured, &routed)?;
+        effects.body.clone_from(&routed.body);
+        effects.route_headers = vec![
+            (
+                config.routing.model_header.as_str().to_owned(),
+                routed.model.clone(),
+            ),
+            (
+                config.routing.base_model_header.as_str().to_owned(),
+                routed.base_model.clone(),
+            ),
+        ];
+        let guard = response_guard(configured, &routed, api);
+        self.accounting = Some(Accounting::new(&routed, self.started_us, guard, tenant));
+        Ok(())
+    }
+
+    /// Counts and records what the guardrails found in a request that goes on.
+    fn guard_request(
+        &mut self,
+        ports: &Ports<'_>,
+        configured: &Configured,
+        routed: &RoutedRequest,
+        effects: &mut RequestEffects,
+    ) {
+        let (Some(guardrails), Some(verdict)) = (&configured.config.guardrails, &routed.guardrails)
+        else {
+            return;
+        };
+        if !verdict.hits.is_empty() {
+            ports
+                .telemetry
+                .guardrail_hits(&guardrails.0, Direction::Request, &verdict.hits);
+        }
+        effects.records.extend(records::guardrails(
+            &guardrails.0,
+            Some(verdict.policy),
+            None,
+            &verdict.hits,
+            &Hits::default(),
+        ));
+        self.guard = Some((Some(verdict.policy), verdict.hits.clone()));
+    }
+
+    /// The replicas to send `routed` to, best first, when picking is on and a fresh snapshot is
+    /// at hand; `None` leaves the choice to Envoy.
+    fn pick_replica(
+        &mut self,
+        ports: &Ports<'_>,
+        configured: &Configured,
+        routed: &RoutedRequest,
+    ) -> Result<Option<Destination>, GatewayError> {
+        let Some(picking) = &configured.config.picking else {
+            return Ok(None);
+        };
+        match pick::pick(ports, picking, routed, self.tie_breaker) {
+            PickOutcome::Destination {
+                destination,
+                ticket,
+            } => {
+                self.ticket = Some(ticket);
+                ports.telemetry.count(Event::Picked);
+                Ok(Some(destination))
+            }
+            PickOutcome::EnvoyDecides => {
+                ports.telemetry.count(Event::PickFallback);
+                Ok(None)
+            }
+            PickOutcome::Reject(error) => {
+                if error == GatewayError::Overloaded {
+                    ports.telemetry.count(Event::Shed);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Lists every client-sent copy of a header only the gateway may set for removal.
+    ///
+    /// With guardrail policies chosen by Envoy route, such a request is refused instead:
+    /// Envoy matched its route with the client's copy, and the route name read later stays
+    /// that route even after the header is removed (verified on Envoy 1.40 by the guardrails
+    /// e2e test), so the client could pick a route's policy.
+    fn internal_headers(
+        &self,
+        ports: &Ports<'_>,
+        configured: &Configured,
+        headers: &dyn HeaderView,
+        remove: &mut Vec<String>,
+    ) -> Result<(), GatewayError> {
+        let route_policies = configured
+            .config
+            .guardrails
+            .as_ref()
+            .is_some_and(|g| g.0.has_route_policies());
+        for name in configured.config.routing.internal_headers() {
+            if headers.get(name).is_none() {
+                continue;
+            }
+            if route_policies {
+                return Err(GatewayError::InvalidField {
+                    param: name.to_owned(),
+                    message: "is set by the gateway; requests may not carry it".into(),
+                });
+            }
+            remove.push(name.to_owned());
+            ports.telemetry.count(Event::InternalHeaderRemoved);
+        }
+        Ok(())
+    }
+
+    /// Answers `error` in the API's format. An internal error is a host call that failed where
+    /// going on could skip a policy (quota, credential, header removal, guardrail): the request
+    /// fails closed, and that is logged (the step, never a value) and counted.
+    pub(super) fn reject(&mut self, ports: &Ports<'_>, error: &GatewayError) -> RequestNext {
+        RequestNext::Reply(self.reject_reply(ports, error))
+    }
+
+    fn reject_reply(&mut self, ports: &Ports<'_>, error: &GatewayError) -> Reply {
+        if let GatewayError::Internal(what) = error {
+            ports
+                .log
+                .log(Level::Warn, &format!("failing the request closed: {what}"));
+            ports.telemetry.count(Event::FailedClosed);
+        }
+        self.reply(ports, &LocalReply::error(error, self.flavor))
+    }
+
+    fn send(&mut self, ports: &Ports<'_>, reply: &LocalReply) -> RequestNext {
+        RequestNext::Reply(self.reply(ports, reply))
+    }
+
+    /// The reply the filter sends, with the rate-limit headers (each name once): the request
+    /// ends here.
+    fn reply(&mut self, ports: &Ports<'_>, reply: &LocalReply) -> Reply {
+        self.reading_body = None;
+        self.reply_status = Some(reply.status);
+        if reply.status >= 400 {
+            ports.telemetry.count(Event::Rejected);
+        }
+        let extra = self.quota.take_headers();
+        Reply {
+            status: reply.status,
+            headers: reply
+                .headers_with(&extra)
+                .into_iter()
+                .map(|(name, value)| (name, value.to_owned()))
+                .collect(),
+            body: reply.body.clone(),
+        }
+    }
+}
+
+/// The response guard, when the request's policy scans responses.
+fn response_guard(
+    configured: &Configured,
+    routed: &RoutedRequest,
+    api: ApiKind,
+) -> Option<ResponseGuard> {
+    // Embeddings generate no text: their (possibly large) bodies are not held or scanned.
+    if api == ApiKind::Embeddings {
+        return None;
+    }
+    let guardrails = configured.config.guardrails.as_ref()?;
+    let policy = routed.guardrails.as_ref()?.policy;
+    guardrails
+        .0
+        .policy(policy)
+        .filter(|p| p.responses)
+        .map(|_| ResponseGuard::new(Arc::clone(&guardrails.0), policy, api.flavor()))
+}

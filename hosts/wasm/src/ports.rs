@@ -1,0 +1,182 @@
+//! The exchange's ports over what this VM has: Envoy's shared data (quota slots, in-flight
+//! counts, the prefix table; one process-wide map shared by every worker's VM, written with
+//! compare-and-swap), this VM's copy of the picker's snapshot, the clock cached per root tick,
+//! the metrics gathered in guest memory until the tick, and Envoy's log. One `Host` per
+//! accepted configuration, shared by the VM's requests (a VM runs on one worker thread).
+//!
+//! Host calls per request, as before the exchange moved to `sluice_core`: a shared-data read
+//! and a compare-and-swap write per quota scope to reserve and again to settle; with picking, a
+//! read of the prefix slot and of the pool's in-flight map, a write of the map (read again only
+//! when another worker wrote in between), a prefix write when it moved or aged, and a read and
+//! a write of the map to release. The clock and the metrics cost none per request.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::metrics::Metrics;
+use super::{clock, log, quota, shared};
+use sluice_core::exchange::{
+    Clock, Event, InFlightCounts, InFlightRead, Level, Log, Ports, PrefixAffinity, QuotaLedger,
+    SnapshotSource, TelemetrySink,
+};
+use sluice_core::guardrails::{Direction, Guardrails, Hits};
+use sluice_core::picking::{InFlight, LocalSnapshot, PrefixEntry};
+use sluice_core::quota::{Standing, Store};
+use sluice_core::telemetry::{ApiLabel, Observation};
+use sluice_wire::Snapshot;
+
+#[derive(Default)]
+pub struct Host {
+    /// This worker's copy of the picker's snapshot, kept fresh by the root's tick.
+    pub snapshot: Rc<RefCell<LocalSnapshot>>,
+    /// `None` until a configuration was accepted: nothing is counted.
+    pub metrics: Option<Rc<Metrics>>,
+}
+
+impl Host {
+    pub fn ports(&self) -> Ports<'_> {
+        Ports {
+            clock: self,
+            quota: self,
+            in_flight: self,
+            prefixes: self,
+            snapshot: self,
+            telemetry: self,
+            log: self,
+        }
+    }
+}
+
+impl Clock for Host {
+    fn now_ms(&self) -> u64 {
+        clock::now_ms()
+    }
+
+    fn now_us(&self) -> u64 {
+        clock::read_us()
+    }
+
+    fn lag_ms(&self) -> u64 {
+        clock::MAX_AGE_MS
+    }
+}
+
+impl Store for Host {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        shared::get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        shared::set(key, value, cas)
+    }
+}
+
+impl QuotaLedger for Host {
+    fn cluster_view_fresh(&self) -> bool {
+        quota::cluster_fresh()
+    }
+}
+
+impl InFlightCounts for Host {
+    fn read(&self, pool: &str) -> InFlightRead {
+        let (bytes, version) = shared::get(&InFlight::key(pool));
+        InFlightRead {
+            counts: bytes.map(|b| InFlight::decode(&b)).unwrap_or_default(),
+            version,
+        }
+    }
+
+    fn add(&self, pool: &str, address: &str, delta: i64, now_ms: u64, read: Option<InFlightRead>) {
+        let key = InFlight::key(pool);
+        // With the map just read: one write, unless another worker wrote in between.
+        if let Some(mut read) = read {
+            read.counts.add(address, delta, now_ms);
+            if shared::set(&key, &read.counts.encode(), read.version) {
+                return;
+            }
+        }
+        shared::update(&key, |current| {
+            let mut map = current.map(InFlight::decode).unwrap_or_default();
+            map.add(address, delta, now_ms);
+            map.encode()
+        });
+    }
+}
+
+impl PrefixAffinity for Host {
+    fn entry(&self, hash: u64) -> Option<PrefixEntry> {
+        shared::get(&PrefixEntry::key(hash))
+            .0
+            .and_then(|slot| PrefixEntry::decode(&slot))
+    }
+
+    fn record(&self, entry: &PrefixEntry) {
+        shared::set(&PrefixEntry::key(entry.hash), &entry.encode(), None);
+    }
+}
+
+impl SnapshotSource for Host {
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.try_borrow().ok()?.current()
+    }
+}
+
+impl TelemetrySink for Host {
+    fn count(&self, event: Event) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        let counter = match event {
+            Event::InternalHeaderRemoved => &m.internal_headers_removed,
+            Event::Rejected => &m.rejected,
+            Event::FailedClosed => &m.failed_closed,
+            Event::Picked => &m.picked,
+            Event::PickFallback => &m.pick_fallbacks,
+            Event::Shed => &m.shed,
+            Event::QuotaAdmitted => &m.quota.admitted,
+            Event::QuotaUncounted => &m.quota.uncounted,
+            Event::QuotaWriteFailure => &m.quota.write_failures,
+            Event::GuardrailBlockFailure => &m.guardrails.block_failures,
+            Event::QuotaRejected(reason) => {
+                m.quota.reject(reason);
+                return;
+            }
+        };
+        counter.increment();
+    }
+
+    fn quota_standing(&self, tenant: &str, standing: &Standing) {
+        if let Some(m) = &self.metrics {
+            m.quota.remaining(tenant, standing);
+        }
+    }
+
+    fn guardrail_hits(&self, guardrails: &Guardrails, direction: Direction, hits: &Hits) {
+        if let Some(m) = &self.metrics {
+            m.guardrails.count(guardrails, direction, hits);
+        }
+    }
+
+    fn observe(&self, observation: &Observation<'_>) {
+        if let Some(m) = &self.metrics {
+            m.telemetry.observe(observation);
+        }
+    }
+
+    fn count_request(&self, api: ApiLabel, status: Option<u16>, model: Option<&str>) {
+        if let Some(m) = &self.metrics {
+            m.telemetry.count_request(api, status, model);
+        }
+    }
+}
+
+impl Log for Host {
+    fn log(&self, level: Level, message: &str) {
+        match level {
+            Level::Info => log::info(message),
+            Level::Warn => log::warn(message),
+            Level::Error => log::error(message),
+        }
+    }
+}
