@@ -26,7 +26,7 @@ pub(crate) fn normalize<'a>(top: &TopLevel<'a>) -> Result<CanonicalRequest<'a>, 
     if let Some(system) = top.get::<WireContent<'a>>("system")? {
         messages.push(Message {
             role: Role::System,
-            parts: system.into_parts("system")?,
+            parts: system.into_parts(&|| "system".to_owned())?,
             tool_call_id: None,
         });
     }
@@ -45,7 +45,7 @@ pub(crate) fn normalize<'a>(top: &TopLevel<'a>) -> Result<CanonicalRequest<'a>, 
             role,
             parts: message
                 .content
-                .into_parts(&format!("messages[{i}].content"))?,
+                .into_parts(&|| format!("messages[{i}].content"))?,
             tool_call_id: None,
         });
     }

@@ -103,15 +103,19 @@ pub(crate) struct WireImageSource<'a> {
     data: Option<Cow<'a, str>>,
 }
 
+/// A field's JSON path (like `messages[3].content`), written only when an error names it: a
+/// request that is fine builds none.
+pub(crate) type Path<'p> = &'p dyn Fn() -> String;
+
 impl<'a> WireContent<'a> {
-    /// The parts, with `path` (like `messages[3].content`) naming any bad one.
-    pub(crate) fn into_parts(self, path: &str) -> Result<Vec<Part<'a>>, FieldError> {
+    /// The parts, with `path` naming any bad one.
+    pub(crate) fn into_parts(self, path: Path<'_>) -> Result<Vec<Part<'a>>, FieldError> {
         match self {
             TextOr::Text(text) => Ok(vec![Part::Text(text)]),
             TextOr::Items(parts) => parts
                 .into_iter()
                 .enumerate()
-                .map(|(i, part)| part.into_part(&format!("{path}[{i}]")))
+                .map(|(i, part)| part.into_part(&|| format!("{}[{i}]", path())))
                 .collect(),
         }
     }
@@ -140,9 +144,9 @@ impl<'a> WirePart<'a> {
         }
     }
 
-    fn into_part(self, path: &str) -> Result<Part<'a>, FieldError> {
+    fn into_part(self, path: Path<'_>) -> Result<Part<'a>, FieldError> {
         let missing = |field: &str| FieldError::Invalid {
-            path: format!("{path}.{field}"),
+            path: format!("{}.{field}", path()),
             message: format!("a `{}` part needs `{field}`", self.kind),
         };
         Ok(match self.kind.as_ref() {
@@ -159,7 +163,7 @@ impl<'a> WirePart<'a> {
             "tool_result" => Part::ToolResult {
                 call_id: self.tool_use_id,
                 parts: match self.content {
-                    Some(content) => content.into_parts(&format!("{path}.content"))?,
+                    Some(content) => content.into_parts(&|| format!("{}.content", path()))?,
                     None => Vec::new(),
                 },
             },

@@ -78,7 +78,7 @@ fn message_of<'a>(wire: WireMessage<'a>, index: usize) -> Result<Message<'a>, Fi
         }
     };
     let mut parts = match wire.content {
-        Some(content) => content.into_parts(&format!("messages[{index}].content"))?,
+        Some(content) => content.into_parts(&|| format!("messages[{index}].content"))?,
         None => Vec::new(),
     };
     let calls = wire

@@ -70,9 +70,9 @@ fn message<'a>(
 }
 
 fn item_message<'a>(item: WireItem<'a>, index: usize) -> Result<Message<'a>, FieldError> {
-    let path = format!("input[{index}]");
+    let path = || format!("input[{index}]");
     let invalid = |field: &str, message: &str| FieldError::Invalid {
-        path: format!("{path}.{field}"),
+        path: format!("{}.{field}", path()),
         message: message.to_owned(),
     };
     match item.kind.as_deref().unwrap_or("message") {
@@ -89,7 +89,7 @@ fn item_message<'a>(item: WireItem<'a>, index: usize) -> Result<Message<'a>, Fie
                 }
             };
             let parts = match item.content {
-                Some(content) => content.into_parts(&format!("{path}.content"))?,
+                Some(content) => content.into_parts(&|| format!("{}.content", path()))?,
                 None => Vec::new(),
             };
             Ok(message(role, parts, None))
@@ -107,7 +107,7 @@ fn item_message<'a>(item: WireItem<'a>, index: usize) -> Result<Message<'a>, Fie
         }
         "function_call_output" => {
             let parts = match item.output {
-                Some(output) => output.into_parts(&format!("{path}.output"))?,
+                Some(output) => output.into_parts(&|| format!("{}.output", path()))?,
                 None => Vec::new(),
             };
             Ok(message(Role::Tool, parts, item.call_id))

@@ -157,11 +157,10 @@ impl<'a> CanonicalRequest<'a> {
                 Role::Assistant => SegmentRole::Assistant,
                 Role::Tool => SegmentRole::ToolResult,
             };
-            let mut out = Vec::new();
-            for part in &message.parts {
-                push_segments(part, role, &mut out);
-            }
-            out
+            message
+                .parts
+                .iter()
+                .flat_map(move |part| PartSegments::of(part, role))
         });
         tools.chain(messages)
     }
@@ -185,23 +184,41 @@ impl<'a> CanonicalRequest<'a> {
     }
 }
 
-fn push_segments<'r>(part: &'r Part<'_>, role: SegmentRole, out: &mut Vec<Segment<'r>>) {
-    match part {
-        Part::Text(text) => out.push(Segment { role, text }),
-        Part::ToolCall {
-            name, arguments, ..
-        } => {
-            out.push(Segment { role, text: name });
-            out.push(Segment {
-                role,
-                text: arguments,
-            });
+/// The segments of one part: none, its text, a tool call's name and arguments, or (boxed, since
+/// they nest) a tool result's parts. No allocation but for tool results.
+enum PartSegments<'r> {
+    Flat(std::iter::Flatten<std::array::IntoIter<Option<Segment<'r>>, 2>>),
+    Nested(Box<dyn Iterator<Item = Segment<'r>> + 'r>),
+}
+
+impl<'r> PartSegments<'r> {
+    fn of(part: &'r Part<'_>, role: SegmentRole) -> Self {
+        let flat = |a: Option<&'r str>, b: Option<&'r str>| {
+            let segment = |text| Segment { role, text };
+            Self::Flat([a.map(segment), b.map(segment)].into_iter().flatten())
+        };
+        match part {
+            Part::Text(text) => flat(Some(text), None),
+            Part::ToolCall {
+                name, arguments, ..
+            } => flat(Some(name), Some(arguments)),
+            Part::ToolResult { parts, .. } => Self::Nested(Box::new(
+                parts
+                    .iter()
+                    .flat_map(|inner| PartSegments::of(inner, SegmentRole::ToolResult)),
+            )),
+            Part::TokenIds(_) | Part::Image(_) | Part::Other { .. } => flat(None, None),
         }
-        Part::ToolResult { parts, .. } => {
-            for inner in parts {
-                push_segments(inner, SegmentRole::ToolResult, out);
-            }
+    }
+}
+
+impl<'r> Iterator for PartSegments<'r> {
+    type Item = Segment<'r>;
+
+    fn next(&mut self) -> Option<Segment<'r>> {
+        match self {
+            Self::Flat(segments) => segments.next(),
+            Self::Nested(segments) => segments.next(),
         }
-        Part::TokenIds(_) | Part::Image(_) | Part::Other { .. } => {}
     }
 }

@@ -16,8 +16,10 @@ pub mod fail_closed;
 pub mod injection;
 pub mod json_text;
 pub mod normalize;
+mod phrases;
 mod prefix;
 mod rewrite;
+mod screen;
 pub mod stream;
 
 use std::collections::BTreeMap;
@@ -30,7 +32,7 @@ use crate::canonical::{CanonicalRequest, SegmentRole};
 use crate::response_text::{self, Form, Mode};
 use json_text::Lexer;
 use normalize::Normalized;
-pub use rewrite::rewrite_strings;
+pub use rewrite::{rewrite_strings, string_edits};
 pub use stream::StreamGuard;
 
 /// What a rule does when it matches.
@@ -241,6 +243,8 @@ struct RegexRule {
     rule: usize,
     regex: Regex,
     validate: Option<detectors::Validator>,
+    /// What every match needs: how a scan tells cheaply that the rule cannot match.
+    gate: screen::Gate,
 }
 
 /// Longest candidate a validator rejected that is looked into again for a valid match inside
@@ -425,9 +429,17 @@ pub struct Guardrails {
     rules: Vec<String>,
     placeholders: Vec<String>,
     regex_rules: Vec<RegexRule>,
+    /// The regex rules gated by the strings their matches start with, searched for at once.
+    screen: Option<screen::Screen>,
+    /// The other regex rules (indexes into `regex_rules`), run together by `set` when the
+    /// text holds the bytes one of them needs.
+    set_rules: Vec<usize>,
     set: RegexSet,
     words: Option<(AhoCorasick, Vec<usize>)>,
     injection: Option<(AhoCorasick, Vec<f32>)>,
+    /// The injection phrases indexed for a search of word starts only, when they all allow it
+    /// (same order as `injection`'s patterns).
+    injection_starts: Option<phrases::PhraseStarts>,
     injection_rule: usize,
     injection_threshold: f32,
     pub policies: Vec<Policy>,
@@ -472,6 +484,7 @@ impl Guardrails {
                 rule: i,
                 regex,
                 validate: Some(builtin.validate),
+                gate: screen::Gate::of(builtin.pattern),
             });
         }
         let mut words: Vec<String> = Vec::new();
@@ -530,10 +543,21 @@ impl Guardrails {
                     rule,
                     regex,
                     validate: None,
+                    gate: screen::Gate::of(pattern),
                 });
             }
         }
-        let set = RegexSetBuilder::new(&patterns)
+        let mut literal_gates: Vec<(usize, &[Vec<u8>])> = Vec::new();
+        let mut set_rules = Vec::new();
+        for (index, rule) in regex_rules.iter().enumerate() {
+            match &rule.gate {
+                screen::Gate::Literals(strings) => literal_gates.push((index, strings)),
+                screen::Gate::Bytes(_) => set_rules.push(index),
+            }
+        }
+        let screen = screen::Screen::new(&literal_gates).map_err(|e| build_error("deny", e))?;
+        let set_patterns = set_rules.iter().filter_map(|&i| patterns.get(i));
+        let set = RegexSetBuilder::new(set_patterns)
             .size_limit(REGEX_SIZE_LIMIT.saturating_mul(8))
             .dfa_size_limit(REGEX_DFA_LIMIT.saturating_mul(4))
             .build()
@@ -574,6 +598,7 @@ impl Guardrails {
         all_phrases.dedup();
         let longest_phrase = all_phrases.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
         let (phrase_list, weights): (Vec<String>, Vec<f32>) = phrases.into_iter().unzip();
+        let injection_starts = phrases::PhraseStarts::new(&phrase_list);
         let injection = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
             .build(&phrase_list)
@@ -589,9 +614,12 @@ impl Guardrails {
             rules,
             placeholders,
             regex_rules,
+            screen,
+            set_rules,
             set,
             words,
             injection: Some((injection, weights)),
+            injection_starts,
             injection_rule,
             injection_threshold: spec.injection_threshold,
             policies: Vec::new(),
@@ -829,29 +857,20 @@ impl Guardrails {
                 });
             }
         };
-        let regex_enabled = self
-            .regex_rules
-            .iter()
-            .any(|r| policy.action(r.rule).is_some());
-        if regex_enabled {
-            for index in self.set.matches(haystack).iter() {
-                let Some(rule) = self.regex_rules.get(index) else {
-                    continue;
-                };
-                if policy.action(rule.rule).is_none() {
-                    continue;
-                }
-                let accept = |range: Range<usize>| {
-                    rule.validate.is_none_or(|validate| {
-                        let original = folded
-                            .original_range(text, range.clone())
-                            .and_then(|r| text.get(r))
-                            .unwrap_or_default();
-                        validate(haystack, range, original)
-                    })
-                };
-                rule.find_valid(haystack, accept, |range| push(rule.rule, range));
-            }
+        for index in self.regex_candidates(policy, &folded) {
+            let Some(rule) = self.regex_rules.get(index) else {
+                continue;
+            };
+            let accept = |range: Range<usize>| {
+                rule.validate.is_none_or(|validate| {
+                    let original = folded
+                        .original_range(text, range.clone())
+                        .and_then(|r| text.get(r))
+                        .unwrap_or_default();
+                    validate(haystack, range, original)
+                })
+            };
+            rule.find_valid(haystack, accept, |range| push(rule.rule, range));
         }
         if let Some((ac, word_rules)) = &self.words {
             for m in ac.find_iter(haystack) {
@@ -865,21 +884,29 @@ impl Guardrails {
         }
         if policy.action(self.injection_rule).is_some() {
             if let Some((ac, weights)) = &self.injection {
+                // Phrases as the overlapping automaton reports them, found by word starts when
+                // they are indexed (`phrases`), in the same order.
+                let found: Vec<(usize, Range<usize>)> = match &self.injection_starts {
+                    Some(starts) => starts.find(haystack),
+                    None => ac
+                        .find_overlapping_iter(haystack)
+                        .map(|m| (m.pattern().as_usize(), m.range()))
+                        .collect(),
+                };
                 let mut seen = vec![false; weights.len()];
                 let mut score = 0.0f32;
                 let mut spans = Vec::new();
-                for m in ac.find_overlapping_iter(haystack) {
-                    if !at_word_boundaries(haystack, m.range()) {
+                for (id, range) in found {
+                    if !at_word_boundaries(haystack, range.clone()) {
                         continue;
                     }
-                    let id = m.pattern().as_usize();
                     if let Some(seen) = seen.get_mut(id) {
                         if !*seen {
                             *seen = true;
                             score += weights.get(id).copied().unwrap_or(0.0);
                         }
                     }
-                    spans.push(m.range());
+                    spans.push(range);
                 }
                 if score >= self.injection_threshold {
                     for span in spans {
@@ -890,6 +917,40 @@ impl Guardrails {
         }
         findings.sort_by_key(|f| (f.range.start, std::cmp::Reverse(f.range.end)));
         findings
+    }
+
+    /// The regex rules (indexes into `regex_rules`, ascending) `policy` enables that could match
+    /// the folded text: those whose gate string occurs, and those the set matches when their
+    /// gate bytes are present. The others cannot match (see `screen`).
+    fn regex_candidates(&self, policy: &Policy, folded: &Normalized) -> Vec<usize> {
+        let enabled = |index: &usize| {
+            self.regex_rules
+                .get(*index)
+                .is_some_and(|rule| policy.action(rule.rule).is_some())
+        };
+        let mut candidates = Vec::new();
+        if let Some(screen) = &self.screen {
+            screen.mark(&folded.text, &mut candidates);
+            candidates.retain(enabled);
+        }
+        let mut present = screen::Presence::new(&folded.text);
+        let set_needed = self.set_rules.iter().filter(|i| enabled(i)).any(|&i| {
+            self.regex_rules
+                .get(i)
+                .is_some_and(|rule| rule.gate.open(&mut present))
+        });
+        if set_needed {
+            for matched in self.set.matches(&folded.text).iter() {
+                if let Some(&index) = self.set_rules.get(matched) {
+                    if enabled(&index) {
+                        candidates.push(index);
+                    }
+                }
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates
     }
 
     /// `text` with every finding whose action (per `policy`) is block or redact replaced by its

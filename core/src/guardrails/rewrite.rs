@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+use crate::json::{Edit, splice};
 use crate::response_text::raw::string_end;
 
 /// `body` with each string value equal to a `replacements` original replaced by its redacted
@@ -13,23 +14,39 @@ use crate::response_text::raw::string_end;
 /// unredacted text through.
 pub fn rewrite_strings(body: &[u8], replacements: &[(String, String)]) -> Result<Vec<u8>, usize> {
     let mut used = vec![false; replacements.len()];
-    let mut out = Vec::with_capacity(body.len());
-    let mut copied = 0usize;
+    let edits = string_edits(body, replacements, &mut used);
+    if let Some(missing) = used.iter().position(|u| !u) {
+        return Err(missing);
+    }
+    Ok(splice(body, &edits))
+}
+
+/// The edits that replace each string value of the JSON `text` equal to a `replacements`
+/// original by its redacted text, in order; `used[i]` is set when replacement `i` matched.
+pub fn string_edits(
+    text: &[u8],
+    replacements: &[(String, String)],
+    used: &mut [bool],
+) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    if replacements.is_empty() {
+        return edits;
+    }
     let mut i = 0usize;
-    while let Some(offset) = body.get(i..).and_then(|rest| memchr::memchr(b'"', rest)) {
+    while let Some(offset) = text.get(i..).and_then(|rest| memchr::memchr(b'"', rest)) {
         let start = i.saturating_add(offset);
-        let Some(end) = string_end(body, start) else {
+        let Some(end) = string_end(text, start) else {
             break;
         };
         i = end;
         // A key, not a value.
-        let next = body
+        let next = text
             .get(end..)
             .and_then(|rest| rest.iter().find(|b| !b.is_ascii_whitespace()));
         if next == Some(&b':') {
             continue;
         }
-        let Some(literal) = body.get(start..end) else {
+        let Some(literal) = text.get(start..end) else {
             break;
         };
         let decoded: Cow<'_, str> = if literal.contains(&b'\\') {
@@ -56,14 +73,12 @@ pub fn rewrite_strings(body: &[u8], replacements: &[(String, String)]) -> Result
         if let Some(flag) = used.get_mut(index) {
             *flag = true;
         }
-        out.extend_from_slice(body.get(copied..start).unwrap_or_default());
         // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, redacted);
-        copied = end;
+        let bytes = serde_json::to_vec(redacted).unwrap_or_default();
+        edits.push(Edit {
+            range: start..end,
+            bytes,
+        });
     }
-    if let Some(missing) = used.iter().position(|u| !u) {
-        return Err(missing);
-    }
-    out.extend_from_slice(body.get(copied..).unwrap_or_default());
-    Ok(out)
+    edits
 }

@@ -9,7 +9,9 @@
 
 mod error_path;
 mod object;
+mod splice;
 
 pub use error_path::path_at;
+pub use splice::{Edit, splice, splice_into};
 
 pub use object::{FieldError, TopLevel};

@@ -83,6 +83,19 @@ impl<'a> TopLevel<'a> {
     /// The object again with each `(key, raw_value)` of `changes` replacing that member, or
     /// appended when the object has none. Other members keep their exact bytes and order.
     pub fn with_fields(&self, changes: &[(&str, &str)]) -> Vec<u8> {
+        self.rebuild(changes, |out, value| {
+            out.extend_from_slice(value.as_bytes())
+        })
+    }
+
+    /// The object as `with_fields` writes it (members joined without whitespace, in order,
+    /// `changes` replacing or appended), each value, kept or new, written by `write`: one pass
+    /// over the members, whatever else changes inside the values.
+    pub fn rebuild(
+        &self,
+        changes: &[(&str, &str)],
+        mut write: impl FnMut(&mut Vec<u8>, &str),
+    ) -> Vec<u8> {
         let extra = changes
             .iter()
             .map(|(k, v)| k.len().saturating_add(v.len()).saturating_add(4))
@@ -94,25 +107,25 @@ impl<'a> TopLevel<'a> {
             .fold(extra, usize::saturating_add);
         let mut out = Vec::with_capacity(capacity);
         out.push(b'{');
-        let write = |out: &mut Vec<u8>, key: &str, value: &str| {
+        let mut member = |out: &mut Vec<u8>, key: &str, value: &str| {
             if out.len() > 1 {
                 out.push(b',');
             }
             // Writing a string into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut *out, key);
             out.push(b':');
-            out.extend_from_slice(value.as_bytes());
+            write(out, value);
         };
         for (k, v) in &self.fields {
             let value = changes
                 .iter()
                 .find(|(key, _)| *key == k.as_ref())
                 .map_or(v.get(), |(_, value)| *value);
-            write(&mut out, k, value);
+            member(&mut out, k, value);
         }
         for (key, value) in changes {
             if self.raw(key).is_none() {
-                write(&mut out, key, value);
+                member(&mut out, key, value);
             }
         }
         out.push(b'}');

@@ -87,7 +87,7 @@ pub fn route_request_for(
         .catalog
         .resolve(requested)
         .ok_or_else(|| no_hits(GatewayError::ModelNotFound(requested.to_owned())))?;
-    let routed = route_parsed(config, api, &parsed, &resolution).map_err(no_hits)?;
+    let (routed, changes) = route_parsed(config, api, &parsed, &resolution).map_err(no_hits)?;
     check_context_window(&parsed.request, &routed.estimate, resolution.spec).map_err(no_hits)?;
     let verdict = match &config.guardrails {
         Some(guardrails) => Some(
@@ -104,7 +104,7 @@ pub fn route_request_for(
         ),
         None => None,
     };
-    apply_verdict(routed, verdict, body).map_err(no_hits)
+    apply_edits(routed, verdict, body, &parsed.top, &changes).map_err(no_hits)
 }
 
 fn violation_error(violation: Violation) -> GatewayError {
@@ -123,36 +123,40 @@ fn violation_error(violation: Violation) -> GatewayError {
     }
 }
 
-/// Applies the guardrails' redactions to the body going upstream: only the affected string
-/// values change.
-fn apply_verdict(
+/// The body going upstream, from the routing `changes` (top-level members) and the guardrails'
+/// redactions, built in one pass (`edits`): only the affected values change.
+fn apply_edits(
     mut routed: RoutedRequest,
     verdict: Option<RequestVerdict>,
     original: &[u8],
+    top: &crate::json::TopLevel<'_>,
+    changes: &[(&str, String)],
 ) -> Result<RoutedRequest, GatewayError> {
-    if let Some(verdict) = &verdict {
-        if !verdict.replacements.is_empty() {
-            let body = routed.body.as_deref().unwrap_or(original);
-            let rewritten = crate::guardrails::rewrite_strings(body, &verdict.replacements)
-                .map_err(|_| GatewayError::ContentPolicy {
-                    // The text to redact is not a plain string value (an Anthropic tool_use
-                    // input object): block rather than let it through.
-                    rule: "unredactable".into(),
-                })?;
-            routed.body = Some(rewritten);
+    let replacements = verdict
+        .as_ref()
+        .map_or(&[][..], |v| v.replacements.as_slice());
+    routed.body = edits::rewrite(original, top, changes, replacements).map_err(|_| {
+        GatewayError::ContentPolicy {
+            // The text to redact is not a plain string value (an Anthropic tool_use input
+            // object): block rather than let it through.
+            rule: "unredactable".into(),
         }
-    }
+    })?;
     routed.guardrails = verdict;
     Ok(routed)
 }
 
-/// The routing decision for a parsed, resolved request (before guardrails).
+/// Top-level members the body going upstream needs changed: (key, raw JSON value).
+type TopChanges = Vec<(&'static str, String)>;
+
+/// The routing decision for a parsed, resolved request (before guardrails), and the top-level
+/// members the body going upstream needs changed.
 fn route_parsed(
     config: &Config,
     api: ApiKind,
     parsed: &api::ParsedRequest<'_>,
     resolution: &crate::routing::Resolution<'_>,
-) -> Result<RoutedRequest, GatewayError> {
+) -> Result<(RoutedRequest, TopChanges), GatewayError> {
     let request = &parsed.request;
     let family = resolution
         .spec
@@ -169,7 +173,7 @@ fn route_parsed(
             context_window: resolution.spec.context_window,
         },
     );
-    let mut changes: Vec<(&str, String)> = Vec::new();
+    let mut changes: TopChanges = Vec::new();
     if resolution.rewritten {
         let value = serde_json::to_string(resolution.model.as_ref())
             .map_err(|_| GatewayError::Internal("encoding the model name failed"))?;
@@ -183,16 +187,10 @@ fn route_parsed(
     if strip_usage {
         changes.push(("stream_options", stream_options_with_usage(&parsed.top)));
     }
-    let body = if changes.is_empty() {
-        None
-    } else {
-        let changes: Vec<(&str, &str)> = changes.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Some(parsed.top.with_fields(&changes))
-    };
-    Ok(RoutedRequest {
+    let routed = RoutedRequest {
         model: resolution.model.to_string(),
         base_model: resolution.base_model.to_string(),
-        body,
+        body: None,
         pool: resolution.spec.pool.clone(),
         prefix_hash: request.prefix_hash,
         api,
@@ -201,7 +199,8 @@ fn route_parsed(
         estimate,
         strip_usage,
         guardrails: None,
-    })
+    };
+    Ok((routed, changes))
 }
 
 /// The client's `stream_options` (if an object) with `include_usage: true`.
@@ -222,6 +221,8 @@ fn stream_options_with_usage(top: &crate::json::TopLevel<'_>) -> String {
 fn is_header_safe(value: &str) -> bool {
     value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
 }
+
+mod edits;
 
 #[cfg(test)]
 mod tests;

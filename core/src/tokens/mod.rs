@@ -11,6 +11,8 @@ mod family;
 mod image;
 mod request;
 pub mod scan;
+#[cfg(test)]
+mod scan_reference;
 mod tables;
 
 pub use count::{DIGITS_CAP, PUNCT_CAP, SPACE_CAP, Tables, UNIT, WORD_CAP, to_tokens};

@@ -221,3 +221,83 @@ fn body_size_limit() {
         Err(GatewayError::PayloadTooLarge { limit: 64 })
     );
 }
+
+/// The test configuration with the default guardrail rule set.
+fn guarded() -> Config {
+    Config::from_json(
+        br#"{
+          "models": {"llama-70b": {"pool": "big"}, "qwen-7b": {}},
+          "aliases": {"gpt-4o": "llama-70b"},
+          "guardrails": {}
+        }"#,
+    )
+    .unwrap()
+}
+
+fn routed_body(api: ApiKind, body: &str) -> Option<String> {
+    let routed = route_request(&guarded(), api, body.as_bytes()).unwrap();
+    routed.body.map(|b| String::from_utf8(b).unwrap())
+}
+
+#[test]
+fn an_alias_a_redaction_and_stream_usage_are_applied_together() {
+    // The model rewritten, the address redacted in both messages, `stream_options` appended:
+    // members joined as before (no whitespace between them), every value's own bytes kept.
+    let body = r#"{ "model" : "gpt-4o", "stream": true,
+        "messages": [ {"role": "user", "content": "mail bob@example.com now"},
+                      {"role":"assistant","content":"ok"},
+                      {"role": "user", "content": "mail bob@example.com now"} ], "n": 1 }"#;
+    assert_eq!(
+        routed_body(ApiKind::ChatCompletions, body).unwrap(),
+        r#"{"model":"llama-70b","stream":true,"messages":[ {"role": "user", "content": "mail [EMAIL] now"},
+                      {"role":"assistant","content":"ok"},
+                      {"role": "user", "content": "mail [EMAIL] now"} ],"n":1,"stream_options":{"include_usage":true}}"#
+    );
+    // The client's own stream options are kept beside `include_usage`.
+    let body = r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":false,"x":1},
+        "messages":[{"role":"user","content":"call +44 20 7946 0958"}]}"#;
+    assert_eq!(
+        routed_body(ApiKind::ChatCompletions, body).unwrap(),
+        r#"{"model":"llama-70b","stream":true,"stream_options":{"include_usage":true,"x":1},"messages":[{"role":"user","content":"call [PHONE]"}]}"#
+    );
+}
+
+#[test]
+fn a_redaction_alone_changes_only_the_redacted_string() {
+    let body = "{ \"model\" : \"qwen-7b\",\n  \"messages\": [ {\"role\":\"user\",\"content\":\"mail bob@example.com\\n\"} ] }";
+    assert_eq!(
+        routed_body(ApiKind::ChatCompletions, body).unwrap(),
+        "{ \"model\" : \"qwen-7b\",\n  \"messages\": [ {\"role\":\"user\",\"content\":\"mail [EMAIL]\\n\"} ] }"
+    );
+    let clean = r#"{"model":"qwen-7b","messages":[{"role":"user","content":"hello"}]}"#;
+    assert_eq!(routed_body(ApiKind::ChatCompletions, clean), None);
+    // An alias alone: the model only (members joined as before).
+    let alias = r#"{"model": "gpt-4o", "messages":[{"role":"user","content":"hello"}]}"#;
+    assert_eq!(
+        routed_body(ApiKind::ChatCompletions, alias).unwrap(),
+        r#"{"model":"llama-70b","messages":[{"role":"user","content":"hello"}]}"#
+    );
+}
+
+#[test]
+fn text_that_is_not_a_string_value_cannot_be_redacted_and_is_refused() {
+    // An Anthropic tool result's text is a string; a tool_use input is an object: its text
+    // (scanned as the call's arguments when assistant text is scanned) has no string to
+    // replace, so the request is refused rather than sent unredacted.
+    let config = Config::from_json(
+        br#"{"models": {"qwen-7b": {}},
+             "guardrails": {"policies": {"default": {"roles": ["user", "assistant"]}}}}"#,
+    )
+    .unwrap();
+    let body = r#"{"model":"qwen-7b","max_tokens":5,"messages":[
+        {"role":"user","content":"hi"},
+        {"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"send",
+          "input":{"to": "bob@example.com"}}]}]}"#;
+    let err = route_request(&config, ApiKind::Messages, body.as_bytes()).unwrap_err();
+    assert_eq!(
+        err,
+        GatewayError::ContentPolicy {
+            rule: "unredactable".into()
+        }
+    );
+}
