@@ -6,21 +6,16 @@
 //!
 //! This code runs inside Envoy: a panic traps a worker's Wasm VM, or in the native module takes
 //! down Envoy itself. So code outside tests may not unwrap, index unchecked or do arithmetic that
-//! can overflow: the lints below make that a build error rather than a review comment.
+//! can overflow: the workspace's lints (Cargo.toml) make that a build error rather than a review
+//! comment.
 #![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented,
-        clippy::indexing_slicing,
-        clippy::string_slice,
+    test,
+    allow(
         clippy::arithmetic_side_effects,
+        clippy::string_slice,
         clippy::cast_possible_truncation,
-        clippy::exit,
+        clippy::unreachable,
+        reason = "test code: a panic fails the test (the no-panic policy is in the workspace Cargo.toml)"
     )
 )]
 

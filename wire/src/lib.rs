@@ -8,13 +8,13 @@
 //!
 //! This crate is compiled into the filter, where a panic traps the Wasm VM: it must not panic.
 #![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects
+    test,
+    allow(
+        clippy::arithmetic_side_effects,
+        clippy::string_slice,
+        clippy::cast_possible_truncation,
+        clippy::unreachable,
+        reason = "test code: a panic fails the test (the no-panic policy is in the workspace Cargo.toml)"
     )
 )]
 

@@ -1,6 +1,7 @@
 //! Precision and recall of every detector on the labelled corpus in `tools/guardrail-eval/`
 //! (`make guardrail-eval` prints the table). Runs natively only: the corpus is read at test
 //! time relative to the crate.
+#![cfg(not(target_family = "wasm"))]
 
 use std::collections::BTreeMap;
 

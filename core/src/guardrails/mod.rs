@@ -1249,5 +1249,5 @@ mod tests;
 #[cfg(test)]
 mod model_text_tests;
 
-#[cfg(all(test, not(target_family = "wasm")))]
+#[cfg(test)]
 mod eval;

@@ -20,19 +20,13 @@
 //! unchecked or do arithmetic that can overflow, as in `sluice_core`.
 #![cfg(target_os = "wasi")]
 #![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented,
-        clippy::indexing_slicing,
-        clippy::string_slice,
+    test,
+    allow(
         clippy::arithmetic_side_effects,
+        clippy::string_slice,
         clippy::cast_possible_truncation,
-        clippy::exit,
+        clippy::unreachable,
+        reason = "test code: a panic fails the test (the no-panic policy is in the workspace Cargo.toml)"
     )
 )]
 
