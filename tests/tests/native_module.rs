@@ -226,7 +226,7 @@ static_resources:
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
               {module_config}
-              filter_name: sluice
+              filter_name: sluice_native_preview
               filter_config:
                 "@type": type.googleapis.com/google.protobuf.StringValue
                 value: '{filter_config}'
