@@ -84,7 +84,9 @@ impl PickerSync {
     /// A tick: sends what is due.
     pub fn on_tick(&self, context: &mut dyn ConfigContext, state: &State, metrics: &Metrics) {
         let now = now_ms();
-        context.set_gauge(metrics.quota_shared_slots, &[], u64::from(self.slots));
+        if self.slots > 0 {
+            context.set_gauge(metrics.quota_shared_slots, &[], u64::from(self.slots));
+        }
         let mut calls = lock(&self.calls);
         if let Some(picking) = &self.picking {
             if calls.snapshot.is_none() && now >= calls.snapshot_due_ms {
