@@ -1,27 +1,49 @@
-//! Reading Envoy's `/stats/prometheus`: samples by metric name and label, histograms by their
-//! count and sum.
+//! Reading Envoy's `/stats/prometheus`: samples of the filter's metrics by name and label,
+//! histograms by their count and sum. Metrics are named as the filter names them
+//! (`sluice_tokens_total`); the page knows which host wrote it and looks them up under that
+//! host's Prometheus name (`Host::prometheus`).
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::gateway::{Gateway, client};
+use crate::host::Host;
+
+/// One read of the Prometheus page of a gateway.
+pub struct Page {
+    pub host: Host,
+    pub text: String,
+}
+
+impl fmt::Display for Page {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
 
 /// The Prometheus page, once the filter's tick has handed its metrics to Envoy.
-pub async fn page(gateway: &Gateway) -> String {
+pub async fn page(gateway: &Gateway) -> Page {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    client()
+    let text = client()
         .get(format!("http://{}/stats/prometheus", gateway.envoy.admin))
         .send()
         .await
         .expect("GET /stats/prometheus")
         .text()
         .await
-        .expect("Prometheus text")
+        .expect("Prometheus text");
+    Page {
+        host: gateway.host(),
+        text,
+    }
 }
 
-/// The value of the sample of `metric` whose labels include all of `labels` (each written
-/// `name="value"`), 0 when absent.
-pub fn sample(page: &str, metric: &str, labels: &[&str]) -> f64 {
-    page.lines()
+/// The value of the sample of the filter's `metric` whose labels include all of `labels` (each
+/// written `name="value"`), 0 when absent.
+pub fn sample(page: &Page, metric: &str, labels: &[&str]) -> f64 {
+    let metric = page.host.prometheus(metric);
+    page.text
+        .lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| line.rsplit_once(' '))
         .find(|(name, _)| {
@@ -32,7 +54,7 @@ pub fn sample(page: &str, metric: &str, labels: &[&str]) -> f64 {
 }
 
 /// `(count, sum)` of histogram `metric{labels}`; (0, 0) when absent.
-pub fn histogram(page: &str, metric: &str, labels: &[&str]) -> (f64, f64) {
+pub fn histogram(page: &Page, metric: &str, labels: &[&str]) -> (f64, f64) {
     (
         sample(page, &format!("{metric}_count"), labels),
         sample(page, &format!("{metric}_sum"), labels),
@@ -41,7 +63,7 @@ pub fn histogram(page: &str, metric: &str, labels: &[&str]) -> (f64, f64) {
 
 /// Waits until `metric{labels}` reads `value`, and returns the page that showed it:
 /// histograms reach the admin page only when Envoy flushes stats (every 5 s by default).
-pub async fn wait_for(gateway: &Gateway, metric: &str, labels: &[&str], value: f64) -> String {
+pub async fn wait_for(gateway: &Gateway, metric: &str, labels: &[&str], value: f64) -> Page {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let page = page(gateway).await;
@@ -56,16 +78,18 @@ pub async fn wait_for(gateway: &Gateway, metric: &str, labels: &[&str], value: f
     }
 }
 
-/// The value of the sample of `metric` whose labels are exactly `labels` (each written
-/// `name="value"`, in any order), 0 when absent.
-pub fn sample_exact(page: &str, metric: &str, labels: &[&str]) -> f64 {
+/// The value of the sample of the filter's `metric` whose labels are exactly `labels` (each
+/// written `name="value"`, in any order), 0 when absent.
+pub fn sample_exact(page: &Page, metric: &str, labels: &[&str]) -> f64 {
+    let metric = page.host.prometheus(metric);
     let mut wanted: Vec<&str> = labels.to_vec();
     wanted.sort_unstable();
-    page.lines()
+    page.text
+        .lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| line.rsplit_once(' '))
         .find(|(name, _)| {
-            let Some(rest) = name.strip_prefix(metric) else {
+            let Some(rest) = name.strip_prefix(metric.as_str()) else {
                 return false;
             };
             let inner = rest
