@@ -1,5 +1,6 @@
 //! The native Envoy module (`hosts/native`, `libsluice_native.so`) in a real Envoy 1.40, with the
-//! preview filter it serves until issue 14's core replaces it: the ABI handshake and binding
+//! preview filter it serves under the filter name `sluice_native_preview` (the gateway itself is
+//! tested in `native_gateway.rs`): the ABI handshake and binding
 //! checks against the pinned Envoy, a request whose header is set from its body (and routed on
 //! it), a body rewritten on its way, a panic answered with a 500 while Envoy keeps serving, the
 //! upstream picked through the override-host callback, the stream scheduler, and a
@@ -227,7 +228,7 @@ static_resources:
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
               {module_config}
-              filter_name: sluice
+              filter_name: sluice_native_preview
               filter_config:
                 "@type": type.googleapis.com/google.protobuf.StringValue
                 value: '{filter_config}'
@@ -810,7 +811,7 @@ async fn a_configuration_the_module_rejects_keeps_envoy_from_starting() {
     let log = envoy.log();
     assert!(
         log.contains(
-            r#"filter configuration "sluice" rejected: panic_on_pat: unknown field `panic_on_pat`"#
+            r#"filter configuration "sluice_native_preview" rejected: panic_on_pat: unknown field `panic_on_pat`"#
         ),
         "{log}"
     );

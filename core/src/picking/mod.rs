@@ -23,7 +23,7 @@ pub use local_snapshot::{
     LocalSnapshot, SNAPSHOT_KEY, Unavailable, VERSION_KEY, decode_version, encode_version,
     fresh_pool,
 };
-pub use prefix_table::PrefixEntry;
+pub use prefix_table::{PrefixEntry, SLOTS as PREFIX_SLOTS};
 pub use score::{Pick, PickRequest, destination, rank};
 
 /// The `picking` configuration, read straight from JSON; `validate` checks it once at configure

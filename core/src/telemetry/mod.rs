@@ -11,5 +11,5 @@ pub mod timing;
 
 pub use labels::{ApiLabel, ErrorType, Operation, Provider, StatusClass, TokenType};
 pub use observation::Observation;
-pub use table::{Attribute, Instrument, METRICS, Metric, MetricSpec, stat_name};
+pub use table::{Attribute, Instrument, METRICS, Metric, MetricSpec, label_value, stat_name};
 pub use timing::{Delivery, Latencies, Timeline, latencies};

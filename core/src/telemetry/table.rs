@@ -302,22 +302,7 @@ pub struct LabelValues<'a> {
 pub fn stat_name(spec: &MetricSpec, values: &LabelValues<'_>) -> String {
     let mut name = String::from(spec.envoy_name);
     for attribute in spec.attributes {
-        let value = match attribute {
-            A::Operation => values.operation.map(|v| v.value().into()),
-            A::Provider => values.provider.map(|v| v.value().into()),
-            A::TokenType => values.token_type.map(|v| v.value().into()),
-            A::ErrorType => values.error.map(ErrorType::value),
-            A::Api => values.api.map(|v| v.value().into()),
-            A::StatusClass => values.status_class.map(|v| v.value().into()),
-            // The response model's regex needs the request model after it.
-            A::ResponseModel => values
-                .response_model
-                .filter(|_| values.request_model.is_some())
-                .map(Into::into),
-            A::RequestModel => values.request_model.map(Into::into),
-        };
-        let value: Option<std::borrow::Cow<'_, str>> = value;
-        if let Some(value) = value {
+        if let Some(value) = label_value(*attribute, values) {
             name.push('.');
             name.push_str(attribute.tag());
             name.push('.');
@@ -325,6 +310,28 @@ pub fn stat_name(spec: &MetricSpec, values: &LabelValues<'_>) -> String {
         }
     }
     name
+}
+
+/// The value of `attribute` in `values`, if it has one: what `stat_name` puts in the name, and
+/// what a host with real metric labels (the native module) gives as the label's value. The
+/// response model only comes with a request model.
+pub fn label_value<'a>(
+    attribute: Attribute,
+    values: &LabelValues<'a>,
+) -> Option<std::borrow::Cow<'a, str>> {
+    match attribute {
+        A::Operation => values.operation.map(|v| v.value().into()),
+        A::Provider => values.provider.map(|v| v.value().into()),
+        A::TokenType => values.token_type.map(|v| v.value().into()),
+        A::ErrorType => values.error.map(ErrorType::value),
+        A::Api => values.api.map(|v| v.value().into()),
+        A::StatusClass => values.status_class.map(|v| v.value().into()),
+        A::ResponseModel => values
+            .response_model
+            .filter(|_| values.request_model.is_some())
+            .map(Into::into),
+        A::RequestModel => values.request_model.map(Into::into),
+    }
 }
 
 #[cfg(test)]

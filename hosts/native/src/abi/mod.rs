@@ -22,6 +22,8 @@ mod stream;
 mod sys;
 pub mod version;
 
+pub(crate) use log::log as process_log;
+
 #[cfg(test)]
 mod fake_envoy;
 #[cfg(test)]

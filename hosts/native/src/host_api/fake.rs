@@ -33,6 +33,9 @@ pub struct FakeStream {
     pub gauges: HashMap<(usize, Labels), u64>,
     pub histograms: HashMap<(usize, Labels), Vec<u64>>,
     pub logs: Vec<(LogLevel, String)>,
+    /// Writes to refuse, as a host whose call fails: `"set_request_header"`,
+    /// `"response_body"` (drains and appends on the response buffers).
+    pub refuse: Vec<&'static str>,
     scheduled: Arc<Mutex<Vec<u64>>>,
 }
 
@@ -95,6 +98,9 @@ impl Stream for FakeStream {
     }
 
     fn set_request_header(&mut self, name: &str, value: &[u8]) -> bool {
+        if self.refuse.contains(&"set_request_header") {
+            return false;
+        }
         set(&mut self.request_headers, name, Some(value));
         true
     }
@@ -135,6 +141,9 @@ impl Stream for FakeStream {
     }
 
     fn drain_body(&mut self, buffer: BodyBuffer, bytes: usize) -> bool {
+        if self.refuses(buffer) {
+            return false;
+        }
         let chunks = self.buffer(buffer);
         let mut all: Vec<u8> = chunks.concat();
         all.drain(..bytes.min(all.len()));
@@ -143,6 +152,9 @@ impl Stream for FakeStream {
     }
 
     fn append_body(&mut self, buffer: BodyBuffer, data: &[u8]) -> bool {
+        if self.refuses(buffer) {
+            return false;
+        }
         self.buffer(buffer).push(data.to_vec());
         true
     }
@@ -215,6 +227,13 @@ impl Stream for FakeStream {
 }
 
 impl FakeStream {
+    fn refuses(&self, buffer: BodyBuffer) -> bool {
+        matches!(
+            buffer,
+            BodyBuffer::ReceivedResponse | BodyBuffer::BufferedResponse
+        ) && self.refuse.contains(&"response_body")
+    }
+
     fn buffer(&mut self, buffer: BodyBuffer) -> &mut Vec<Vec<u8>> {
         match buffer {
             BodyBuffer::ReceivedRequest => &mut self.received_request,

@@ -1,5 +1,5 @@
-//! The preview filter: the minimum that proves the native host in a real Envoy, until issue 14's
-//! core replaces it. Per request it:
+//! The preview filter: the minimum that proves the bindings in a real Envoy, served under the
+//! filter name `sluice_native_preview` (`crate::PREVIEW_FILTER_NAME`). Per request it:
 //! - counts the request (`sluice_native_requests`, label `api`) and removes every client-sent
 //!   `x-sluice-*` header (those are the gateway's to set);
 //! - holds the headers while it reads the whole body, then sets `x-sluice-native: <body bytes>`

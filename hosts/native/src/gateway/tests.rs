@@ -1,0 +1,352 @@
+//! The gateway filter driven as Envoy drives it, against the fake host (`host_api::fake`):
+//! what reaches the upstream and the client, the metrics and the filter state.
+
+use sluice_core::quota::identity::sha256;
+use sluice_wire::{Endpoint, FORMAT, Lora, Pool, Snapshot};
+
+use super::*;
+use crate::host_api::fake::{FakeConfig, FakeStream};
+use crate::host_api::{BodyStatus, HeadersStatus, Stream};
+use crate::state::now_us;
+
+const KEY: &str = "sk-acme";
+const CHAT: &str = "/v1/chat/completions";
+
+/// Model `m` in pool `p`, plus `extra` top-level fields.
+fn gateway(extra: &str) -> (GatewayFactory, FakeConfig) {
+    let json = format!(r#"{{"models":{{"m":{{"pool":"p","context_window":100000}}}}{extra}}}"#);
+    let mut init = FakeConfig::default();
+    let factory = new_gateway(&mut init, json.as_bytes(), |_, _| {}).unwrap();
+    (factory, init)
+}
+
+/// `quotas` for tenant `acme` (key `KEY`) with `limits`.
+fn quotas(limits: &str) -> String {
+    let key: String = sha256(KEY).iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        r#","quotas":{{"keys":[{{"sha256":"{key}","tenant":"acme"}}],"tenants":{{"acme":{{"limits":{limits}}}}}}}"#
+    )
+}
+
+fn chat(content: &str, extra: &str) -> String {
+    format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":{}}}],"max_tokens":20{extra}}}"#,
+        serde_json::to_string(content).unwrap()
+    )
+}
+
+/// One stream through the filter, as Envoy runs it.
+struct Exchange {
+    filter: GatewayFilter,
+    stream: FakeStream,
+    /// What the client received of the upstream's response body.
+    delivered: Vec<u8>,
+}
+
+impl Exchange {
+    fn new(factory: &GatewayFactory) -> Self {
+        Self {
+            filter: factory.gateway_filter(),
+            stream: FakeStream::default(),
+            delivered: Vec::new(),
+        }
+    }
+
+    /// Sends the request; true when it went upstream (not answered by the filter).
+    fn post(&mut self, path: &str, body: &str) -> bool {
+        let s = &mut self.stream;
+        s.set_request_header(":method", b"POST");
+        s.set_request_header(":path", path.as_bytes());
+        s.set_request_header("content-type", b"application/json");
+        s.set_request_header("authorization", format!("Bearer {KEY}").as_bytes());
+        if self.filter.on_request_headers(s, false) != HeadersStatus::StopIteration {
+            return s.replies.is_empty();
+        }
+        if !s.replies.is_empty() {
+            return false;
+        }
+        s.receive_request_body(body.as_bytes());
+        let status = self.filter.on_request_body(s, true);
+        status == BodyStatus::Continue && s.replies.is_empty()
+    }
+
+    /// The upstream answers with `chunks`, one body callback each.
+    fn respond(&mut self, content_type: &str, chunks: &[&str]) {
+        let s = &mut self.stream;
+        s.response_headers = vec![
+            (":status".into(), b"200".to_vec()),
+            ("content-type".into(), content_type.as_bytes().to_vec()),
+        ];
+        self.filter.on_response_headers(s, false);
+        for (i, chunk) in chunks.iter().enumerate() {
+            let end = i + 1 == chunks.len();
+            s.received_response = vec![chunk.as_bytes().to_vec()];
+            match self.filter.on_response_body(s, end) {
+                BodyStatus::Continue => {
+                    for part in s
+                        .buffered_response
+                        .drain(..)
+                        .chain(s.received_response.drain(..))
+                    {
+                        self.delivered.extend(part);
+                    }
+                }
+                BodyStatus::StopIterationAndBuffer => {
+                    let received = std::mem::take(&mut s.received_response);
+                    s.buffered_response.extend(received);
+                }
+                BodyStatus::StopIterationNoBuffer => break,
+            }
+        }
+        self.filter.on_stream_complete(s);
+    }
+
+    fn counted(&self, config: &FakeConfig, metric: &str) -> u64 {
+        let (_, id, _) = &config.metrics[metric];
+        self.stream
+            .counters
+            .iter()
+            .filter(|((metric, _), _)| metric == id)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn state(&self, key: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.stream.filter_state[key]).unwrap()
+    }
+}
+
+fn snapshot() -> Snapshot {
+    let endpoint = |address: &str, waiting| Endpoint {
+        address: address.into(),
+        healthy: true,
+        waiting,
+        running: 1,
+        kv_cache_usage: 0.2,
+        block_size: 16,
+        lora: Lora::default(),
+        metrics_age_ms: 10,
+    };
+    Snapshot {
+        format: FORMAT,
+        version: 1,
+        taken_at_unix_ms: now_us() / 1000,
+        scrape_interval_ms: 50,
+        pools: vec![Pool {
+            name: "p".into(),
+            model: "m".into(),
+            endpoints: vec![endpoint("10.0.0.1:80", 0), endpoint("10.0.0.2:80", 5)],
+        }],
+    }
+}
+
+#[test]
+fn a_chat_request_is_routed_to_the_picked_replica_and_counted() {
+    let (factory, config) = gateway(r#","picking":{"fallbacks":1}"#);
+    factory.shared.state.set_snapshot(snapshot());
+    let mut exchange = Exchange::new(&factory);
+    exchange
+        .stream
+        .set_request_header("x-sluice-model", b"spoofed");
+    assert!(exchange.post(CHAT, &chat("Hi", "")));
+    let s = &exchange.stream;
+    assert_eq!(s.request_header("x-sluice-model"), Some(&b"m"[..]));
+    assert_eq!(s.route_cache_clears, 1);
+    assert_eq!(s.override_host, Some(("10.0.0.1:80".to_owned(), false)));
+    assert_eq!(
+        s.request_header(filter::DESTINATION_ENDPOINT_HEADER),
+        Some(&b"10.0.0.1:80,10.0.0.2:80"[..]),
+        "the ranked fallbacks stay in the header for retries"
+    );
+    exchange.respond(
+        "application/json",
+        &[r#"{"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"}}],"usage":{"prompt_tokens":9,"completion_tokens":2}}"#],
+    );
+    assert!(String::from_utf8_lossy(&exchange.delivered).contains("Hello"));
+    let tokens = exchange.state("sluice.tokens");
+    assert_eq!(tokens["input"], 9);
+    assert_eq!(tokens["output"], 2);
+    assert_eq!(tokens["source"], "reported");
+    assert_eq!(exchange.counted(&config, "sluice_picks_total"), 1);
+    assert_eq!(
+        exchange.counted(&config, "sluice_internal_headers_removed_total"),
+        1
+    );
+    assert_eq!(exchange.counted(&config, "sluice_tokens_total"), 11);
+    let (_, requests, labels) = &config.metrics["sluice_requests_total"];
+    assert_eq!(
+        labels,
+        &[
+            "sluice_api",
+            "sluice_http_status_class",
+            "gen_ai_request_model"
+        ]
+    );
+    let key = (
+        *requests,
+        vec!["chat".to_owned(), "2xx".to_owned(), "m".to_owned()],
+    );
+    assert_eq!(
+        exchange.stream.counters.get(&key),
+        Some(&1),
+        "{:?}",
+        exchange.stream.counters
+    );
+    let (_, duration, _) = &config.metrics["gen_ai_server_request_duration_microseconds"];
+    assert!(
+        exchange
+            .stream
+            .histograms
+            .keys()
+            .any(|(id, _)| id == duration)
+    );
+}
+
+#[test]
+fn the_request_over_the_tenants_limit_gets_a_429_and_is_counted_across_workers() {
+    let (factory, config) = gateway(&quotas(r#"{"requests_per_minute":1}"#));
+    let mut first = Exchange::new(&factory);
+    assert!(first.post(CHAT, &chat("Hi", "")));
+    // Another worker thread, same process memory.
+    let second = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut second = Exchange::new(&factory);
+                assert!(!second.post(CHAT, &chat("Hi", "")));
+                second.stream.replies.clone()
+            })
+            .join()
+            .unwrap()
+    });
+    let (status, headers, body, _) = &second[0];
+    assert_eq!(*status, 429);
+    assert!(
+        headers.iter().any(|(name, _)| name == "retry-after"),
+        "{headers:?}"
+    );
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+    let mut third = Exchange::new(&factory);
+    assert!(!third.post(CHAT, &chat("Hi", "")));
+    let (_, rejected, labels) = &config.metrics["sluice_quota_rejected_total"];
+    assert_eq!(labels, &["reason"]);
+    assert_eq!(
+        third
+            .stream
+            .counters
+            .get(&(*rejected, vec!["requests".to_owned()])),
+        Some(&1)
+    );
+}
+
+fn sse(content: &str) -> String {
+    format!(
+        "data: {}\n\n",
+        serde_json::json!({"model":"m","choices":[{"index":0,"delta":{"content":content}}]})
+    )
+}
+
+#[test]
+fn a_guardrail_redacts_an_address_split_across_stream_chunks() {
+    let (factory, config) = gateway(r#","guardrails":{}"#);
+    let mut exchange = Exchange::new(&factory);
+    assert!(exchange.post(CHAT, &chat("Hi", r#","stream":true"#)));
+    let (first, second) = (sse("Write to jane@exa"), sse("mple.com today."));
+    let done = "data: [DONE]\n\n";
+    exchange.respond("text/event-stream", &[&first, &second, done]);
+    let text = String::from_utf8(exchange.delivered.clone()).unwrap();
+    assert!(!text.contains("jane@"), "{text}");
+    assert!(!text.contains("example.com"), "{text}");
+    assert!(text.contains("today."), "{text}");
+    assert!(text.ends_with(done), "{text}");
+    let record = exchange.state("sluice.guardrails");
+    assert_eq!(record["policy"], "default");
+    assert!(
+        record["response"]
+            .as_object()
+            .is_some_and(|r| !r.is_empty()),
+        "{record}"
+    );
+    assert!(exchange.counted(&config, "sluice_guardrail_hits_total") >= 1);
+}
+
+#[test]
+fn a_redaction_the_host_refuses_fails_the_response_closed() {
+    let (factory, config) = gateway(r#","guardrails":{}"#);
+    let mut exchange = Exchange::new(&factory);
+    assert!(exchange.post(CHAT, &chat("Hi", "")));
+    exchange.stream.refuse.push("response_body");
+    exchange.respond(
+        "application/json",
+        &[r#"{"model":"m","choices":[{"message":{"role":"assistant","content":"Write to jane@example.com today."}}],"usage":{"prompt_tokens":7,"completion_tokens":6}}"#],
+    );
+    assert!(
+        exchange.delivered.is_empty(),
+        "nothing of the upstream's body went out"
+    );
+    let (status, _, body, details) = exchange.stream.replies.last().unwrap();
+    assert_eq!(*status, 500);
+    assert_eq!(details, "sluice_guard_failed_closed");
+    let body = String::from_utf8_lossy(body);
+    assert!(!body.contains("jane@"), "{body}");
+    assert_eq!(
+        exchange.counted(&config, "sluice_guardrail_block_failures_total"),
+        1
+    );
+    assert_eq!(
+        exchange.counted(&config, "sluice_requests_failed_closed_total"),
+        1
+    );
+}
+
+#[test]
+fn a_request_edit_the_host_refuses_fails_the_request_closed() {
+    let (factory, config) = gateway("");
+    let mut exchange = Exchange::new(&factory);
+    let s = &mut exchange.stream;
+    s.set_request_header(":method", b"POST");
+    s.set_request_header(":path", CHAT.as_bytes());
+    s.set_request_header("content-type", b"application/json");
+    let held = exchange.filter.on_request_headers(s, false);
+    assert_eq!(held, HeadersStatus::StopIteration);
+    // The model header cannot be set: the request must not go on unrouted.
+    s.refuse.push("set_request_header");
+    s.receive_request_body(chat("Hi", "").as_bytes());
+    let status = exchange.filter.on_request_body(s, true);
+    assert_eq!(status, BodyStatus::StopIterationNoBuffer);
+    let (status, _, body, _) = s.replies.last().unwrap();
+    assert_eq!(*status, 500);
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body["error"]["type"], "server_error", "{body}");
+    assert_eq!(
+        exchange.counted(&config, "sluice_requests_failed_closed_total"),
+        1
+    );
+}
+
+#[test]
+fn a_configuration_with_an_unknown_field_is_rejected_naming_it() {
+    let mut init = FakeConfig::default();
+    let error = new_gateway(&mut init, br#"{"routing":{"modle_header":"x"}}"#, |_, _| {})
+        .err()
+        .unwrap();
+    assert!(error.contains("routing.modle_header"), "{error}");
+}
+
+#[test]
+fn the_picker_snapshot_is_fetched_on_the_tick_and_shared() {
+    let (factory, mut config) = gateway(r#","picking":{"picker_cluster":"sluice_picker"}"#);
+    factory.on_scheduled(&mut config, picker_sync::TICK_EVENT);
+    let (id, cluster, headers) = config.callouts[0].clone();
+    assert_eq!(cluster, "sluice_picker");
+    assert!(headers.contains(&(":path".to_owned(), sluice_wire::PATH.as_bytes().to_vec())));
+    let encoded = snapshot().encode().unwrap();
+    let answer = CalloutResponse {
+        outcome: crate::host_api::CalloutOutcome::Success,
+        headers: vec![(&b":status"[..], &b"200"[..])],
+        body: vec![&encoded[..]],
+    };
+    factory.on_http_callout_done(&mut config, id, &answer);
+    let held = sluice_core::exchange::SnapshotSource::snapshot(factory.shared.state.as_ref());
+    assert_eq!(held.unwrap().pools[0].endpoints.len(), 2);
+}
