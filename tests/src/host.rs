@@ -77,6 +77,16 @@ impl Host {
         }
     }
 
+    /// How far the filter's clock may lag behind the real time, in milliseconds: the Wasm build
+    /// reads it once per root tick (at most 100 ms apart), the native module live
+    /// (`sluice_core::exchange::Clock::lag_ms`). Quota waits include it.
+    pub fn clock_lag_ms(self) -> u64 {
+        match self {
+            Host::Wasm => 100,
+            Host::Native => 0,
+        }
+    }
+
     /// The filter-state key under which the filter leaves `name` (`sluice.tokens`...) for the
     /// access log: proxy-wasm prefixes every key the filter sets with `wasm.`.
     pub fn filter_state(self, name: &str) -> String {
