@@ -2,7 +2,7 @@
 # Both install what they need first (scripts/setup.sh).
 
 WASM := target/wasm32-wasip1/wasm-release/sluice_wasm.wasm
-# The native Envoy module (preview). Its own profile: it must unwind on panic (see Cargo.toml).
+# The native Envoy module. Its own profile: it must unwind on panic (see Cargo.toml).
 NATIVE := target/native-release/libsluice_native.so
 # wasm-bindgen-test-runner runs the filter's unit tests compiled to wasm32 under Node.
 WASM_TEST_RUNNER := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CURDIR)/.tools/bin/wasm-bindgen-test-runner
@@ -12,7 +12,7 @@ WASM_TEST_RUNNER := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CURDIR)/.tools/
 setup:
 	@scripts/setup.sh
 
-## build: the proxy-wasm filter (.wasm), the native module preview (.so) and the release binaries of the
+## build: the proxy-wasm filter (.wasm), the native module (.so) and the release binaries of the
 ## simulator and picker.
 build: setup
 	cargo build --locked --profile wasm-release -p sluice-wasm --target wasm32-wasip1
@@ -21,11 +21,14 @@ build: setup
 	@ls -l $(WASM) $(NATIVE)
 
 ## run: replicas + picker + Envoy with the filter, in the foreground; Ctrl-C stops all.
+## `make run` loads the native module (envoy.yaml); `make run HOST=wasm` the .wasm (envoy.wasm.yaml).
+HOST ?= native
 run: build
-	@scripts/run.sh
+	@SLUICE_HOST=$(HOST) scripts/run.sh
 
 ## test: formatting, lints (native and wasm32-wasip1), unit tests natively and under Node,
-## then end-to-end tests against real Envoy and simulator processes.
+## then end-to-end tests against real Envoy and simulator processes, each test once per host
+## (the native module and the .wasm; tests/src/host.rs).
 test: setup lint unit-test wasm-test e2e-test
 
 ## (The workspace clippy run covers the native module, hosts/native, with its no-panic lints.)

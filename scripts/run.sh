@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # `make run`: simulated vLLM replicas in two pools, Redis, the picker and Envoy with the Sluice
-# filter, in the foreground. The filter runs the shipped envoy.yaml's configuration plus the
-# demo's API keys, per-tenant limits and default guardrails (scripts/run_config.py). Ctrl-C stops
-# everything this script started; so does any of them exiting. Logs are in .run/.
+# filter, in the foreground. Envoy runs the shipped config of the chosen build plus the demo's API
+# keys, per-tenant limits and default guardrails (scripts/run_config.py). Ctrl-C stops everything
+# this script started; so does any of them exiting. Logs are in .run/.
 #
+# SLUICE_HOST=native (the default; `make run`): envoy.yaml, the native module
+#   (target/native-release/libsluice_native.so, found through ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
+# SLUICE_HOST=wasm (`make run HOST=wasm`): envoy.wasm.yaml, the .wasm in V8.
 # SLUICE_CLUSTER=1 make run: two Envoys (:10000 and :10001) whose filters share every tenant's
 # limits through the picker and Redis.
 set -euo pipefail
@@ -13,6 +16,21 @@ LOGS=.run
 # The port picker.toml's [quota] redis_url points at.
 REDIS_PORT=6390
 CLUSTER=${SLUICE_CLUSTER:-}
+HOST=${SLUICE_HOST:-native}
+case "$HOST" in
+    native)
+        ENVOY_CONFIG=envoy.yaml
+        # envoy.yaml names the module (sluice_native); Envoy loads lib<name>.so from here.
+        export ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/target/native-release"
+        ;;
+    wasm) ENVOY_CONFIG=envoy.wasm.yaml ;;
+    *)
+        echo "SLUICE_HOST must be native or wasm, not $HOST" >&2
+        exit 2
+        ;;
+esac
+# The filter's own log lines (configuration, failures) come from either host's component.
+ENVOY_LOG_LEVELS=wasm:info,dynamic_modules:info
 mkdir -p "$LOGS"
 pids=()
 # What each started process is, by pid, for saying which one exited.
@@ -42,7 +60,7 @@ wait_listening() {
     exit 1
 }
 
-# The pools envoy.yaml routes to: Llama (with a LoRA adapter) on :8001-8002, Qwen on :8003.
+# The pools the shipped configs route to: Llama (with a LoRA adapter) on :8001-8002, Qwen on :8003.
 start_replica() {
     local port=$1
     shift
@@ -95,18 +113,18 @@ if [ -n "$CLUSTER" ]; then
     # Two instances of the demo config with quotas in cluster mode; the second on the next
     # ports. Their access logs go to their own files.
     for i in 0 1; do
-        scripts/run_config.py "$i" --cluster >"$LOGS/envoy-$i.yaml"
+        scripts/run_config.py --config "$ENVOY_CONFIG" "$i" --cluster >"$LOGS/envoy-$i.yaml"
         .venv/bin/envoy -c "$LOGS/envoy-$i.yaml" --concurrency 2 --disable-hot-restart \
-            --log-level warn --component-log-level wasm:info >"$LOGS/envoy-$i.log" 2>&1 &
+            --log-level warn --component-log-level "$ENVOY_LOG_LEVELS" >"$LOGS/envoy-$i.log" 2>&1 &
         pids+=($!)
         names[$!]="envoy $i ($LOGS/envoy-$i.log)"
         wait_ready $((9901 + i))
     done
 else
-    scripts/run_config.py 0 >"$LOGS/envoy.yaml"
+    scripts/run_config.py --config "$ENVOY_CONFIG" 0 >"$LOGS/envoy.yaml"
     # Process substitution rather than a pipe, so that $! is Envoy itself and `stop` reaches it.
     .venv/bin/envoy -c "$LOGS/envoy.yaml" --concurrency 2 --disable-hot-restart \
-        --log-level warn --component-log-level wasm:info > >(tee "$LOGS/envoy.log") 2>&1 &
+        --log-level warn --component-log-level "$ENVOY_LOG_LEVELS" > >(tee "$LOGS/envoy.log") 2>&1 &
     pids+=($!)
     names[$!]="envoy ($LOGS/envoy.log)"
     wait_ready 9901
@@ -119,7 +137,7 @@ trial_key=sk-sluice-trial
 cat <<MSG
 
 Sluice is up.
-  gateway     http://127.0.0.1:10000   (Envoy + Sluice filter)
+  gateway     http://127.0.0.1:10000   (Envoy + Sluice, $HOST build: $ENVOY_CONFIG)
   replicas    Llama-3.1-8B (+ sql-lora) on :8001, :8002; Qwen2.5-7B on :8003
   envoy admin http://127.0.0.1:9901    (stats: /stats?filter=sluice)
   picker      http://127.0.0.1:9100/healthz

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Writes the Envoy config `make run` starts: the shipped envoy.yaml with the demo's tenants,
-keys, limits and guardrails added to the filter's configuration, so that every feature shows.
-With --cluster the limits are shared by several Envoys through the picker and Redis, and
-instance N > 0 has its listener and admin ports moved up by N.
+"""Writes the Envoy config `make run` starts: a shipped config (envoy.yaml, the native module, by
+default; envoy.wasm.yaml with --config) with the demo's tenants, keys, limits and guardrails
+added to the filter's configuration, so that every feature shows. With --cluster the limits are
+shared by several Envoys through the picker and Redis, and instance N > 0 has its listener and
+admin ports moved up by N.
 
-Usage: scripts/run_config.py N [--cluster] > .run/envoy-N.yaml
-       scripts/run_config.py --filter-json [--cluster]   (the filter's configuration only; the
-                                                         demo's e2e test loads it)
+Usage: scripts/run_config.py [--config FILE] N [--cluster] > .run/envoy-N.yaml
+       scripts/run_config.py [--config FILE] --filter-json [--cluster]
+                               (the filter's configuration only; the demo's e2e test loads it)
 
 The keys are demo keys for a local gateway: the config holds only their SHA-256, as a real
 deployment's would.
@@ -41,7 +42,7 @@ def quotas(cluster):
 
 def replace_once(text, old, new):
     if text.count(old) != 1:
-        sys.exit(f"envoy.yaml must contain {old!r} exactly once")
+        sys.exit(f"{CONFIG} must contain {old!r} exactly once")
     return text.replace(old, new)
 
 
@@ -67,8 +68,12 @@ def filter_config(lines, cluster):
     return config
 
 
+# The shipped config to start from (--config).
+CONFIG = "envoy.yaml"
+
+
 def envoy_lines():
-    return open("envoy.yaml", encoding="utf-8").read().split("\n")
+    return open(CONFIG, encoding="utf-8").read().split("\n")
 
 
 def render(instance, cluster):
@@ -85,7 +90,11 @@ def render(instance, cluster):
 
 
 def main():
+    global CONFIG
     args = sys.argv[1:]
+    if args[:1] == ["--config"] and len(args) > 1:
+        CONFIG = args[1]
+        args = args[2:]
     if args[:1] == ["--filter-json"] and args[1:] in ([], ["--cluster"]):
         print(json.dumps(filter_config(envoy_lines(), args[1:] == ["--cluster"]), indent=2))
         return

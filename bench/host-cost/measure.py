@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """What each proxy-wasm mechanism costs per request in Envoy (`make bench-host-cost`).
 
-Starts the benchmark's mock upstream (bench/upstream.yaml), plain Envoy (the shipped envoy.yaml
-without the filter), one Envoy per probe variant (the shipped envoy.yaml with the probe filter of
+Starts the benchmark's mock upstream (bench/upstream.yaml), plain Envoy (the shipped envoy.wasm.yaml
+without the filter), one Envoy per probe variant (the shipped envoy.wasm.yaml with the probe filter of
 this directory and a configuration bit mask, see src/probe.rs), Envoy + Sluice (the shipped
-envoy.yaml as is; its picker is not started, so no replica is picked) and Envoy + Sluice with the
+envoy.wasm.yaml as is; its picker is not started, so no replica is picked) and Envoy + Sluice with the
 configuration `make bench` measures (bench/src/sluice_config.rs: every feature on), then the same
 without quotas, without guardrails and without picking, so each feature's cost shows as the
 difference. No picker runs, so picking only tries (and falls back to Envoy's choice): its cost
@@ -189,7 +189,7 @@ def main():
     for path in (ENVOY, PROBE_WASM, SLUICE_WASM):
         if not os.path.exists(path):
             sys.exit(f"missing {path}: run `make bench-host-cost`, which builds it")
-    template = open(os.path.join(ROOT, "envoy.yaml")).read()
+    template = open(os.path.join(ROOT, "envoy.wasm.yaml")).read()
     work = tempfile.mkdtemp(prefix="sluice-host-cost-")
     body_path = os.path.join(work, "chat.json")
     with open(body_path, "w") as f:

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use sluice_e2e::host::Host;
 use sluice_e2e::process::Process;
 
 /// Workers of each Envoy under test, as `make run` starts it.
@@ -240,7 +241,7 @@ pub fn upstream_config() -> Result<String, String> {
     std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))
 }
 
-/// The shipped `envoy.yaml` with the Sluice filter (`wasm`) and `filter_configuration`, the
+/// The shipped `envoy.wasm.yaml` with the Sluice filter (`wasm`) and `filter_configuration`, the
 /// endpoints of every model pool (the clusters the configuration's `models` name) replaced by
 /// `upstream`, and the picker cluster pointed at `picker` when there is one.
 pub fn sluice_config(
@@ -259,7 +260,7 @@ pub fn sluice_config(
     render_envoy(clusters, wasm, filter_configuration)
 }
 
-/// The shipped `envoy.yaml` with the Sluice filter (`wasm`) and `filter_configuration`, and the
+/// The shipped `envoy.wasm.yaml` with the Sluice filter (`wasm`) and `filter_configuration`, and the
 /// endpoints of the named `clusters` replaced. Clusters the file does not have are skipped; at
 /// least one must be there.
 pub fn render_envoy(
@@ -267,7 +268,7 @@ pub fn render_envoy(
     wasm: &Path,
     filter_configuration: &str,
 ) -> Result<String, String> {
-    let path = sluice_e2e::paths::envoy_yaml();
+    let path = Host::Wasm.envoy_yaml();
     let template =
         std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
     let names: Vec<String> = clusters.iter().map(|(name, _)| name.clone()).collect();
@@ -292,7 +293,12 @@ pub fn render_envoy(
         filter_configuration: Some(filter_configuration.to_owned()),
         ..Default::default()
     };
-    Ok(sluice_e2e::envoy::render(&template, wasm, &options))
+    Ok(sluice_e2e::envoy::render(
+        Host::Wasm,
+        &template,
+        wasm,
+        &options,
+    ))
 }
 
 /// The pools (Envoy clusters) the filter configuration routes models to, each with the model it
@@ -314,7 +320,7 @@ pub fn model_pools(filter_configuration: &str) -> Result<Vec<(String, String)>, 
     Ok(pools)
 }
 
-/// The Envoy cluster of the shipped `envoy.yaml` the filter fetches snapshots from.
+/// The Envoy cluster of the shipped `envoy.wasm.yaml` the filter fetches snapshots from.
 const PICKER_CLUSTER: &str = "sluice_picker";
 
 /// The picker (release build) with the pool that serves `model` in `filter_configuration`

@@ -829,9 +829,9 @@ impl Report {
              filter (`bench/upstream.yaml`) that reads the whole request and answers a canned chat \
              completion ({} bytes), or a canned SSE stream ({} events, {} bytes) when the body \
              asks for `\"stream\": true`. Every setup talks to this same process.\n\
-             - **Setups:** *direct* = client → upstream; *plain Envoy* = the shipped `envoy.yaml` \
+             - **Setups:** *direct* = client → upstream; *plain Envoy* = the shipped `envoy.wasm.yaml` \
              with the `sluice` filter block removed (same listener, access log, route, cluster, \
-             health checks); *Envoy + Sluice* = the shipped `envoy.yaml` with the filter \
+             health checks); *Envoy + Sluice* = the shipped `envoy.wasm.yaml` with the filter \
              configuration from `bench/src/sluice_config.rs` (features on: {features}); both \
              Envoys run with `--concurrency {}` as `make run` does; *LiteLLM* = `litellm --config \
              … --num_workers 1` from PyPI in `.bench/litellm-venv`, the upstream as an \

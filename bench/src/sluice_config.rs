@@ -7,7 +7,7 @@
 //! filter's own parser (`sluice_core::config::Config::from_json`) before it starts anything,
 //! and prints it in the report, so a stale or mistyped field fails loudly.
 //!
-//! Today this is the shipped `envoy.yaml`'s configuration (request normalization with the
+//! Today this is the shipped `envoy.wasm.yaml`'s configuration (request normalization with the
 //! body-size limit, the model catalog with pools, context windows and a LoRA adapter, aliases,
 //! the routing headers Envoy's routes match on, token accounting) plus replica picking (the
 //! benchmark starts the picker, which scrapes the mock upstream's canned vLLM metrics), the
@@ -16,7 +16,7 @@
 //! body, as clients do; every Envoy cluster points at the benchmark's upstream, which answers any
 //! model.
 
-/// The filter's plugin configuration (JSON), given to Envoy in place of the one in `envoy.yaml`.
+/// The filter's plugin configuration (JSON), given to Envoy in place of the one in `envoy.wasm.yaml`.
 pub const FILTER_CONFIGURATION: &str = r#"{
   "routing": {
     "model_header": "x-sluice-model",

@@ -2,8 +2,10 @@
 //! simulator replica decoding one token per 10 ms (as the routing benchmark does):
 //!
 //! ```sh
-//! make build && cargo run --release -p sluice-e2e --example stream_holdback
+//! make build && cargo run --release -p sluice-e2e --example stream_holdback [native|wasm]
 //! ```
+//!
+//! (the native module by default; `wasm` measures the proxy-wasm build).
 //!
 //! Streams the same chat completion `ROUNDS` times with response scanning off and on (the
 //! default rule set, `stream_holdback_bytes` 256) and prints the medians of the time to the
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA};
+use sluice_e2e::host::Host;
 
 const ROUNDS: usize = 100;
 
@@ -80,16 +83,22 @@ fn quantile(values: &[Duration], q: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    let host = match std::env::args().nth(1).as_deref() {
+        None | Some("native") => Host::Native,
+        Some("wasm") => Host::Wasm,
+        Some(other) => panic!("the host is native or wasm, not {other}"),
+    };
     let mut gateways = Vec::new();
     for responses in [false, true] {
         let gateway = Gateway::start(
+            host,
             GatewayOptions::default()
                 .with_replicas("llama_8b", 1)
                 .with_simulator_args(&["--decode-ms-per-step", "10", "--prefill-us-per-token", "0"])
                 .with_filter_configuration(&configuration(responses)),
         )
         .await;
-        // Warm up Envoy's connections and the VMs.
+        // Warm up Envoy's connections (and, on Wasm, the VMs).
         for _ in 0..4 {
             stream_once(&gateway).await;
         }

@@ -1,13 +1,15 @@
-//! A real Envoy running the shipped `envoy.yaml`, rendered for the test: every port becomes a
-//! free one (0, read back from the admin API) and the replica list and `.wasm` path are the
-//! test's. Each substitution must find its anchor, so a change to `envoy.yaml` that these tests
-//! no longer understand fails loudly instead of testing something else.
+//! A real Envoy running the shipped config of one host (`envoy.yaml`: the native module;
+//! `envoy.wasm.yaml`: the `.wasm` in V8), rendered for the test: every port becomes a free one
+//! (0, read back from the admin API) and the replica list and module are the test's. Each
+//! substitution must find its anchor, so a change to the configs that these tests no longer
+//! understand fails loudly instead of testing something else.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::host::Host;
 use crate::paths;
 use crate::process::Process;
 
@@ -26,15 +28,17 @@ pub struct EnvoyOptions {
 }
 
 pub struct Envoy {
+    /// Which build of the filter this Envoy runs.
+    pub host: Host,
     pub process: Process,
     pub admin: SocketAddr,
     pub listener: SocketAddr,
 }
 
 impl Envoy {
-    /// Starts Envoy in `dir` and waits until it is ready to serve.
-    pub async fn start(dir: &Path, options: &EnvoyOptions) -> Self {
-        let mut process = Self::spawn(dir, options);
+    /// Starts Envoy with `host`'s config in `dir` and waits until it is ready to serve.
+    pub async fn start(host: Host, dir: &Path, options: &EnvoyOptions) -> Self {
+        let mut process = Self::spawn(host, dir, options);
         let admin_file = dir.join("envoy-admin-address");
         let admin = wait_for_admin_address(&mut process, &admin_file).await;
         let client = crate::gateway::client();
@@ -69,6 +73,7 @@ impl Envoy {
         .parse()
         .expect("listener socket address");
         Self {
+            host,
             process,
             admin,
             listener,
@@ -76,9 +81,12 @@ impl Envoy {
     }
 
     /// Starts Envoy without waiting for it: for tests that expect it to refuse its config.
-    pub fn spawn(dir: &Path, options: &EnvoyOptions) -> Process {
-        let template = std::fs::read_to_string(paths::envoy_yaml()).expect("read envoy.yaml");
-        let config = render(&template, &paths::filter_wasm(), options);
+    pub fn spawn(host: Host, dir: &Path, options: &EnvoyOptions) -> Process {
+        let shipped = host.envoy_yaml();
+        let template = std::fs::read_to_string(&shipped)
+            .unwrap_or_else(|e| panic!("read {}: {e}", shipped.display()));
+        let module = host.module();
+        let config = render(host, &template, &module, options);
         // Histograms reach the admin pages when Envoy flushes its stats, every 5 s by default;
         // the tests that read them poll.
         let config = replace_once(
@@ -89,6 +97,20 @@ impl Envoy {
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, config).expect("write envoy config");
         let mut command = Command::new(paths::envoy_bin());
+        if host == Host::Native {
+            // The shipped config names the module (`dynamic_module_config: { name: sluice_native
+            // }`); Envoy loads `lib<name>.so` from this directory.
+            assert_eq!(
+                module.file_name().and_then(|n| n.to_str()),
+                Some("libsluice_native.so"),
+                "Envoy looks the native module up by its name: {}",
+                module.display()
+            );
+            command.env(
+                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+                module.parent().expect("the native module's directory"),
+            );
+        }
         command
             .arg("-c")
             .arg(&config_path)
@@ -100,7 +122,8 @@ impl Envoy {
             // The access log reaches the log file within 50 ms (Envoy's default is 10 s): the
             // tests that read it poll for their lines.
             .args(["--file-flush-interval-msec", "50"])
-            .args(["--component-log-level", "wasm:info"]);
+            // The filter's own log lines (configuration, failures), from either host.
+            .args(["--component-log-level", "wasm:info,dynamic_modules:info"]);
         Process::spawn("envoy", command, &dir.join("envoy.log"))
     }
 
@@ -174,15 +197,15 @@ async fn wait_for_admin_address(process: &mut Process, file: &Path) -> SocketAdd
     }
 }
 
-/// Renders the shipped `envoy.yaml` for one test.
-pub fn render(template: &str, wasm: &Path, options: &EnvoyOptions) -> String {
+/// Renders `host`'s shipped config (`template`) for one test, loading `module`. The native
+/// config names its module, which Envoy finds through `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` (set
+/// by whoever starts it); the Wasm config's `.wasm` path becomes `module`.
+pub fn render(host: Host, template: &str, module: &Path, options: &EnvoyOptions) -> String {
     let mut config = replace_once(template, "port_value: 9901", "port_value: 0");
     config = replace_once(&config, "port_value: 10000", "port_value: 0");
-    config = replace_once(
-        &config,
-        "filename: target/wasm32-wasip1/wasm-release/sluice_wasm.wasm",
-        &format!("filename: {}", wasm.display()),
-    );
+    if let Some(shipped) = host.shipped_module_line() {
+        config = replace_once(&config, shipped, &format!("filename: {}", module.display()));
+    }
     for (cluster, replicas) in &options.clusters {
         config = replace_endpoints(&config, cluster, replicas);
     }
@@ -210,7 +233,7 @@ fn replace_once(text: &str, from: &str, to: &str) -> String {
     assert_eq!(
         text.matches(from).count(),
         1,
-        "envoy.yaml must contain {from:?} exactly once"
+        "the shipped Envoy config must contain {from:?} exactly once"
     );
     text.replacen(from, to, 1)
 }
@@ -226,12 +249,12 @@ fn replace_endpoints(text: &str, cluster: &str, replicas: &[SocketAddr]) -> Stri
     let start = lines
         .iter()
         .position(|l| l.trim() == anchor)
-        .unwrap_or_else(|| panic!("{anchor:?} in envoy.yaml"));
+        .unwrap_or_else(|| panic!("{anchor:?} in the shipped Envoy config"));
     let first = start
         + lines[start..]
             .iter()
             .position(|l| l.trim_start().starts_with("- endpoint:"))
-            .unwrap_or_else(|| panic!("endpoints of {cluster} in envoy.yaml"));
+            .unwrap_or_else(|| panic!("endpoints of {cluster} in the shipped Envoy config"));
     let count = lines[first..]
         .iter()
         .take_while(|l| l.trim_start().starts_with("- endpoint:"))
@@ -255,7 +278,7 @@ fn replace_filter_configuration(text: &str, json: &str) -> String {
     let start = lines
         .iter()
         .position(|l| l.trim() == "value: |")
-        .expect("filter configuration block in envoy.yaml");
+        .expect("filter configuration block in the shipped Envoy config");
     let indent_of = |l: &str| l.len() - l.trim_start().len();
     let block_indent = indent_of(lines[start]);
     let end = lines[start + 1..]

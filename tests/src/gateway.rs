@@ -1,9 +1,9 @@
-//! A whole gateway for one test: simulator replicas per pool and Envoy with the filter, in a
-//! temporary directory that holds their configs and logs. The default layout is the shipped
-//! `envoy.yaml`'s: two Llama replicas (serving the `sql-lora` adapter too) and one Qwen replica.
-//! Tests that only send requests and read answers share one default gateway per test binary
-//! (`Gateway::shared_default`); tests that count, change configuration or kill processes start
-//! their own.
+//! A whole gateway for one test: simulator replicas per pool and Envoy with one host's build of
+//! the filter, in a temporary directory that holds their configs and logs. The default layout is
+//! the shipped configs': two Llama replicas (serving the `sql-lora` adapter too) and one Qwen
+//! replica. Tests that only send requests and read answers share one default gateway per host
+//! and test binary (`Gateway::shared_default`); tests that count, change configuration or kill
+//! processes start their own.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use futures_util::future::join_all;
 use tokio::sync::OnceCell;
 
 use crate::envoy::{Envoy, EnvoyOptions};
+use crate::host::Host;
 use crate::picker::Picker;
 use crate::simulator::Simulator;
 
@@ -51,7 +52,7 @@ pub struct GatewayOptions {
     pub routes_first: Option<String>,
     /// Start the picker, scraping every replica, for the filter to pick replicas with.
     pub picker: bool,
-    /// Text replaced in the shipped `envoy.yaml` (see `EnvoyOptions::replacements`).
+    /// Text replaced in the shipped Envoy config (see `EnvoyOptions::replacements`).
     pub envoy_replacements: Vec<(String, String)>,
 }
 
@@ -115,7 +116,7 @@ impl GatewayOptions {
         self
     }
 
-    /// Replaces `from` (which must occur exactly once) by `to` in the shipped `envoy.yaml`.
+    /// Replaces `from` (which must occur exactly once) by `to` in the shipped Envoy config.
     pub fn with_envoy_replacement(mut self, from: &str, to: &str) -> Self {
         self.envoy_replacements
             .push((from.to_owned(), to.to_owned()));
@@ -134,26 +135,38 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub async fn start(options: GatewayOptions) -> Self {
+    /// Starts the gateway of `options` with `host`'s build of the filter.
+    pub async fn start(host: Host, options: GatewayOptions) -> Self {
         let dir = tempfile::Builder::new()
-            .prefix("sluice-e2e-")
+            .prefix(&format!("sluice-e2e-{host}-"))
             .tempdir()
             .expect("temp dir");
-        Self::start_in(dir, options).await
+        Self::start_in(host, dir, options).await
     }
 
-    /// The gateway of `GatewayOptions::default()`, started by the first test of this binary
-    /// that asks and shared by every test after it. Its processes run until the test binary
-    /// exits (they die with the thread that started them, which lives as long as the binary).
-    /// Tests that share it must not change it or assert on its counters (the other tests'
-    /// requests count too). Its logs stay after the run in the temporary directory
-    /// `sluice-e2e-shared-<test file>-<pid>-*`; the next run of that test file removes it.
-    pub async fn shared_default() -> &'static Gateway {
-        static SHARED: OnceCell<Gateway> = OnceCell::const_new();
-        SHARED.get_or_init(start_shared).await
+    /// The gateway of `GatewayOptions::default()` with `host`'s build, started by the first
+    /// test of this binary that asks for that host and shared by every test after it. Its
+    /// processes run until the test binary exits (they die with the thread that started them,
+    /// which lives as long as the binary). Tests that share it must not change it or assert on
+    /// its counters (the other tests' requests count too). Its logs stay after the run in the
+    /// temporary directory `sluice-e2e-shared-<host>-<test file>-<pid>-*`; the next run of that
+    /// test file removes it.
+    pub async fn shared_default(host: Host) -> &'static Gateway {
+        static WASM: OnceCell<Gateway> = OnceCell::const_new();
+        static NATIVE: OnceCell<Gateway> = OnceCell::const_new();
+        let cell = match host {
+            Host::Wasm => &WASM,
+            Host::Native => &NATIVE,
+        };
+        cell.get_or_init(|| start_shared(host)).await
     }
 
-    async fn start_in(dir: tempfile::TempDir, options: GatewayOptions) -> Self {
+    /// Which build of the filter this gateway runs.
+    pub fn host(&self) -> Host {
+        self.envoy.host
+    }
+
+    async fn start_in(host: Host, dir: tempfile::TempDir, options: GatewayOptions) -> Self {
         // Every replica of every pool starts at once; Envoy and the picker need their
         // addresses, so they come after.
         let starts = options.pools.iter().flat_map(|pool| {
@@ -202,7 +215,7 @@ impl Gateway {
             routes_first: options.routes_first,
             replacements: options.envoy_replacements,
         };
-        let envoy = Envoy::start(dir.path(), &envoy_options).await;
+        let envoy = Envoy::start(host, dir.path(), &envoy_options).await;
         Self {
             envoy,
             picker,
@@ -230,7 +243,8 @@ impl Gateway {
     pub async fn wait_for_picking(&self) -> u64 {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         let mut sent = 0;
-        while self.envoy.stat_now("wasmcustom.sluice_picks_total").await == 0 {
+        let picks = self.host().stat("sluice_picks_total");
+        while self.envoy.stat_now(&picks).await == 0 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the filter never picked a replica"
@@ -284,7 +298,7 @@ impl Gateway {
 /// Starts the shared default gateway on a thread of its own that never ends: the processes die
 /// with the thread that started them, and no test's runtime or thread lives as long as the
 /// test binary.
-async fn start_shared() -> Gateway {
+async fn start_shared(host: Host) -> Gateway {
     // The test file's name: cargo names its binary `<file>-<hash>`.
     let binary = std::env::current_exe()
         .ok()
@@ -293,7 +307,7 @@ async fn start_shared() -> Gateway {
     let file = binary
         .rsplit_once('-')
         .map_or(binary.as_str(), |(file, _)| file);
-    let prefix = format!("sluice-e2e-shared-{file}-");
+    let prefix = format!("sluice-e2e-shared-{host}-{file}-");
     remove_stale_shared_dirs(&prefix);
     let dir = tempfile::Builder::new()
         .prefix(&format!("{prefix}{}-", std::process::id()))
@@ -301,15 +315,18 @@ async fn start_shared() -> Gateway {
         .expect("temp dir");
     let (sender, receiver) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
-        .name("shared-gateway".into())
+        .name(format!("shared-gateway-{host}"))
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime of the shared gateway");
             // Never dropped, so its directory stays too, with the logs, for after a failure.
-            let gateway = runtime.block_on(Gateway::start_in(dir, GatewayOptions::default()));
-            eprintln!("shared gateway: logs in {}", gateway.dir.path().display());
+            let gateway = runtime.block_on(Gateway::start_in(host, dir, GatewayOptions::default()));
+            eprintln!(
+                "shared {host} gateway: logs in {}",
+                gateway.dir.path().display()
+            );
             if sender.send(gateway).is_ok() {
                 loop {
                     std::thread::park();

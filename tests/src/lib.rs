@@ -1,15 +1,19 @@
 //! Harness for the end-to-end tests: starts real processes (the simulator, the picker, Envoy with
-//! the built `.wasm`) on free loopback ports and stops every one of them when its guard is
-//! dropped, which also happens when a test panics.
+//! the built module of either host) on free loopback ports and stops every one of them when its
+//! guard is dropped, which also happens when a test panics. Tests written with
+//! `#[both_hosts]` run once per host (`host::Host`): the `.wasm` in V8 and the native `.so`.
 //!
 //! The binaries must be built first (`make test` does it: the simulator and picker in the dev
-//! profile, the filter in release); paths can be overridden with
-//! `SLUICE_SIMULATOR_BIN`, `SLUICE_PICKER_BIN`, `SLUICE_FILTER_WASM`, `ENVOY_BIN` and
-//! `SLUICE_REDIS_BIN`.
+//! profile, both modules in their release profiles); paths can be overridden with
+//! `SLUICE_SIMULATOR_BIN`, `SLUICE_PICKER_BIN`, `SLUICE_FILTER_WASM`, `SLUICE_NATIVE_MODULE`,
+//! `ENVOY_BIN` and `SLUICE_REDIS_BIN`.
+
+pub use sluice_e2e_macros::both_hosts;
 
 pub mod api_error;
 pub mod envoy;
 pub mod gateway;
+pub mod host;
 pub mod minute;
 pub mod paths;
 pub mod picker;

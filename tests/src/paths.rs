@@ -34,6 +34,14 @@ pub fn filter_wasm() -> PathBuf {
     )
 }
 
+/// The native Envoy module (`cargo build --profile native-release -p sluice-native`).
+pub fn native_module() -> PathBuf {
+    artifact(
+        "SLUICE_NATIVE_MODULE",
+        "target/native-release/libsluice_native.so",
+    )
+}
+
 pub fn envoy_bin() -> PathBuf {
     artifact("ENVOY_BIN", ".venv/bin/envoy")
 }
@@ -55,8 +63,4 @@ pub fn redis_bin() -> PathBuf {
                 .find(|candidate| candidate.is_file())
         })
         .expect("redis-server not found (scripts/setup.sh installs it; or set SLUICE_REDIS_BIN)")
-}
-
-pub fn envoy_yaml() -> PathBuf {
-    repo_root().join("envoy.yaml")
 }

@@ -1,4 +1,7 @@
 //! The filter Envoy loads stays small: every worker compiles and holds its own copy.
+//!
+//! Single-host: these are about the `.wasm` artifact (its size, and the ConfigMap the Kubernetes
+//! examples mount it from); the native module is one shared object per process.
 
 use sluice_e2e::paths;
 

@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, client};
+use sluice_e2e::host::Host;
 use sluice_e2e::paths;
 
 /// The filter configuration `make run` loads (`--cluster` for `SLUICE_CLUSTER=1`).
@@ -44,9 +46,10 @@ async fn chat(gateway: &Gateway, key: Option<&str>, content: &str) -> reqwest::R
     request.send().await.expect("POST through Envoy")
 }
 
-#[tokio::test]
-async fn the_banner_shows_keys_a_429_and_a_redaction() {
+#[both_hosts]
+async fn the_banner_shows_keys_a_429_and_a_redaction(host: Host) {
     let gateway = Gateway::start(
+        host,
         GatewayOptions::default().with_filter_configuration(&demo_configuration(false)),
     )
     .await;
@@ -104,9 +107,10 @@ async fn the_banner_shows_keys_a_429_and_a_redaction() {
 }
 
 /// `SLUICE_CLUSTER=1 make run`'s configuration loads, and its banner's key is accepted.
-#[tokio::test]
-async fn the_cluster_demo_configuration_loads_and_takes_the_demo_key() {
+#[both_hosts]
+async fn the_cluster_demo_configuration_loads_and_takes_the_demo_key(host: Host) {
     let gateway = Gateway::start(
+        host,
         GatewayOptions::default()
             .with_picker()
             .with_filter_configuration(&demo_configuration(true)),

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sluice_e2e::api_error;
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, QWEN, client};
+use sluice_e2e::host::Host;
 use sluice_e2e::raw_http;
 
 const CHAT: &str = "/v1/chat/completions";
@@ -28,14 +30,17 @@ async fn outcome(response: reqwest::Response) -> (u16, String, String) {
     (status, content_type, response.text().await.unwrap())
 }
 
-#[tokio::test]
-async fn request_errors_envoy_answers_are_in_the_apis_format() {
+#[both_hosts]
+async fn request_errors_envoy_answers_are_in_the_apis_format(host: Host) {
     // A 1 MiB buffer limit, under the filter's own limit (8 MiB), so that Envoy answers 413
     // while the filter buffers the body.
-    let gateway = Gateway::start(GatewayOptions::default().with_envoy_replacement(
-        "request_body_buffer_limit: 9437184",
-        "request_body_buffer_limit: 1048576",
-    ))
+    let gateway = Gateway::start(
+        host,
+        GatewayOptions::default().with_envoy_replacement(
+            "request_body_buffer_limit: 9437184",
+            "request_body_buffer_limit: 1048576",
+        ),
+    )
     .await;
     let http = client();
 
@@ -160,15 +165,18 @@ async fn wait_until_unhealthy(gateway: &Gateway, cluster: &str, replica: std::ne
     }
 }
 
-#[tokio::test]
-async fn a_dead_pool_answers_503_in_the_apis_format() {
+#[both_hosts]
+async fn a_dead_pool_answers_503_in_the_apis_format(host: Host) {
     // No panic threshold on the Qwen pool, so that with its only replica unhealthy Envoy answers
     // "no healthy upstream" instead of trying it anyway (the shipped config keeps Envoy's
     // default: see envoy.yaml).
-    let mut gateway = Gateway::start(GatewayOptions::default().with_envoy_replacement(
-        "  - name: qwen_7b\n",
-        "  - name: qwen_7b\n    common_lb_config: { healthy_panic_threshold: { value: 0 } }\n",
-    ))
+    let mut gateway = Gateway::start(
+        host,
+        GatewayOptions::default().with_envoy_replacement(
+            "  - name: qwen_7b\n",
+            "  - name: qwen_7b\n    common_lb_config: { healthy_panic_threshold: { value: 0 } }\n",
+        ),
+    )
     .await;
     let replica = gateway.pool("qwen_7b")[0].addr;
     gateway.pools[1].1[0].process.kill();

@@ -1,7 +1,9 @@
 //! Every rejection, through a real Envoy, has the exact body of the API the client called.
 
 use serde_json::json;
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, QWEN, client};
+use sluice_e2e::host::Host;
 
 /// Status, content type and body of a response.
 async fn outcome(response: reqwest::Response) -> (u16, String, String) {
@@ -32,10 +34,10 @@ async fn post_raw(
 
 const JSON: &str = "application/json";
 
-#[tokio::test]
-async fn bad_requests_in_openai_format() {
+#[both_hosts]
+async fn bad_requests_in_openai_format(host: Host) {
     // Its own gateway: it counts the rejections.
-    let gateway = Gateway::start(GatewayOptions::default()).await;
+    let gateway = Gateway::start(host, GatewayOptions::default()).await;
     let chat = "/v1/chat/completions";
 
     assert_eq!(
@@ -108,14 +110,14 @@ async fn bad_requests_in_openai_format() {
     );
     let rejected = gateway
         .envoy
-        .stat_at_least("wasmcustom.sluice_requests_rejected_total", 8)
+        .stat_at_least(&host.stat("sluice_requests_rejected_total"), 8)
         .await;
     assert_eq!(rejected, 8);
 }
 
-#[tokio::test]
-async fn bad_requests_in_anthropic_format() {
-    let gateway = Gateway::shared_default().await;
+#[both_hosts]
+async fn bad_requests_in_anthropic_format(host: Host) {
+    let gateway = Gateway::shared_default(host).await;
     let messages = "/v1/messages";
     assert_eq!(
         post_raw(gateway, messages, JSON, r#"{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":"x"}],"model":"y"}"#).await,
@@ -157,9 +159,10 @@ async fn bad_requests_in_anthropic_format() {
     );
 }
 
-#[tokio::test]
-async fn oversized_bodies_get_413_whether_or_not_their_length_is_declared() {
+#[both_hosts]
+async fn oversized_bodies_get_413_whether_or_not_their_length_is_declared(host: Host) {
     let gateway = Gateway::start(
+        host,
         GatewayOptions::default().with_filter_configuration(&format!(
             r#"{{"limits": {{"max_request_body_bytes": 2048}}, "models": {{"{LLAMA}": {{}}}}}}"#
         )),
@@ -208,9 +211,10 @@ async fn oversized_bodies_get_413_whether_or_not_their_length_is_declared() {
     );
 }
 
-#[tokio::test]
-async fn unknown_paths_can_be_rejected() {
+#[both_hosts]
+async fn unknown_paths_can_be_rejected(host: Host) {
     let gateway = Gateway::start(
+        host,
         GatewayOptions::default().with_filter_configuration(&format!(
             r#"{{"routing": {{"unhandled_paths": "reject"}}, "models": {{"{LLAMA}": {{}}}}}}"#
         )),
@@ -230,9 +234,9 @@ async fn unknown_paths_can_be_rejected() {
 /// Header values may carry bytes that are not UTF-8 (HTTP allows obs-text, Envoy passes it
 /// on). Reading such a header must not trap the filter's VM (the proxy-wasm SDK's string
 /// getters panic on them), on the request or on the response.
-#[tokio::test]
-async fn header_values_that_are_not_utf8_pass() {
-    let gateway = Gateway::shared_default().await;
+#[both_hosts]
+async fn header_values_that_are_not_utf8_pass(host: Host) {
+    let gateway = Gateway::shared_default(host).await;
     let latin1 = reqwest::header::HeaderValue::from_bytes(b"caf\xe9 cr\xe8me").unwrap();
     let body = json!({"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]});
     for _ in 0..3 {

@@ -1,6 +1,9 @@
 //! The Kubernetes examples carry `envoy.yaml`'s `local_reply_config` mappers as copies (neither
-//! Istio nor Envoy Gateway can refer to a file): they must not drift from the original, which the
-//! other tests run in a real Envoy.
+//! Istio nor Envoy Gateway can refer to a file), and `envoy.wasm.yaml` is `envoy.yaml` with the
+//! other build of the filter: none of them may drift from `envoy.yaml`, which the other tests run
+//! in a real Envoy (as they run `envoy.wasm.yaml`).
+//!
+//! Single-host: these read files; no Envoy runs.
 
 use sluice_e2e::paths;
 
@@ -39,6 +42,7 @@ fn the_examples_map_envoys_errors_as_envoy_yaml_does() {
     let shipped = mappers("envoy.yaml");
     assert!(shipped.len() > 20, "{shipped:?}");
     for example in [
+        "envoy.wasm.yaml",
         "examples/istio/envoyfilter.yaml",
         "examples/envoy-gateway/envoypatchpolicy.yaml",
     ] {
@@ -48,4 +52,64 @@ fn the_examples_map_envoys_errors_as_envoy_yaml_does() {
             "{example} differs from envoy.yaml"
         );
     }
+}
+
+/// `file` without comments, blank lines, its top-level `stats_config` block and its `- name:
+/// sluice` HTTP filter block: what both builds' configs must share.
+fn without_the_build(file: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(paths::repo_root().join(file)).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut kept = Vec::new();
+    let mut skip_deeper_than: Option<usize> = None;
+    for line in lines {
+        if let Some(depth) = skip_deeper_than {
+            if indent(line) > depth {
+                continue;
+            }
+            skip_deeper_than = None;
+        }
+        if line == "stats_config:" || line.trim() == "- name: sluice" {
+            skip_deeper_than = Some(indent(line));
+            continue;
+        }
+        kept.push(line.to_owned());
+    }
+    kept
+}
+
+/// The filter's JSON configuration in `file` (the block under `value: |`).
+fn filter_json(file: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(paths::repo_root().join(file)).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| l.trim() == "value: |").unwrap();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let json: Vec<&str> = lines[start + 1..]
+        .iter()
+        .take_while(|l| l.trim().is_empty() || indent(l) > indent(lines[start]))
+        .copied()
+        .collect();
+    serde_json::from_str(&json.join("\n")).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// `envoy.yaml` (native module) and `envoy.wasm.yaml` (proxy-wasm) are one gateway: the same
+/// listener, timeouts, error mappers, routes, clusters, access log and filter configuration;
+/// they differ in the filter block, the metrics' `stats_config` and the access log's
+/// filter-state keys (proxy-wasm prefixes the filter's keys with `wasm.`).
+#[test]
+fn both_shipped_configs_are_one_gateway_with_another_build_of_the_filter() {
+    let native = without_the_build("envoy.yaml");
+    let wasm: Vec<String> = without_the_build("envoy.wasm.yaml")
+        .into_iter()
+        .map(|l| l.replace("%FILTER_STATE(wasm.sluice.", "%FILTER_STATE(sluice."))
+        .collect();
+    assert!(native.len() > 100, "{native:?}");
+    for (i, (n, w)) in native.iter().zip(&wasm).enumerate() {
+        assert_eq!(n, w, "line {i} of the shared part differs");
+    }
+    assert_eq!(native.len(), wasm.len());
+    assert_eq!(filter_json("envoy.yaml"), filter_json("envoy.wasm.yaml"));
 }

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, client};
+use sluice_e2e::host::Host;
 
 /// Concurrent clients, each looping one request at a time.
 const CLIENTS: usize = 8;
@@ -224,17 +226,17 @@ fn options() -> GatewayOptions {
     GatewayOptions::default().with_simulator_args(&["--decode-ms-per-step", "2"])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_killed_replica_fails_only_its_requests_in_flight_without_the_picker() {
+#[both_hosts(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_replica_fails_only_its_requests_in_flight_without_the_picker(host: Host) {
     // The harness points the picker cluster at a closed port: the filter names no replica and
     // round robin decides.
-    let gateway = Gateway::start(options()).await;
+    let gateway = Gateway::start(host, options()).await;
     kill_a_replica_under_load(gateway).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_killed_replica_fails_only_its_requests_in_flight_with_the_picker() {
-    let gateway = Gateway::start(options().with_picker()).await;
+#[both_hosts(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_replica_fails_only_its_requests_in_flight_with_the_picker(host: Host) {
+    let gateway = Gateway::start(host, options().with_picker()).await;
     gateway.wait_for_picking().await;
     kill_a_replica_under_load(gateway).await;
 }

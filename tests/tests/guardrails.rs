@@ -9,7 +9,9 @@
 //! Counters per rule and action are checked in Envoy's stats.
 
 use serde_json::{Value, json};
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA};
+use sluice_e2e::host::Host;
 use sluice_e2e::sse;
 
 /// Makes the simulator answer with the last user message (see the simulator's echo mode).
@@ -31,8 +33,12 @@ fn configuration(roles: &str) -> String {
     )
 }
 
-async fn gateway(roles: &str) -> Gateway {
-    Gateway::start(GatewayOptions::default().with_filter_configuration(&configuration(roles))).await
+async fn gateway(host: Host, roles: &str) -> Gateway {
+    Gateway::start(
+        host,
+        GatewayOptions::default().with_filter_configuration(&configuration(roles)),
+    )
+    .await
 }
 
 fn chat(text: &str, stream: bool) -> Value {
@@ -44,15 +50,15 @@ async fn post(gateway: &Gateway, path: &str, body: &Value) -> (u16, String) {
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
-fn hits(rule: &str, action: &str, direction: &str) -> String {
-    format!(
-        "wasmcustom.sluice_guardrail_hits_total.guardrail_rule.{rule}.guardrail_action.{action}.guardrail_direction.{direction}"
-    )
+fn hits(host: Host, rule: &str, action: &str, direction: &str) -> String {
+    host.stat(&format!(
+        "sluice_guardrail_hits_total.guardrail_rule.{rule}.guardrail_action.{action}.guardrail_direction.{direction}"
+    ))
 }
 
-#[tokio::test]
-async fn requests_are_blocked_redacted_or_logged() {
-    let gateway = gateway(r#"["user", "tool"]"#).await;
+#[both_hosts]
+async fn requests_are_blocked_redacted_or_logged(host: Host) {
+    let gateway = gateway(host, r#"["user", "tool"]"#).await;
 
     // Block: OpenAI and Anthropic error formats name the rule, never the key.
     let key = "AKIAIOSFODNN7EXAMPLE";
@@ -104,16 +110,16 @@ async fn requests_are_blocked_redacted_or_logged() {
         ("credit_card", "redact"),
         ("codename", "log"),
     ] {
-        let name = hits(rule, action, "request");
+        let name = hits(host, rule, action, "request");
         assert_eq!(envoy.stat_at_least(&name, 1).await, 1, "{name}");
     }
 }
 
-#[tokio::test]
-async fn responses_are_redacted_in_json_and_in_streams() {
+#[both_hosts]
+async fn responses_are_redacted_in_json_and_in_streams(host: Host) {
     // Only system prompts are scanned in requests, so the address reaches the model and comes
     // back in its output, where the response guard must catch it.
-    let gateway = gateway(r#"["system"]"#).await;
+    let gateway = gateway(host, r#"["system"]"#).await;
     let text = format!(
         "{ECHO}Contact jane.doe@example.com or pay with 4111-1111-1111-1111 today, thanks!"
     );
@@ -163,15 +169,20 @@ async fn responses_are_redacted_in_json_and_in_streams() {
 
     let envoy = &gateway.envoy;
     for rule in ["email", "credit_card"] {
-        let name = hits(rule, "redact", "response");
+        let name = hits(host, rule, "redact", "response");
         assert_eq!(envoy.stat_at_least(&name, 5).await, 5, "{name}");
     }
     // Counted in the same requests before their responses, so handed to Envoy by now.
-    assert_eq!(envoy.stat_now(&hits("email", "redact", "request")).await, 0);
+    assert_eq!(
+        envoy
+            .stat_now(&hits(host, "email", "redact", "request"))
+            .await,
+        0
+    );
 }
 
-#[tokio::test]
-async fn a_block_rule_replaces_a_json_response_and_ends_a_stream() {
+#[both_hosts]
+async fn a_block_rule_replaces_a_json_response_and_ends_a_stream(host: Host) {
     let configuration = format!(
         r#"{{"models": {{"{LLAMA}": {{}}}},
             "guardrails": {{"policies": {{"default": {{
@@ -179,8 +190,11 @@ async fn a_block_rule_replaces_a_json_response_and_ends_a_stream() {
                 "response_rules": {{"email": "redact", "aws_access_key": "block"}}
             }}}}}}}}"#
     );
-    let gateway =
-        Gateway::start(GatewayOptions::default().with_filter_configuration(&configuration)).await;
+    let gateway = Gateway::start(
+        host,
+        GatewayOptions::default().with_filter_configuration(&configuration),
+    )
+    .await;
     let key = "AKIAIOSFODNN7EXAMPLE";
     let text = format!("{ECHO}Mail jane.doe@example.com, then use {key} for the bucket.");
 
@@ -218,7 +232,7 @@ async fn a_block_rule_replaces_a_json_response_and_ends_a_stream() {
     let envoy = &gateway.envoy;
     assert_eq!(
         envoy
-            .stat_at_least(&hits("aws_access_key", "block", "response"), 2)
+            .stat_at_least(&hits(host, "aws_access_key", "block", "response"), 2)
             .await,
         2
     );
@@ -246,8 +260,8 @@ async fn a_block_rule_replaces_a_json_response_and_ends_a_stream() {
     }
 }
 
-#[tokio::test]
-async fn a_policy_is_chosen_by_envoy_route() {
+#[both_hosts]
+async fn a_policy_is_chosen_by_envoy_route(host: Host) {
     // `partner` matches a header the client sends; `by_model` matches the model header the
     // filter sets. The policy is chosen from the route of the request as the client sent it.
     let routes = r#"- name: partner
@@ -275,6 +289,7 @@ async fn a_policy_is_chosen_by_envoy_route() {
             }}}}"#
     );
     let gateway = Gateway::start(
+        host,
         GatewayOptions::default()
             .with_routes_first(routes)
             .with_filter_configuration(&configuration),
@@ -473,11 +488,11 @@ fn answer_of_stream(api: Api, body: &str) -> (Answer, Option<Value>) {
     (answer, error)
 }
 
-#[tokio::test]
-async fn tool_call_arguments_and_reasoning_are_redacted_in_json_and_streams() {
+#[both_hosts]
+async fn tool_call_arguments_and_reasoning_are_redacted_in_json_and_streams(host: Host) {
     // Only system prompts are scanned in requests: the secrets reach the model, which writes
     // them into its reasoning and a tool call's arguments.
-    let gateway = gateway(r#"["system"]"#).await;
+    let gateway = gateway(host, r#"["system"]"#).await;
     let script = concat!(
         "[[reasoning]]Card 4111 1111 1111 1111 for jane.doe@example.com, then call the tool.",
         "[[echo]]Charging now.",
@@ -513,27 +528,27 @@ async fn tool_call_arguments_and_reasoning_are_redacted_in_json_and_streams() {
     let envoy = &gateway.envoy;
     // Six responses, each with a card and an address in its reasoning and in its arguments.
     for rule in ["credit_card", "email"] {
-        let name = hits(rule, "redact", "response");
+        let name = hits(host, rule, "redact", "response");
         assert_eq!(envoy.stat_at_least(&name, 12).await, 12, "{name}");
     }
     // Counted with (or before) those hits, so handed to Envoy by now.
     assert_eq!(
         envoy
-            .stat_now(&hits("credit_card", "redact", "request"))
+            .stat_now(&hits(host, "credit_card", "redact", "request"))
             .await,
         0
     );
     assert_eq!(
         envoy
-            .stat_now("wasmcustom.sluice_guardrail_block_failures_total")
+            .stat_now(&host.stat("sluice_guardrail_block_failures_total"))
             .await,
         0
     );
 }
 
-#[tokio::test]
-async fn a_key_in_tool_call_arguments_or_reasoning_blocks_the_response() {
-    let gateway = gateway(r#"["system"]"#).await;
+#[both_hosts]
+async fn a_key_in_tool_call_arguments_or_reasoning_blocks_the_response(host: Host) {
+    let gateway = gateway(host, r#"["system"]"#).await;
     let key = "AKIAIOSFODNN7EXAMPLE";
     let in_arguments =
         format!(r#"[[echo]]Uploading.[[tool]]{{"access_key": "{key}", "bucket": "logs"}}"#);
@@ -569,6 +584,6 @@ async fn a_key_in_tool_call_arguments_or_reasoning_blocks_the_response() {
             blocked += 2;
         }
     }
-    let name = hits("aws_access_key", "block", "response");
+    let name = hits(host, "aws_access_key", "block", "response");
     assert_eq!(gateway.envoy.stat_at_least(&name, blocked).await, blocked);
 }

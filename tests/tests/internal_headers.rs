@@ -4,11 +4,13 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, QWEN, client};
+use sluice_e2e::host::Host;
 
-#[tokio::test]
-async fn client_sent_routing_headers_are_removed() {
-    let gateway = Gateway::start(GatewayOptions::default()).await;
+#[both_hosts]
+async fn client_sent_routing_headers_are_removed(host: Host) {
+    let gateway = Gateway::start(host, GatewayOptions::default()).await;
     let response = client()
         .post(gateway.url("/v1/chat/completions?probe=spoofed"))
         .header("x-sluice-model", "some-other-model")
@@ -44,14 +46,15 @@ async fn client_sent_routing_headers_are_removed() {
     assert_eq!(
         gateway
             .envoy
-            .stat_at_least("wasmcustom.sluice_internal_headers_removed_total", 3)
+            .stat_at_least(&host.stat("sluice_internal_headers_removed_total"), 3)
             .await,
         3
     );
-    // The request counter's labels are in the stat name (envoy.yaml's stats_tags take them out).
-    let requests = format!(
-        "wasmcustom.sluice_requests_total.sluice_api.chat.sluice_http_status_class.2xx.gen_ai_request_model.{LLAMA}"
-    );
+    // The request counter's labels are in the /stats name on both hosts (the Wasm config's
+    // stats_tags take them out for Prometheus; the native module's labels are real ones).
+    let requests = host.stat(&format!(
+        "sluice_requests_total.sluice_api.chat.sluice_http_status_class.2xx.gen_ai_request_model.{LLAMA}"
+    ));
     // Counted when the request ends, on the filter's next tick.
     assert_eq!(gateway.envoy.stat_at_least(&requests, 1).await, 1);
 }

@@ -1,76 +1,15 @@
-//! Sluice's gateway as the native module (`libsluice_native.so`, filter name `sluice`) in a real
-//! Envoy 1.40 with the shipped `envoy.yaml`, its Wasm filter swapped for the dynamic module
-//! (`native_envoy`), against simulator replicas and the picker: a chat completion with its
-//! usage, a streamed one, the replica picked from the picker's snapshot, a 429 from a quota, a
-//! redaction, the access log's filter state and the metrics under the Wasm build's names.
-//!
-//! The module is built by `make e2e-test` (`cargo build --profile native-release -p
-//! sluice-native`); `SLUICE_NATIVE_MODULE` points at another build.
+//! Sluice's gateway with every feature at once in a real Envoy 1.40 with the shipped config of
+//! each host (`envoy.yaml`: the native module; `envoy.wasm.yaml`: the `.wasm`), against simulator
+//! replicas and the picker: a chat completion with its usage, a streamed one, the replica picked
+//! from the picker's snapshot, a 429 from a quota, a redaction, the access log's filter state and
+//! the metrics under the same names and labels on both hosts.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, client};
-use sluice_e2e::paths;
-
-/// The built module.
-fn native_module() -> PathBuf {
-    let path = std::env::var_os("SLUICE_NATIVE_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| paths::repo_root().join("target/native-release/libsluice_native.so"));
-    assert!(
-        path.exists(),
-        "{} not found (cargo build --profile native-release -p sluice-native)",
-        path.display()
-    );
-    path
-}
-
-/// The shipped `envoy.yaml` with the native module in place of the Wasm filter: the same
-/// filter configuration JSON, and an access log that reads the native filter state keys
-/// (`sluice.*`; proxy-wasm can only write `wasm.*`).
-fn native_envoy(options: GatewayOptions) -> GatewayOptions {
-    let wasm = format!(
-        r#""@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: sluice
-                root_id: sluice
-                vm_config:
-                  vm_id: sluice
-                  runtime: envoy.wasm.runtime.v8
-                  code:
-                    local:
-                      filename: {}
-                configuration:
-"#,
-        paths::filter_wasm().display()
-    );
-    let native = format!(
-        r#""@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-              dynamic_module_config: {{ module: {{ local: {{ filename: {} }} }} }}
-              filter_name: sluice
-              filter_config:
-"#,
-        native_module().display()
-    );
-    options
-        .with_envoy_replacement(&wasm, &native)
-        .with_envoy_replacement(
-            "                # Lets the filter pause in the headers phase to read the body before routing;
-                # without it such a request hangs.
-                allow_on_headers_stop_iteration: true
-                # A trap (a bug) restarts the VM instead of failing every later request
-                # (FAIL_CLOSED) or silently bypassing quotas and guardrails (FAIL_OPEN).
-                failure_policy: FAIL_RELOAD
-",
-            "",
-        )
-        .with_envoy_replacement(
-            "tokens=%FILTER_STATE(wasm.sluice.tokens:PLAIN)% guardrails=%FILTER_STATE(wasm.sluice.guardrails:PLAIN)%",
-            "tokens=%FILTER_STATE(sluice.tokens:PLAIN)% guardrails=%FILTER_STATE(sluice.guardrails:PLAIN)%",
-        )
-}
+use sluice_e2e::host::Host;
 
 /// The shipped models and picking, plus a quota on tenant `trial` and the default guardrails.
 fn configuration() -> String {
@@ -92,11 +31,11 @@ fn configuration() -> String {
     .to_string()
 }
 
-async fn start() -> Gateway {
+async fn start(host: Host) -> Gateway {
     let options = GatewayOptions::default()
         .with_picker()
         .with_filter_configuration(&configuration());
-    Gateway::start(native_envoy(options)).await
+    Gateway::start(host, options).await
 }
 
 async fn chat(gateway: &Gateway, tenant: &str, body: &Value) -> reqwest::Response {
@@ -109,8 +48,13 @@ async fn chat(gateway: &Gateway, tenant: &str, body: &Value) -> reqwest::Respons
         .expect("POST through Envoy")
 }
 
-/// Polls the admin `/stats/prometheus` until a line holds every one of `parts`; returns it.
-async fn wait_for_prometheus(gateway: &Gateway, parts: &[&str]) -> String {
+/// Polls the admin `/stats/prometheus` until a line of the filter's `metric` holds every one of
+/// `labels`; returns it.
+async fn wait_for_prometheus(gateway: &Gateway, metric: &str, labels: &[&str]) -> String {
+    let series = format!("{}{{", gateway.host().prometheus(metric));
+    let parts: Vec<&str> = std::iter::once(series.as_str())
+        .chain(labels.iter().copied())
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = client()
@@ -131,7 +75,7 @@ async fn wait_for_prometheus(gateway: &Gateway, parts: &[&str]) -> String {
             Instant::now() < deadline,
             "no line with {parts:?} in /stats/prometheus:\n{}",
             text.lines()
-                .filter(|l| l.contains("dynamicmodulescustom"))
+                .filter(|l| l.contains("sluice_"))
                 .collect::<Vec<_>>()
                 .join("\n")
         );
@@ -158,15 +102,15 @@ async fn wait_for_log_line(gateway: &Gateway, parts: &[&str]) -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_native_gateway_routes_picks_limits_and_redacts() {
-    let gateway = start().await;
+#[both_hosts(flavor = "multi_thread")]
+async fn the_gateway_routes_picks_limits_and_redacts(host: Host) {
+    let gateway = start(host).await;
 
     // The picker's snapshot reaches the module: requests go to the replica it picked.
     let deadline = Instant::now() + Duration::from_secs(30);
     while gateway
         .envoy
-        .stat_now("dynamicmodulescustom.sluice_picks_total")
+        .stat_now(&host.stat("sluice_picks_total"))
         .await
         == 0
     {
@@ -181,7 +125,7 @@ async fn the_native_gateway_routes_picks_limits_and_redacts() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // A chat completion through an alias, with its usage; the access log reads the native
+    // A chat completion through an alias, with its usage; the access log reads the host's
     // filter state.
     let body = json!({
         "model": "gpt-4o",
@@ -250,29 +194,24 @@ async fn the_native_gateway_routes_picks_limits_and_redacts() {
     )
     .await;
 
-    // The metrics: the Wasm build's names and labels, under the dynamic modules' prefix.
+    // The metrics: the same names and labels on both hosts, under each host's prefix.
     let line = wait_for_prometheus(
         &gateway,
-        &[
-            "envoy_dynamicmodulescustom_sluice_quota_rejected_total{",
-            "reason=\"requests\"",
-        ],
+        "sluice_quota_rejected_total",
+        &["reason=\"requests\""],
     )
     .await;
     assert!(line.ends_with(" 1"), "{line}");
     wait_for_prometheus(
         &gateway,
-        &[
-            "envoy_dynamicmodulescustom_sluice_requests_total{",
-            "sluice_api=\"chat\"",
-            "sluice_http_status_class=\"4xx\"",
-        ],
+        "sluice_requests_total",
+        &["sluice_api=\"chat\"", "sluice_http_status_class=\"4xx\""],
     )
     .await;
     wait_for_prometheus(
         &gateway,
+        "sluice_tokens_total",
         &[
-            "envoy_dynamicmodulescustom_sluice_tokens_total{",
             "gen_ai_token_type=\"output\"",
             "gen_ai_request_model=\"meta-llama/Llama-3.1-8B-Instruct\"",
         ],
@@ -280,10 +219,8 @@ async fn the_native_gateway_routes_picks_limits_and_redacts() {
     .await;
     wait_for_prometheus(
         &gateway,
-        &[
-            "envoy_dynamicmodulescustom_sluice_guardrail_hits_total{",
-            "guardrail_direction=\"request\"",
-        ],
+        "sluice_guardrail_hits_total",
+        &["guardrail_direction=\"request\""],
     )
     .await;
 }

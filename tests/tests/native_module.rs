@@ -6,9 +6,10 @@
 //! upstream picked through the override-host callback, the stream scheduler, and a
 //! configuration's periodic callout.
 //!
-//! Each test starts its own Envoy from a minimal config written here (the shipped `envoy.yaml`
-//! loads the Wasm filter), with free ports read back from the admin API, and simulator replicas
-//! as upstreams. The module is built by `make e2e-test` (`cargo build --profile native-release
+//! Single-host (not `#[both_hosts]`): these check the native module's own bindings to Envoy's
+//! dynamic-module ABI, which the Wasm build does not have. Each test starts its own Envoy from a
+//! minimal config written here, with free ports read back from the admin API, and simulator
+//! replicas as upstreams. The module is built by `make e2e-test` (`cargo build --profile native-release
 //! -p sluice-native`); `SLUICE_NATIVE_MODULE` points at another build.
 
 use std::net::SocketAddr;

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA as MODEL, client};
+use sluice_e2e::host::Host;
 use sluice_e2e::sse;
 
 fn chat(stream: bool, include_usage: Option<bool>) -> Value {
@@ -24,9 +26,9 @@ fn chat(stream: bool, include_usage: Option<bool>) -> Value {
     body
 }
 
-#[tokio::test]
-async fn chat_completion_json() {
-    let gateway = Gateway::shared_default().await;
+#[both_hosts]
+async fn chat_completion_json(host: Host) {
+    let gateway = Gateway::shared_default(host).await;
     let response = gateway
         .post_json("/v1/chat/completions", &chat(false, None))
         .await;
@@ -50,9 +52,9 @@ async fn chat_completion_json() {
     assert_eq!(body["usage"]["completion_tokens"], 5);
 }
 
-#[tokio::test]
-async fn chat_completion_stream_with_and_without_usage() {
-    let gateway = Gateway::shared_default().await;
+#[both_hosts]
+async fn chat_completion_stream_with_and_without_usage(host: Host) {
+    let gateway = Gateway::shared_default(host).await;
 
     for include_usage in [Some(true), Some(false), None] {
         let response = gateway
@@ -97,9 +99,10 @@ async fn chat_completion_stream_with_and_without_usage() {
 }
 
 /// Tokens reach the client as the replica produces them: the gateway does not buffer streams.
-#[tokio::test]
-async fn streams_are_not_buffered() {
+#[both_hosts]
+async fn streams_are_not_buffered(host: Host) {
     let gateway = Gateway::start(
+        host,
         GatewayOptions::default()
             .with_replicas("llama_8b", 1)
             .with_simulator_args(&["--decode-ms-per-step", "40"]),
@@ -125,9 +128,9 @@ async fn streams_are_not_buffered() {
     );
 }
 
-#[tokio::test]
-async fn completions_and_anthropic_messages() {
-    let gateway = Gateway::shared_default().await;
+#[both_hosts]
+async fn completions_and_anthropic_messages(host: Host) {
+    let gateway = Gateway::shared_default(host).await;
     let http = client();
 
     let completion: Value = http
@@ -182,11 +185,11 @@ async fn completions_and_anthropic_messages() {
     );
 }
 
-#[tokio::test]
-async fn requests_are_spread_over_the_pool() {
+#[both_hosts]
+async fn requests_are_spread_over_the_pool(host: Host) {
     // Envoy's round robin alternates; other tests' requests on the shared gateway may fall in
     // between, so allow a few more than two.
-    let gateway = Gateway::shared_default().await;
+    let gateway = Gateway::shared_default(host).await;
     let mut served_by = HashSet::new();
     for _ in 0..20 {
         let response = gateway

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, client};
+use sluice_e2e::host::Host;
 use sluice_e2e::picker::endpoint;
 
 /// How long a test waits for something it polls for.
@@ -107,9 +109,10 @@ async fn until_all_go_to(gateway: &Gateway, replica: &str, n: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_whose_queue_grows_stops_receiving_traffic() {
+#[both_hosts(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_queue_grows_stops_receiving_traffic(host: Host) {
     let mut gateway = Gateway::start(
+        host,
         GatewayOptions::default()
             .with_picker()
             .with_simulator_args(&["--max-num-seqs", "1", "--decode-ms-per-step", "20"]),
@@ -141,9 +144,9 @@ async fn a_replica_whose_queue_grows_stops_receiving_traffic() {
     load.abort();
 }
 
-#[tokio::test]
-async fn a_killed_replica_is_avoided() {
-    let mut gateway = Gateway::start(GatewayOptions::default().with_picker()).await;
+#[both_hosts]
+async fn a_killed_replica_is_avoided(host: Host) {
+    let mut gateway = Gateway::start(host, GatewayOptions::default().with_picker()).await;
     gateway.wait_for_picking().await;
     let dead = gateway.pool("llama_8b")[0].addr.to_string();
     let survivor = gateway.pool("llama_8b")[1].addr.to_string();
@@ -200,9 +203,9 @@ async fn destination_of(gateway: &Gateway, probe: usize) -> String {
     }
 }
 
-#[tokio::test]
-async fn requests_right_after_a_replica_dies_are_retried_on_a_fallback() {
-    let mut gateway = Gateway::start(GatewayOptions::default().with_picker()).await;
+#[both_hosts]
+async fn requests_right_after_a_replica_dies_are_retried_on_a_fallback(host: Host) {
+    let mut gateway = Gateway::start(host, GatewayOptions::default().with_picker()).await;
     gateway.wait_for_picking().await;
     gateway.pools[0].1[0].process.kill();
     // No waiting: the snapshot still says the dead replica is healthy. Envoy's retry on connect
@@ -211,8 +214,8 @@ async fn requests_right_after_a_replica_dies_are_retried_on_a_fallback() {
     assert_eq!(counts.values().sum::<usize>(), 6, "{counts:?}");
 }
 
-const PICKS: &str = "wasmcustom.sluice_picks_total";
-const FALLBACKS: &str = "wasmcustom.sluice_pick_fallbacks_total";
+const PICKS: &str = "sluice_picks_total";
+const FALLBACKS: &str = "sluice_pick_fallbacks_total";
 
 /// With picking on, the filter counts every request as picked or left to Envoy. Waits until
 /// both counts cover the `sent` requests and returns the fallbacks.
@@ -220,7 +223,10 @@ async fn settled_fallbacks(gateway: &Gateway, sent: u64) -> u64 {
     let envoy = &gateway.envoy;
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let (picks, fallbacks) = (envoy.stat_now(PICKS).await, envoy.stat_now(FALLBACKS).await);
+        let (picks, fallbacks) = (
+            envoy.stat_now(&envoy.host.stat(PICKS)).await,
+            envoy.stat_now(&envoy.host.stat(FALLBACKS)).await,
+        );
         if picks + fallbacks == sent {
             return fallbacks;
         }
@@ -232,16 +238,16 @@ async fn settled_fallbacks(gateway: &Gateway, sent: u64) -> u64 {
     }
 }
 
-#[tokio::test]
-async fn traffic_flows_with_the_picker_stopped() {
-    let mut gateway = Gateway::start(GatewayOptions::default().with_picker()).await;
+#[both_hosts]
+async fn traffic_flows_with_the_picker_stopped(host: Host) {
+    let mut gateway = Gateway::start(host, GatewayOptions::default().with_picker()).await;
     let mut sent = gateway.wait_for_picking().await;
     let before_the_stop = settled_fallbacks(&gateway, sent).await;
     gateway.picker.as_mut().unwrap().process.kill();
     // Until the last snapshot is older than envoy.yaml's stale_after_ms (2 s) the filter still
     // picks from it; then every request is left to Envoy.
     let deadline = Instant::now() + PATIENCE;
-    while gateway.envoy.stat_now(FALLBACKS).await == before_the_stop {
+    while gateway.envoy.stat_now(&host.stat(FALLBACKS)).await == before_the_stop {
         assert!(Instant::now() < deadline, "the filter never fell back");
         assert_eq!(served_by(&gateway, 1).await.values().sum::<usize>(), 1);
         sent += 1;
@@ -261,13 +267,13 @@ async fn traffic_flows_with_the_picker_stopped() {
     );
     gateway
         .envoy
-        .stat_at_least("wasmcustom.sluice_picker_fetch_failures_total", 1)
+        .stat_at_least(&host.stat("sluice_picker_fetch_failures_total"), 1)
         .await;
 }
 
-#[tokio::test]
-async fn a_shared_prompt_prefix_sticks_to_one_replica() {
-    let gateway = Gateway::start(GatewayOptions::default().with_picker()).await;
+#[both_hosts]
+async fn a_shared_prompt_prefix_sticks_to_one_replica(host: Host) {
+    let gateway = Gateway::start(host, GatewayOptions::default().with_picker()).await;
     gateway.wait_for_picking().await;
     let system = "You are the support assistant of a large store. ".repeat(40);
     let mut replicas = HashMap::new();
@@ -290,13 +296,14 @@ async fn a_shared_prompt_prefix_sticks_to_one_replica() {
     assert_eq!(replicas.len(), 1, "{replicas:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_saturated_pool_sheds_with_429_in_the_apis_format() {
+#[both_hosts(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_pool_sheds_with_429_in_the_apis_format(host: Host) {
     let config = format!(
         r#"{{"models": {{"{LLAMA}": {{"pool": "llama_8b"}}}},
             "picking": {{"refresh_ms": 50, "max_waiting_per_endpoint": 2}}}}"#
     );
     let mut gateway = Gateway::start(
+        host,
         GatewayOptions::default()
             .with_picker()
             .with_filter_configuration(&config)
@@ -368,16 +375,16 @@ async fn a_saturated_pool_sheds_with_429_in_the_apis_format() {
     assert_eq!(
         gateway
             .envoy
-            .stat_at_least("wasmcustom.sluice_requests_shed_total", 2)
+            .stat_at_least(&host.stat("sluice_requests_shed_total"), 2)
             .await,
         2
     );
     load.abort();
 }
 
-#[tokio::test]
-async fn a_pool_without_healthy_replicas_answers_503() {
-    let mut gateway = Gateway::start(GatewayOptions::default().with_picker()).await;
+#[both_hosts]
+async fn a_pool_without_healthy_replicas_answers_503(host: Host) {
+    let mut gateway = Gateway::start(host, GatewayOptions::default().with_picker()).await;
     gateway.wait_for_picking().await;
     for replica in &mut gateway.pools[0].1 {
         replica.process.kill();

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
+use sluice_e2e::both_hosts;
 use sluice_e2e::envoy::{Envoy, EnvoyOptions};
 use sluice_e2e::gateway::{LLAMA, client};
+use sluice_e2e::host::Host;
 use sluice_e2e::picker::Picker;
 use sluice_e2e::redis::Redis;
 use sluice_e2e::simulator::Simulator;
@@ -23,7 +25,8 @@ const LIMIT: usize = 100;
 const SYNC_MS: u64 = 100;
 const STALE_AFTER_MS: u64 = 500;
 
-const SYNCED: &str = "wasmcustom.sluice_quota_cluster_synced";
+/// The gauge each instance sets to 1 while its view is synced with the cluster.
+const SYNCED: &str = "sluice_quota_cluster_synced";
 /// How long a test waits for something it polls for (a timeout, not a claim about speed).
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -37,7 +40,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(instances: usize, fail_policy: &str) -> Self {
+    async fn start(host: Host, instances: usize, fail_policy: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sluice-e2e-cluster-")
             .tempdir()
@@ -74,7 +77,7 @@ impl Cluster {
         for i in 0..instances {
             let envoy_dir = dir.path().join(format!("envoy-{i}"));
             std::fs::create_dir_all(&envoy_dir).unwrap();
-            envoys.push(Envoy::start(&envoy_dir, &options).await);
+            envoys.push(Envoy::start(host, &envoy_dir, &options).await);
         }
         Self {
             envoys,
@@ -90,7 +93,7 @@ impl Cluster {
         let deadline = Instant::now() + PATIENCE;
         for (i, envoy) in self.envoys.iter().enumerate() {
             loop {
-                let got = envoy.stat_now(SYNCED).await;
+                let got = envoy.stat_now(&envoy.host.stat(SYNCED)).await;
                 if got == value {
                     break;
                 }
@@ -235,9 +238,9 @@ async fn wait_for_total(cluster: &Cluster, tenant: &str, minute: u64, admitted: 
     }
 }
 
-#[tokio::test]
-async fn three_instances_share_one_limit_and_fail_closed_without_redis() {
-    let mut cluster = Cluster::start(3, "closed").await;
+#[both_hosts]
+async fn three_instances_share_one_limit_and_fail_closed_without_redis(host: Host) {
+    let mut cluster = Cluster::start(host, 3, "closed").await;
     cluster.wait_synced(1).await;
 
     // Without sharing, every instance would admit up to the limit on its own. The tenant's
@@ -268,10 +271,10 @@ async fn three_instances_share_one_limit_and_fail_closed_without_redis() {
             }
         }
         envoy
-            .stat_at_least("wasmcustom.sluice_quota_sync_failures_total", 1)
+            .stat_at_least(&host.stat("sluice_quota_sync_failures_total"), 1)
             .await;
         envoy
-            .stat_at_least("wasmcustom.sluice_quota_rejected_total.reason.unknown", 2)
+            .stat_at_least(&host.stat("sluice_quota_rejected_total.reason.unknown"), 2)
             .await;
     }
     let metrics = cluster.picker.metrics().await;
@@ -300,9 +303,9 @@ async fn three_instances_share_one_limit_and_fail_closed_without_redis() {
     share_one_limit(&cluster, "shared-after").await;
 }
 
-#[tokio::test]
-async fn fail_open_keeps_enforcing_each_local_view_and_reports_it_after_recovery() {
-    let mut cluster = Cluster::start(2, "open").await;
+#[both_hosts]
+async fn fail_open_keeps_enforcing_each_local_view_and_reports_it_after_recovery(host: Host) {
+    let mut cluster = Cluster::start(host, 2, "open").await;
     cluster.wait_synced(1).await;
     // Each instance refused once in there.
     share_one_limit(&cluster, "shared-by-two").await;
@@ -337,17 +340,20 @@ async fn fail_open_keeps_enforcing_each_local_view_and_reports_it_after_recovery
     // unknown state: both are counted as they are decided, so they reach Envoy together.
     assert_eq!(
         first[0]
-            .stat_at_least("wasmcustom.sluice_quota_rejected_total.reason.requests", 21)
+            .stat_at_least(
+                &host.stat("sluice_quota_rejected_total.reason.requests"),
+                21
+            )
             .await,
         21
     );
     assert_eq!(
         first[0]
-            .stat_now("wasmcustom.sluice_quota_rejected_total.reason.unknown")
+            .stat_now(&host.stat("sluice_quota_rejected_total.reason.unknown"))
             .await,
         0
     );
-    assert_eq!(rest[0].stat_now(SYNCED).await, 0);
+    assert_eq!(rest[0].stat_now(&host.stat(SYNCED)).await, 0);
 
     // Redis is back: what each instance admitted during the outage was kept and is reported
     // now, so the first instance learns the other's 60 and refuses the tenant (120 > 100) long

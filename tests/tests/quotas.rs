@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, client};
+use sluice_e2e::host::Host;
+use sluice_e2e::prometheus;
 
 /// SHA-256 of "sk-acme" (`printf %s sk-acme | sha256sum`).
 const ACME_KEY_SHA256: &str = "5f8eee912cd7c0ccb238560e8a22e7f78909e6dac18288188f7f4ea35112700d";
@@ -88,11 +91,14 @@ fn header(response: &reqwest::Response, name: &str) -> u64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn exactly_n_requests_are_admitted_across_workers() {
+#[both_hosts]
+async fn exactly_n_requests_are_admitted_across_workers(host: Host) {
     let config = header_tenants(r#"{ "requests_per_minute": 50 }"#, "");
-    let gateway =
-        Gateway::start(GatewayOptions::default().with_filter_configuration(&config)).await;
+    let gateway = Gateway::start(
+        host,
+        GatewayOptions::default().with_filter_configuration(&config),
+    )
+    .await;
     away_from_a_minute_boundary().await;
     let (ok, refused) = burst(&gateway, "acme", &chat(2, false), 400).await;
     assert_eq!(ok, 50, "admitted out of 400 concurrent requests");
@@ -103,7 +109,7 @@ async fn exactly_n_requests_are_admitted_across_workers() {
         gateway
             .envoy
             .stat_at_least(
-                "wasmcustom.sluice_quota_rejected_total.reason.requests",
+                &host.stat("sluice_quota_rejected_total.reason.requests"),
                 350
             )
             .await,
@@ -112,7 +118,7 @@ async fn exactly_n_requests_are_admitted_across_workers() {
     assert_eq!(
         gateway
             .envoy
-            .stat_at_least("wasmcustom.sluice_quota_admitted_total", 50)
+            .stat_at_least(&host.stat("sluice_quota_admitted_total"), 50)
             .await,
         50
     );
@@ -128,14 +134,15 @@ async fn exactly_n_requests_are_admitted_across_workers() {
     );
 }
 
-#[tokio::test]
-async fn exactly_n_tokens_and_n_concurrent_are_admitted() {
+#[both_hosts]
+async fn exactly_n_tokens_and_n_concurrent_are_admitted(host: Host) {
     // Long requests (2 tokens at 1.5 s a step): nothing settles while the burst is decided.
     let config = header_tenants(
         r#"{ "max_concurrent": 7, "budgets": [{ "period": "day", "tokens": 100000 }] }"#,
         "",
     );
     let gateway = Gateway::start(
+        host,
         GatewayOptions::default()
             .with_filter_configuration(&config)
             .with_simulator_args(&["--decode-ms-per-step", "1500"]),
@@ -153,6 +160,7 @@ async fn exactly_n_tokens_and_n_concurrent_are_admitted() {
         "",
     );
     let gateway2 = Gateway::start(
+        host,
         GatewayOptions::default()
             .with_filter_configuration(&config)
             .with_simulator_args(&["--decode-ms-per-step", "1500"]),
@@ -187,11 +195,14 @@ async fn stream_total(response: reqwest::Response) -> u64 {
         .expect("usage chunk")
 }
 
-#[tokio::test]
-async fn streams_never_overshoot_a_small_budget() {
+#[both_hosts]
+async fn streams_never_overshoot_a_small_budget(host: Host) {
     let config = header_tenants(r#"{ "budgets": [{ "period": "day", "tokens": 500 }] }"#, "");
-    let gateway =
-        Gateway::start(GatewayOptions::default().with_filter_configuration(&config)).await;
+    let gateway = Gateway::start(
+        host,
+        GatewayOptions::default().with_filter_configuration(&config),
+    )
+    .await;
     // Ten long streams at once (200 tokens each): a gateway that checks before and charges
     // after admits them all (~2,200 tokens). Reserve-then-settle admits what fits.
     let long = chat(200, true);
@@ -217,16 +228,19 @@ async fn streams_never_overshoot_a_small_budget() {
     println!("streams: {admitted} of 10 admitted, {used} of 500 tokens used");
 }
 
-#[tokio::test]
-async fn keys_are_checked_and_errors_follow_the_api() {
+#[both_hosts]
+async fn keys_are_checked_and_errors_follow_the_api(host: Host) {
     let config = format!(
         r#"{{ {}, "quotas": {{ "keys": [{{ "sha256": "{ACME_KEY_SHA256}", "tenant": "acme" }}],
             "tenants": {{ "acme": {{ "limits": {{ "requests_per_minute": 1000 }} }} }},
             "upstream_credentials": {{ "llama_8b": {{ "value": "upstream-secret", "prefix": "Bearer " }} }} }} }}"#,
         models()
     );
-    let gateway =
-        Gateway::start(GatewayOptions::default().with_filter_configuration(&config)).await;
+    let gateway = Gateway::start(
+        host,
+        GatewayOptions::default().with_filter_configuration(&config),
+    )
+    .await;
     let missing = gateway
         .post_json("/v1/chat/completions", &chat(2, false))
         .await;
@@ -265,7 +279,7 @@ async fn keys_are_checked_and_errors_follow_the_api() {
         gateway
             .envoy
             .stat_at_least(
-                "wasmcustom.sluice_quota_rejected_total.reason.unauthenticated",
+                &host.stat("sluice_quota_rejected_total.reason.unauthenticated"),
                 2
             )
             .await,
@@ -273,11 +287,14 @@ async fn keys_are_checked_and_errors_follow_the_api() {
     );
 }
 
-#[tokio::test]
-async fn many_tenants_leave_the_key_space_fixed() {
+#[both_hosts]
+async fn many_tenants_leave_the_key_space_fixed(host: Host) {
     let config = header_tenants(r#"{ "requests_per_minute": 1000 }"#, r#", "slots": 64"#);
-    let gateway =
-        Gateway::start(GatewayOptions::default().with_filter_configuration(&config)).await;
+    let gateway = Gateway::start(
+        host,
+        GatewayOptions::default().with_filter_configuration(&config),
+    )
+    .await;
     let tenants: usize = std::env::var("SLUICE_QUOTA_TENANTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -300,18 +317,18 @@ async fn many_tenants_leave_the_key_space_fixed() {
     assert_eq!(
         gateway
             .envoy
-            .stat_at_least("wasmcustom.sluice_quota_shared_slots", 64)
+            .stat_at_least(&host.stat("sluice_quota_shared_slots"), 64)
             .await,
         64
     );
     let admitted = gateway
         .envoy
-        .stat_at_least("wasmcustom.sluice_quota_admitted_total", tenants as u64)
+        .stat_at_least(&host.stat("sluice_quota_admitted_total"), tenants as u64)
         .await;
     // Counted with the admissions, so handed to Envoy with them.
     let uncounted = gateway
         .envoy
-        .stat_now("wasmcustom.sluice_quota_uncounted_total")
+        .stat_now(&host.stat("sluice_quota_uncounted_total"))
         .await;
     assert_eq!(admitted, tenants as u64);
     // 64 slots cannot count thousands of live tenants at once: the rest pass uncounted
@@ -391,14 +408,18 @@ fn go_duration_ms(text: &str) -> u64 {
 }
 
 /// What a refusal says about the wait: `retry-after` is `retry-after-ms` in whole seconds,
-/// rounded up, and the wait is the requests limit's reset plus the gateway's clock tick (its
-/// clock is read once per tick, at most 100 ms apart).
-fn assert_refusal_headers_agree(response: &reqwest::Response, reset_ms: u64) {
+/// rounded up, and the wait is the requests limit's reset plus how far the host's clock may lag
+/// (the Wasm build reads it once per tick, at most 100 ms apart; the native module live).
+fn assert_refusal_headers_agree(host: Host, response: &reqwest::Response, reset_ms: u64) {
     let retry_after_ms: u64 = once(response, "retry-after-ms").parse().unwrap();
     let retry_after: u64 = once(response, "retry-after").parse().unwrap();
     assert_eq!(retry_after, retry_after_ms.div_ceil(1000));
     assert!(reset_ms > 0, "a refused request's limit is in use");
-    assert_eq!(retry_after_ms, reset_ms + 100, "reset {reset_ms} ms");
+    assert_eq!(
+        retry_after_ms,
+        reset_ms + host.clock_lag_ms(),
+        "reset {reset_ms} ms"
+    );
 }
 
 const OPENAI_RATE_LIMIT_HEADERS: [&str; 6] = [
@@ -410,8 +431,8 @@ const OPENAI_RATE_LIMIT_HEADERS: [&str; 6] = [
     "x-ratelimit-reset-tokens",
 ];
 
-#[tokio::test]
-async fn every_rate_limit_header_appears_once_with_consistent_values() {
+#[both_hosts]
+async fn every_rate_limit_header_appears_once_with_consistent_values(host: Host) {
     let config = header_tenants(
         r#"{ "requests_per_minute": 3, "tokens_per_minute": 100000 }"#,
         "",
@@ -432,6 +453,7 @@ async fn every_rate_limit_header_appears_once_with_consistent_values() {
 "#
     );
     let gateway = Gateway::start(
+        host,
         GatewayOptions::default()
             .with_filter_configuration(&config)
             .with_routes_first(&upstream_headers),
@@ -469,7 +491,7 @@ async fn every_rate_limit_header_appears_once_with_consistent_values() {
     }
     assert_eq!(once(&refused, "x-ratelimit-remaining-requests"), "0");
     let reset = go_duration_ms(&once(&refused, "x-ratelimit-reset-requests"));
-    assert_refusal_headers_agree(&refused, reset);
+    assert_refusal_headers_agree(host, &refused, reset);
 
     // Anthropic's Messages API: its own header set, the reset as a time.
     let message =
@@ -568,8 +590,8 @@ fn arrivals(log: &str, path: &str) -> Vec<(std::time::SystemTime, u16)> {
 /// A new tenant's minute window counts its requests in full until the minute ends, then lets
 /// them slide out: the first refusal waits for the rest of the current minute plus 3 s (60 s /
 /// 20 requests), at most 63 s, which both SDKs honour (OpenAI's up to 120 s).
-#[tokio::test]
-async fn sdks_wait_the_retry_after_the_gateway_sends() {
+#[both_hosts]
+async fn sdks_wait_the_retry_after_the_gateway_sends(host: Host) {
     const LIMIT: u64 = 20;
     let config = format!(
         r#"{{ {}, "quotas": {{ "keys": [
@@ -578,8 +600,11 @@ async fn sdks_wait_the_retry_after_the_gateway_sends() {
             "default_tenant": {{ "limits": {{ "requests_per_minute": {LIMIT} }} }} }} }}"#,
         models()
     );
-    let gateway =
-        Gateway::start(GatewayOptions::default().with_filter_configuration(&config)).await;
+    let gateway = Gateway::start(
+        host,
+        GatewayOptions::default().with_filter_configuration(&config),
+    )
+    .await;
     let attempts = (LIMIT + 1).to_string();
     let stdout = sluice_e2e::sdk::run(
         &gateway,
@@ -675,8 +700,8 @@ async fn raw_get(gateway: &Gateway, path: &str, key: &str) -> String {
 
 /// Paths the filter does not handle reach a model server only when listed, and then only for
 /// an authenticated caller within its request limits, each counted.
-#[tokio::test]
-async fn passthrough_paths_are_authenticated_and_counted() {
+#[both_hosts]
+async fn passthrough_paths_are_authenticated_and_counted(host: Host) {
     let config = format!(
         r#"{{ {}, "routing": {{ "passthrough_paths": ["/health", "/tokenize"] }},
             "quotas": {{ "keys": [{{ "sha256": "{ACME_KEY_SHA256}", "tenant": "acme" }}],
@@ -684,8 +709,11 @@ async fn passthrough_paths_are_authenticated_and_counted() {
                 "tokens_per_minute": 5, "max_concurrent": 10 }} }} }} }} }}"#,
         models()
     );
-    let gateway =
-        Gateway::start(GatewayOptions::default().with_filter_configuration(&config)).await;
+    let gateway = Gateway::start(
+        host,
+        GatewayOptions::default().with_filter_configuration(&config),
+    )
+    .await;
     away_from_a_minute_boundary().await;
     let get = |path: &'static str, key: Option<&'static str>| {
         let mut request = client().get(gateway.url(path));
@@ -765,34 +793,33 @@ async fn passthrough_paths_are_authenticated_and_counted() {
     assert_eq!(
         gateway
             .envoy
-            .stat_at_least("wasmcustom.sluice_quota_admitted_total", 3)
+            .stat_at_least(&host.stat("sluice_quota_admitted_total"), 3)
             .await,
         3
     );
 }
 
 /// Names of the remaining-budget gauges Envoy has now, for tenant `tenant`.
+/// The remaining-budget gauges Envoy has for `tenant`, as `<metric>=<value>`, read from the
+/// Prometheus page: both hosts label them `tenant` there (the Wasm build's /stats names spell
+/// the label `sluice_tenant`, which its stats_tags rule turns into `tenant`; the native module's
+/// label is a real one).
 async fn remaining_gauges(gateway: &Gateway, tenant: &str) -> Vec<String> {
-    let text = client()
-        .get(format!(
-            "http://{}/stats?filter=sluice_quota_remaining",
-            gateway.envoy.admin
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter_map(|line| line.split_once(": "))
-        .filter(|(name, _)| name.ends_with(&format!(".sluice_tenant.{tenant}")))
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect()
+    let page = prometheus::page(gateway).await;
+    let label = format!("tenant=\"{tenant}\"");
+    [
+        "sluice_quota_remaining_requests",
+        "sluice_quota_remaining_tokens",
+    ]
+    .into_iter()
+    .filter_map(|metric| {
+        prometheus::find(&page, metric, &[&label]).map(|value| format!("{metric}={value}"))
+    })
+    .collect()
 }
 
-#[tokio::test]
-async fn remaining_gauges_report_only_what_is_limited() {
+#[both_hosts]
+async fn remaining_gauges_report_only_what_is_limited(host: Host) {
     let config = format!(
         r#"{{ {}, "quotas": {{ "identity": {{ "source": "header", "tenant_header": "x-tenant" }},
             "tenants": {{ "tokens-only": {{ "limits": {{ "tokens_per_minute": 100000 }} }},
@@ -800,8 +827,11 @@ async fn remaining_gauges_report_only_what_is_limited() {
             "default_tenant": {{ "limits": {{ "requests_per_minute": 10 }} }} }} }}"#,
         models()
     );
-    let gateway =
-        Gateway::start(GatewayOptions::default().with_filter_configuration(&config)).await;
+    let gateway = Gateway::start(
+        host,
+        GatewayOptions::default().with_filter_configuration(&config),
+    )
+    .await;
     away_from_a_minute_boundary().await;
     for tenant in ["requests-only", "tokens-only", "unlimited"] {
         let response = send(&gateway, tenant, &chat(2, false)).await;
@@ -810,17 +840,16 @@ async fn remaining_gauges_report_only_what_is_limited() {
     // Each worker hands its gauges to Envoy on the tick that hands over its admissions.
     gateway
         .envoy
-        .stat_at_least("wasmcustom.sluice_quota_admitted_total", 3)
+        .stat_at_least(&host.stat("sluice_quota_admitted_total"), 3)
         .await;
     assert_eq!(
         remaining_gauges(&gateway, "requests-only").await,
-        ["wasmcustom.sluice_quota_remaining_requests.sluice_tenant.requests-only=9"]
+        ["sluice_quota_remaining_requests=9"]
     );
     let tokens = remaining_gauges(&gateway, "tokens-only").await;
     assert_eq!(tokens.len(), 1, "{tokens:?}");
     assert!(
-        tokens[0]
-            .starts_with("wasmcustom.sluice_quota_remaining_tokens.sluice_tenant.tokens-only="),
+        tokens[0].starts_with("sluice_quota_remaining_tokens="),
         "{tokens:?}"
     );
     assert_eq!(

@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, client};
+use sluice_e2e::host::Host;
 use sluice_e2e::sse;
 
 fn request(stream: bool) -> Value {
@@ -45,9 +47,9 @@ async fn token_record(gateway: &Gateway, n: usize) -> Value {
     }
 }
 
-#[tokio::test]
-async fn responses_json_and_stream_pass_through_with_their_usage_read() {
-    let gateway = Gateway::start(GatewayOptions::default()).await;
+#[both_hosts]
+async fn responses_json_and_stream_pass_through_with_their_usage_read(host: Host) {
+    let gateway = Gateway::start(host, GatewayOptions::default()).await;
 
     let response = gateway.post_json("/v1/responses", &request(false)).await;
     assert_eq!(response.status(), 200);

@@ -2,7 +2,9 @@
 //! headers, and Envoy's routes (matched again) send each model to the pool that serves it.
 
 use serde_json::{Value, json};
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, QWEN, client};
+use sluice_e2e::host::Host;
 use sluice_e2e::sse;
 
 fn chat(model: &str) -> Value {
@@ -17,9 +19,9 @@ async fn post(gateway: &Gateway, path: &str, body: &Value) -> reqwest::Response 
     gateway.post_json(path, body).await
 }
 
-#[tokio::test]
-async fn each_model_goes_to_its_own_cluster() {
-    let gateway = Gateway::shared_default().await;
+#[both_hosts]
+async fn each_model_goes_to_its_own_cluster(host: Host) {
+    let gateway = Gateway::shared_default(host).await;
     for _ in 0..3 {
         let llama = post(gateway, "/v1/chat/completions", &chat(LLAMA)).await;
         assert_eq!(gateway.cluster_of(&llama), "llama_8b");
@@ -30,9 +32,9 @@ async fn each_model_goes_to_its_own_cluster() {
     }
 }
 
-#[tokio::test]
-async fn aliases_are_rewritten_before_the_upstream_sees_them() {
-    let gateway = Gateway::shared_default().await;
+#[both_hosts]
+async fn aliases_are_rewritten_before_the_upstream_sees_them(host: Host) {
+    let gateway = Gateway::shared_default(host).await;
 
     let response = post(gateway, "/v1/chat/completions", &chat("gpt-4o-mini")).await;
     assert_eq!(response.status(), 200);
@@ -60,9 +62,9 @@ async fn aliases_are_rewritten_before_the_upstream_sees_them() {
     );
 }
 
-#[tokio::test]
-async fn lora_adapters_route_to_their_base_model_pool() {
-    let gateway = Gateway::shared_default().await;
+#[both_hosts]
+async fn lora_adapters_route_to_their_base_model_pool(host: Host) {
+    let gateway = Gateway::shared_default(host).await;
     let response = post(
         gateway,
         "/v1/completions",
@@ -75,9 +77,9 @@ async fn lora_adapters_route_to_their_base_model_pool() {
     assert_eq!(body["model"], "sql-lora");
 }
 
-#[tokio::test]
-async fn a_client_cannot_steer_routing_with_the_model_headers() {
-    let gateway = Gateway::shared_default().await;
+#[both_hosts]
+async fn a_client_cannot_steer_routing_with_the_model_headers(host: Host) {
+    let gateway = Gateway::shared_default(host).await;
     for _ in 0..3 {
         let response = client()
             .post(gateway.url("/v1/chat/completions"))
@@ -91,9 +93,9 @@ async fn a_client_cannot_steer_routing_with_the_model_headers() {
     }
 }
 
-#[tokio::test]
-async fn the_gateway_lists_its_models() {
-    let gateway = Gateway::shared_default().await;
+#[both_hosts]
+async fn the_gateway_lists_its_models(host: Host) {
+    let gateway = Gateway::shared_default(host).await;
     let openai: Value = client()
         .get(gateway.url("/v1/models"))
         .send()
@@ -126,10 +128,10 @@ async fn the_gateway_lists_its_models() {
     assert_eq!(anthropic["has_more"], false);
 }
 
-#[tokio::test]
-async fn paths_the_filter_does_not_handle_reach_no_replica_unless_listed() {
+#[both_hosts]
+async fn paths_the_filter_does_not_handle_reach_no_replica_unless_listed(host: Host) {
     // The shipped configuration: the model servers' own endpoints are not reachable.
-    let shared = Gateway::shared_default().await;
+    let shared = Gateway::shared_default(host).await;
     for path in ["/health", "/metrics", "/tokenize"] {
         let response = client().get(shared.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 404, "{path}");
@@ -139,6 +141,7 @@ async fn paths_the_filter_does_not_handle_reach_no_replica_unless_listed() {
     }
     // Listed, a path goes to the replicas; only its whole segments match.
     let gateway = Gateway::start(
+        host,
         GatewayOptions::default().with_filter_configuration(&format!(
             r#"{{"routing": {{"passthrough_paths": ["/health"]}}, "models": {{"{LLAMA}": {{}}}}}}"#
         )),

@@ -2,12 +2,14 @@
 //! but their base URL: JSON and streaming, listing models, and errors surfacing as the SDKs'
 //! own exception types.
 
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions};
+use sluice_e2e::host::Host;
 use sluice_e2e::sdk;
 
-#[tokio::test]
-async fn openai_and_anthropic_sdks_complete_requests() {
-    let gateway = Gateway::start(GatewayOptions::default()).await;
+#[both_hosts]
+async fn openai_and_anthropic_sdks_complete_requests(host: Host) {
+    let gateway = Gateway::start(host, GatewayOptions::default()).await;
     let stdout = sdk::run(&gateway, "check_sdks.py", &[]).await;
     for check in [
         "openai chat ok Qwen/Qwen2.5-7B-Instruct",

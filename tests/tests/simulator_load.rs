@@ -1,18 +1,25 @@
 //! Under concurrent load through the gateway, the replicas' queue and KV-cache metrics rise, and
 //! they fall back to zero once the load is gone: routing and benchmarks depend on that signal.
+//!
+//! One host only: this tests the simulator, and Envoy is only the way the load reaches it
+//! (nothing here depends on the filter's build). It runs the shipped `envoy.yaml` (native).
 
 use futures_util::future::join_all;
 use serde_json::json;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, client};
+use sluice_e2e::host::Host;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_and_kv_cache_metrics_follow_the_load() {
-    let gateway = Gateway::start(GatewayOptions::default().with_simulator_args(&[
-        "--max-num-seqs",
-        "2",
-        "--decode-ms-per-step",
-        "25",
-    ]))
+    let gateway = Gateway::start(
+        Host::Native,
+        GatewayOptions::default().with_simulator_args(&[
+            "--max-num-seqs",
+            "2",
+            "--decode-ms-per-step",
+            "25",
+        ]),
+    )
     .await;
     let pool = gateway.pool("llama_8b");
 

@@ -6,16 +6,19 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_e2e::api_error;
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, client};
+use sluice_e2e::host::Host;
 use sluice_e2e::raw_http;
 use sluice_e2e::sse;
 
 /// How long a raw exchange may wait for Envoy's answer: far longer than the shortened timeouts.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-#[tokio::test]
-async fn a_client_that_stalls_is_cut_with_408_in_its_apis_format() {
+#[both_hosts]
+async fn a_client_that_stalls_is_cut_with_408_in_its_apis_format(host: Host) {
     let gateway = Gateway::start(
+        host,
         GatewayOptions::default()
             .with_envoy_replacement("request_timeout: 30s", "request_timeout: 1s")
             .with_envoy_replacement(
@@ -75,9 +78,9 @@ fn slow_gateway() -> GatewayOptions {
         .with_envoy_replacement("stream_idle_timeout: 600s", "stream_idle_timeout: 1s")
 }
 
-#[tokio::test]
-async fn a_silent_upstream_gets_504_but_a_producing_stream_runs_to_its_end() {
-    let gateway = Gateway::start(slow_gateway()).await;
+#[both_hosts]
+async fn a_silent_upstream_gets_504_but_a_producing_stream_runs_to_its_end(host: Host) {
+    let gateway = Gateway::start(host, slow_gateway()).await;
     let http = client();
     let chat = |stream: bool| {
         json!({

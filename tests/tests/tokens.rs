@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA};
+use sluice_e2e::host::Host;
 use sluice_e2e::prometheus::{sample, wait_for};
 use sluice_e2e::sse;
 
@@ -25,9 +27,9 @@ fn chat(stream: bool, include_usage: Option<bool>) -> Value {
 
 const MODEL_LABEL: &str = "gen_ai_request_model=\"meta-llama/Llama-3.1-8B-Instruct\"";
 
-#[tokio::test]
-async fn json_usage_is_counted_and_logged() {
-    let gateway = Gateway::start(GatewayOptions::default()).await;
+#[both_hosts]
+async fn json_usage_is_counted_and_logged(host: Host) {
+    let gateway = Gateway::start(host, GatewayOptions::default()).await;
     let response = gateway
         .post_json("/v1/chat/completions", &chat(false, None))
         .await;
@@ -98,9 +100,9 @@ async fn json_usage_is_counted_and_logged() {
     }
 }
 
-#[tokio::test]
-async fn streams_carry_usage_only_when_the_client_asked() {
-    let gateway = Gateway::start(GatewayOptions::default()).await;
+#[both_hosts]
+async fn streams_carry_usage_only_when_the_client_asked(host: Host) {
+    let gateway = Gateway::start(host, GatewayOptions::default()).await;
     for (round, include_usage) in [None, Some(false), Some(true)].into_iter().enumerate() {
         let response = gateway
             .post_json("/v1/chat/completions", &chat(true, include_usage))
@@ -149,8 +151,8 @@ async fn streams_carry_usage_only_when_the_client_asked() {
     .await;
 }
 
-#[tokio::test]
-async fn anthropic_streams_and_the_optional_header() {
+#[both_hosts]
+async fn anthropic_streams_and_the_optional_header(host: Host) {
     let configuration = r#"{
       "models": {
         "meta-llama/Llama-3.1-8B-Instruct": {"pool": "llama_8b", "adapters": ["sql-lora"]},
@@ -159,8 +161,11 @@ async fn anthropic_streams_and_the_optional_header() {
       "aliases": {"claude-*": "meta-llama/Llama-3.1-8B-Instruct"},
       "tokens": {"usage_header": true}
     }"#;
-    let gateway =
-        Gateway::start(GatewayOptions::default().with_filter_configuration(configuration)).await;
+    let gateway = Gateway::start(
+        host,
+        GatewayOptions::default().with_filter_configuration(configuration),
+    )
+    .await;
     let message = json!({
         "model": "claude-sonnet-4-5", "max_tokens": 4, "stream": true,
         "messages": [{"role": "user", "content": "Hi"}],
@@ -199,9 +204,10 @@ async fn anthropic_streams_and_the_optional_header() {
     );
 }
 
-#[tokio::test]
-async fn a_stream_cut_off_upstream_is_estimated() {
+#[both_hosts]
+async fn a_stream_cut_off_upstream_is_estimated(host: Host) {
     let gateway = Gateway::start(
+        host,
         GatewayOptions::default().with_simulator_args(&["--cut-streams-after", "3"]),
     )
     .await;
@@ -254,11 +260,11 @@ async fn a_stream_cut_off_upstream_is_estimated() {
     );
 }
 
-#[tokio::test]
-async fn a_fifty_thousand_message_prompt_is_refused_before_the_model_server() {
+#[both_hosts]
+async fn a_fifty_thousand_message_prompt_is_refused_before_the_model_server(host: Host) {
     // 50,000 messages "ok": their text is 100 KB, but Llama 3.1's chat template makes them
     // 300,030 tokens (see core/src/tokens/request.rs), past the model's 131,072.
-    let gateway = Gateway::start(GatewayOptions::default()).await;
+    let gateway = Gateway::start(host, GatewayOptions::default()).await;
     let messages: Vec<Value> = (0..50_000)
         .map(|i| {
             let role = if i % 2 == 0 { "user" } else { "assistant" };

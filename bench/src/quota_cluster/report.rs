@@ -249,7 +249,7 @@ impl QuotaReport {
         let _ = writeln!(out, "### Method\n");
         let _ = writeln!(
             out,
-            "- **Cluster:** Envoy instances of the shipped `envoy.yaml` (2 workers each) with the \
+            "- **Cluster:** Envoy instances of the shipped `envoy.wasm.yaml` (2 workers each) with the \
              filter configuration below, one picker (release build) with `[quota]` on a local \
              `redis-server` (no persistence), one simulator replica (release build, `--fast`) \
              behind every Envoy. Limit {LIMIT} requests per minute per tenant (`x-tenant`), \

@@ -1,5 +1,5 @@
 //! The picker and the three setups' Envoy configurations, rendered from the shipped
-//! `envoy.yaml`.
+//! `envoy.wasm.yaml`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -99,7 +99,7 @@ const LEAST_REQUEST: [&str; 2] = [
     "\"@type\": type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
 ];
 
-/// Renders the shipped `envoy.yaml` three ways, every model pool's cluster pointing at
+/// Renders the shipped `envoy.wasm.yaml` three ways, every model pool's cluster pointing at
 /// `replicas` and the picker cluster at `picker`:
 /// - *Sluice*: as shipped, with `filter_configuration` (picking on);
 /// - *round robin*: the `sluice` filter removed. Nothing sets `x-gateway-destination-endpoint`,
@@ -122,7 +122,7 @@ pub fn envoy_configs(
     for (from, to) in ROUND_ROBIN.iter().zip(LEAST_REQUEST) {
         if !least_request.contains(from) {
             return Err(format!(
-                "envoy.yaml no longer has `{from}`: update bench/src/routing/gateways.rs"
+                "envoy.wasm.yaml no longer has `{from}`: update bench/src/routing/gateways.rs"
             ));
         }
         least_request = least_request.replace(from, to);

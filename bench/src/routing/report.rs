@@ -425,7 +425,7 @@ impl RoutingReport {
              cache), `--prefill-us-per-token {}`, `--decode-ms-per-step {}`, prefix caching on. \
              Why these numbers: `bench/src/routing/settings.rs`. They are restarted before each \
              setup of each workload, so every setup starts with empty queues and cold caches.\n\
-             - **Setups,** all three from the shipped `envoy.yaml` with `--concurrency 2`, every \
+             - **Setups,** all three from the shipped `envoy.wasm.yaml` with `--concurrency 2`, every \
              cluster pointing at the same replicas: *Envoy round robin* = the `sluice` filter \
              removed, so the clusters' `override_host` policy always falls back to its \
              `round_robin`; *Envoy least-request* = the same with that fallback replaced by \
