@@ -4,14 +4,17 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use super::*;
 use crate::telemetry::labels::model_label;
 
-/// The shipped bootstrap: its `stats_config` must match the table.
-const ENVOY_YAML: &str = include_str!("../../../../envoy.yaml");
+/// The shipped bootstraps: their `stats_config` must match the table. The Wasm build's names
+/// carry their labels, which `stats_tags` rules take back out; the native module's metrics have
+/// real labels, so its config only needs the histogram buckets.
+const ENVOY_WASM_YAML: &str = include_str!("../../../../envoy.wasm.yaml");
+const ENVOY_NATIVE_YAML: &str = include_str!("../../../../envoy.yaml");
 
-/// `stats_config.stats_tags` of envoy.yaml: `(tag_name, regex)`.
+/// `stats_config.stats_tags` of envoy.wasm.yaml: `(tag_name, regex)`.
 fn stats_tags() -> Vec<(String, String)> {
     let mut tags = Vec::new();
     let mut name: Option<String> = None;
-    for line in ENVOY_YAML.lines() {
+    for line in ENVOY_WASM_YAML.lines() {
         let line = line.trim();
         if let Some(tag) = line.strip_prefix("- tag_name: ") {
             name = Some(tag.trim().to_owned());
@@ -23,11 +26,11 @@ fn stats_tags() -> Vec<(String, String)> {
     tags
 }
 
-/// `stats_config.histogram_bucket_settings` of envoy.yaml: `(prefix, buckets)`.
-fn bucket_settings() -> Vec<(String, Vec<f64>)> {
+/// `stats_config.histogram_bucket_settings` of a bootstrap: `(prefix, buckets)`.
+fn bucket_settings(envoy_yaml: &str) -> Vec<(String, Vec<f64>)> {
     let mut settings = Vec::new();
     let mut prefix: Option<String> = None;
-    for line in ENVOY_YAML.lines() {
+    for line in envoy_yaml.lines() {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("- match: { prefix: ") {
             prefix = Some(rest.trim_end_matches('}').trim().to_owned());
@@ -121,28 +124,28 @@ fn models_come_last_so_their_dots_can_be_told_apart() {
 }
 
 #[test]
-fn envoy_yaml_carries_the_tag_rule_of_every_attribute() {
+fn envoy_wasm_yaml_carries_the_tag_rule_of_every_attribute() {
     let tags = stats_tags();
     for attribute in Attribute::ALL {
         let rule = tags.iter().find(|(tag, _)| tag == attribute.tag());
         assert_eq!(
             rule.map(|(_, regex)| regex.as_str()),
             Some(attribute.regex()),
-            "envoy.yaml stats_tags needs:\n  - tag_name: {}\n    regex: '{}'",
+            "envoy.wasm.yaml stats_tags needs:\n  - tag_name: {}\n    regex: '{}'",
             attribute.tag(),
             attribute.regex()
         );
     }
 }
 
-#[test]
-fn envoy_yaml_carries_the_buckets_of_every_histogram() {
-    let settings = bucket_settings();
+/// Each histogram's buckets are listed in `file` (`envoy_yaml`) under `prefix` + its name.
+fn assert_buckets_of_every_histogram(file: &str, envoy_yaml: &str, prefix: &str) {
+    let settings = bucket_settings(envoy_yaml);
     for spec in METRICS
         .iter()
         .filter(|s| s.instrument == Instrument::Histogram)
     {
-        let prefix = format!("wasmcustom.{}", spec.envoy_name);
+        let prefix = format!("{prefix}{}", spec.envoy_name);
         let expected: Vec<f64> = spec
             .buckets
             .iter()
@@ -157,9 +160,15 @@ fn envoy_yaml_carries_the_buckets_of_every_histogram() {
         assert_eq!(
             found.map(|(_, b)| b),
             Some(&expected),
-            "envoy.yaml histogram_bucket_settings needs:\n  - match: {{ prefix: {prefix} }}\n    buckets: [{listed}]"
+            "{file} histogram_bucket_settings needs:\n  - match: {{ prefix: {prefix} }}\n    buckets: [{listed}]"
         );
     }
+}
+
+#[test]
+fn both_shipped_configs_carry_the_buckets_of_every_histogram() {
+    assert_buckets_of_every_histogram("envoy.wasm.yaml", ENVOY_WASM_YAML, "wasmcustom.");
+    assert_buckets_of_every_histogram("envoy.yaml", ENVOY_NATIVE_YAML, "dynamicmodulescustom.");
 }
 
 #[test]
