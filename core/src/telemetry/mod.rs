@@ -10,6 +10,6 @@ pub mod table;
 pub mod timing;
 
 pub use labels::{ApiLabel, ErrorType, Operation, Provider, StatusClass, TokenType};
-pub use observation::Observation;
+pub use observation::{Observation, Sample};
 pub use table::{Attribute, Instrument, METRICS, Metric, MetricSpec, label_value, stat_name};
 pub use timing::{Delivery, Latencies, Timeline, latencies};

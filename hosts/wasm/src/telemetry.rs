@@ -15,10 +15,7 @@ use proxy_wasm::types::MetricType;
 
 use sluice_core::telemetry::labels::model_label;
 use sluice_core::telemetry::table::LabelValues;
-use sluice_core::telemetry::{
-    ApiLabel, Instrument, Metric, Observation, Operation, Provider, StatusClass, TokenType,
-    stat_name,
-};
+use sluice_core::telemetry::{ApiLabel, Instrument, Metric, Observation, StatusClass, stat_name};
 
 /// Distinct model labels at most; more models share the label `other`.
 const MAX_MODEL_LABELS: usize = 64;
@@ -73,8 +70,8 @@ impl Telemetry {
         id
     }
 
-    fn record(&self, metric: Metric, values: &LabelValues<'_>, value: Option<u64>) {
-        let (Some(value), Some(id)) = (value, value.and_then(|_| self.id(metric, values))) else {
+    fn record(&self, metric: Metric, values: &LabelValues<'_>, value: u64) {
+        let Some(id) = self.id(metric, values) else {
             return;
         };
         let Ok(mut pending) = self.pending_histograms.try_borrow_mut() else {
@@ -108,64 +105,12 @@ impl Telemetry {
             .counts
             .and_then(|c| c.response_model.as_deref())
             .map(|m| self.model(m));
-        let labels = LabelValues {
-            operation: Some(Operation::of(observation.api)),
-            provider: Some(Provider::of(observation.api)),
-            error: observation.error,
-            response_model: response_model.as_deref(),
-            request_model: Some(&request_model),
-            ..LabelValues::default()
-        };
-        let latencies = &observation.latencies;
-        self.record(
-            Metric::RequestDuration,
-            &labels,
-            Some(latencies.duration_us),
-        );
-        self.record(
-            Metric::TimeToFirstToken,
-            &labels,
-            latencies.time_to_first_token_us,
-        );
-        self.record(
-            Metric::TimePerOutputToken,
-            &labels,
-            latencies.time_per_output_token_us,
-        );
-        let Some(counts) = observation.counts else {
-            return;
-        };
-        for (token_type, value) in [
-            (TokenType::Input, counts.input),
-            (TokenType::Output, counts.output),
-        ] {
-            let typed = LabelValues {
-                token_type: Some(token_type),
-                error: None,
-                ..labels
-            };
-            self.record(Metric::TokenUsage, &typed, Some(value));
+        for sample in observation.samples(&request_model, response_model.as_deref()) {
+            match sample.metric.spec().instrument {
+                Instrument::Histogram => self.record(sample.metric, &sample.labels, sample.value),
+                Instrument::Counter => self.add(sample.metric, &sample.labels, sample.value),
+            }
         }
-        let model_only = LabelValues {
-            request_model: Some(&request_model),
-            ..LabelValues::default()
-        };
-        for (token_type, value) in [
-            (TokenType::Input, counts.input),
-            (TokenType::Output, counts.output),
-            (TokenType::Cached, counts.cached),
-        ] {
-            let typed = LabelValues {
-                token_type: Some(token_type),
-                ..model_only
-            };
-            self.add(Metric::Tokens, &typed, value);
-        }
-        self.add(
-            Metric::EstimatedCounts,
-            &model_only,
-            u64::from(counts.estimated),
-        );
     }
 
     /// A request ended (any request the filter saw): `status` is what the client got, `model`

@@ -24,8 +24,7 @@ use sluice_core::quota::Standing;
 use sluice_core::telemetry::labels::model_label;
 use sluice_core::telemetry::table::LabelValues;
 use sluice_core::telemetry::{
-    ApiLabel, Instrument, METRICS, Metric, Observation, Operation, Provider, StatusClass,
-    TokenType, label_value,
+    ApiLabel, Instrument, METRICS, Metric, Observation, StatusClass, label_value,
 };
 
 use crate::host_api::{ConfigContext, ConfigInit, CounterId, GaugeId, HistogramId, Stream};
@@ -321,64 +320,9 @@ impl TelemetrySink for Recorder<'_> {
             .counts
             .and_then(|c| c.response_model.as_deref())
             .map(|m| self.metrics.model(m));
-        let labels = LabelValues {
-            operation: Some(Operation::of(observation.api)),
-            provider: Some(Provider::of(observation.api)),
-            error: observation.error,
-            response_model: response_model.as_deref(),
-            request_model: Some(&request_model),
-            ..LabelValues::default()
-        };
-        let latencies = &observation.latencies;
-        self.table(
-            Metric::RequestDuration,
-            &labels,
-            Some(latencies.duration_us),
-        );
-        self.table(
-            Metric::TimeToFirstToken,
-            &labels,
-            latencies.time_to_first_token_us,
-        );
-        self.table(
-            Metric::TimePerOutputToken,
-            &labels,
-            latencies.time_per_output_token_us,
-        );
-        let Some(counts) = observation.counts else {
-            return;
-        };
-        for (token_type, value) in [
-            (TokenType::Input, counts.input),
-            (TokenType::Output, counts.output),
-        ] {
-            let typed = LabelValues {
-                token_type: Some(token_type),
-                error: None,
-                ..labels
-            };
-            self.table(Metric::TokenUsage, &typed, Some(value));
+        for sample in observation.samples(&request_model, response_model.as_deref()) {
+            self.table(sample.metric, &sample.labels, Some(sample.value));
         }
-        let model_only = LabelValues {
-            request_model: Some(&request_model),
-            ..LabelValues::default()
-        };
-        for (token_type, value) in [
-            (TokenType::Input, counts.input),
-            (TokenType::Output, counts.output),
-            (TokenType::Cached, counts.cached),
-        ] {
-            let typed = LabelValues {
-                token_type: Some(token_type),
-                ..model_only
-            };
-            self.table(Metric::Tokens, &typed, Some(value));
-        }
-        self.table(
-            Metric::EstimatedCounts,
-            &model_only,
-            Some(u64::from(counts.estimated)),
-        );
     }
 
     fn count_request(&self, api: ApiLabel, status: Option<u16>, model: Option<&str>) {
