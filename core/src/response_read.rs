@@ -187,3 +187,5 @@ fn stripped(out: &[u8], renditions: &[Rendition]) -> Vec<u8> {
     stripped
 }
 
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,8 @@
 //! Token accounting on the response path: reads usage from the response as it passes (JSON
 //! copied up to a limit, SSE through the incremental reader), times the request, and at the end
-//! makes the token record and the observation for the telemetry sink.
+//! makes the token record and the observation for the telemetry sink. The response is read
+//! once for the guard and the accounting (`response_read`): a guarded JSON body's one read
+//! gives its usage too, and a stream is split and each event read once for both.
 //!
 //! What it costs the proxy-wasm host per request: two response-header reads (`:status`,
 //! `content-type`), one body read per chunk (plus a write only for chunks that change), three
@@ -213,8 +215,11 @@ impl Accounting {
                     Some(guard) => {
                         let body_read = BodyRead::new(&chunk);
                         let (outcome, texts) = guard.json(&chunk, &body_read);
-                        *read = Some(body_read);
-                        *replaced = texts;
+                        // The usage is read from this read when it is of the whole copy.
+                        if copy.is_empty() {
+                            *read = Some(body_read);
+                            *replaced = texts;
+                        }
                         outcome
                     }
                     None => JsonOutcome::Unchanged,

@@ -46,7 +46,7 @@ use std::ops::Range;
 use super::json_text::{self, Lexer};
 use super::{Action, Direction, Finding, Guardrails, Hits, Reading, TextVerdict};
 use crate::error::{ApiFlavor, GatewayError};
-use crate::response_text::{self, Channel, Flow, Form, Site};
+use crate::response_text::{self, Channel, Flow, Form, Site, Wrap};
 use crate::tokens::Tables;
 use crate::usage::sse::{ParsedEvent, Piece, SseSplitter};
 
@@ -100,7 +100,8 @@ struct LastEvent {
     /// The raw event.
     raw: Vec<u8>,
     site: Site,
-    /// Every text of the event (`site` among them).
+    /// Every text of the event (`site` among them) when its text is sent in the event itself
+    /// (`Wrap::Event`: the others are emptied), so that it is not read again.
     sites: Vec<Site>,
 }
 
@@ -140,6 +141,14 @@ fn rewrite_event(out: &mut Vec<u8>, parts: &ParsedEvent<'_>, data: &[u8]) {
             out.extend_from_slice(parts.raw.get(range.end..).unwrap_or_default());
         }
         _ => write_event(out, &parts.head(), data),
+    }
+}
+
+/// What `LastEvent` keeps of an event's texts: all of them where `lone_event_in` reads them.
+fn event_sites(sites: &[Site], site: &Site) -> Vec<Site> {
+    match site.wrap {
+        Wrap::Event => sites.to_vec(),
+        _ => Vec::new(),
     }
 }
 
@@ -367,7 +376,7 @@ impl StreamGuard {
                         let last = LastEvent {
                             raw: raw.to_vec(),
                             site: site.clone(),
-                            sites: located.sites.clone(),
+                            sites: event_sites(&located.sites, site),
                         };
                         write_alone(out, &last, &released);
                         self.let_out(&released);
@@ -454,7 +463,7 @@ impl StreamGuard {
         channel.last_event = (!channel.pending.is_empty()).then(|| LastEvent {
             raw: raw.to_vec(),
             site: site.clone(),
-            sites: sites.to_vec(),
+            sites: event_sites(sites, site),
         });
         released
     }
