@@ -75,7 +75,7 @@ fn main() {
                 let mut hits = Default::default();
                 let _ = black_box(guardrails.guard_json_response(policy, body, &mut hits));
                 let reported = usage::usage_from_json(body);
-                if !reported.as_ref().is_some_and(|(u, _)| u.output.is_some()) {
+                if reported.as_ref().is_none_or(|(u, _)| u.output.is_none()) {
                     black_box(usage::output_estimate_json(Family::O200k, body));
                 }
                 black_box(reported);

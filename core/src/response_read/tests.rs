@@ -224,6 +224,6 @@ fn a_json_body_is_read_once_for_the_guard_and_the_counts() {
         let mut expected = Counts::from_parts(usage, 3, estimate);
         expected.response_model = model;
         assert_eq!(counts, expected, "usage reported: {usage:?}");
-        assert_eq!(counts.estimated, !usage.is_some());
+        assert_eq!(counts.estimated, usage.is_none());
     }
 }
