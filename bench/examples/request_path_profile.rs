@@ -11,6 +11,13 @@
 //! Instructions per call are the difference between two runs (say 101 and 1 iterations) divided
 //! by 100, which takes the setup (configuration, body generation) out. A stage name ending in
 //! `-numbers` (`route-numbers`) runs on the body with numbers, times and a date in its prose.
+//!
+//! The response stages read an answer of about the given size with the benchmark's guardrails
+//! on and the upstream's usage reported, as the exchange's response phase does: `response-json`
+//! one JSON body, `response-stream` an OpenAI stream of one word per event (each event its own
+//! chunk, with the usage chunk the gateway asked for removed). `-one` reads it once for the
+//! guard and the accounting (`response_read`); `-two` runs the guard and the usage reader each
+//! on its own, as the exchange did before (the reader splitting the guard's output again).
 
 use std::hint::black_box;
 
@@ -19,8 +26,12 @@ use sluice_bench::sluice_config::FILTER_CONFIGURATION;
 use sluice_core::api;
 use sluice_core::canonical::ApiKind;
 use sluice_core::config::Config;
+use sluice_core::error::ApiFlavor;
+use sluice_core::guardrails::StreamGuard;
 use sluice_core::pipeline;
+use sluice_core::response_read::StreamRead;
 use sluice_core::tokens::{self, Family};
+use sluice_core::usage::{self, StreamReader};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -54,8 +65,64 @@ fn main() {
         default_max_output_tokens: 4096,
         context_window: Some(131_072),
     };
+    let policy_index = guardrails.policy_for(None, None, MODEL);
+    let policy = guardrails.policy(policy_index).expect("a policy");
+    let (answer_json, answer_stream) = answer(size);
     for _ in 0..iterations {
         match stage.as_str() {
+            "response-json-two" => {
+                let body = black_box(answer_json.as_bytes());
+                let mut hits = Default::default();
+                let _ = black_box(guardrails.guard_json_response(policy, body, &mut hits));
+                let reported = usage::usage_from_json(body);
+                if reported.as_ref().is_none_or(|(u, _)| u.output.is_none()) {
+                    black_box(usage::output_estimate_json(Family::O200k, body));
+                }
+                black_box(reported);
+            }
+            "response-json-one" => {
+                let body = black_box(answer_json.as_bytes());
+                let read = sluice_core::response_text::BodyRead::new(body);
+                let mut hits = Default::default();
+                let guarded = guardrails.guard_json_read(policy, body, &read, &mut hits);
+                black_box(usage::body_counts(
+                    Family::O200k,
+                    body,
+                    &read,
+                    &guarded.replaced,
+                    0,
+                ));
+                black_box(guarded);
+            }
+            "response-stream-two" => {
+                let mut guard = StreamGuard::new(
+                    policy_index,
+                    guardrails.stream_holdback_bytes,
+                    ApiFlavor::OpenAi,
+                );
+                let mut reader = StreamReader::new(Family::O200k, true);
+                for (i, chunk) in answer_stream.iter().enumerate() {
+                    let end = i + 1 == answer_stream.len();
+                    let out = guard.chunk(&guardrails, black_box(chunk.as_bytes()), end);
+                    black_box(reader.chunk(&out, end));
+                }
+                black_box(reader.finish(0));
+            }
+            "response-stream-one" => {
+                let mut guard = StreamGuard::new(
+                    policy_index,
+                    guardrails.stream_holdback_bytes,
+                    ApiFlavor::OpenAi,
+                );
+                let mut read = StreamRead::new(StreamReader::new(Family::O200k, true));
+                read.guard_with(&mut guard);
+                for (i, chunk) in answer_stream.iter().enumerate() {
+                    let end = i + 1 == answer_stream.len();
+                    let rules = Some((&mut guard, &*guardrails));
+                    black_box(read.chunk(rules, black_box(chunk.as_bytes()), end));
+                }
+                black_box(read.finish(0));
+            }
             "route" => {
                 let _ = black_box(pipeline::route_request(
                     &config,
@@ -103,7 +170,54 @@ fn main() {
                 println!("{body}");
                 return;
             }
-            other => panic!("unknown stage {other:?}: route, alias, parse, estimate, scan or fold"),
+            other => panic!(
+                "unknown stage {other:?}: route, alias, parse, estimate, scan, fold, \
+                 response-json-one/-two or response-stream-one/-two"
+            ),
         }
     }
+}
+
+/// An answer of about `size` bytes of prose: as one chat completion body with usage, and as the
+/// events of its stream (one word each, with `"usage":null`, then the usage chunk and `[DONE]`).
+fn answer(size: usize) -> (String, Vec<String>) {
+    let words = [
+        " the",
+        " quick",
+        " brown",
+        " fox",
+        " jumps",
+        " over",
+        " a",
+        " lazy",
+        " dog",
+        ",",
+        " while",
+        " simulated",
+        " tokens",
+        " stream",
+        " from",
+        " the",
+        " server",
+        ".",
+    ];
+    let mut text = String::new();
+    let mut events = Vec::new();
+    for word in words.iter().cycle() {
+        if text.len() >= size {
+            break;
+        }
+        text.push_str(word);
+        events.push(format!(
+            "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{word}\"}},\"finish_reason\":null}}],\"usage\":null}}\n\n"
+        ));
+    }
+    events.push(
+        "data: {\"id\":\"chatcmpl-1\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":64}}\n\n".to_owned(),
+    );
+    events.push("data: [DONE]\n\n".to_owned());
+    let json = format!(
+        "{{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"{text}\"}},\"finish_reason\":\"stop\"}}],\"usage\":{{\"prompt_tokens\":9,\"completion_tokens\":64}}}}"
+    );
+    (json, events)
 }

@@ -29,6 +29,7 @@ pub mod json;
 pub mod picking;
 pub mod pipeline;
 pub mod quota;
+pub mod response_read;
 pub mod response_text;
 pub mod routing;
 pub mod telemetry;

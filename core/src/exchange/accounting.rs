@@ -1,6 +1,8 @@
 //! Token accounting on the response path: reads usage from the response as it passes (JSON
 //! copied up to a limit, SSE through the incremental reader), times the request, and at the end
-//! makes the token record and the observation for the telemetry sink.
+//! makes the token record and the observation for the telemetry sink. The response is read
+//! once for the guard and the accounting (`response_read`): a guarded JSON body's one read
+//! gives its usage too, and a stream is split and each event read once for both.
 //!
 //! What it costs the proxy-wasm host per request: two response-header reads (`:status`,
 //! `content-type`), one body read per chunk (plus a write only for chunks that change), three
@@ -19,11 +21,11 @@ use super::views::{BodyView, HeaderView};
 use crate::canonical::ApiKind;
 use crate::guardrails::fail_closed::Step;
 use crate::pipeline::RoutedRequest;
+use crate::response_read::StreamRead;
+use crate::response_text::BodyRead;
 use crate::telemetry::{Delivery, ErrorType, Observation, Timeline, latencies};
 use crate::tokens::Family;
-use crate::usage::{
-    ChunkAction, Counts, StreamReader, TokenRecord, output_estimate_json, usage_from_json,
-};
+use crate::usage::{Counts, StreamReader, TokenRecord, body_counts};
 
 /// How the response body is read.
 enum Body {
@@ -34,9 +36,13 @@ enum Body {
         copy: Vec<u8>,
         limit: usize,
         over: bool,
+        /// The body's one read, when the guard read it whole (else read at the end).
+        read: Option<BodyRead>,
+        /// The texts the guard's redaction changed (index in `read`'s sites, new text).
+        replaced: Vec<(usize, String)>,
     },
-    /// Server-sent events.
-    Stream(Box<StreamReader>),
+    /// Server-sent events, read once for the guard and accounting.
+    Stream(Box<StreamRead>),
 }
 
 /// One request's accounting, from the routing decision to the end of the response.
@@ -78,7 +84,7 @@ pub(super) enum HeadersPlan {
 
 /// What one response body callback read.
 #[derive(Default)]
-pub(super) struct BodyRead {
+pub(super) struct CallbackRead {
     /// The write for this callback, if it changes anything.
     pub write: Option<Write>,
     /// The counts, when the response is complete.
@@ -130,10 +136,11 @@ impl Accounting {
             .is_some_and(|t| t.starts_with("text/event-stream"));
         if streamed {
             self.streamed = true;
-            self.body = Body::Stream(Box::new(StreamReader::new(self.family, self.strip_usage)));
+            let read = StreamRead::new(StreamReader::new(self.family, self.strip_usage));
             if let Some(guard) = self.guard.as_mut() {
-                guard.start_stream();
+                guard.start_stream(&read);
             }
+            self.body = Body::Stream(Box::new(read));
             if self.strip_usage || self.guard.is_some() {
                 return HeadersPlan::DropContentLength;
             }
@@ -142,6 +149,8 @@ impl Accounting {
                 copy: Vec::new(),
                 limit: usize::try_from(max_json_bytes).unwrap_or(usize::MAX),
                 over: false,
+                read: None,
+                replaced: Vec::new(),
             };
             // The guard rewrites the whole body: hold it (and the headers) to the end.
             if usage_header || self.guard.is_some() {
@@ -158,13 +167,13 @@ impl Accounting {
         clock: &dyn Clock,
         body: &mut dyn BodyView,
         end: bool,
-    ) -> BodyRead {
+    ) -> CallbackRead {
         if self.finished || self.halted {
-            return BodyRead::default();
+            return CallbackRead::default();
         }
         if self.guard.is_none() && matches!(self.body, Body::Json { over: true, .. }) {
             // Past `max_response_bytes` nothing more is read for usage: spare the host call.
-            return BodyRead {
+            return CallbackRead {
                 write: None,
                 counts: end.then(|| self.finish()),
             };
@@ -181,7 +190,7 @@ impl Accounting {
             Err(_) if !matches!(self.body, Body::Ignored) => {
                 if let Some(guard) = &self.guard {
                     let held = matches!(self.body, Body::Json { .. });
-                    return BodyRead {
+                    return CallbackRead {
                         write: Some(Write::Guarded(guard.close(Step::ReadBody, held))),
                         counts: None,
                     };
@@ -193,18 +202,33 @@ impl Accounting {
         let mut write = None;
         match &mut self.body {
             Body::Ignored => {}
-            Body::Json { copy, limit, over } => {
-                // Held to the end: `chunk` is the whole body.
-                let guarded = self
-                    .guard
-                    .as_mut()
-                    .filter(|_| end)
-                    .map_or(JsonOutcome::Unchanged, |g| g.json(&chunk));
+            Body::Json {
+                copy,
+                limit,
+                over,
+                read,
+                replaced,
+            } => {
+                // Held to the end: `chunk` is the whole body, read once here for the guard
+                // and for the usage.
+                let guarded = match self.guard.as_mut().filter(|_| end) {
+                    Some(guard) => {
+                        let body_read = BodyRead::new(&chunk);
+                        let (outcome, texts) = guard.json(&chunk, &body_read);
+                        // The usage is read from this read when it is of the whole copy.
+                        if copy.is_empty() {
+                            *read = Some(body_read);
+                            *replaced = texts;
+                        }
+                        outcome
+                    }
+                    None => JsonOutcome::Unchanged,
+                };
                 // Verified on Envoy 1.40: with the response headers held, the body callback at
                 // the end of the stream can still change `:status` and the other headers, and
                 // replace the body; the client gets the new status, headers and body. Usage is
-                // still read from the upstream's body for a block, from the redacted one for a
-                // redaction.
+                // read from the upstream's body, with a redaction's texts for the estimate (the
+                // redacted body differs only inside them).
                 let replacement = match guarded {
                     JsonOutcome::Unchanged => None,
                     JsonOutcome::Redacted(body) => Some((body, None)),
@@ -212,20 +236,20 @@ impl Accounting {
                         Some((body.into_bytes(), Some(status)))
                     }
                 };
-                let redacted = matches!(replacement, Some((_, None)));
                 if !*over {
-                    let read: &[u8] = match &replacement {
-                        Some((body, None)) => body,
-                        _ => &chunk,
+                    // The limit is on what would be read: the redacted body for a redaction.
+                    let size = match &replacement {
+                        Some((body, None)) => body.len(),
+                        _ => chunk.len(),
                     };
-                    if copy.len().saturating_add(read.len()) > *limit {
+                    if copy.len().saturating_add(size) > *limit {
                         *over = true;
                         *copy = Vec::new();
-                    } else if copy.is_empty() && !redacted {
+                    } else if copy.is_empty() {
                         // A held body arrives whole: keep it rather than copy it.
                         *copy = std::mem::take(&mut chunk);
                     } else {
-                        copy.extend_from_slice(read);
+                        copy.extend_from_slice(&chunk);
                     }
                 }
                 if let (Some((body, status)), Some(guard)) = (replacement, self.guard.as_ref()) {
@@ -236,23 +260,13 @@ impl Accounting {
                     }));
                 }
             }
-            Body::Stream(reader) => {
-                let guarded = self.guard.as_mut().map(|g| g.stream_chunk(&chunk, end));
-                let blocked = self
-                    .guard
-                    .as_ref()
-                    .is_some_and(ResponseGuard::stream_blocked);
-                // A block rule ended the stream for the client: it gets what the guard let out
-                // (then nothing); usage is still read from the upstream's events.
-                let input = guarded.as_deref().unwrap_or(&chunk);
-                let read = reader.chunk(if blocked { &chunk } else { input }, end);
-                let bytes = match read {
-                    _ if blocked => Some(input.to_vec()),
-                    ChunkAction::Replace(bytes) => Some(bytes),
-                    ChunkAction::Pass if input != chunk.as_slice() => Some(input.to_vec()),
-                    ChunkAction::Pass => None,
-                };
-                if self.first_token_us.is_none() && reader.saw_output {
+            Body::Stream(read) => {
+                let guard = self.guard.as_mut().and_then(ResponseGuard::stream_parts);
+                let bytes = read.chunk(guard, &chunk, end);
+                if end && let Some(guard) = self.guard.as_mut() {
+                    guard.end_stream();
+                }
+                if self.first_token_us.is_none() && read.reader().saw_output {
                     self.first_token_us = Some(clock.now_us());
                 }
                 write = bytes.map(|bytes| match &self.guard {
@@ -265,7 +279,7 @@ impl Accounting {
                 });
             }
         }
-        BodyRead {
+        CallbackRead {
             write,
             counts: end.then(|| self.finish()),
         }
@@ -287,18 +301,18 @@ impl Accounting {
         self.finished = true;
         match std::mem::replace(&mut self.body, Body::Ignored) {
             Body::Ignored => Counts::from_parts(None, self.input_estimate, 0),
-            Body::Json { copy, over, .. } => {
-                let reported = if over { None } else { usage_from_json(&copy) };
-                let (usage, model) = reported.map_or((None, None), |(u, m)| (Some(u), m));
-                // No output count reported: estimate it from the body's texts.
-                let output_estimate = if usage.is_some_and(|u| u.output.is_some()) {
-                    0
-                } else {
-                    output_estimate_json(self.family, &copy)
-                };
-                let mut counts = Counts::from_parts(usage, self.input_estimate, output_estimate);
-                counts.response_model = model;
-                counts
+            Body::Json {
+                copy,
+                over,
+                read,
+                replaced,
+                ..
+            } => {
+                if over {
+                    return Counts::from_parts(None, self.input_estimate, 0);
+                }
+                let read = read.unwrap_or_else(|| BodyRead::new(&copy));
+                body_counts(self.family, &copy, &read, &replaced, self.input_estimate)
             }
             Body::Stream(reader) => reader.finish(self.input_estimate),
         }

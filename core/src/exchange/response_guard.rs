@@ -9,6 +9,8 @@ use super::ports::{Level, Log};
 use crate::error::{ApiFlavor, GatewayError};
 use crate::guardrails::fail_closed::{Closure, Fallback, Outcome, Step};
 use crate::guardrails::{Guardrails, Hits, JsonVerdict, StreamGuard};
+use crate::response_read::StreamRead;
+use crate::response_text::BodyRead;
 
 pub(super) struct ResponseGuard {
     guardrails: Arc<Guardrails>,
@@ -95,24 +97,31 @@ impl ResponseGuard {
         log.log(level, &outcome.describe(&what));
     }
 
-    /// The response is a stream: guard it event by event.
-    pub(super) fn start_stream(&mut self) {
-        self.stream = Some(StreamGuard::new(
+    /// The response is a stream, read by `read`: guard it event by event from that read.
+    pub(super) fn start_stream(&mut self, read: &StreamRead) {
+        let mut stream = StreamGuard::new(
             self.policy,
             self.guardrails.stream_holdback_bytes,
             self.flavor,
-        ));
+        );
+        read.guard_with(&mut stream);
+        self.stream = Some(stream);
     }
 
-    /// A whole JSON body: what to send instead, when anything matched.
-    pub(super) fn json(&mut self, body: &[u8]) -> JsonOutcome {
+    /// A whole JSON body (`read` once, shared with accounting): what to send instead, when
+    /// anything matched, and the texts a redaction changed (index in `read`'s sites, new text).
+    pub(super) fn json(
+        &mut self,
+        body: &[u8],
+        read: &BodyRead,
+    ) -> (JsonOutcome, Vec<(usize, String)>) {
         let Some(policy) = self.guardrails.response_policy(self.policy) else {
-            return JsonOutcome::Unchanged;
+            return (JsonOutcome::Unchanged, Vec::new());
         };
-        match self
+        let guarded = self
             .guardrails
-            .guard_json_response(policy, body, &mut self.hits)
-        {
+            .guard_json_read(policy, body, read, &mut self.hits);
+        let outcome = match guarded.verdict {
             JsonVerdict::Unchanged => JsonOutcome::Unchanged,
             JsonVerdict::Redacted(body) => JsonOutcome::Redacted(body),
             JsonVerdict::Blocked(rule) => {
@@ -123,25 +132,22 @@ impl ResponseGuard {
                     body: error.body(self.flavor),
                 }
             }
-        }
-    }
-
-    /// Whether a block rule ended the stream (what the upstream still sends is dropped).
-    pub(super) fn stream_blocked(&self) -> bool {
-        self.stream.as_ref().is_some_and(StreamGuard::is_blocked)
-    }
-
-    /// One chunk of a stream: the bytes to send on instead.
-    pub(super) fn stream_chunk(&mut self, chunk: &[u8], end: bool) -> Vec<u8> {
-        let Some(stream) = self.stream.as_mut() else {
-            return chunk.to_vec();
         };
-        let out = stream.chunk(&self.guardrails, chunk, end);
-        if end {
+        (outcome, guarded.replaced)
+    }
+
+    /// The stream's guard and its rules, for `StreamRead::chunk`.
+    pub(super) fn stream_parts(&mut self) -> Option<(&mut StreamGuard, &Guardrails)> {
+        let rules: &Guardrails = &self.guardrails;
+        self.stream.as_mut().map(|stream| (stream, rules))
+    }
+
+    /// The stream is over: its hits join the response's.
+    pub(super) fn end_stream(&mut self) {
+        if let Some(stream) = self.stream.as_mut() {
             self.hits.merge(&stream.hits);
             stream.hits = Hits::default();
         }
-        out
     }
 
     /// Hits so far (a stream's are merged at its end or here) and the rule that blocked the

@@ -29,7 +29,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::canonical::{CanonicalRequest, SegmentRole};
-use crate::response_text::{self, Form, Mode};
+use crate::response_text::{self, BodyRead, Form};
 use json_text::Lexer;
 use normalize::Normalized;
 pub use rewrite::{rewrite_strings, string_edits};
@@ -392,6 +392,15 @@ pub enum JsonVerdict {
     Redacted(Vec<u8>),
     /// A block rule matched; its id. The response is replaced by an error.
     Blocked(String),
+}
+
+/// What the response guard decided for a whole JSON response it read with token accounting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonGuarded {
+    pub verdict: JsonVerdict,
+    /// With `Redacted`, the texts it changed: (index in the body's `located.sites`, new text),
+    /// for accounting's estimate of what the client got. Empty for a body that is not JSON.
+    pub replaced: Vec<(usize, String)>,
 }
 
 /// How a text is read: as it is, or as JSON text (tool-call arguments) read from a lexer state
@@ -1178,17 +1187,34 @@ impl Guardrails {
         body: &[u8],
         hits: &mut Hits,
     ) -> JsonVerdict {
-        if !response_text::raw::is_json(body) {
+        self.guard_json_read(policy, body, &BodyRead::new(body), hits)
+            .verdict
+    }
+
+    /// `guard_json_response` of a body already read (`read`, shared with token accounting).
+    pub fn guard_json_read(
+        &self,
+        policy: &Policy,
+        body: &[u8],
+        read: &BodyRead,
+        hits: &mut Hits,
+    ) -> JsonGuarded {
+        let mut guarded = JsonGuarded {
+            verdict: JsonVerdict::Unchanged,
+            replaced: Vec::new(),
+        };
+        if !read.json {
             let text = String::from_utf8_lossy(body);
-            return match self.guard_text(policy, &text, Reading::Plain, hits) {
+            guarded.verdict = match self.guard_text(policy, &text, Reading::Plain, hits) {
                 TextVerdict::Clean => JsonVerdict::Unchanged,
                 TextVerdict::Redacted(text) => JsonVerdict::Redacted(text.into_bytes()),
                 TextVerdict::Blocked(rule) => JsonVerdict::Blocked(self.rule_id(rule).to_owned()),
             };
+            return guarded;
         }
         let mut out: Vec<u8> = Vec::new();
         let mut copied = 0usize;
-        for site in response_text::locate(body, Mode::Body).sites {
+        for (index, site) in read.located.sites.iter().enumerate() {
             let Some(text) = site.text(body) else {
                 continue;
             };
@@ -1196,7 +1222,9 @@ impl Guardrails {
             let redacted = match self.guard_text(policy, &text, reading, hits) {
                 TextVerdict::Clean => continue,
                 TextVerdict::Blocked(rule) => {
-                    return JsonVerdict::Blocked(self.rule_id(rule).to_owned());
+                    guarded.verdict = JsonVerdict::Blocked(self.rule_id(rule).to_owned());
+                    guarded.replaced.clear();
+                    return guarded;
                 }
                 TextVerdict::Redacted(redacted) => redacted,
             };
@@ -1209,12 +1237,14 @@ impl Guardrails {
                 Form::Json => out.extend_from_slice(redacted.as_bytes()),
             }
             copied = site.value.end;
+            guarded.replaced.push((index, redacted));
         }
         if copied == 0 {
-            return JsonVerdict::Unchanged;
+            return guarded;
         }
         out.extend_from_slice(body.get(copied..).unwrap_or_default());
-        JsonVerdict::Redacted(out)
+        guarded.verdict = JsonVerdict::Redacted(out);
+        guarded
     }
 }
 

@@ -46,8 +46,9 @@ use std::ops::Range;
 use super::json_text::{self, Lexer};
 use super::{Action, Direction, Finding, Guardrails, Hits, Reading, TextVerdict};
 use crate::error::{ApiFlavor, GatewayError};
-use crate::response_text::{self, Channel, Flow, Form, Mode, Site};
-use crate::usage::sse::{Piece, SseSplitter};
+use crate::response_text::{self, Channel, Flow, Form, Site, Wrap};
+use crate::tokens::Tables;
+use crate::usage::sse::{ParsedEvent, Piece, SseSplitter};
 
 /// Channels with their own hold-back buffer at once.
 pub const MAX_CHANNELS: usize = 16;
@@ -68,6 +69,8 @@ pub struct StreamGuard {
     /// out.
     blocked: Option<usize>,
     pub hits: Hits,
+    /// The text let out so far, when token accounting reads it from here.
+    tally: Option<Tally>,
 }
 
 /// The hold-back state of one channel.
@@ -97,64 +100,24 @@ struct LastEvent {
     /// The raw event.
     raw: Vec<u8>,
     site: Site,
+    /// Every text of the event (`site` among them) when its text is sent in the event itself
+    /// (`Wrap::Event`: the others are emptied), so that it is not read again.
+    sites: Vec<Site>,
 }
 
-/// One raw event's data (its data lines joined with `\n`).
-struct SseParts<'a> {
-    raw: &'a [u8],
-    data: Cow<'a, [u8]>,
-    /// The value of the event's only data line, when it has exactly one.
-    single: Option<Range<usize>>,
-    has_data: bool,
+/// The text a guard lets out, counted for token accounting as it goes (`count_output`).
+#[derive(Debug)]
+struct Tally {
+    tables: &'static Tables,
+    units: u64,
+    saw_text: bool,
 }
 
-impl SseParts<'_> {
-    /// The event's lines other than data (`event: ...`), each ending with `\n`.
-    fn head(&self) -> Vec<u8> {
-        let mut head = Vec::new();
-        for line in self.raw.split(|&b| b == b'\n' || b == b'\r') {
-            if !line.is_empty() && !line.starts_with(b"data:") {
-                head.extend_from_slice(line);
-                head.push(b'\n');
-            }
-        }
-        head
+impl Tally {
+    fn add(&mut self, text: &str) {
+        self.units = self.units.saturating_add(self.tables.units(text));
+        self.saw_text = self.saw_text || !text.is_empty();
     }
-}
-
-fn split_event(raw: &[u8]) -> SseParts<'_> {
-    let mut parts = SseParts {
-        raw,
-        data: Cow::Borrowed(&[]),
-        single: None,
-        has_data: false,
-    };
-    let mut at = 0usize;
-    let mut lines = 0usize;
-    for line in raw.split(|&b| b == b'\n' || b == b'\r') {
-        let start = at;
-        at = at.saturating_add(line.len()).saturating_add(1);
-        let Some(value) = line.strip_prefix(b"data:") else {
-            continue;
-        };
-        let value = value.strip_prefix(b" ").unwrap_or(value);
-        lines = lines.saturating_add(1);
-        if parts.has_data {
-            let mut joined = std::mem::take(&mut parts.data).into_owned();
-            joined.push(b'\n');
-            joined.extend_from_slice(value);
-            parts.data = Cow::Owned(joined);
-        } else {
-            parts.data = Cow::Borrowed(value);
-            let begin = start.saturating_add(line.len()).saturating_sub(value.len());
-            parts.single = Some(begin..start.saturating_add(line.len()));
-        }
-        parts.has_data = true;
-    }
-    if lines > 1 {
-        parts.single = None;
-    }
-    parts
 }
 
 /// An event with `head`'s lines and `data` (one data line per line of it).
@@ -170,7 +133,7 @@ fn write_event(out: &mut Vec<u8>, head: &[u8], data: &[u8]) {
 
 /// The event of `parts` with its data replaced by `data`: the same bytes around a single data
 /// line.
-fn rewrite_event(out: &mut Vec<u8>, parts: &SseParts<'_>, data: &[u8]) {
+fn rewrite_event(out: &mut Vec<u8>, parts: &ParsedEvent<'_>, data: &[u8]) {
     match &parts.single {
         Some(range) if !data.contains(&b'\n') && !data.contains(&b'\r') => {
             out.extend_from_slice(parts.raw.get(..range.start).unwrap_or_default());
@@ -181,10 +144,20 @@ fn rewrite_event(out: &mut Vec<u8>, parts: &SseParts<'_>, data: &[u8]) {
     }
 }
 
+/// What `LastEvent` keeps of an event's texts: all of them where `lone_event_in` reads them.
+fn event_sites(sites: &[Site], site: &Site) -> Vec<Site> {
+    match site.wrap {
+        Wrap::Event => sites.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
 /// An event carrying only `text`, in `last`'s channel and shape.
 fn write_alone(out: &mut Vec<u8>, last: &LastEvent, text: &str) {
-    let parts = split_event(&last.raw);
-    let Some((mut json, after)) = response_text::lone_event(&parts.data, &last.site) else {
+    let parts = ParsedEvent::split(&last.raw);
+    let Some((mut json, after)) =
+        response_text::lone_event_in(&parts.data, &last.sites, &last.site)
+    else {
         return;
     };
     // Writing a string into a Vec cannot fail.
@@ -211,6 +184,37 @@ impl StreamGuard {
             flavor,
             blocked: None,
             hits: Hits::default(),
+            tally: None,
+        }
+    }
+
+    /// Counts the text it lets out in `tables`' units (`take_output`), for token accounting
+    /// that reads the stream from the same events (`response_read`) instead of reading what the
+    /// guard wrote again.
+    pub fn count_output(&mut self, tables: &'static Tables) {
+        self.tally = Some(Tally {
+            tables,
+            units: 0,
+            saw_text: false,
+        });
+    }
+
+    /// The units of text let out since the last call, and whether any of it was not empty.
+    pub fn take_output(&mut self) -> (u64, bool) {
+        match self.tally.as_mut() {
+            Some(tally) => {
+                let taken = (tally.units, tally.saw_text);
+                tally.units = 0;
+                tally.saw_text = false;
+                taken
+            }
+            None => (0, false),
+        }
+    }
+
+    fn let_out(&mut self, text: &str) {
+        if let Some(tally) = self.tally.as_mut() {
+            tally.add(text);
         }
     }
 
@@ -267,36 +271,66 @@ impl StreamGuard {
                 return out;
             }
             match piece {
-                Piece::Event(raw) => self.event(guardrails, &raw, &mut out),
-                Piece::Raw(raw) => {
-                    // An event too large to parse: release what is held, then pass it on.
-                    self.flush(guardrails, &mut out);
-                    out.extend_from_slice(&raw);
+                Piece::Event(raw) => {
+                    self.event(guardrails, &ParsedEvent::parse(&raw), &mut out);
                 }
+                Piece::Raw(raw) => self.unparsed(guardrails, &raw, &mut out),
             }
         }
         if end && self.blocked.is_none() {
             let rest = self.splitter.finish();
             if !rest.is_empty() {
-                self.event(guardrails, &rest, &mut out);
+                self.event(guardrails, &ParsedEvent::parse(&rest), &mut out);
             }
-            self.flush(guardrails, &mut out);
+            self.end(guardrails, &mut out);
         }
         out
     }
 
-    fn event(&mut self, guardrails: &Guardrails, raw: &[u8], out: &mut Vec<u8>) {
-        let parts = split_event(raw);
-        let data: &[u8] = &parts.data;
-        let policy = guardrails.response_policy(self.policy);
-        let (Some(policy), true, false) = (policy, parts.has_data, data == b"[DONE]") else {
-            self.flush(guardrails, out);
-            if self.blocked.is_none() {
-                out.extend_from_slice(raw);
-            }
+    /// Bytes of an event too large to parse (`Piece::Raw`): releases what is held, then passes
+    /// them on.
+    pub fn unparsed(&mut self, guardrails: &Guardrails, raw: &[u8], out: &mut Vec<u8>) {
+        if self.blocked.is_some() {
             return;
+        }
+        self.flush(guardrails, out);
+        out.extend_from_slice(raw);
+    }
+
+    /// The end of the stream: releases everything held.
+    pub fn end(&mut self, guardrails: &Guardrails, out: &mut Vec<u8>) {
+        if self.blocked.is_none() {
+            self.flush(guardrails, out);
+        }
+    }
+
+    /// One whole event in (read once by `ParsedEvent::parse`, maybe shared with token
+    /// accounting); what to send on instead goes to `out`. Returns where in `out` the event's
+    /// own bytes (as they are, or rewritten) went, if they went out: what comes before them
+    /// releases text held from earlier events.
+    pub fn event(
+        &mut self,
+        guardrails: &Guardrails,
+        event: &ParsedEvent<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Range<usize>> {
+        if self.blocked.is_some() {
+            return None;
+        }
+        let raw = event.raw;
+        let data: &[u8] = &event.data;
+        let policy = guardrails.response_policy(self.policy);
+        let (Some(policy), true, false) = (policy, event.has_data, data == b"[DONE]") else {
+            self.flush(guardrails, out);
+            if self.blocked.is_some() {
+                return None;
+            }
+            let start = out.len();
+            out.extend_from_slice(raw);
+            return Some(start..out.len());
         };
-        let located = response_text::locate(data, Mode::Event);
+        let empty = response_text::Located::default();
+        let located = event.located.as_ref().unwrap_or(&empty);
         // Each text decoded; a string that does not decode leaves the event unread as JSON.
         let texts: Option<Vec<Cow<'_, str>>> =
             located.sites.iter().map(|site| site.text(data)).collect();
@@ -305,7 +339,7 @@ impl StreamGuard {
             // (an array, a string...), so that a redaction keeps the event valid JSON.
             self.flush(guardrails, out);
             if self.blocked.is_some() {
-                return;
+                return None;
             }
             let text = String::from_utf8_lossy(data);
             let reading = if response_text::raw::is_json(data) {
@@ -313,17 +347,21 @@ impl StreamGuard {
             } else {
                 Reading::Plain
             };
+            let start = out.len();
             match guardrails.guard_text(policy, &text, reading, &mut self.hits) {
                 TextVerdict::Clean => out.extend_from_slice(raw),
-                TextVerdict::Redacted(text) => rewrite_event(out, &parts, text.as_bytes()),
-                TextVerdict::Blocked(rule) => self.block(rule, guardrails, out),
+                TextVerdict::Redacted(text) => rewrite_event(out, event, text.as_bytes()),
+                TextVerdict::Blocked(rule) => {
+                    self.block(rule, guardrails, out);
+                    return None;
+                }
             }
-            return;
+            return Some(start..out.len());
         };
         if !located.sites.iter().any(|s| s.flow == Flow::Delta) {
             self.flush(guardrails, out);
             if self.blocked.is_some() {
-                return;
+                return None;
             }
         }
         let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
@@ -331,18 +369,22 @@ impl StreamGuard {
             let reading = Reading::of(site.channel.kind);
             if site.flow == Flow::Delta {
                 let last = located.finished.contains(&site.channel.item);
-                let (released, blocked) = self.delta(guardrails, raw, site, &text, last);
+                let (released, blocked) =
+                    self.delta(guardrails, raw, &located.sites, site, &text, last);
                 if let Some(rule) = blocked {
                     if !released.is_empty() {
                         let last = LastEvent {
                             raw: raw.to_vec(),
                             site: site.clone(),
+                            sites: event_sites(&located.sites, site),
                         };
                         write_alone(out, &last, &released);
+                        self.let_out(&released);
                     }
                     self.block(rule, guardrails, out);
-                    return;
+                    return None;
                 }
+                self.let_out(&released);
                 if released != text {
                     edits.push((site.value.clone(), encode(Form::String, &released)));
                 }
@@ -356,13 +398,20 @@ impl StreamGuard {
                 &mut uncounted
             };
             match guardrails.guard_text(policy, &text, reading, hits) {
-                TextVerdict::Clean => {}
+                TextVerdict::Clean => {
+                    if site.flow == Flow::Whole {
+                        self.let_out(&text);
+                    }
+                }
                 TextVerdict::Redacted(redacted) => {
+                    if site.flow == Flow::Whole {
+                        self.let_out(&redacted);
+                    }
                     edits.push((site.value.clone(), encode(site.form, &redacted)));
                 }
                 TextVerdict::Blocked(rule) => {
                     self.block(rule, guardrails, out);
-                    return;
+                    return None;
                 }
             }
         }
@@ -371,9 +420,10 @@ impl StreamGuard {
             self.channels
                 .retain(|c| !located.finished.contains(&c.channel.item) || !c.pending.is_empty());
         }
+        let start = out.len();
         if edits.is_empty() {
             out.extend_from_slice(raw);
-            return;
+            return Some(start..out.len());
         }
         let mut rewritten = Vec::with_capacity(data.len());
         let mut copied = 0usize;
@@ -383,7 +433,8 @@ impl StreamGuard {
             copied = range.end;
         }
         rewritten.extend_from_slice(data.get(copied..).unwrap_or_default());
-        rewrite_event(out, &parts, &rewritten);
+        rewrite_event(out, event, &rewritten);
+        Some(start..out.len())
     }
 
     /// A piece of a channel's text: what of the channel may leave now, and the rule that
@@ -392,6 +443,7 @@ impl StreamGuard {
         &mut self,
         guardrails: &Guardrails,
         raw: &[u8],
+        sites: &[Site],
         site: &Site,
         text: &str,
         last: bool,
@@ -411,6 +463,7 @@ impl StreamGuard {
         channel.last_event = (!channel.pending.is_empty()).then(|| LastEvent {
             raw: raw.to_vec(),
             site: site.clone(),
+            sites: event_sites(sites, site),
         });
         released
     }
@@ -434,6 +487,7 @@ impl StreamGuard {
     fn flush(&mut self, guardrails: &Guardrails, out: &mut Vec<u8>) {
         let (policy, max_holdback) = (self.policy, self.max_holdback);
         let mut blocked = None;
+        let tally = &mut self.tally;
         for channel in &mut self.channels {
             if channel.pending.is_empty() {
                 continue;
@@ -442,6 +496,9 @@ impl StreamGuard {
                 channel.release(guardrails, policy, max_holdback, true, &mut self.hits);
             if let (Some(last), false) = (&channel.last_event, released.is_empty()) {
                 write_alone(out, last, &released);
+                if let Some(tally) = tally.as_mut() {
+                    tally.add(&released);
+                }
             }
             channel.last_event = None;
             if block.is_some() {

@@ -159,6 +159,8 @@ pub enum UsageAt {
 /// Every model-produced text in `doc` (a response body or an event's JSON data), found in one
 /// pass over it.
 pub fn locate(doc: &[u8], mode: Mode) -> Located {
+    #[cfg(test)]
+    reads::count();
     let mut walk = Walk {
         doc,
         located: Located::default(),
@@ -607,9 +609,37 @@ fn responses_delta_kind(event_type: Option<&str>) -> Kind {
     }
 }
 
+/// A whole response body read once: whether it is JSON and where its texts, usage and model
+/// sit. The response guard and token accounting both read this (`response_read`).
+#[derive(Debug, Default)]
+pub struct BodyRead {
+    /// The body is one JSON value (a body that is not is guarded as one text).
+    pub json: bool,
+    pub located: Located,
+}
+
+impl BodyRead {
+    pub fn new(body: &[u8]) -> Self {
+        let json = raw::is_json(body);
+        Self {
+            json,
+            located: if json {
+                locate(body, Mode::Body)
+            } else {
+                Located::default()
+            },
+        }
+    }
+}
+
 /// The JSON of an event carrying only `text`'s piece of `site`'s channel: `(before, after)`,
 /// the text's string literal goes between. `doc` is the event `site` was found in.
 pub fn lone_event(doc: &[u8], site: &Site) -> Option<(Vec<u8>, Vec<u8>)> {
+    lone_event_in(doc, &locate(doc, Mode::Event).sites, site)
+}
+
+/// `lone_event` with the event's texts already located (`sites`, from `locate(doc, Event)`).
+pub fn lone_event_in(doc: &[u8], sites: &[Site], site: &Site) -> Option<(Vec<u8>, Vec<u8>)> {
     let channel = site.channel;
     let inner: (String, String) = match site.wrap {
         Wrap::Event => {
@@ -617,7 +647,7 @@ pub fn lone_event(doc: &[u8], site: &Site) -> Option<(Vec<u8>, Vec<u8>)> {
             let mut before = None;
             let mut out = Vec::with_capacity(doc.len());
             let mut copied = 0usize;
-            for other in locate(doc, Mode::Event).sites {
+            for other in sites {
                 out.extend_from_slice(doc.get(copied..other.value.start)?);
                 copied = other.value.end;
                 if other.value == site.value {
@@ -672,6 +702,26 @@ pub fn lone_event(doc: &[u8], site: &Site) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut after = inner.1.into_bytes();
     after.extend_from_slice(b"]}");
     Some((before, after))
+}
+
+/// How many documents `locate` read on this thread: the tests that show each response body
+/// and each event is read once count with it.
+#[cfg(test)]
+pub(crate) mod reads {
+    use std::cell::Cell;
+
+    thread_local! {
+        static READS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(super) fn count() {
+        READS.with(|r| r.set(r.get().saturating_add(1)));
+    }
+
+    /// Documents read on this thread so far.
+    pub(crate) fn so_far() -> usize {
+        READS.with(Cell::get)
+    }
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::response_text::{self, Flow, Mode, UsageAt};
+use crate::response_text::{self, BodyRead, Flow, Located, Mode, Site, UsageAt};
 use crate::tokens::{Family, Tables, to_tokens};
-use sse::{Piece, SseSplitter, parse_event};
+use sse::{ParsedEvent, Piece, SseSplitter};
 
 /// Token counts an upstream reported; `None` where it said nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -108,6 +108,18 @@ struct Reading {
 
 fn read(tables: Option<&Tables>, doc: &[u8], mode: Mode, usage: &mut Usage) -> Option<Reading> {
     let located = response_text::locate(doc, mode);
+    read_located(tables, doc, &located, |_, site| site.text(doc), usage)
+}
+
+/// `read` of a document already located: `text(i, site)` gives the text of its `i`th site
+/// (the document's own, or what replaced it).
+fn read_located<'d>(
+    tables: Option<&Tables>,
+    doc: &[u8],
+    located: &Located,
+    text: impl Fn(usize, &Site) -> Option<Cow<'d, str>>,
+    usage: &mut Usage,
+) -> Option<Reading> {
     if !located.complete {
         return None;
     }
@@ -115,6 +127,7 @@ fn read(tables: Option<&Tables>, doc: &[u8], mode: Mode, usage: &mut Usage) -> O
         reported: false,
         model: located
             .model
+            .clone()
             .and_then(|range| doc.get(range))
             .and_then(response_text::raw::decode_string)
             .map(Cow::into_owned),
@@ -122,13 +135,15 @@ fn read(tables: Option<&Tables>, doc: &[u8], mode: Mode, usage: &mut Usage) -> O
         saw_text: false,
         usage_only: false,
     };
-    for site in located.sites.iter().filter(|_| tables.is_some()) {
-        if site.flow == Flow::Repeat {
-            continue;
-        }
-        if let (Some(text), Some(tables)) = (site.text(doc), tables) {
-            reading.saw_text = reading.saw_text || !text.is_empty();
-            reading.units = reading.units.saturating_add(tables.units(&text));
+    if let Some(tables) = tables {
+        for (i, site) in located.sites.iter().enumerate() {
+            if site.flow == Flow::Repeat {
+                continue;
+            }
+            if let Some(text) = text(i, site) {
+                reading.saw_text = reading.saw_text || !text.is_empty();
+                reading.units = reading.units.saturating_add(tables.units(&text));
+            }
         }
     }
     for (at, range) in &located.usage {
@@ -148,6 +163,47 @@ fn read(tables: Option<&Tables>, doc: &[u8], mode: Mode, usage: &mut Usage) -> O
         reading.usage_only = reading.usage_only || (*at == UsageAt::Top && located.no_choices);
     }
     Some(reading)
+}
+
+/// What accounting takes from a whole response body read once (`BodyRead`, shared with the
+/// response guard): the usage it reports and the model that answered, and, when it reports no
+/// output count, the output estimated from its texts. `replaced` holds the texts a redaction
+/// changed (site index, new text): the estimate counts what the client got.
+pub fn body_counts(
+    family: Family,
+    body: &[u8],
+    read: &BodyRead,
+    replaced: &[(usize, String)],
+    input_estimate: u64,
+) -> Counts {
+    let mut usage = Usage::default();
+    let reported = if read.json {
+        read_located(None, body, &read.located, |_, _| None, &mut usage)
+    } else {
+        None
+    };
+    let (usage, model) = match reported {
+        Some(reading) if reading.reported => (Some(usage), reading.model),
+        _ => (None, None),
+    };
+    // No output count reported: estimate it from the body's texts.
+    let output_estimate = if usage.is_some_and(|u| u.output.is_some()) {
+        0
+    } else {
+        let text = |i: usize, site: &Site| match replaced.iter().find(|(at, _)| *at == i) {
+            Some((_, text)) => Some(Cow::Borrowed(text.as_str())),
+            None => site.text(body),
+        };
+        read_located(
+            Some(family.tables()),
+            body,
+            &read.located,
+            text,
+            &mut Usage::default(),
+        )
+        .map_or(0, |r| to_tokens(r.units))
+    };
+    Counts::from_parts(usage, input_estimate, output_estimate).with_model(model)
 }
 
 /// The output tokens of a whole response body estimated from its texts, for a body that
@@ -222,7 +278,7 @@ impl StreamReader {
         for piece in events {
             match piece {
                 Piece::Event(raw) => {
-                    let keep = self.event(&raw);
+                    let keep = self.event(&ParsedEvent::parse(&raw), true);
                     if strip && keep {
                         out.extend_from_slice(&without_null_usage(&raw));
                     }
@@ -237,7 +293,7 @@ impl StreamReader {
         if end {
             let rest = self.splitter.finish();
             // A last event without its blank line still counts.
-            let keep = rest.is_empty() || self.event(&rest);
+            let keep = rest.is_empty() || self.event(&ParsedEvent::parse(&rest), true);
             if strip && keep {
                 out.extend_from_slice(&rest);
             }
@@ -249,17 +305,20 @@ impl StreamReader {
         }
     }
 
-    /// Reads one event; returns whether the client should get it.
-    fn event(&mut self, raw: &[u8]) -> bool {
-        let event = parse_event(raw);
-        let data = event.data.as_ref();
-        if data.is_empty() || data == "[DONE]" {
+    /// Reads one event (its usage and model, and with `texts` its generated text); returns
+    /// whether the client should get it. Without `texts`, what the client got of the text is
+    /// counted by `add_output`.
+    pub fn event(&mut self, event: &ParsedEvent<'_>, texts: bool) -> bool {
+        let Some(located) = &event.located else {
             return true;
-        }
-        let Some(reading) = read(
-            Some(self.tables),
-            data.as_bytes(),
-            Mode::Event,
+        };
+        let data: &[u8] = &event.data;
+        let tables = texts.then_some(self.tables);
+        let Some(reading) = read_located(
+            tables,
+            data,
+            located,
+            |_, site| site.text(data),
             &mut self.usage,
         ) else {
             return true;
@@ -267,11 +326,27 @@ impl StreamReader {
         if self.model.is_none() {
             self.model = reading.model;
         }
-        self.output_units = self.output_units.saturating_add(reading.units);
-        self.saw_output = self.saw_output || reading.saw_text;
+        self.add_output(reading.units, reading.saw_text);
         self.reported = self.reported || reading.reported;
         // The chunk the gateway asked for: `choices: []` with the usage.
         !(self.strip && reading.usage_only)
+    }
+
+    /// Generated text the client got: `units` (of this reader's family's tables), `saw_text`
+    /// when any of it was not empty.
+    pub fn add_output(&mut self, units: u64, saw_text: bool) {
+        self.output_units = self.output_units.saturating_add(units);
+        self.saw_output = self.saw_output || saw_text;
+    }
+
+    /// The tables this reader counts text units with.
+    pub fn tables(&self) -> &'static Tables {
+        self.tables
+    }
+
+    /// Whether it removes the usage chunk the gateway asked for.
+    pub fn strips(&self) -> bool {
+        self.strip
     }
 
     /// Bytes held back waiting for the rest of an event (bounded by `sse::MAX_EVENT_BYTES`).
@@ -293,7 +368,7 @@ impl StreamReader {
 }
 
 /// Removes the `"usage":null` member every chunk carries once usage is asked for.
-fn without_null_usage(raw: &[u8]) -> Cow<'_, [u8]> {
+pub fn without_null_usage(raw: &[u8]) -> Cow<'_, [u8]> {
     let Some(at) = memchr::memmem::find(raw, b"\"usage\"") else {
         return Cow::Borrowed(raw);
     };

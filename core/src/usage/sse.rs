@@ -2,6 +2,11 @@
 //! boundaries (inside a UTF-8 sequence, between `\r` and `\n`, inside the blank line that ends
 //! an event). Lines end with `\n`, `\r\n` or `\r`, as the SSE specification allows.
 
+use std::borrow::Cow;
+use std::ops::Range;
+
+use crate::response_text::{self, Located, Mode};
+
 /// Bytes of one unfinished event kept at most; a longer event is passed on unparsed.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
@@ -177,4 +182,80 @@ pub fn parse_event(raw: &[u8]) -> Event<'_> {
     }
     event.data = data.unwrap_or_default();
     event
+}
+
+/// One event as `SseSplitter` gives it, read once for everyone who reads it (the response
+/// guard, token accounting): its data lines joined, where its only data line sits, and the
+/// texts, usage and model of its data.
+#[derive(Debug)]
+pub struct ParsedEvent<'a> {
+    pub raw: &'a [u8],
+    /// The values of its `data:` lines joined with `\n`.
+    pub data: Cow<'a, [u8]>,
+    /// The value of the event's only data line, when it has exactly one.
+    pub single: Option<Range<usize>>,
+    pub has_data: bool,
+    /// Where the data's texts, usage and model are (`response_text`), for data that is
+    /// neither empty nor `[DONE]`.
+    pub located: Option<Located>,
+}
+
+impl<'a> ParsedEvent<'a> {
+    /// Reads `raw`: its fields, and its data's texts, usage and model.
+    pub fn parse(raw: &'a [u8]) -> Self {
+        let mut event = Self::split(raw);
+        if !event.data.is_empty() && event.data.as_ref() != b"[DONE]" {
+            event.located = Some(response_text::locate(&event.data, Mode::Event));
+        }
+        event
+    }
+
+    /// Reads `raw`'s fields only (`located` stays `None`).
+    pub fn split(raw: &'a [u8]) -> Self {
+        let mut event = Self {
+            raw,
+            data: Cow::Borrowed(&[]),
+            single: None,
+            has_data: false,
+            located: None,
+        };
+        let mut at = 0usize;
+        let mut lines = 0usize;
+        for line in raw.split(|&b| b == b'\n' || b == b'\r') {
+            let start = at;
+            at = at.saturating_add(line.len()).saturating_add(1);
+            let Some(value) = line.strip_prefix(b"data:") else {
+                continue;
+            };
+            let value = value.strip_prefix(b" ").unwrap_or(value);
+            lines = lines.saturating_add(1);
+            if event.has_data {
+                let mut joined = std::mem::take(&mut event.data).into_owned();
+                joined.push(b'\n');
+                joined.extend_from_slice(value);
+                event.data = Cow::Owned(joined);
+            } else {
+                event.data = Cow::Borrowed(value);
+                let begin = start.saturating_add(line.len()).saturating_sub(value.len());
+                event.single = Some(begin..start.saturating_add(line.len()));
+            }
+            event.has_data = true;
+        }
+        if lines > 1 {
+            event.single = None;
+        }
+        event
+    }
+
+    /// The event's lines other than data (`event: ...`), each ending with `\n`.
+    pub fn head(&self) -> Vec<u8> {
+        let mut head = Vec::new();
+        for line in self.raw.split(|&b| b == b'\n' || b == b'\r') {
+            if !line.is_empty() && !line.starts_with(b"data:") {
+                head.extend_from_slice(line);
+                head.push(b'\n');
+            }
+        }
+        head
+    }
 }

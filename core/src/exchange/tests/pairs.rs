@@ -131,3 +131,44 @@ fn json_and_stream_are_guarded_alike() {
         assert_eq!(tokens(&streamed), tokens(&whole), "split at {at}");
     }
 }
+
+/// Each response body and each event is read once (`response_text::locate`, counted under
+/// `cfg(test)`), for the guard and the accounting together, JSON and streamed, guarded or not.
+#[test]
+fn each_body_and_each_event_is_read_once() {
+    use crate::response_text::reads;
+    for guardrails in ["", r#","guardrails":{}"#] {
+        let fakes = Fakes::default();
+        let mut whole = Client::new(&fakes, Some(configured(guardrails)));
+        assert!(whole.post(CHAT, &[], &chat("Hi", "")));
+        let before = reads::so_far();
+        whole.respond(200, "application/json", &[&json()]);
+        assert_eq!(
+            reads::so_far() - before,
+            1,
+            "JSON, guardrails '{guardrails}'"
+        );
+        assert_eq!(tokens(&whole), (9, 11, "reported".to_owned()));
+
+        let full = stream(usize::MAX).concat();
+        for at in 0..=full.len() {
+            let fakes = Fakes::default();
+            let mut streamed = Client::new(&fakes, Some(configured(guardrails)));
+            assert!(streamed.post(CHAT, &[], &chat("Hi", r#","stream":true"#)));
+            let chunks = stream(at);
+            let before = reads::so_far();
+            streamed.respond(
+                200,
+                "text/event-stream",
+                &[chunks[0].as_str(), chunks[1].as_str()],
+            );
+            // Three chunks with text and the usage chunk; `[DONE]` is not JSON to read.
+            assert_eq!(
+                reads::so_far() - before,
+                4,
+                "stream split at {at}, guardrails '{guardrails}'"
+            );
+            assert_eq!(tokens(&streamed), tokens(&whole), "split at {at}");
+        }
+    }
+}
