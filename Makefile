@@ -69,13 +69,15 @@ bench: setup
 
 ## bench-host-cost: what each proxy-wasm mechanism (a loaded filter, header reads, body buffering,
 ## header writes, shared data, counters) costs per request in this Envoy, measured with a probe
-## filter (bench/host-cost) beside plain Envoy and Envoy + Sluice, then Envoy + Sluice with make bench's
-## configuration with and without quotas, guardrails and picking (each feature's cost); needs perf.
-## About 7 minutes.
+## filter (bench/host-cost) beside plain Envoy; then, for each Sluice build (Wasm, envoy.wasm.yaml;
+## native, envoy.yaml), Envoy + Sluice as shipped and with make bench's configuration with and
+## without quotas, guardrails and picking (each feature's cost per host); needs perf. About 9
+## minutes; HOST_COST_ARGS=--no-probe measures only the two builds (about 4).
 bench-host-cost: setup
 	@bench/setup.sh
 	@command -v perf >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null)
 	cargo build --locked --profile wasm-release -p sluice-wasm -p sluice-host-cost --target wasm32-wasip1
+	cargo build --locked --profile native-release -p sluice-native
 	bench/host-cost/measure.py $(HOST_COST_ARGS)
 
 ## host-calls: how many proxy-wasm host calls the filter makes in each phase of a request, with
