@@ -61,8 +61,10 @@ impl Host {
     }
 
     /// The admin `/stats` name of the filter's metric `name`, labels included as Envoy writes
-    /// them there (`<metric>.<label>.<value>...`, the same on both hosts):
-    /// `wasmcustom.sluice_picks_total` or `dynamicmodulescustom.sluice_picks_total`.
+    /// them there (`<metric>.<label>.<value>...`): `wasmcustom.sluice_picks_total` or
+    /// `dynamicmodulescustom.sluice_picks_total`. Labels are spelled the same on both hosts but
+    /// for the remaining-budget gauges' tenant (`sluice_tenant` in the Wasm build's names, which
+    /// its stats_tags rule turns into `tenant`; `tenant` natively): read those from Prometheus.
     pub fn stat(self, name: &str) -> String {
         format!("{}.{name}", self.stats_namespace())
     }
