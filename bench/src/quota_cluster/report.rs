@@ -251,7 +251,7 @@ impl QuotaReport {
         let _ = writeln!(out, "### Method\n");
         let _ = writeln!(
             out,
-            "- **Cluster:** Envoy instances running {} (2 workers each) with the \
+            "- **Cluster:** Envoy instances (2 workers each) running {}, with the \
              filter configuration below, one picker (release build) with `[quota]` on a local \
              `redis-server` (no persistence), one simulator replica (release build, `--fast`) \
              behind every Envoy. Limit {LIMIT} requests per minute per tenant (`x-tenant`), \

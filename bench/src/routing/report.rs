@@ -342,7 +342,7 @@ impl RoutingReport {
         );
         let _ = writeln!(
             out,
-            "Measured with {} (`bench --only routing --host {}` runs the other build).\n",
+            "Measured with {}; `bench --only routing --host {}` runs the other build.\n",
             self.build.describe(),
             match self.build {
                 Build::Native => "wasm",
