@@ -1,9 +1,10 @@
 //! `make bench`: the overhead section starts a mock upstream, plain Envoy, Envoy + Sluice (the
-//! native module and the Wasm build, the same configuration) and LiteLLM side by side, measures each with wrk, oha and curl (repeated, interleaved) and runs the
-//! criterion micro-benchmarks; the routing section (`sluice_bench::routing`) measures replica
-//! picking against Envoy's load balancing on simulated replicas; the cluster quota section
-//! (`sluice_bench::quota_cluster`) measures how far Envoys sharing a limit over-admit. Prints a
-//! summary of each and writes `BENCHMARKS.md`.
+//! native module and the Wasm build, the same configuration) and LiteLLM side by side, measures
+//! each with wrk, oha and curl (repeated, interleaved) and runs the criterion micro-benchmarks;
+//! the routing section (`sluice_bench::routing`) measures replica picking against Envoy's load
+//! balancing on simulated replicas; the cluster quota section (`sluice_bench::quota_cluster`)
+//! measures how far Envoys sharing a limit over-admit. Prints a summary of each and writes
+//! `BENCHMARKS.md`.
 //!
 //! Every process it starts is stopped when it ends: normally, on an error, on a panic (this
 //! binary is built in the dev profile, which unwinds) and on SIGINT, SIGTERM or SIGHUP.
