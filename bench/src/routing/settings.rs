@@ -102,7 +102,7 @@ pub fn capacity(replicas: &ReplicaSettings, prompt_tokens: f64, output_tokens: f
 pub const REFRESH_MS: u64 = 50;
 
 /// The filter configuration of the Sluice setup: the overhead benchmark's configuration (the
-/// shipped one, `bench/src/sluice_config.rs`) with replica picking on, as `envoy.wasm.yaml` turns it
+/// shipped one, `bench/src/sluice_config.rs`) with replica picking on, as both shipped configs turn it
 /// on, with `weights`.
 pub fn filter_configuration(weights: &Weights) -> Result<String, String> {
     let mut config: serde_json::Value =
