@@ -49,30 +49,35 @@ e2e-test:
 	cargo build --locked -p sluice-simulator -p sluice-picker
 	cargo test --locked -p sluice-e2e
 
-## bench: three sections. Overhead: Sluice side by side with no gateway, plain Envoy and LiteLLM
-## against one fast mock upstream (repeated runs, medians), plus the filter's criterion
-## micro-benchmarks. Routing: Sluice's replica picking against Envoy round robin and least-request
-## on four simulated replicas (release builds), prefix-heavy and independent workloads. Cluster
-## quotas: how far Envoys sharing a limit through the picker and Redis over-admit. Prints a
-## summary and writes BENCHMARKS.md; under 15 minutes. `make bench BENCH_ARGS=--quick` checks that
-## it all works in about 4 (report in .bench/); `BENCH_ARGS="--only routing"` (or `overhead`,
-## `quota-cluster`) runs one section and keeps the others' figures. The orchestrator is built in the dev profile on purpose: it unwinds
-## on a failure, so every process it started is stopped.
+## bench: three sections. Overhead: both Sluice builds (the native module and the Wasm build,
+## the same configuration) side by side with no gateway, plain Envoy and LiteLLM against one fast
+## mock upstream (repeated runs, medians), plus the filter's criterion micro-benchmarks. Routing:
+## Sluice's replica picking against Envoy round robin and least-request on four simulated
+## replicas (release builds), prefix-heavy and independent workloads. Cluster quotas: how far
+## Envoys sharing a limit through the picker and Redis over-admit. Routing and cluster quotas run
+## the native module (`BENCH_ARGS="--host wasm"` for the Wasm build). Prints a summary and writes
+## BENCHMARKS.md; about 15 minutes. `make bench BENCH_ARGS=--quick` checks that it all works in
+## about 5 (report in .bench/); `BENCH_ARGS="--only routing"` (or `overhead`, `quota-cluster`)
+## runs one section and keeps the others' figures. The orchestrator is built in the dev profile
+## on purpose: it unwinds on a failure, so every process it started is stopped.
 bench: setup
 	@bench/setup.sh
 	cargo build --locked --profile wasm-release -p sluice-wasm --target wasm32-wasip1
+	cargo build --locked --profile native-release -p sluice-native
 	cargo build --locked --release -p sluice-simulator -p sluice-picker
 	cargo run --locked -q -p sluice-bench --bin bench -- $(BENCH_ARGS)
 
 ## bench-host-cost: what each proxy-wasm mechanism (a loaded filter, header reads, body buffering,
 ## header writes, shared data, counters) costs per request in this Envoy, measured with a probe
-## filter (bench/host-cost) beside plain Envoy and Envoy + Sluice, then Envoy + Sluice with make bench's
-## configuration with and without quotas, guardrails and picking (each feature's cost); needs perf.
-## About 7 minutes.
+## filter (bench/host-cost) beside plain Envoy; then, for each Sluice build (Wasm, envoy.wasm.yaml;
+## native, envoy.yaml), Envoy + Sluice as shipped and with make bench's configuration with and
+## without quotas, guardrails and picking (each feature's cost per host); needs perf. About 9
+## minutes; HOST_COST_ARGS=--no-probe measures only the two builds (about 4).
 bench-host-cost: setup
 	@bench/setup.sh
 	@command -v perf >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null)
 	cargo build --locked --profile wasm-release -p sluice-wasm -p sluice-host-cost --target wasm32-wasip1
+	cargo build --locked --profile native-release -p sluice-native
 	bench/host-cost/measure.py $(HOST_COST_ARGS)
 
 ## host-calls: how many proxy-wasm host calls the filter makes in each phase of a request, with

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""What each proxy-wasm mechanism costs per request in Envoy (`make bench-host-cost`).
+"""What each proxy-wasm mechanism and each Sluice build costs per request in Envoy
+(`make bench-host-cost`).
 
 Starts the benchmark's mock upstream (bench/upstream.yaml), plain Envoy (the shipped envoy.wasm.yaml
 without the filter), one Envoy per probe variant (the shipped envoy.wasm.yaml with the probe filter of
-this directory and a configuration bit mask, see src/probe.rs), Envoy + Sluice (the shipped
-envoy.wasm.yaml as is; its picker is not started, so no replica is picked) and Envoy + Sluice with the
-configuration `make bench` measures (bench/src/sluice_config.rs: every feature on), then the same
-without quotas, without guardrails and without picking, so each feature's cost shows as the
-difference. No picker runs, so picking only tries (and falls back to Envoy's choice): its cost
-here is the attempt's. Then, interleaved and
+this directory and a configuration bit mask, see src/probe.rs), then for each Sluice build (the
+Wasm build from the shipped envoy.wasm.yaml, the native dynamic module from the shipped
+envoy.yaml) Envoy + Sluice as shipped (its picker is not started, so no replica is picked) and
+Envoy + Sluice with the configuration `make bench` measures (bench/src/sluice_config.rs: every
+feature on), then the same without quotas, without guardrails and without picking, so each
+feature's cost shows as the difference. No picker runs, so picking only tries (and falls back to
+Envoy's choice): its cost here is the attempt's. Then, interleaved and
 repeated, loads each with wrk (a 1 KB chat body, 8 connections) while `perf stat -e task-clock`
 measures the Envoy process, and prints the median CPU time per request and its difference to
 plain Envoy. CPU time per request is steadier than latency on a shared machine, but still noisy:
@@ -31,6 +33,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ENVOY = os.path.join(ROOT, ".venv/bin/envoy")
 PROBE_WASM = os.path.join(ROOT, "target/wasm32-wasip1/wasm-release/sluice_host_cost.wasm")
 SLUICE_WASM = os.path.join(ROOT, "target/wasm32-wasip1/wasm-release/sluice_wasm.wasm")
+# The native module; envoy.yaml names it (`sluice_native`) and Envoy finds lib<name>.so in the
+# directory of ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+SLUICE_NATIVE = os.path.join(ROOT, "target/native-release/libsluice_native.so")
 
 # name, bit mask, what it adds (bits as in src/probe.rs `Step`)
 VARIANTS = [
@@ -62,14 +67,15 @@ def bench_configuration():
     return json.loads(text[start:text.index('"#;', start)])
 
 
-def feature_setups():
+def feature_setups(build):
     """(name, description, filter configuration JSON) for every feature on, then one off each."""
     full = bench_configuration()
-    setups = [("Sluice, every feature", "make bench's configuration (bench/src/sluice_config.rs)",
-               json.dumps(full))]
+    setups = [(f"Sluice {build}, every feature",
+               "make bench's configuration (bench/src/sluice_config.rs)", json.dumps(full))]
     for feature in ("quotas", "guardrails", "picking"):
         config = {k: v for k, v in full.items() if k != feature}
-        setups.append((f"  ... without {feature}", f"the same, {feature} off", json.dumps(config)))
+        setups.append((f"  ... {build} without {feature}", f"the same, {feature} off",
+                       json.dumps(config)))
     return setups
 
 
@@ -118,9 +124,7 @@ def render(template, admin, listener, upstream, wasm=None, mask=None, with_filte
         end = text.index("# Lets the filter")
         text = text[:start] + f'value: "{mask}"\n                ' + text[end:]
     if configuration is not None:
-        start = text.index("value: |")
-        end = text.index("# Lets the filter")
-        text = text[:start] + "value: " + json.dumps(configuration) + "\n                " + text[end:]
+        text = replace_filter_configuration(text, configuration)
     if not with_filter:
         lines = text.split("\n")
         start, end = filter_block_bounds(lines)
@@ -128,14 +132,29 @@ def render(template, admin, listener, upstream, wasm=None, mask=None, with_filte
     return text
 
 
+def replace_filter_configuration(text, configuration):
+    """The filter's JSON configuration (the block under `value: |`, in either shipped config)
+    replaced by `configuration`, on one line."""
+    lines = text.split("\n")
+    start = next(i for i, l in enumerate(lines) if l.strip() == "value: |")
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    end = start + 1
+    while end < len(lines) and (not lines[end].strip()
+                                or len(lines[end]) - len(lines[end].lstrip()) > indent):
+        end += 1
+    line = " " * indent + "value: " + json.dumps(configuration)
+    return "\n".join(lines[:start] + [line] + lines[end:])
+
+
 def start_envoy(work, name, config, workers):
     path = os.path.join(work, f"{name}.yaml")
     with open(path, "w") as f:
         f.write(config)
     log = open(os.path.join(work, f"{name}.log"), "w")
+    env = dict(os.environ, ENVOY_DYNAMIC_MODULES_SEARCH_PATH=os.path.dirname(SLUICE_NATIVE))
     return subprocess.Popen([ENVOY, "-c", path, "--disable-hot-restart", "--concurrency",
                              str(workers), "--log-level", "warn"], stdout=log, stderr=log,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
 
 
 def wait_ready(admin, proc, name):
@@ -185,11 +204,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seconds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--no-probe", action="store_true",
+                        help="skip the proxy-wasm probe variants: only the two Sluice builds")
     args = parser.parse_args()
-    for path in (ENVOY, PROBE_WASM, SLUICE_WASM):
+    for path in (ENVOY, PROBE_WASM, SLUICE_WASM, SLUICE_NATIVE):
         if not os.path.exists(path):
             sys.exit(f"missing {path}: run `make bench-host-cost`, which builds it")
     template = open(os.path.join(ROOT, "envoy.wasm.yaml")).read()
+    native_template = open(os.path.join(ROOT, "envoy.yaml")).read()
     work = tempfile.mkdtemp(prefix="sluice-host-cost-")
     body_path = os.path.join(work, "chat.json")
     with open(body_path, "w") as f:
@@ -204,17 +226,25 @@ def main():
         upstream = start_envoy(work, "upstream", upstream_text, 1)
         procs.append(upstream)
         wait_ready(up_admin, upstream, "upstream")
-        setups = [("plain Envoy", None, "no filter", dict(with_filter=False))]
-        setups += [(n, m, d, dict(wasm=PROBE_WASM, mask=m)) for n, m, d in VARIANTS]
-        setups.append(("Envoy + Sluice", None, "the shipped filter and config (no picker)",
-                       dict(wasm=SLUICE_WASM)))
-        setups += [(n, None, d, dict(wasm=SLUICE_WASM, configuration=c))
-                   for n, d, c in feature_setups()]
+        # (name, mask, description, the shipped config it starts from, render options)
+        setups = [("plain Envoy", None, "no filter", template, dict(with_filter=False))]
+        if not args.no_probe:
+            setups += [(n, m, d, template, dict(wasm=PROBE_WASM, mask=m)) for n, m, d in VARIANTS]
+        setups.append(("Envoy + Sluice Wasm", None,
+                       "the shipped filter and config, envoy.wasm.yaml (no picker)",
+                       template, dict(wasm=SLUICE_WASM)))
+        setups += [(n, None, d, template, dict(wasm=SLUICE_WASM, configuration=c))
+                   for n, d, c in feature_setups("Wasm")]
+        setups.append(("Envoy + Sluice native", None,
+                       "the shipped module and config, envoy.yaml (no picker)",
+                       native_template, dict()))
+        setups += [(n, None, d, native_template, dict(configuration=c))
+                   for n, d, c in feature_setups("native")]
         running = []
-        for name, _mask, description, options in setups:
+        for name, _mask, description, shipped, options in setups:
             admin, port = free_port(), free_port()
             safe = re.sub(r"[^a-z0-9]+", "-", name.lower())
-            proc = start_envoy(work, safe, render(template, admin, port, up_port, **options), 2)
+            proc = start_envoy(work, safe, render(shipped, admin, port, up_port, **options), 2)
             procs.append(proc)
             wait_ready(admin, proc, name)
             running.append((name, description, port, envoy_pid(proc)))

@@ -1,9 +1,10 @@
-//! `make bench`: the overhead section starts a mock upstream, plain Envoy, Envoy + Sluice and
-//! LiteLLM side by side, measures each with wrk, oha and curl (repeated, interleaved) and runs the
-//! criterion micro-benchmarks; the routing section (`sluice_bench::routing`) measures replica
-//! picking against Envoy's load balancing on simulated replicas; the cluster quota section
-//! (`sluice_bench::quota_cluster`) measures how far Envoys sharing a limit over-admit. Prints a
-//! summary of each and writes `BENCHMARKS.md`.
+//! `make bench`: the overhead section starts a mock upstream, plain Envoy, Envoy + Sluice (the
+//! native module and the Wasm build, the same configuration) and LiteLLM side by side, measures
+//! each with wrk, oha and curl (repeated, interleaved) and runs the criterion micro-benchmarks;
+//! the routing section (`sluice_bench::routing`) measures replica picking against Envoy's load
+//! balancing on simulated replicas; the cluster quota section (`sluice_bench::quota_cluster`)
+//! measures how far Envoys sharing a limit over-admit. Prints a summary of each and writes
+//! `BENCHMARKS.md`.
 //!
 //! Every process it starts is stopped when it ends: normally, on an error, on a panic (this
 //! binary is built in the dev profile, which unwinds) and on SIGINT, SIGTERM or SIGHUP.
@@ -18,7 +19,7 @@ use sluice_bench::machine::{load_average, word};
 use sluice_bench::procs::{self, API_KEY, ENVOY_WORKERS, LITELLM_VERSION, Service};
 use sluice_bench::quota_cluster;
 use sluice_bench::report::{
-    Machine, Method, Metric, Micro, Report, Results, Rss, Setup, fmt_rps, fmt_us,
+    Build, Machine, Method, Metric, Micro, Report, Results, Rss, Setup, fmt_rps, fmt_us,
 };
 use sluice_bench::routing::{self, workload::Workload};
 use sluice_bench::sections::{self, Part, compose};
@@ -27,7 +28,8 @@ use sluice_core::picking::Weights;
 
 const USAGE: &str = "\
 usage: bench [--only overhead|routing|quota-cluster] [--quick] [--repeats N] [--skip-litellm]
-             [--skip-micro] [--weights LIST] [--workload NAME] [--output FILE]
+             [--skip-micro] [--host native|wasm] [--weights LIST] [--workload NAME]
+             [--output FILE]
 
   --only SECTION  run one section: `overhead` (gateways against a mock upstream, micro-benchmarks),
                   `routing` (replica picking against Envoy's load balancing) or `quota-cluster`
@@ -36,6 +38,9 @@ usage: bench [--only overhead|routing|quota-cluster] [--quick] [--repeats N] [--
   --quick         short runs: checks that everything works; the rough report goes to
                   .bench/BENCHMARKS-quick.md unless --output says otherwise
   --output FILE   where to write the report (default BENCHMARKS.md in the repository)
+  --host BUILD    the Sluice build the routing and cluster quota sections run: `native` (the
+                  default, the shipped envoy.yaml) or `wasm` (envoy.wasm.yaml); the overhead
+                  section always measures both
 
 overhead section:
   --repeats N     runs of every measurement; the report gives their median (default 3)
@@ -100,6 +105,7 @@ impl Options {
                 quick: false,
                 weights: Weights::default(),
                 workloads: Workload::ALL.to_vec(),
+                build: Build::Native,
             },
         };
         let mut args = args.peekable();
@@ -126,6 +132,13 @@ impl Options {
                             );
                         }
                     });
+                }
+                "--host" => {
+                    options.routing.build = args
+                        .next()
+                        .as_deref()
+                        .and_then(Build::parse)
+                        .ok_or("--host needs `native` or `wasm`")?;
                 }
                 "--weights" => {
                     let list = args.next().ok_or("--weights needs a list")?;
@@ -441,7 +454,8 @@ struct Running {
     /// memory measured for Envoy (as a picker runs beside the proxy in production).
     picker: Service,
     envoy: Service,
-    sluice: Service,
+    native: Service,
+    wasm: Service,
     litellm: Option<Service>,
 }
 
@@ -450,7 +464,8 @@ impl Running {
         let service = match setup {
             Setup::Direct => &self.upstream,
             Setup::Envoy => &self.envoy,
-            Setup::Sluice => &self.sluice,
+            Setup::Native => &self.native,
+            Setup::Wasm => &self.wasm,
             Setup::LiteLlm => self.litellm.as_ref()?,
         };
         Some(service.url(""))
@@ -461,7 +476,8 @@ impl Running {
         match setup {
             Setup::Direct => None,
             Setup::Envoy => Some(&self.envoy),
-            Setup::Sluice => Some(&self.sluice),
+            Setup::Native => Some(&self.native),
+            Setup::Wasm => Some(&self.wasm),
             Setup::LiteLlm => self.litellm.as_ref(),
         }
     }
@@ -477,7 +493,8 @@ impl Running {
         self.upstream.check_running("the mock upstream")?;
         self.picker.check_running("the picker")?;
         self.envoy.check_running("plain Envoy")?;
-        self.sluice.check_running("Envoy + Sluice")?;
+        self.native.check_running(Setup::Native.label())?;
+        self.wasm.check_running(Setup::Wasm.label())?;
         Ok(())
     }
 }
@@ -525,6 +542,7 @@ async fn run(options: Options) -> Result<(), String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let quota_options = quota_cluster::run::Options {
             quick: options.quick,
+            build: options.routing.build,
         };
         let report = quota_cluster::run::run(&quota_options, &dir).await?;
         write(None, &[(sections::QUOTA_CLUSTER, &report.markdown())])?;
@@ -568,11 +586,15 @@ async fn run_overhead(options: &Options) -> Result<Report, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let body_files = BodyFiles::write(&dir)?;
 
-    let wasm = sluice_e2e::paths::filter_wasm();
-    let wasm_bytes = std::fs::metadata(&wasm).ok().map(|m| m.len());
+    let module_bytes = |build: Build| {
+        std::fs::metadata(build.host().module())
+            .ok()
+            .map(|m| m.len())
+    };
     say(&format!(
-        "starting the mock upstream, plain Envoy and Envoy + Sluice ({})",
-        wasm.display()
+        "starting the mock upstream, plain Envoy and Envoy + Sluice native ({}) and Wasm ({})",
+        Build::Native.host().module().display(),
+        Build::Wasm.host().module().display()
     ));
     let upstream = procs::start_envoy("upstream", &dir, &procs::upstream_config()?, 1).await?;
     let picker = procs::start_picker(
@@ -582,14 +604,22 @@ async fn run_overhead(options: &Options) -> Result<Report, String> {
         MODEL,
     )
     .await?;
-    let sluice_yaml = procs::sluice_config(
-        upstream.addr,
-        Some(picker.addr),
-        &wasm,
-        sluice_config::FILTER_CONFIGURATION,
-    )?;
-    let plain_yaml = procs::without_filter(&sluice_yaml, "sluice")?;
-    let sluice = procs::start_envoy("envoy-sluice", &dir, &sluice_yaml, ENVOY_WORKERS).await?;
+    // Both builds from their shipped configs with the same filter configuration; plain Envoy is
+    // the native one's (the shipped envoy.yaml) without the filter.
+    let yaml = |build: Build| {
+        procs::sluice_config(
+            build.host(),
+            upstream.addr,
+            Some(picker.addr),
+            sluice_config::FILTER_CONFIGURATION,
+        )
+    };
+    let native_yaml = yaml(Build::Native)?;
+    let wasm_yaml = yaml(Build::Wasm)?;
+    let plain_yaml = procs::without_filter(&native_yaml, "sluice")?;
+    let native =
+        procs::start_envoy("envoy-sluice-native", &dir, &native_yaml, ENVOY_WORKERS).await?;
+    let wasm = procs::start_envoy("envoy-sluice-wasm", &dir, &wasm_yaml, ENVOY_WORKERS).await?;
     let envoy = procs::start_envoy("envoy-plain", &dir, &plain_yaml, ENVOY_WORKERS).await?;
 
     let mut litellm = None;
@@ -629,7 +659,8 @@ async fn run_overhead(options: &Options) -> Result<Report, String> {
         upstream,
         picker,
         envoy,
-        sluice,
+        native,
+        wasm,
         litellm,
     };
 
@@ -648,42 +679,49 @@ async fn run_overhead(options: &Options) -> Result<Report, String> {
         }
     }
 
-    // The filter really ran and picked replicas from the picker's snapshot: it counted the
-    // pre-flight requests (its counters reach Envoy on its tick, so allow a moment).
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let stat = |name| running.sluice.envoy_stat(name);
+    // Each build really ran and picked replicas from the picker's snapshot: it counted the
+    // pre-flight requests (the Wasm build's counters reach Envoy on its tick, so allow a moment).
+    for build in Build::ALL {
+        let host = build.host();
+        let service = running.gateway(build.setup()).ok_or("no gateway")?;
         // Successful chat requests to the model (the counter's labels are in the stat name).
-        let requests = format!(
-            "wasmcustom.sluice_requests_total.sluice_api.chat.sluice_http_status_class.2xx.gen_ai_request_model.{MODEL}"
-        );
-        let seen = stat(&requests).await.unwrap_or(0);
-        let picked = stat("wasmcustom.sluice_picks_total").await.unwrap_or(0);
-        if seen > 0 && picked > 0 {
-            break;
+        let requests = host.stat(&format!(
+            "sluice_requests_total.sluice_api.chat.sluice_http_status_class.2xx.gen_ai_request_model.{MODEL}"
+        ));
+        let picks = host.stat("sluice_picks_total");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let seen = service.envoy_stat(&requests).await.unwrap_or(0);
+            let picked = service.envoy_stat(&picks).await.unwrap_or(0);
+            if seen > 0 && picked > 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{}: of the pre-flight requests the filter counted {seen} ({requests}) and \
+                     picked a replica for {picked} ({picks})",
+                    build.setup().label()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "Envoy + Sluice: of the pre-flight requests the filter counted {seen} and \
-                 picked a replica for {picked}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let idle = |s: &Service| s.memory_kib().0;
-    let mut envoy_rss = Rss {
-        idle_kib: idle(&running.envoy),
-        ..Rss::default()
-    };
-    let mut sluice_rss = Rss {
-        idle_kib: idle(&running.sluice),
-        ..Rss::default()
-    };
-    let mut litellm_rss = Rss {
-        idle_kib: running.litellm.as_ref().and_then(idle),
-        ..Rss::default()
-    };
+    // Resident memory of every gateway process: idle now, again after all the load.
+    let mut rss: Vec<(Setup, Rss)> = running
+        .setups()
+        .into_iter()
+        .filter_map(|setup| {
+            let service = running.gateway(setup)?;
+            Some((
+                setup,
+                Rss {
+                    idle_kib: service.memory_kib().0,
+                    ..Rss::default()
+                },
+            ))
+        })
+        .collect();
 
     say(&format!("warm-up: {} s per setup", options.warmup_seconds));
     for setup in running.setups() {
@@ -788,15 +826,12 @@ async fn run_overhead(options: &Options) -> Result<Report, String> {
     }
 
     running.check_alive()?;
-    let loaded = |s: &Service, rss: &mut Rss| {
-        let (now, peak) = s.memory_kib();
-        rss.loaded_kib = now;
-        rss.peak_kib = peak;
-    };
-    loaded(&running.envoy, &mut envoy_rss);
-    loaded(&running.sluice, &mut sluice_rss);
-    if let Some(litellm) = &running.litellm {
-        loaded(litellm, &mut litellm_rss);
+    for (setup, memory) in &mut rss {
+        if let Some(service) = running.gateway(*setup) {
+            let (now, peak) = service.memory_kib();
+            memory.loaded_kib = now;
+            memory.peak_kib = peak;
+        }
     }
     machine.load_after = load_average();
     // Stop everything before writing the report.
@@ -823,10 +858,11 @@ async fn run_overhead(options: &Options) -> Result<Report, String> {
             .iter()
             .map(|(s, l)| (*s, (*l).to_owned()))
             .collect(),
-        wasm_bytes,
-        envoy_rss,
-        sluice_rss,
-        litellm_rss,
+        module_bytes: Build::ALL
+            .into_iter()
+            .map(|build| (build, module_bytes(build)))
+            .collect(),
+        rss,
         micro,
         unavailable,
         warnings,

@@ -1,5 +1,5 @@
-//! The processes one `make bench` starts: the mock upstream, plain Envoy, Envoy + Sluice with
-//! its picker, and LiteLLM. Each is a `sluice_e2e` process guard, which kills it when dropped (on success, on an
+//! The processes one `make bench` starts: the mock upstream, plain Envoy, Envoy + Sluice (the
+//! native module and the Wasm build) with its picker, and LiteLLM. Each is a `sluice_e2e` process guard, which kills it when dropped (on success, on an
 //! error and on Ctrl-C alike); the pid is kept for reading its memory from /proc.
 
 use std::net::{SocketAddr, TcpListener};
@@ -158,7 +158,10 @@ pub async fn wait_ok(
     }
 }
 
-/// Starts an Envoy from `config` (admin and listener on port 0) and waits until it serves.
+/// Starts an Envoy from `config` (admin and listener on port 0) and waits until it serves. A
+/// config that loads the native module names it (`dynamic_module_config: { name: sluice_native
+/// }`, as the shipped `envoy.yaml` does), and Envoy finds `libsluice_native.so` in the directory
+/// of `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`, set here for every Envoy (the others never read it).
 pub async fn start_envoy(
     name: &str,
     dir: &Path,
@@ -182,12 +185,18 @@ pub async fn start_envoy(
         "--log-level",
         "warn",
         "--component-log-level",
-        "wasm:info",
+        "wasm:info,dynamic_modules:info",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (mut process, pid) = spawn(name, dir, &sluice_e2e::paths::envoy_bin(), &args, &[])?;
+    let native = Host::Native.module();
+    let search_path = native
+        .parent()
+        .map(|dir| dir.display().to_string())
+        .unwrap_or_default();
+    let env = [("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", search_path.as_str())];
+    let (mut process, pid) = spawn(name, dir, &sluice_e2e::paths::envoy_bin(), &args, &env)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let admin: SocketAddr = loop {
         if let Some(addr) = std::fs::read_to_string(&admin_file)
@@ -241,13 +250,14 @@ pub fn upstream_config() -> Result<String, String> {
     std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))
 }
 
-/// The shipped `envoy.wasm.yaml` with the Sluice filter (`wasm`) and `filter_configuration`, the
-/// endpoints of every model pool (the clusters the configuration's `models` name) replaced by
-/// `upstream`, and the picker cluster pointed at `picker` when there is one.
+/// `host`'s shipped config (`envoy.yaml` for the native module, `envoy.wasm.yaml` for the
+/// Wasm build) with `filter_configuration`, the endpoints of every model pool (the clusters the
+/// configuration's `models` name) replaced by `upstream`, and the picker cluster pointed at
+/// `picker` when there is one.
 pub fn sluice_config(
+    host: Host,
     upstream: SocketAddr,
     picker: Option<SocketAddr>,
-    wasm: &Path,
     filter_configuration: &str,
 ) -> Result<String, String> {
     let mut clusters: Vec<(String, Vec<SocketAddr>)> = model_pools(filter_configuration)?
@@ -257,18 +267,18 @@ pub fn sluice_config(
     if let Some(picker) = picker {
         clusters.push((PICKER_CLUSTER.to_owned(), vec![picker]));
     }
-    render_envoy(clusters, wasm, filter_configuration)
+    render_envoy(host, clusters, filter_configuration)
 }
 
-/// The shipped `envoy.wasm.yaml` with the Sluice filter (`wasm`) and `filter_configuration`, and the
-/// endpoints of the named `clusters` replaced. Clusters the file does not have are skipped; at
-/// least one must be there.
+/// `host`'s shipped config loading the built module (`Host::module`) with
+/// `filter_configuration`, and the endpoints of the named `clusters` replaced. Clusters the file
+/// does not have are skipped; at least one must be there.
 pub fn render_envoy(
+    host: Host,
     clusters: Vec<(String, Vec<SocketAddr>)>,
-    wasm: &Path,
     filter_configuration: &str,
 ) -> Result<String, String> {
-    let path = Host::Wasm.envoy_yaml();
+    let path = host.envoy_yaml();
     let template =
         std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
     let names: Vec<String> = clusters.iter().map(|(name, _)| name.clone()).collect();
@@ -294,9 +304,9 @@ pub fn render_envoy(
         ..Default::default()
     };
     Ok(sluice_e2e::envoy::render(
-        Host::Wasm,
+        host,
         &template,
-        wasm,
+        &host.module(),
         &options,
     ))
 }
@@ -320,7 +330,7 @@ pub fn model_pools(filter_configuration: &str) -> Result<Vec<(String, String)>, 
     Ok(pools)
 }
 
-/// The Envoy cluster of the shipped `envoy.wasm.yaml` the filter fetches snapshots from.
+/// The Envoy cluster of the shipped configs the filter fetches snapshots from.
 const PICKER_CLUSTER: &str = "sluice_picker";
 
 /// The picker (release build) with the pool that serves `model` in `filter_configuration`
@@ -392,7 +402,10 @@ pub fn without_filter(config: &str, name: &str) -> Result<String, String> {
     let mut out: Vec<&str> = lines[..start].to_vec();
     out.extend(&lines[end..]);
     let out = out.join("\n") + "\n";
-    if out.contains("extensions.filters.http.wasm.") || !out.contains("envoy.filters.http.router") {
+    if out.contains("extensions.filters.http.wasm.")
+        || out.contains("extensions.filters.http.dynamic_modules.")
+        || !out.contains("envoy.filters.http.router")
+    {
         return Err("removing the Sluice filter left an unexpected Envoy config".into());
     }
     Ok(out)
@@ -490,26 +503,44 @@ pub async fn start_litellm(
 mod tests {
     use super::*;
 
-    /// Rendering only writes the path; the module need not be built.
-    const WASM: &str = "/nowhere/sluice_wasm.wasm";
-
     fn upstream() -> SocketAddr {
         "127.0.0.1:1234".parse().expect("address")
     }
 
+    /// Rendering only writes the module's path; the module need not be built.
     #[test]
     fn plain_envoy_is_the_shipped_config_without_the_filter() {
+        for (host, filter) in [
+            (Host::Wasm, "extensions.filters.http.wasm."),
+            (Host::Native, "extensions.filters.http.dynamic_modules."),
+        ] {
+            plain_envoy_from(host, filter);
+        }
+    }
+
+    fn plain_envoy_from(host: Host, filter: &str) {
         let sluice = sluice_config(
+            host,
             upstream(),
             None,
-            Path::new(WASM),
             crate::sluice_config::FILTER_CONFIGURATION,
         )
         .expect("render");
         let plain = without_filter(&sluice, "sluice").expect("strip");
-        assert!(sluice.contains("extensions.filters.http.wasm."));
-        assert!(!plain.contains("extensions.filters.http.wasm."));
-        assert!(!plain.contains("sluice_wasm.wasm"));
+        assert!(sluice.contains(filter), "{host}");
+        assert!(!plain.contains(filter), "{host}");
+        // (The shipped comments before the block stay.)
+        let config_lines = plain.lines().filter(|l| !l.trim_start().starts_with('#'));
+        for line in config_lines {
+            assert!(
+                !line.contains("sluice_wasm.wasm") && !line.contains("sluice_native"),
+                "{host}: {line}"
+            );
+        }
+        assert!(
+            sluice.contains("\"unhandled_paths\": \"reject\""),
+            "{host}: the benchmark's configuration"
+        );
         // Nothing else changed: the removed lines are one contiguous block.
         let removed = sluice.lines().count() - plain.lines().count();
         let sluice_lines: Vec<&str> = sluice.lines().collect();
@@ -529,16 +560,22 @@ mod tests {
     fn every_model_pool_goes_to_the_upstream() {
         let pools = model_pools(crate::sluice_config::FILTER_CONFIGURATION).expect("pools");
         assert!(!pools.is_empty());
-        let rendered = sluice_config(upstream(), None, Path::new(WASM), "{}");
+        let rendered = sluice_config(Host::Native, upstream(), None, "{}");
         assert!(rendered.is_err(), "no models, no pools");
         let picker: SocketAddr = "127.0.0.1:4321".parse().expect("address");
-        let rendered = sluice_config(
-            upstream(),
-            Some(picker),
-            Path::new(WASM),
-            crate::sluice_config::FILTER_CONFIGURATION,
-        )
-        .expect("render");
+        for host in Host::ALL {
+            let rendered = sluice_config(
+                host,
+                upstream(),
+                Some(picker),
+                crate::sluice_config::FILTER_CONFIGURATION,
+            )
+            .expect("render");
+            every_pool_in(&rendered, &pools);
+        }
+    }
+
+    fn every_pool_in(rendered: &str, pools: &[(String, String)]) {
         for (pool, _model) in pools {
             assert!(
                 rendered.contains(&format!("cluster_name: {pool}")),

@@ -1,22 +1,24 @@
 //! THE SLUICE CONFIGURATION `make bench` MEASURES: the one place to change it.
 //!
-//! The "Envoy + Sluice" setup must run every feature the filter has, configured as a real
-//! deployment would, so that the overhead reported is the overhead users get. When a feature
-//! lands (normalization, model header and mapping, token accounting, quotas, guardrails, replica
-//! picking), turn it on here, in the same change. The benchmark validates this JSON with the
-//! filter's own parser (`sluice_core::config::Config::from_json`) before it starts anything,
-//! and prints it in the report, so a stale or mistyped field fails loudly.
+//! Both "Envoy + Sluice" setups (the native module and the Wasm build) run it, and must run every
+//! feature the filter has, configured as a real deployment would, so that the overhead reported is
+//! the overhead users get. When a feature lands (normalization, model header and mapping, token
+//! accounting, quotas, guardrails, replica picking), turn it on here, in the same change. The
+//! benchmark validates this JSON with the filter's own parser
+//! (`sluice_core::config::Config::from_json`) before it starts anything, and prints it in the
+//! report, so a stale or mistyped field fails loudly.
 //!
-//! Today this is the shipped `envoy.wasm.yaml`'s configuration (request normalization with the
-//! body-size limit, the model catalog with pools, context windows and a LoRA adapter, aliases,
-//! the routing headers Envoy's routes match on, token accounting) plus replica picking (the
-//! benchmark starts the picker, which scrapes the mock upstream's canned vLLM metrics), the
-//! default guardrail rule set, and quotas for the API key every setup sends, with limits high
-//! enough never to refuse. Every request the benchmark sends names a model of the catalog in its
-//! body, as clients do; every Envoy cluster points at the benchmark's upstream, which answers any
-//! model.
+//! Today this is the shipped configuration, the same in `envoy.yaml` and `envoy.wasm.yaml`
+//! (request normalization with the body-size limit, the model catalog with pools, context windows
+//! and a LoRA adapter, aliases, the routing headers Envoy's routes match on, token accounting)
+//! plus replica picking (the benchmark starts the picker, which scrapes the mock upstream's canned
+//! vLLM metrics), the default guardrail rule set, and quotas for the API key every setup sends,
+//! with limits high enough never to refuse. Every request the benchmark sends names a model of the
+//! catalog in its body, as clients do; every Envoy cluster points at the benchmark's upstream,
+//! which answers any model.
 
-/// The filter's plugin configuration (JSON), given to Envoy in place of the one in `envoy.wasm.yaml`.
+/// The filter's configuration (JSON), given to both builds in place of the one in their shipped
+/// config (`envoy.yaml`, `envoy.wasm.yaml`).
 pub const FILTER_CONFIGURATION: &str = r#"{
   "routing": {
     "model_header": "x-sluice-model",

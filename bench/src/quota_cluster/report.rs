@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{LIMIT, PACE_MS, PER_ENVOY, RTT_ALLOWANCE_MS, STALE_AFTER_MS, SYNC_MS, bound};
-use crate::report::{Machine, Target, Verdict, table};
+use crate::report::{Build, Machine, Target, Verdict, table};
 use crate::sections::QUOTA_CLUSTER;
 
 /// What one run of paced load got from the cluster.
@@ -35,6 +35,8 @@ fn typical(instances: usize) -> u64 {
 #[derive(Debug, Clone)]
 pub struct QuotaReport {
     pub machine: Machine,
+    /// The Sluice build every Envoy ran.
+    pub build: Build,
     pub runs: Vec<Run>,
     pub filter_configuration: String,
     pub warnings: Vec<String>,
@@ -249,11 +251,13 @@ impl QuotaReport {
         let _ = writeln!(out, "### Method\n");
         let _ = writeln!(
             out,
-            "- **Cluster:** Envoy instances of the shipped `envoy.wasm.yaml` (2 workers each) with the \
+            "- **Cluster:** Envoy instances (2 workers each) running {}, with the \
              filter configuration below, one picker (release build) with `[quota]` on a local \
              `redis-server` (no persistence), one simulator replica (release build, `--fast`) \
              behind every Envoy. Limit {LIMIT} requests per minute per tenant (`x-tenant`), \
-             `sync_ms` {SYNC_MS}, `stale_after_ms` {STALE_AFTER_MS}, fail policy closed."
+             `sync_ms` {SYNC_MS}, `stale_after_ms` {STALE_AFTER_MS}, fail policy closed \
+             (`bench --only quota-cluster --host wasm` or `native` picks the build).",
+            self.build.describe()
         );
         let _ = writeln!(
             out,
@@ -289,6 +293,7 @@ mod tests {
     fn report(runs: Vec<Run>) -> QuotaReport {
         QuotaReport {
             machine: Machine::default(),
+            build: Build::Native,
             runs,
             filter_configuration: "{}".into(),
             warnings: Vec::new(),

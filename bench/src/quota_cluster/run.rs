@@ -12,18 +12,22 @@ use super::report::{QuotaReport, Run};
 use super::{INSTANCES, PACE_MS, PER_ENVOY, filter_configuration};
 use crate::bodies::MODEL;
 use crate::procs::{self, ENVOY_WORKERS, Service};
+use crate::report::Build;
 use crate::routing::processes::{release_bin, start_service};
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub quick: bool,
+    /// The Sluice build every Envoy of the cluster runs.
+    pub build: Build,
 }
 
 fn say(message: &str) {
     println!("==> {message}");
 }
 
-const SYNCED: &str = "wasmcustom.sluice_quota_cluster_synced";
+/// The filter's gauge that says its view of the cluster is fresh.
+const SYNCED: &str = "sluice_quota_cluster_synced";
 
 pub async fn run(options: &Options, dir: &Path) -> Result<QuotaReport, String> {
     let started = Instant::now();
@@ -37,7 +41,8 @@ pub async fn run(options: &Options, dir: &Path) -> Result<QuotaReport, String> {
     machine.tools.insert(1, ("Redis".to_owned(), redis_version));
     let largest = INSTANCES.iter().map(|(k, _)| *k).max().unwrap_or(0);
     say(&format!(
-        "cluster quotas: starting Redis, a replica, the picker and {largest} Envoys"
+        "cluster quotas: starting Redis, a replica, the picker and {largest} Envoys (Sluice's {} build)",
+        options.build.name()
     ));
     let redis = sluice_e2e::redis::Redis::start(dir).await;
     let replica = start_service(
@@ -67,12 +72,12 @@ pub async fn run(options: &Options, dir: &Path) -> Result<QuotaReport, String> {
     .await?;
     let filter_configuration = filter_configuration();
     let yaml = procs::render_envoy(
+        options.build.host(),
         vec![
             ("llama_8b".to_owned(), vec![replica.addr]),
             ("qwen_7b".to_owned(), vec![replica.addr]),
             ("sluice_picker".to_owned(), vec![picker.addr]),
         ],
-        &sluice_e2e::paths::filter_wasm(),
         &filter_configuration,
     )?;
     let mut envoys = Vec::with_capacity(largest);
@@ -89,7 +94,7 @@ pub async fn run(options: &Options, dir: &Path) -> Result<QuotaReport, String> {
     sizes.sort_unstable_by_key(|(k, _)| std::cmp::Reverse(*k));
     for (instances, repeats) in sizes {
         envoys.truncate(instances);
-        wait_synced(&envoys).await?;
+        wait_synced(&envoys, &options.build.host().stat(SYNCED)).await?;
         let repeats = if options.quick { 1 } else { repeats };
         for repeat in 0..repeats {
             // Minute windows start at whole minutes: keep a run inside one.
@@ -126,6 +131,7 @@ pub async fn run(options: &Options, dir: &Path) -> Result<QuotaReport, String> {
     drop((envoys, picker, replica, redis));
     Ok(QuotaReport {
         machine,
+        build: options.build,
         runs,
         filter_configuration,
         warnings,
@@ -141,12 +147,13 @@ fn unix_ms() -> u128 {
 }
 
 /// Waits until every Envoy's view of the cluster is fresh (its first syncs went through).
-/// The gauge is set by the first worker to tick after a sync; each other worker learns it on
-/// its own tick (every 100 ms at most), so a few ticks more are allowed before measuring.
-async fn wait_synced(envoys: &[Service]) -> Result<(), String> {
+/// In the Wasm build the gauge is set by the first worker to tick after a sync and each other
+/// worker learns it on its own tick (every 100 ms at most), so a few ticks more are allowed
+/// before measuring (the native module's view is one per process).
+async fn wait_synced(envoys: &[Service], synced: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     for (i, envoy) in envoys.iter().enumerate() {
-        while envoy.envoy_stat(SYNCED).await != Some(1) {
+        while envoy.envoy_stat(synced).await != Some(1) {
             if Instant::now() > deadline {
                 return Err(format!(
                     "Envoy {i} never synced with the picker:\n{}",

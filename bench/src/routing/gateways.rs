@@ -1,9 +1,11 @@
-//! The picker and the three setups' Envoy configurations, rendered from the shipped
-//! `envoy.wasm.yaml`.
+//! The picker and the three setups' Envoy configurations, rendered from the shipped config of
+//! the Sluice build measured (`envoy.yaml` for the native module, `envoy.wasm.yaml` for Wasm).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use sluice_e2e::host::Host;
 
 use super::processes::{release_bin, start_service};
 use crate::procs::{self, Service};
@@ -99,16 +101,16 @@ const LEAST_REQUEST: [&str; 2] = [
     "\"@type\": type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
 ];
 
-/// Renders the shipped `envoy.wasm.yaml` three ways, every model pool's cluster pointing at
+/// Renders `host`'s shipped config three ways, every model pool's cluster pointing at
 /// `replicas` and the picker cluster at `picker`:
 /// - *Sluice*: as shipped, with `filter_configuration` (picking on);
 /// - *round robin*: the `sluice` filter removed. Nothing sets `x-gateway-destination-endpoint`,
 ///   so the clusters' `override_host` policy always falls back to its `round_robin`;
 /// - *least-request*: the same with that fallback replaced by Envoy's `least_request`.
 pub fn envoy_configs(
+    host: Host,
     replicas: &[SocketAddr],
     picker: SocketAddr,
-    wasm: &Path,
     filter_configuration: &str,
 ) -> Result<EnvoyConfigs, String> {
     let mut clusters: Vec<(String, Vec<SocketAddr>)> = procs::model_pools(filter_configuration)?
@@ -116,13 +118,14 @@ pub fn envoy_configs(
         .map(|(pool, _model)| (pool, replicas.to_vec()))
         .collect();
     clusters.push(("sluice_picker".to_owned(), vec![picker]));
-    let sluice = procs::render_envoy(clusters, wasm, filter_configuration)?;
+    let sluice = procs::render_envoy(host, clusters, filter_configuration)?;
     let round_robin = procs::without_filter(&sluice, "sluice")?;
     let mut least_request = round_robin.clone();
     for (from, to) in ROUND_ROBIN.iter().zip(LEAST_REQUEST) {
         if !least_request.contains(from) {
             return Err(format!(
-                "envoy.wasm.yaml no longer has `{from}`: update bench/src/routing/gateways.rs"
+                "{} no longer has `{from}`: update bench/src/routing/gateways.rs",
+                host.envoy_yaml().display()
             ));
         }
         least_request = least_request.replace(from, to);
@@ -145,22 +148,22 @@ mod tests {
             .collect();
         let picker = "127.0.0.1:7100".parse().expect("addr");
         let filter = crate::sluice_config::FILTER_CONFIGURATION;
-        let configs =
-            envoy_configs(&replicas, picker, Path::new("/nowhere/f.wasm"), filter).expect("render");
-        for port in 7001..=7004 {
-            assert!(configs.sluice.contains(&format!("port_value: {port}")));
-            assert!(configs.round_robin.contains(&format!("port_value: {port}")));
+        for (host, module) in [
+            (Host::Native, "extensions.filters.http.dynamic_modules."),
+            (Host::Wasm, "extensions.filters.http.wasm."),
+        ] {
+            let configs = envoy_configs(host, &replicas, picker, filter).expect("render");
+            for port in 7001..=7004 {
+                assert!(configs.sluice.contains(&format!("port_value: {port}")));
+                assert!(configs.round_robin.contains(&format!("port_value: {port}")));
+            }
+            assert!(configs.sluice.contains("port_value: 7100"));
+            assert!(configs.sluice.contains(module), "{host}");
+            assert!(!configs.round_robin.contains(module), "{host}");
+            assert!(configs.round_robin.contains(ROUND_ROBIN[1]));
+            assert!(!configs.least_request.contains(ROUND_ROBIN[1]));
+            assert!(configs.least_request.contains(LEAST_REQUEST[1]));
         }
-        assert!(configs.sluice.contains("port_value: 7100"));
-        assert!(configs.sluice.contains("extensions.filters.http.wasm."));
-        assert!(
-            !configs
-                .round_robin
-                .contains("extensions.filters.http.wasm.")
-        );
-        assert!(configs.round_robin.contains(ROUND_ROBIN[1]));
-        assert!(!configs.least_request.contains(ROUND_ROBIN[1]));
-        assert!(configs.least_request.contains(LEAST_REQUEST[1]));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use sluice_core::picking::Weights;
 use super::results::{Policy, Step};
 use super::settings::{self, REPLICAS, SHAPE};
 use super::workload::Workload;
-use crate::report::{Machine, Target, Verdict, fmt_ratio, table};
+use crate::report::{Build, Machine, Target, Verdict, fmt_ratio, table};
 use crate::sections::{BEGIN, END};
 
 /// A target's "no worse" allows this much: the spread of repeated runs of the same setup on
@@ -33,6 +33,8 @@ pub struct WorkloadPlan {
 #[derive(Debug, Clone)]
 pub struct RoutingReport {
     pub machine: Machine,
+    /// The Sluice build of the *Envoy + Sluice* setup.
+    pub build: Build,
     pub plans: Vec<WorkloadPlan>,
     pub steps: Vec<Step>,
     pub step_seconds: f64,
@@ -340,6 +342,15 @@ impl RoutingReport {
         );
         let _ = writeln!(
             out,
+            "Measured with {}; `bench --only routing --host {}` runs the other build.\n",
+            self.build.describe(),
+            match self.build {
+                Build::Native => "wasm",
+                Build::Wasm => "native",
+            }
+        );
+        let _ = writeln!(
+            out,
             "Written by `make bench` ({}; `bench --only routing` rewrites just this section). \
              The section took {} min {} s{}.\n",
             m.date,
@@ -425,7 +436,7 @@ impl RoutingReport {
              cache), `--prefill-us-per-token {}`, `--decode-ms-per-step {}`, prefix caching on. \
              Why these numbers: `bench/src/routing/settings.rs`. They are restarted before each \
              setup of each workload, so every setup starts with empty queues and cold caches.\n\
-             - **Setups,** all three from the shipped `envoy.wasm.yaml` with `--concurrency 2`, every \
+             - **Setups,** all three from the shipped `{}` with `--concurrency 2`, every \
              cluster pointing at the same replicas: *Envoy round robin* = the `sluice` filter \
              removed, so the clusters' `override_host` policy always falls back to its \
              `round_robin`; *Envoy least-request* = the same with that fallback replaced by \
@@ -459,6 +470,7 @@ impl RoutingReport {
             REPLICAS.kv_tokens(),
             REPLICAS.prefill_us_per_token,
             REPLICAS.decode_ms_per_step,
+            self.build.config_file(),
             settings::REFRESH_MS,
             settings::REFRESH_MS,
             SHAPE.tenants,
@@ -549,6 +561,7 @@ mod tests {
         };
         RoutingReport {
             machine: Machine::default(),
+            build: Build::Native,
             plans: vec![plan(Workload::PrefixHeavy), plan(Workload::Independent)],
             steps,
             step_seconds: 6.0,

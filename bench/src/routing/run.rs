@@ -17,12 +17,15 @@ use super::settings::{self, REPLICAS, SHAPE};
 use super::workload::{self, Planned, Workload};
 use crate::bodies::MODEL;
 use crate::procs::{self, ENVOY_WORKERS, Service};
+use crate::report::Build;
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub quick: bool,
     pub weights: Weights,
     pub workloads: Vec<Workload>,
+    /// The Sluice build the *Envoy + Sluice* setup runs.
+    pub build: Build,
 }
 
 /// The pool (Envoy cluster and picker pool) the benchmark's model is served by.
@@ -82,6 +85,7 @@ async fn preflight(client: &reqwest::Client, gateway: &Service, label: &str) -> 
 
 /// Everything the steps run against.
 struct Fleet {
+    build: Build,
     client: reqwest::Client,
     replicas: Replicas,
     picker: Service,
@@ -171,9 +175,11 @@ impl Fleet {
     /// Envoy's own load balancing (0 where there is no filter).
     async fn filter_counters(&self, policy: Policy) -> (u64, u64) {
         let gateway = self.gateways.get(policy);
-        let picked = gateway.envoy_stat("wasmcustom.sluice_picks_total").await;
+        let picked = gateway
+            .envoy_stat(&self.build.host().stat("sluice_picks_total"))
+            .await;
         let fell_back = gateway
-            .envoy_stat("wasmcustom.sluice_pick_fallbacks_total")
+            .envoy_stat(&self.build.host().stat("sluice_pick_fallbacks_total"))
             .await;
         (picked.unwrap_or(0), fell_back.unwrap_or(0))
     }
@@ -231,16 +237,17 @@ pub async fn run(options: &Options, dir: &Path) -> Result<RoutingReport, String>
         .collect();
 
     say(&format!(
-        "routing: starting {} simulator replicas, the picker and three Envoys",
-        REPLICAS.replicas
+        "routing: starting {} simulator replicas, the picker and three Envoys (Sluice's {} build)",
+        REPLICAS.replicas,
+        options.build.name()
     ));
     let replicas = Replicas::start(dir, REPLICAS, MODEL).await?;
     let picker_toml = gateways::picker_config(POOL, MODEL, replicas.addrs(), settings::REFRESH_MS);
     let picker = gateways::start_picker(dir, &picker_toml).await?;
     let configs = gateways::envoy_configs(
+        options.build.host(),
         replicas.addrs(),
         picker.addr,
-        &sluice_e2e::paths::filter_wasm(),
         &filter_configuration,
     )?;
     let gateways = Gateways {
@@ -258,6 +265,7 @@ pub async fn run(options: &Options, dir: &Path) -> Result<RoutingReport, String>
     }
 
     let mut fleet = Fleet {
+        build: options.build,
         client,
         replicas,
         picker,
@@ -281,6 +289,7 @@ pub async fn run(options: &Options, dir: &Path) -> Result<RoutingReport, String>
     drop(fleet);
     Ok(RoutingReport {
         machine,
+        build: options.build,
         plans: plans.into_iter().map(|(plan, _)| plan).collect(),
         steps: measured.steps,
         step_seconds,

@@ -102,8 +102,8 @@ pub fn capacity(replicas: &ReplicaSettings, prompt_tokens: f64, output_tokens: f
 pub const REFRESH_MS: u64 = 50;
 
 /// The filter configuration of the Sluice setup: the overhead benchmark's configuration (the
-/// shipped one, `bench/src/sluice_config.rs`) with replica picking on, as `envoy.wasm.yaml` turns it
-/// on, with `weights`.
+/// shipped one, `bench/src/sluice_config.rs`) with replica picking on, as both shipped configs
+/// turn it on, with `weights`.
 pub fn filter_configuration(weights: &Weights) -> Result<String, String> {
     let mut config: serde_json::Value =
         serde_json::from_str(crate::sluice_config::FILTER_CONFIGURATION)
