@@ -306,7 +306,7 @@ pub fn render_envoy(
     Ok(sluice_e2e::envoy::render(
         host,
         &template,
-        &host.module(),
+        &host.module_path(),
         &options,
     ))
 }

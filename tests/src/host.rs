@@ -35,11 +35,20 @@ impl Host {
         })
     }
 
-    /// The built module this host loads.
+    /// The built module this host loads (it must be built by now).
     pub fn module(self) -> PathBuf {
         match self {
             Host::Wasm => paths::filter_wasm(),
             Host::Native => paths::native_module(),
+        }
+    }
+
+    /// Where the module this host loads is, built or not: for rendering a config ahead of the
+    /// build (the benchmark's unit tests run before `make test` builds the modules).
+    pub fn module_path(self) -> PathBuf {
+        match self {
+            Host::Wasm => paths::filter_wasm_path(),
+            Host::Native => paths::native_module_path(),
         }
     }
 

@@ -7,10 +7,20 @@ pub fn repo_root() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
-fn artifact(env_var: &str, default: &str) -> PathBuf {
-    let path = std::env::var_os(env_var)
+/// Where an artifact is (`env_var`, else `default` under the repository), built or not.
+fn artifact_path(env_var: &str, default: &str) -> PathBuf {
+    std::env::var_os(env_var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(default));
+        .unwrap_or_else(|| repo_root().join(default))
+}
+
+/// An artifact that must be built by now.
+fn artifact(env_var: &str, default: &str) -> PathBuf {
+    built(artifact_path(env_var, default), env_var)
+}
+
+/// `path`, which must exist (`env_var` names where to point at another build).
+fn built(path: PathBuf, env_var: &str) -> PathBuf {
     assert!(
         path.exists(),
         "{} not found (set {env_var} or run `make test`, which builds it)",
@@ -28,7 +38,12 @@ pub fn picker_bin() -> PathBuf {
 }
 
 pub fn filter_wasm() -> PathBuf {
-    artifact(
+    built(filter_wasm_path(), "SLUICE_FILTER_WASM")
+}
+
+/// Where `filter_wasm` is, built or not (for rendering a config before the build).
+pub fn filter_wasm_path() -> PathBuf {
+    artifact_path(
         "SLUICE_FILTER_WASM",
         "target/wasm32-wasip1/wasm-release/sluice_wasm.wasm",
     )
@@ -36,7 +51,12 @@ pub fn filter_wasm() -> PathBuf {
 
 /// The native Envoy module (`cargo build --profile native-release -p sluice-native`).
 pub fn native_module() -> PathBuf {
-    artifact(
+    built(native_module_path(), "SLUICE_NATIVE_MODULE")
+}
+
+/// Where `native_module` is, built or not.
+pub fn native_module_path() -> PathBuf {
+    artifact_path(
         "SLUICE_NATIVE_MODULE",
         "target/native-release/libsluice_native.so",
     )
