@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Bencher, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sluice_bench::bodies::{MICRO_SIZES, chat_body};
+use sluice_bench::bodies::{MICRO_SIZES, STREAM_WORDS, chat_body};
 use sluice_bench::sluice_config::FILTER_CONFIGURATION;
 use sluice_core::api;
 use sluice_core::canonical::ApiKind;
@@ -332,26 +332,7 @@ fn guardrail_scan(c: &mut Criterion) {
 fn guardrail_stream(c: &mut Criterion) {
     let guardrails = default_guardrails();
     let policy = guardrails.policy_for(None, None, "m");
-    let words = [
-        " the",
-        " quick",
-        " brown",
-        " fox",
-        " jumps",
-        " over",
-        " a",
-        " lazy",
-        " dog",
-        ",",
-        " while",
-        " simulated",
-        " tokens",
-        " stream",
-        " from",
-        " the",
-        " server",
-        ".",
-    ];
+    let words = STREAM_WORDS;
     let events: Vec<String> = (0..256)
         .map(|i| {
             let word = words[i % words.len()];

@@ -21,7 +21,7 @@
 
 use std::hint::black_box;
 
-use sluice_bench::bodies::{MODEL, chat_body};
+use sluice_bench::bodies::{MODEL, STREAM_WORDS, chat_body};
 use sluice_bench::sluice_config::FILTER_CONFIGURATION;
 use sluice_core::api;
 use sluice_core::canonical::ApiKind;
@@ -181,26 +181,7 @@ fn main() {
 /// An answer of about `size` bytes of prose: as one chat completion body with usage, and as the
 /// events of its stream (one word each, with `"usage":null`, then the usage chunk and `[DONE]`).
 fn answer(size: usize) -> (String, Vec<String>) {
-    let words = [
-        " the",
-        " quick",
-        " brown",
-        " fox",
-        " jumps",
-        " over",
-        " a",
-        " lazy",
-        " dog",
-        ",",
-        " while",
-        " simulated",
-        " tokens",
-        " stream",
-        " from",
-        " the",
-        " server",
-        ".",
-    ];
+    let words = STREAM_WORDS;
     let mut text = String::new();
     let mut events = Vec::new();
     for word in words.iter().cycle() {

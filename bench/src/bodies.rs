@@ -5,6 +5,29 @@
 /// The model every benchmark request names.
 pub const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
 
+/// The tokens of a streamed answer of prose, one per event, in a loop (the response-side
+/// benchmarks and the profiling driver stream these).
+pub const STREAM_WORDS: [&str; 18] = [
+    " the",
+    " quick",
+    " brown",
+    " fox",
+    " jumps",
+    " over",
+    " a",
+    " lazy",
+    " dog",
+    ",",
+    " while",
+    " simulated",
+    " tokens",
+    " stream",
+    " from",
+    " the",
+    " server",
+    ".",
+];
+
 /// The body sizes the gateway benchmarks use (bytes, label).
 pub const GATEWAY_SIZES: &[(usize, &str)] = &[(1024, "1 KB"), (16 * 1024, "16 KB")];
 
