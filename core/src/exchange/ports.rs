@@ -36,6 +36,30 @@ pub struct Ports<'a> {
     pub log: &'a dyn Log,
 }
 
+impl<'a> Ports<'a> {
+    /// Every port served by one value (the proxy-wasm host's, and the tests' fakes).
+    pub fn of<H>(host: &'a H) -> Self
+    where
+        H: Clock
+            + QuotaLedger
+            + InFlightCounts
+            + PrefixAffinity
+            + SnapshotSource
+            + TelemetrySink
+            + Log,
+    {
+        Self {
+            clock: host,
+            quota: host,
+            in_flight: host,
+            prefixes: host,
+            snapshot: host,
+            telemetry: host,
+            log: host,
+        }
+    }
+}
+
 /// Time.
 pub trait Clock {
     /// Unix milliseconds, as coarse as `lag_ms`: for windows, ages and staleness, which are

@@ -667,16 +667,7 @@ impl ChannelText {
             let start = self.floor(blocking.range.start, false);
             inside.retain(|f| f.range.end <= start);
             let released = self.pending.get(..start).unwrap_or_default();
-            let text = guardrails
-                .redact_read(
-                    policy,
-                    released,
-                    &inside,
-                    hits,
-                    Direction::Response,
-                    reading,
-                )
-                .unwrap_or_else(|| released.to_owned());
+            let text = redacted(guardrails, policy, released, &inside, hits, reading);
             self.pending.clear();
             prefix.push_str(&text);
             return (prefix, Some(blocking.rule));
@@ -689,16 +680,7 @@ impl ChannelText {
                     .is_some_and(|a| a != super::Action::Log)
                 && !contains_end_marker(released.get(f.range.clone()).unwrap_or_default())
         });
-        let text = guardrails
-            .redact_read(
-                policy,
-                released,
-                &inside,
-                hits,
-                Direction::Response,
-                reading,
-            )
-            .unwrap_or_else(|| released.to_owned());
+        let text = redacted(guardrails, policy, released, &inside, hits, reading);
         self.remember(cut);
         prefix.push_str(&text);
         if opens_key {
@@ -757,6 +739,27 @@ impl ChannelText {
         }
         false
     }
+}
+
+/// `released` as the client gets it: redacted where `findings` say, as it is otherwise.
+fn redacted(
+    guardrails: &Guardrails,
+    policy: &super::Policy,
+    released: &str,
+    findings: &[Finding],
+    hits: &mut Hits,
+    reading: Reading,
+) -> String {
+    guardrails
+        .redact_read(
+            policy,
+            released,
+            findings,
+            hits,
+            Direction::Response,
+            reading,
+        )
+        .unwrap_or_else(|| released.to_owned())
 }
 
 fn contains_end_marker(text: &str) -> bool {

@@ -36,15 +36,7 @@ pub struct Host {
 
 impl Host {
     pub fn ports(&self) -> Ports<'_> {
-        Ports {
-            clock: self,
-            quota: self,
-            in_flight: self,
-            prefixes: self,
-            snapshot: self,
-            telemetry: self,
-            log: self,
-        }
+        Ports::of(self)
     }
 }
 

@@ -166,15 +166,7 @@ impl Default for Fakes {
 
 impl Fakes {
     pub fn ports(&self) -> Ports<'_> {
-        Ports {
-            clock: self,
-            quota: self,
-            in_flight: self,
-            prefixes: self,
-            snapshot: self,
-            telemetry: self,
-            log: self,
-        }
+        Ports::of(self)
     }
 
     /// How many times `event` was counted.
