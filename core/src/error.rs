@@ -70,6 +70,12 @@ pub enum GatewayError {
     Overloaded,
     /// The model's pool has no healthy replica.
     NoHealthyEndpoint,
+    /// Flow control turned the request away: its band's queue was full (`expired` false) or it
+    /// waited its band's time to live. `status` is the configured 429 or 503.
+    QueueRefused {
+        status: u16,
+        expired: bool,
+    },
     /// No API key (or tenant), or one the gateway does not know. Never echoes the key.
     Unauthenticated {
         missing: bool,
@@ -128,7 +134,9 @@ impl GatewayError {
             Self::MethodNotAllowed { allow, .. } => vec![("allow", *allow)],
             // Clients (and the OpenAI and Anthropic SDKs) retry after this; one second lets the
             // replicas drain a little before the next attempt.
-            Self::Overloaded => vec![("retry-after", "1"), ("retry-after-ms", "1000")],
+            Self::Overloaded | Self::QueueRefused { .. } => {
+                vec![("retry-after", "1"), ("retry-after-ms", "1000")]
+            }
             _ => Vec::new(),
         }
     }
@@ -244,6 +252,33 @@ impl GatewayError {
                 openai_code: Some("overloaded"),
                 param: None,
                 anthropic_type: "overloaded_error",
+            },
+            Self::QueueRefused { status, expired } => Rendering {
+                status: *status,
+                message: if *expired {
+                    "The request waited as long as its priority allows for a free replica; \
+                     retry later."
+                        .into()
+                } else {
+                    "Too many requests are waiting for this model at this priority; retry later."
+                        .into()
+                },
+                openai_type: if *status == 429 {
+                    "requests"
+                } else {
+                    "server_error"
+                },
+                openai_code: Some(if *status == 429 {
+                    "rate_limit_exceeded"
+                } else {
+                    "overloaded"
+                }),
+                param: None,
+                anthropic_type: if *status == 429 {
+                    "rate_limit_error"
+                } else {
+                    "overloaded_error"
+                },
             },
             Self::NoHealthyEndpoint => Rendering {
                 status: 503,

@@ -24,6 +24,7 @@ pub mod canonical;
 pub mod config;
 pub mod error;
 pub mod exchange;
+pub mod flow;
 pub mod guardrails;
 pub mod json;
 pub mod picking;

@@ -3,6 +3,7 @@
 //! field.
 
 mod error;
+mod flow_control;
 mod guardrails;
 mod header_name;
 pub mod quotas;

@@ -24,6 +24,8 @@ pub struct Config {
     pub catalog: ModelCatalog,
     /// Replica picking; `None` leaves the choice to Envoy's load balancer.
     pub picking: Option<Picking>,
+    /// Flow control; `None`: a saturated pool sheds (or Envoy queues) instead of holding.
+    pub flow_control: Option<crate::flow::FlowControl>,
     pub tokens: Tokens,
     /// Identity and limits; `None` admits every request unauthenticated.
     pub quotas: Option<super::quotas::Quotas>,
@@ -108,6 +110,15 @@ impl WireConfig {
             routing: self.routing.validate()?,
             limits: self.limits.validate()?,
             catalog: ModelCatalog::build(self.models, self.aliases)?,
+            flow_control: match (self.flow_control, &self.picking) {
+                (Some(_), None) => {
+                    return Err(ConfigError::new(
+                        "flow_control",
+                        "needs picking: saturation is judged from the picker's snapshot",
+                    ));
+                }
+                (flow_control, _) => flow_control.map(|f| f.validate()).transpose()?,
+            },
             picking: self.picking.map(validate_picking).transpose()?,
             tokens: self.tokens.validate()?,
             quotas: self.quotas.map(|q| q.validate()).transpose()?,

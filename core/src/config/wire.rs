@@ -23,6 +23,8 @@ pub(crate) struct WireConfig {
     pub aliases: BTreeMap<String, String>,
     /// Replica picking from the picker's snapshot; off when absent.
     pub picking: Option<Picking>,
+    /// Holding requests while their pool is saturated (needs `picking`); off when absent.
+    pub flow_control: Option<super::flow_control::WireFlowControl>,
     /// Token accounting.
     pub tokens: WireTokens,
     /// Identity, limits and budgets; off when absent.

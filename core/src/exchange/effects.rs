@@ -28,6 +28,8 @@ pub enum RecordKey {
     Tokens,
     /// The guardrails' audit record: policy, blocking rule, hits per rule (never the text).
     Guardrails,
+    /// Flow control's record: band, outcome, time held.
+    Flow,
 }
 
 impl RecordKey {
@@ -35,6 +37,7 @@ impl RecordKey {
         match self {
             Self::Tokens => "sluice.tokens",
             Self::Guardrails => "sluice.guardrails",
+            Self::Flow => "sluice.flow",
         }
     }
 }
@@ -64,6 +67,10 @@ pub enum RequestNext {
     ReadBody,
     /// Answer with this reply; the request goes no further.
     Reply(Reply),
+    /// Keep the request held, headers and body buffered, its edits applied: flow control
+    /// queued it. The host waits for the wake-up (`FlowQueues::wake`) and then applies what
+    /// `Exchange::on_flow_woken` returns.
+    Hold,
 }
 
 /// What a request phase asks for: `records` first (best effort), then the edits in field

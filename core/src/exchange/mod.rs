@@ -9,10 +9,11 @@
 //! |---|---|---|
 //! | request headers | `on_request_headers` | `RequestEffects`: header removals, then forward, read the body, or reply |
 //! | each request body callback | `on_request_body` (or `on_request_trailers`) | `BodyNext`: pass, keep buffering, complete, or reply |
-//! | the whole body is in | `on_request_body_complete` | `RequestEffects`: credential, body, routing headers, destination, records, then forward or reply |
+//! | the whole body is in | `on_request_body_complete` | `RequestEffects`: credential, body, routing headers, destination, records, then forward, hold (flow control) or reply |
 //! | response headers | `on_response_headers` | `ResponseEffects`: rate-limit headers, `content-length` removal, hold or continue |
 //! | each response body callback | `on_response_body` | `ResponseEffects`: a (guarded) body write, the usage header, records, continue/hold/stop |
-//! | the stream is over | `on_log` | the records of a response that never finished |
+//! | flow control woke a held request | `on_flow_woken` | `RequestEffects`: destination and forward, or a reply |
+//! | the stream is over | `on_log` | the records of a response that never finished, or of a request that left while held |
 //!
 //! Phase methods read what they need through views (`views`: header maps, the response body,
 //! stream attributes), read only when a decision needs the value, and return effects
@@ -29,6 +30,7 @@
 
 mod accounting;
 mod effects;
+mod flow;
 mod pick;
 mod ports;
 mod quota;
@@ -47,9 +49,10 @@ pub use effects::{
     BodyNext, Destination, Guarded, Record, RecordKey, Reply, RequestEffects, RequestNext,
     RequestWrite, ResponseEffects, ResponseNext, Write,
 };
+pub use flow::flow_tick;
 pub use ports::{
-    Clock, Event, InFlightCounts, InFlightRead, Level, Log, Ports, PrefixAffinity, QuotaLedger,
-    SnapshotSource, TelemetrySink,
+    Clock, Event, FlowQueues, InFlightCounts, InFlightRead, Level, Log, Ports, PrefixAffinity,
+    QuotaLedger, SnapshotSource, TelemetrySink,
 };
 pub use views::{BodyView, HeaderView, HostError, StreamInfo};
 
@@ -60,6 +63,7 @@ use crate::guardrails::Hits;
 use crate::pipeline::ModelsList;
 use crate::telemetry::ApiLabel;
 use accounting::Accounting;
+use flow::{FlowHeaders, Seat};
 use pick::InFlightTicket;
 use quota::QuotaState;
 
@@ -109,6 +113,12 @@ pub struct Exchange {
     api_label: ApiLabel,
     /// The status of the local reply the filter sent, if it sent one.
     reply_status: Option<u16>,
+    /// The flow-control headers the request carried (read only with flow control on).
+    flow_headers: FlowHeaders,
+    /// The request's place in flow control, while it has one.
+    seat: Option<Seat>,
+    /// Tokens the response used (input + output), once known: what flow control charges.
+    used_tokens: Option<u64>,
 }
 
 impl Exchange {
@@ -129,6 +139,9 @@ impl Exchange {
             guard: None,
             api_label: ApiLabel::Other,
             reply_status: None,
+            flow_headers: FlowHeaders::default(),
+            seat: None,
+            used_tokens: None,
         }
     }
 }

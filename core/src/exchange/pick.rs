@@ -7,6 +7,25 @@ use crate::error::GatewayError;
 use crate::picking::{Pick, PickRequest, Picking, PrefixEntry, fresh_pool, rank};
 use crate::pipeline::RoutedRequest;
 
+/// What picking needs to know of a request, kept while flow control holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PickTarget {
+    pool: String,
+    prefix_hash: u64,
+    /// The LoRA adapter, when the model is not its own base model.
+    adapter: Option<String>,
+}
+
+impl PickTarget {
+    pub(super) fn of(routed: &RoutedRequest) -> Self {
+        Self {
+            pool: routed.pool.clone(),
+            prefix_hash: routed.prefix_hash,
+            adapter: routed.adapter().map(str::to_owned),
+        }
+    }
+}
+
 /// A request counted in flight to an endpoint; released when the request ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct InFlightTicket {
@@ -25,19 +44,22 @@ pub(super) enum PickOutcome {
     Reject(GatewayError),
 }
 
-/// Ranks the pool's healthy replicas for `routed`, counts the request in flight to the first
-/// and records it as the prefix's replica.
+/// Ranks the pool's healthy replicas for `target`, counts the request in flight to the first
+/// and records it as the prefix's replica. `shed`: refuse the request when every replica's
+/// queue is past `max_waiting_per_endpoint` (off for requests flow control admitted: it
+/// decided they have room).
 pub(super) fn pick(
     ports: &Ports<'_>,
     picking: &Picking,
-    routed: &RoutedRequest,
+    target: &PickTarget,
     tie_breaker: u64,
+    shed: bool,
 ) -> PickOutcome {
     let now = ports.clock.now_ms();
     let snapshot = ports.snapshot.snapshot();
     let Ok(pool) = fresh_pool(
         snapshot.as_deref(),
-        &routed.pool,
+        &target.pool,
         now,
         picking.stale_after_ms,
     ) else {
@@ -45,11 +67,11 @@ pub(super) fn pick(
     };
     let recorded = ports
         .prefixes
-        .entry(routed.prefix_hash)
-        .filter(|entry| entry.is_live(routed.prefix_hash, now, picking.prefix_ttl_ms));
-    let in_flight = ports.in_flight.read(&routed.pool);
+        .entry(target.prefix_hash)
+        .filter(|entry| entry.is_live(target.prefix_hash, now, picking.prefix_ttl_ms));
+    let in_flight = ports.in_flight.read(&target.pool);
     let request = PickRequest {
-        adapter: routed.adapter(),
+        adapter: target.adapter.as_deref(),
         prefix_endpoint: recorded.as_ref().map(|entry| entry.endpoint.as_str()),
         tie_breaker,
     };
@@ -58,7 +80,7 @@ pub(super) fn pick(
         &in_flight.counts,
         &request,
         &picking.weights,
-        picking.max_waiting_per_endpoint,
+        picking.max_waiting_per_endpoint.filter(|_| shed),
     ) {
         Pick::Ranked(ranked) => ranked,
         Pick::Saturated => return PickOutcome::Reject(GatewayError::Overloaded),
@@ -71,10 +93,10 @@ pub(super) fn pick(
     // again unless another worker wrote in between.
     ports
         .in_flight
-        .add(&routed.pool, &chosen, 1, now, Some(in_flight));
+        .add(&target.pool, &chosen, 1, now, Some(in_flight));
     if recorded.is_none_or(|entry| entry.needs_write(&chosen, now, picking.prefix_ttl_ms)) {
         ports.prefixes.record(&PrefixEntry {
-            hash: routed.prefix_hash,
+            hash: target.prefix_hash,
             endpoint: chosen.clone(),
             at_ms: now,
         });
@@ -87,7 +109,7 @@ pub(super) fn pick(
             endpoints: ranked.iter().take(take).map(|a| (*a).to_owned()).collect(),
         },
         ticket: InFlightTicket {
-            pool: routed.pool.clone(),
+            pool: target.pool.clone(),
             address: chosen,
         },
     }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use sluice_wire::Snapshot;
 
+use crate::flow::{FlowState, Woken};
 use crate::guardrails::{Direction, Guardrails, Hits};
 use crate::picking::{InFlight, PrefixEntry};
 use crate::quota::{self, Standing};
@@ -32,6 +33,7 @@ pub struct Ports<'a> {
     pub in_flight: &'a dyn InFlightCounts,
     pub prefixes: &'a dyn PrefixAffinity,
     pub snapshot: &'a dyn SnapshotSource,
+    pub flow: &'a dyn FlowQueues,
     pub telemetry: &'a dyn TelemetrySink,
     pub log: &'a dyn Log,
 }
@@ -45,6 +47,7 @@ impl<'a> Ports<'a> {
             + InFlightCounts
             + PrefixAffinity
             + SnapshotSource
+            + FlowQueues
             + TelemetrySink
             + Log,
     {
@@ -54,6 +57,7 @@ impl<'a> Ports<'a> {
             in_flight: host,
             prefixes: host,
             snapshot: host,
+            flow: host,
             telemetry: host,
             log: host,
         }
@@ -111,6 +115,24 @@ pub trait SnapshotSource {
     fn snapshot(&self) -> Option<Arc<Snapshot>>;
 }
 
+/// The process's flow-control queues, one `FlowState` per pool, shared by every worker, and
+/// the way back to a held request's own worker.
+pub trait FlowQueues {
+    /// Applies `change` to `pool`'s state as one atomic step and returns true. It may run
+    /// `change` more than once (a compare-and-swap retry), so `change` sets its outputs afresh
+    /// each run; a host may skip the write when `change` left the state as it was. Returns
+    /// false when the state could not be read or written: flow control then fails closed.
+    fn update(&self, pool: &str, change: &mut dyn FnMut(&mut FlowState)) -> bool;
+    /// A ticket no other request held in this process has.
+    fn new_ticket(&self) -> u64;
+    /// This worker's token, kept with the requests it holds and handed back in `Woken`.
+    fn owner(&self) -> u32;
+    /// Hands `woken` to the worker holding its request, which then calls
+    /// `Exchange::on_flow_woken` on that stream, on that worker. Best effort: a wake-up lost
+    /// here leaves the request to the host's own check of its held requests.
+    fn wake(&self, woken: &Woken);
+}
+
 /// A counted event (a counter in the host's metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -137,6 +159,16 @@ pub enum Event {
     /// A guardrail decision the host did not take (the response was ended instead, or could
     /// not be).
     GuardrailBlockFailure,
+    /// Flow control held a request: its pool was saturated.
+    FlowHeld,
+    /// A held request was released to go on.
+    FlowReleased,
+    /// A held request waited its band's time to live and was answered.
+    FlowExpired,
+    /// A request found its band's queue (or the held bytes) full and was answered.
+    FlowOverflow,
+    /// A held request's stream ended while it waited (the client went away).
+    FlowAbandoned,
 }
 
 /// Where metrics go. Each call is bounded by the host (label sets, series); none may fail the
@@ -149,6 +181,10 @@ pub trait TelemetrySink {
     fn guardrail_hits(&self, guardrails: &Guardrails, direction: Direction, hits: &Hits);
     /// A request that went upstream ended: token usage and latencies.
     fn observe(&self, observation: &Observation<'_>);
+    /// Flow control: `fairness` has `waiting` requests held in `band` now (a gauge).
+    fn flow_waiting(&self, band: &str, fairness: &str, waiting: usize);
+    /// A held request left the queue (released, expired or gone) after `waited_us`.
+    fn flow_waited(&self, band: &str, fairness: &str, waited_us: u64);
     /// A request ended (any the filter saw): `status` is what the client got, `model` the
     /// model it was routed to.
     fn count_request(&self, api: ApiLabel, status: Option<u16>, model: Option<&str>);

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use super::effects::{BodyNext, Destination, Reply, RequestEffects, RequestNext, RequestWrite};
-use super::pick::{self, PickOutcome};
+use super::flow::{Entry, FlowHeaders};
+use super::pick::{self, PickOutcome, PickTarget};
 use super::ports::{Event, Level, Ports};
 use super::records;
 use super::response_guard::ResponseGuard;
@@ -12,6 +13,7 @@ use super::{Accounting, Configured, Exchange};
 use crate::api::Endpoint;
 use crate::canonical::ApiKind;
 use crate::error::{ApiFlavor, GatewayError};
+use crate::flow::{FAIRNESS_HEADER, OBJECTIVE_HEADER};
 use crate::guardrails::{Direction, Hits};
 use crate::pipeline::{
     self, HeadersDecision, LocalReply, PolicyKeys, RequestHead, RoutedRequest, check_body_size,
@@ -55,6 +57,12 @@ impl Exchange {
             effects.next = self.reject(ports, &GatewayError::NotConfigured);
             return effects;
         };
+        if configured.config.flow_control.is_some() {
+            self.flow_headers = FlowHeaders {
+                objective: flow_header(headers, OBJECTIVE_HEADER),
+                fairness: flow_header(headers, FAIRNESS_HEADER),
+            };
+        }
         let removed =
             self.internal_headers(ports, &configured, headers, &mut effects.remove_headers);
         let quotas = configured.config.quotas.as_ref();
@@ -146,7 +154,8 @@ impl Exchange {
             return effects;
         };
         match self.route(ports, &configured, api, info, body, &mut effects) {
-            Ok(()) => effects.next = RequestNext::Continue,
+            Ok(Entry::Go) => effects.next = RequestNext::Continue,
+            Ok(Entry::Hold) => effects.next = RequestNext::Hold,
             Err(error) => {
                 // A refused request goes nowhere: no edit is worth a host call.
                 effects.credential = None;
@@ -175,7 +184,8 @@ impl Exchange {
         ports.telemetry.count(Event::FailedClosed);
     }
 
-    /// Route, guard, admit, pick: fills `effects` with what sends the request on.
+    /// Route, guard, admit, seat in flow control, pick: fills `effects` with what sends the
+    /// request on, or holds it (then the pick waits for the release).
     fn route(
         &mut self,
         ports: &Ports<'_>,
@@ -184,7 +194,7 @@ impl Exchange {
         info: &dyn StreamInfo,
         body: &[u8],
         effects: &mut RequestEffects,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<Entry, GatewayError> {
         let config = &configured.config;
         let tenant = self.quota.tenant().map(str::to_owned);
         let route_policies = config
@@ -227,7 +237,18 @@ impl Exchange {
             }
         };
         effects.credential = self.quota.admit(ports, config.quotas.as_ref(), &routed)?;
-        effects.destination = self.pick_replica(ports, configured, &routed)?;
+        let entry = self.enter_flow(
+            ports,
+            configured,
+            &routed,
+            tenant.as_deref(),
+            &mut effects.records,
+        )?;
+        if matches!(entry, Entry::Go) {
+            let shed = self.seat.is_none();
+            effects.destination =
+                self.pick_replica(ports, configured, &PickTarget::of(&routed), shed)?;
+        }
         effects.body.clone_from(&routed.body);
         effects.route_headers = vec![
             (
@@ -241,7 +262,7 @@ impl Exchange {
         ];
         let guard = response_guard(configured, &routed, api);
         self.accounting = Some(Accounting::new(&routed, self.started_us, guard, tenant));
-        Ok(())
+        Ok(entry)
     }
 
     /// Counts and records what the guardrails found in a request that goes on.
@@ -271,18 +292,19 @@ impl Exchange {
         self.guard = Some((Some(verdict.policy), verdict.hits.clone()));
     }
 
-    /// The replicas to send `routed` to, best first, when picking is on and a fresh snapshot is
-    /// at hand; `None` leaves the choice to Envoy.
-    fn pick_replica(
+    /// The replicas to send `target` to, best first, when picking is on and a fresh snapshot
+    /// is at hand; `None` leaves the choice to Envoy. `shed`: as `pick::pick` says.
+    pub(super) fn pick_replica(
         &mut self,
         ports: &Ports<'_>,
         configured: &Configured,
-        routed: &RoutedRequest,
+        target: &PickTarget,
+        shed: bool,
     ) -> Result<Option<Destination>, GatewayError> {
         let Some(picking) = &configured.config.picking else {
             return Ok(None);
         };
-        match pick::pick(ports, picking, routed, self.tie_breaker) {
+        match pick::pick(ports, picking, target, self.tie_breaker, shed) {
             PickOutcome::Destination {
                 destination,
                 ticket,
@@ -378,6 +400,17 @@ impl Exchange {
             body: reply.body.clone(),
         }
     }
+}
+
+/// Longest flow-control header value read: longer ones are ignored (a fairness id becomes a
+/// metrics label, an objective a lookup key).
+const MAX_FLOW_HEADER_BYTES: usize = 128;
+
+fn flow_header(headers: &dyn HeaderView, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .filter(|value| value.len() <= MAX_FLOW_HEADER_BYTES)
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// The response guard, when the request's policy scans responses.

@@ -155,6 +155,7 @@ impl Exchange {
             records.extend(self.finish_response_guard(ports));
         }
         self.quota.finish(ports);
+        records.extend(self.leave_flow(ports, self.used_tokens));
         if let Some(accounting) = &self.accounting {
             accounting.observe_upstream_error(ports.clock, ports.telemetry);
         }
@@ -173,6 +174,7 @@ impl Exchange {
         counts: Counts,
     ) -> Option<(TokenRecord, Record)> {
         let accounting = self.accounting.as_ref()?;
+        self.used_tokens = Some(counts.input.saturating_add(counts.output));
         self.quota.settle(ports, &counts);
         let record = accounting.record(counts);
         let state = records::tokens(&record);

@@ -130,6 +130,11 @@ impl TelemetrySink for Host {
             Event::QuotaUncounted => &m.quota.uncounted,
             Event::QuotaWriteFailure => &m.quota.write_failures,
             Event::GuardrailBlockFailure => &m.guardrails.block_failures,
+            Event::FlowHeld
+            | Event::FlowReleased
+            | Event::FlowExpired
+            | Event::FlowOverflow
+            | Event::FlowAbandoned => return,
             Event::QuotaRejected(reason) => {
                 m.quota.reject(reason);
                 return;
@@ -137,6 +142,10 @@ impl TelemetrySink for Host {
         };
         counter.increment();
     }
+
+    fn flow_waiting(&self, _band: &str, _fairness: &str, _waiting: usize) {}
+
+    fn flow_waited(&self, _band: &str, _fairness: &str, _waited_us: u64) {}
 
     fn quota_standing(&self, tenant: &str, standing: &Standing) {
         if let Some(m) = &self.metrics {
@@ -161,6 +170,27 @@ impl TelemetrySink for Host {
             m.telemetry.count_request(api, status, model);
         }
     }
+}
+
+/// Not wired yet: every update fails, so flow control fails closed on this host.
+impl sluice_core::exchange::FlowQueues for Host {
+    fn update(
+        &self,
+        _pool: &str,
+        _change: &mut dyn FnMut(&mut sluice_core::flow::FlowState),
+    ) -> bool {
+        false
+    }
+
+    fn new_ticket(&self) -> u64 {
+        0
+    }
+
+    fn owner(&self) -> u32 {
+        0
+    }
+
+    fn wake(&self, _woken: &sluice_core::flow::Woken) {}
 }
 
 impl Log for Host {

@@ -145,6 +145,7 @@ enum Flow {
     Upstream,
     ReadBody,
     Replied,
+    Held,
 }
 
 /// One stream through the gateway.
@@ -170,6 +171,8 @@ pub struct Client<'f> {
     /// The upstream stops before the end of its response (no callback has `end_of_stream`).
     pub cut: bool,
     pub response: Response,
+    /// Flow control holds the request.
+    pub held: bool,
 }
 
 impl<'f> Client<'f> {
@@ -188,6 +191,7 @@ impl<'f> Client<'f> {
             route: Ok(None),
             cut: false,
             response: Response::default(),
+            held: false,
         }
     }
 
@@ -237,7 +241,7 @@ impl<'f> Client<'f> {
             .on_request_headers(&ports, Ok(&view), body.is_none());
         match self.request_effects(effects) {
             Flow::Upstream => return true,
-            Flow::Replied => return false,
+            Flow::Replied | Flow::Held => return false,
             Flow::ReadBody => {}
         }
         let bytes = body.unwrap_or_default().as_bytes();
@@ -283,7 +287,21 @@ impl<'f> Client<'f> {
                 self.reply = Some(reply);
                 Flow::Replied
             }
+            RequestNext::Hold => {
+                self.held = true;
+                Flow::Held
+            }
         }
+    }
+
+    /// Flow control woke the held request, as the host would on its worker. Returns whether it
+    /// went upstream (false: answered, or nothing to do).
+    pub fn woken(&mut self, outcome: crate::flow::Outcome) -> bool {
+        let Some(effects) = self.exchange.on_flow_woken(&self.fakes.ports(), outcome) else {
+            return false;
+        };
+        self.held = false;
+        matches!(self.request_effects(effects), Flow::Upstream)
     }
 
     fn edit(&mut self, effects: &RequestEffects) -> Result<(), RequestWrite> {

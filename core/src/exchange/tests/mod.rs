@@ -5,8 +5,10 @@
 //! - `fail_closed.rs`: host calls that fail where a policy depends on them.
 //! - `settling.rs`: reservations, usage and in-flight counts at the end.
 //! - `pairs.rs`: the same answer as JSON and as a stream.
+//! - `flow.rs`: holding, releasing, expiring and leaving under flow control.
 
 mod fail_closed;
+mod flow;
 mod host;
 mod pairs;
 mod phases;
@@ -19,10 +21,11 @@ use std::sync::Arc;
 use sluice_wire::{Endpoint, FORMAT, Lora, Pool, Snapshot};
 
 use super::{
-    BodyView, Clock, Configured, Event, HostError, InFlightCounts, InFlightRead, Level, Log, Ports,
-    PrefixAffinity, QuotaLedger, SnapshotSource, StreamInfo, TelemetrySink,
+    BodyView, Clock, Configured, Event, FlowQueues, HostError, InFlightCounts, InFlightRead, Level,
+    Log, Ports, PrefixAffinity, QuotaLedger, SnapshotSource, StreamInfo, TelemetrySink,
 };
 use crate::config::Config;
+use crate::flow::{FlowState, Woken};
 use crate::guardrails::{Direction, Guardrails, Hits};
 use crate::picking::{InFlight, PrefixEntry};
 use crate::quota::{SlotState, Standing, Store};
@@ -140,6 +143,15 @@ pub struct Fakes {
     pub hits: RefCell<Vec<(Direction, Hits)>>,
     pub standings: RefCell<Vec<(String, Standing)>>,
     pub logs: RefCell<Vec<(Level, String)>>,
+    pub flow: RefCell<HashMap<String, FlowState>>,
+    /// Flow-control updates fail (the queue state cannot be written).
+    pub refuse_flow_updates: Cell<bool>,
+    tickets: Cell<u64>,
+    /// Every wake-up handed to the host, in order.
+    pub woken: RefCell<Vec<Woken>>,
+    /// (band, fairness id, waiting) as last set, and each wait observed.
+    pub flow_gauges: RefCell<HashMap<(String, String), usize>>,
+    pub flow_waits: RefCell<Vec<(String, String, u64)>>,
 }
 
 impl Default for Fakes {
@@ -160,6 +172,12 @@ impl Default for Fakes {
             hits: RefCell::default(),
             standings: RefCell::default(),
             logs: RefCell::default(),
+            flow: RefCell::default(),
+            refuse_flow_updates: Cell::new(false),
+            tickets: Cell::new(0),
+            woken: RefCell::default(),
+            flow_gauges: RefCell::default(),
+            flow_waits: RefCell::default(),
         }
     }
 }
@@ -275,7 +293,47 @@ impl SnapshotSource for Fakes {
     }
 }
 
+impl FlowQueues for Fakes {
+    fn update(&self, pool: &str, change: &mut dyn FnMut(&mut FlowState)) -> bool {
+        if self.refuse_flow_updates.get() {
+            return false;
+        }
+        let mut states = self.flow.borrow_mut();
+        let state = states.entry(pool.to_owned()).or_default();
+        // Run twice on a copy first, as a compare-and-swap retry would: outputs must not pile up.
+        let mut copy = state.clone();
+        change(&mut copy);
+        change(state);
+        true
+    }
+
+    fn new_ticket(&self) -> u64 {
+        self.tickets.set(self.tickets.get() + 1);
+        self.tickets.get()
+    }
+
+    fn owner(&self) -> u32 {
+        7
+    }
+
+    fn wake(&self, woken: &Woken) {
+        self.woken.borrow_mut().push(*woken);
+    }
+}
+
 impl TelemetrySink for Fakes {
+    fn flow_waiting(&self, band: &str, fairness: &str, waiting: usize) {
+        self.flow_gauges
+            .borrow_mut()
+            .insert((band.to_owned(), fairness.to_owned()), waiting);
+    }
+
+    fn flow_waited(&self, band: &str, fairness: &str, waited_us: u64) {
+        self.flow_waits
+            .borrow_mut()
+            .push((band.to_owned(), fairness.to_owned(), waited_us));
+    }
+
     fn count(&self, event: Event) {
         self.events.borrow_mut().push(event);
     }

@@ -62,6 +62,7 @@ impl GatewayFilter {
             in_flight: state,
             prefixes: state,
             snapshot: state,
+            flow: state,
             telemetry: &recorder,
             log: state,
         };
@@ -88,6 +89,9 @@ impl GatewayFilter {
                 self.send(stream, &reply);
                 Then::Replied
             }
+            // Not reached yet: this host's `FlowQueues` refuses every update (flow control is
+            // not wired here yet), so the exchange never holds a request.
+            RequestNext::Hold => Then::ReadBody,
         }
     }
 

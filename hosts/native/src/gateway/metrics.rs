@@ -271,6 +271,11 @@ impl TelemetrySink for Recorder<'_> {
             Event::QuotaUncounted => m.quota_uncounted,
             Event::QuotaWriteFailure => m.quota_write_failures,
             Event::GuardrailBlockFailure => m.guardrail_block_failures,
+            Event::FlowHeld
+            | Event::FlowReleased
+            | Event::FlowExpired
+            | Event::FlowOverflow
+            | Event::FlowAbandoned => return,
             Event::QuotaRejected(reason) => {
                 if REJECT_REASONS.contains(&reason) {
                     self.push(Update::Count(m.quota_rejected, vec![reason.to_owned()], 1));
@@ -280,6 +285,10 @@ impl TelemetrySink for Recorder<'_> {
         };
         self.count_plain(id);
     }
+
+    fn flow_waiting(&self, _band: &str, _fairness: &str, _waiting: usize) {}
+
+    fn flow_waited(&self, _band: &str, _fairness: &str, _waited_us: u64) {}
 
     /// Only what is limited gets a gauge, as in the Wasm build.
     fn quota_standing(&self, tenant: &str, standing: &Standing) {

@@ -180,6 +180,27 @@ impl SnapshotSource for State {
     }
 }
 
+/// Not wired yet: every update fails, so flow control fails closed on this host.
+impl sluice_core::exchange::FlowQueues for State {
+    fn update(
+        &self,
+        _pool: &str,
+        _change: &mut dyn FnMut(&mut sluice_core::flow::FlowState),
+    ) -> bool {
+        false
+    }
+
+    fn new_ticket(&self) -> u64 {
+        0
+    }
+
+    fn owner(&self) -> u32 {
+        0
+    }
+
+    fn wake(&self, _woken: &sluice_core::flow::Woken) {}
+}
+
 impl Log for State {
     fn log(&self, level: Level, message: &str) {
         let level = match level {

@@ -1,0 +1,412 @@
+//! One pool's queue discipline: which held request goes next when capacity frees, and which are
+//! turned away.
+//!
+//! - **Priority.** Bands are served highest first, except that a band with a minimum share
+//!   earns credit on every release (its share of the released tokens) while it has requests
+//!   waiting, and is served whenever its credit covers its next request: a backlogged band gets
+//!   at least its share of tokens, so no band starves.
+//! - **Fairness** within a band is start-time fair queueing over tokens: each fairness id has a
+//!   finish tag that grows by the tokens (prompt + output) each of its requests costs; a request
+//!   starts at the later of the band's virtual time and its id's tag, and the earliest start is
+//!   served first. An id that sent long prompts waits behind the others until they have been
+//!   served as many tokens; an idle id banks nothing (its tag is caught up to the virtual time).
+//!   Costs are estimates at admission, corrected by the usage the response reported.
+//! - **Limits.** A band holds at most its `capacity` requests, the pool at most
+//!   `max_held_bytes` of bodies; a request waits at most its band's `ttl_ms`.
+//!
+//! The state is plain data with a fixed bound (bands × capacity held entries, `MAX_TAGS`
+//! fairness tags per band), encoded with postcard so that the proxy-wasm host can keep it in
+//! Envoy's shared data and update it with compare-and-swap; the native host keeps it behind a
+//! lock. Every method is deterministic in its inputs: the Wasm host may run an update again
+//! after a conflict.
+
+use serde::{Deserialize, Serialize};
+
+use super::policy::FlowControl;
+
+/// Fairness tags kept per band: ids beyond it share the oldest ones' fate (an evicted id
+/// restarts at the band's virtual time, as an idle one does).
+pub const MAX_TAGS: usize = 256;
+
+/// Bytes one held entry takes in the encoded state at most (postcard varints), for the bound.
+pub const MAX_ENTRY_BYTES: usize = 64;
+
+/// One pool's flow state, shared by every worker of an Envoy process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowState {
+    /// The configuration the state was built for (`FlowControl::fingerprint`): a state left by
+    /// another configuration starts over.
+    fingerprint: u64,
+    /// Requests admitted (let through or released) that have not ended.
+    active: u32,
+    /// Bytes of the request bodies held.
+    held_bytes: u64,
+    bands: Vec<BandState>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct BandState {
+    /// In arrival order.
+    held: Vec<Held>,
+    /// The start tag of the last request served: where an idle fairness id restarts.
+    virtual_time: u64,
+    /// Minimum-share credit, in tokens × 1000 (shares are in thousandths).
+    credit: u64,
+    /// Fairness id → finish tag.
+    tags: Vec<(u64, u64)>,
+}
+
+/// A request waiting for capacity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// Unique in the process (the host makes it).
+    pub ticket: u64,
+    /// Which worker holds the stream (the host's token, handed back when it is woken).
+    pub owner: u32,
+    pub fairness: u64,
+    /// Estimated tokens (prompt + output).
+    pub cost: u64,
+    /// Virtual start tag.
+    start: u64,
+    pub since_ms: u64,
+    pub bytes: u64,
+}
+
+/// A request asking to go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub ticket: u64,
+    pub owner: u32,
+    pub band: usize,
+    /// Hash of the fairness id.
+    pub fairness: u64,
+    /// Estimated tokens: prompt + output budget.
+    pub cost: u64,
+    /// Body bytes that stay buffered while it is held.
+    pub bytes: u64,
+    pub now_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrived {
+    /// Capacity is free and nobody waits: go on now.
+    Admitted,
+    /// Wait for a wake-up.
+    Held,
+    /// The band is full or the bodies held would pass their bound.
+    Overflow,
+}
+
+/// What happened to a held request, for its holder to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Woken {
+    pub ticket: u64,
+    pub owner: u32,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Capacity is its: go through picking and on upstream.
+    Released,
+    /// It waited its band's `ttl_ms`: answer `reject_status`.
+    Expired,
+}
+
+impl FlowState {
+    /// Makes sure the state fits `flow` (a state from another configuration starts over).
+    fn fit(&mut self, flow: &FlowControl) {
+        let fingerprint = flow.fingerprint();
+        if self.fingerprint != fingerprint || self.bands.len() != flow.bands.len() {
+            *self = Self {
+                fingerprint,
+                bands: vec![BandState::default(); flow.bands.len()],
+                ..Self::default()
+            };
+        }
+    }
+
+    /// A request arrives with `slots` requests' worth of capacity in the pool (`capacity`):
+    /// admitted at once when capacity is free and no one is waiting, otherwise held in its band
+    /// (or turned away when that is full). Whatever the state lets go meanwhile is added to
+    /// `woken`; when that includes the arrival itself, it was held and released at once
+    /// (`Admitted`).
+    pub fn arrive(
+        &mut self,
+        flow: &FlowControl,
+        arrival: &Arrival,
+        slots: u32,
+        woken: &mut Vec<Woken>,
+    ) -> Arrived {
+        self.fit(flow);
+        let Some(band) = self.bands.get_mut(arrival.band) else {
+            // Bands come from the same configuration: an unknown one cannot be held fairly.
+            return Arrived::Overflow;
+        };
+        let start = band.start_tag(arrival.fairness, arrival.cost);
+        if self.active < slots && self.bands.iter().all(|b| b.held.is_empty()) {
+            self.active = self.active.saturating_add(1);
+            if let Some(band) = self.bands.get_mut(arrival.band) {
+                band.virtual_time = band.virtual_time.max(start);
+            }
+            return Arrived::Admitted;
+        }
+        let capacity = flow
+            .bands
+            .get(arrival.band)
+            .map_or(0, |b| usize::try_from(b.capacity).unwrap_or(usize::MAX));
+        let bytes = self.held_bytes.saturating_add(arrival.bytes);
+        let Some(band) = self.bands.get_mut(arrival.band) else {
+            return Arrived::Overflow;
+        };
+        if band.held.len() >= capacity || bytes > flow.max_held_bytes {
+            band.refund(arrival.fairness, arrival.cost);
+            return Arrived::Overflow;
+        }
+        band.held.push(Held {
+            ticket: arrival.ticket,
+            owner: arrival.owner,
+            fairness: arrival.fairness,
+            cost: arrival.cost,
+            start,
+            since_ms: arrival.now_ms,
+            bytes: arrival.bytes,
+        });
+        self.held_bytes = bytes;
+        let before = woken.len();
+        self.release(flow, slots, woken);
+        let released_itself = woken
+            .get(before..)
+            .unwrap_or_default()
+            .iter()
+            .position(|w| w.ticket == arrival.ticket);
+        match released_itself {
+            Some(at) => {
+                woken.remove(before.saturating_add(at));
+                Arrived::Admitted
+            }
+            None => Arrived::Held,
+        }
+    }
+
+    /// Releases held requests while fewer than `slots` are admitted, in the discipline's order.
+    pub fn release(&mut self, flow: &FlowControl, slots: u32, woken: &mut Vec<Woken>) {
+        self.fit(flow);
+        while self.active < slots {
+            let Some(band_index) = self.next_band(flow) else {
+                return;
+            };
+            let Some(held) = self.take_next(flow, band_index) else {
+                return;
+            };
+            self.active = self.active.saturating_add(1);
+            self.held_bytes = self.held_bytes.saturating_sub(held.bytes);
+            woken.push(Woken {
+                ticket: held.ticket,
+                owner: held.owner,
+                outcome: Outcome::Released,
+            });
+        }
+    }
+
+    /// Turns away every request that has waited its band's `ttl_ms` by `now_ms`.
+    pub fn expire(&mut self, flow: &FlowControl, now_ms: u64, woken: &mut Vec<Woken>) {
+        self.fit(flow);
+        let mut freed = 0u64;
+        for (band, config) in self.bands.iter_mut().zip(&flow.bands) {
+            let mut kept = Vec::with_capacity(band.held.len());
+            for held in std::mem::take(&mut band.held) {
+                if now_ms.saturating_sub(held.since_ms) >= config.ttl_ms {
+                    freed = freed.saturating_add(held.bytes);
+                    woken.push(Woken {
+                        ticket: held.ticket,
+                        owner: held.owner,
+                        outcome: Outcome::Expired,
+                    });
+                    band.refund(held.fairness, held.cost);
+                } else {
+                    kept.push(held);
+                }
+            }
+            band.held = kept;
+        }
+        self.held_bytes = self.held_bytes.saturating_sub(freed);
+    }
+
+    /// A held request went away (its client disconnected). Returns false when it was no longer
+    /// held: it had been released (and counts as admitted) or expired meanwhile.
+    pub fn leave(&mut self, flow: &FlowControl, ticket: u64) -> bool {
+        self.fit(flow);
+        for band in &mut self.bands {
+            if let Some(at) = band.held.iter().position(|h| h.ticket == ticket) {
+                let held = band.held.remove(at);
+                self.held_bytes = self.held_bytes.saturating_sub(held.bytes);
+                band.refund(held.fairness, held.cost);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// An admitted request ended: its capacity is free, and its fairness id is charged what it
+    /// really cost (`actual` tokens) instead of the estimate it was charged at admission.
+    pub fn finish(
+        &mut self,
+        flow: &FlowControl,
+        band: usize,
+        fairness: u64,
+        estimated: u64,
+        actual: u64,
+    ) {
+        self.fit(flow);
+        self.active = self.active.saturating_sub(1);
+        if let Some(band) = self.bands.get_mut(band) {
+            band.correct(fairness, estimated, actual);
+        }
+    }
+
+    /// Requests admitted and not yet ended.
+    pub fn active(&self) -> u32 {
+        self.active
+    }
+
+    /// Requests `fairness` has waiting in `band`.
+    pub fn waiting(&self, band: usize, fairness: u64) -> usize {
+        self.bands.get(band).map_or(0, |b| {
+            b.held.iter().filter(|h| h.fairness == fairness).count()
+        })
+    }
+
+    /// Requests waiting in every band.
+    pub fn held(&self) -> usize {
+        self.bands.iter().map(|b| b.held.len()).sum()
+    }
+
+    /// Bytes of the bodies held.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Encoding plain integers and vectors into a growable buffer does not fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// `None` for bytes that are not a state (none yet, or another format): start over.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        postcard::from_bytes(bytes).ok()
+    }
+
+    /// The band served next: one whose minimum-share credit covers its next request, else the
+    /// highest with requests waiting.
+    fn next_band(&self, flow: &FlowControl) -> Option<usize> {
+        let by_credit = self
+            .bands
+            .iter()
+            .zip(&flow.bands)
+            .enumerate()
+            .rev()
+            .find(|(_, (band, config))| {
+                config.min_share_permille > 0
+                    && band
+                        .peek()
+                        .is_some_and(|next| band.credit >= next.cost.saturating_mul(1000))
+            })
+            .map(|(index, _)| index);
+        by_credit.or_else(|| self.bands.iter().position(|b| !b.held.is_empty()))
+    }
+
+    /// Takes `band_index`'s next request and moves the credits: every band with requests
+    /// waiting earns its share of the released tokens, the band served pays for them.
+    fn take_next(&mut self, flow: &FlowControl, band_index: usize) -> Option<Held> {
+        let band = self.bands.get_mut(band_index)?;
+        let at = band.next_index()?;
+        let held = band.held.remove(at);
+        band.virtual_time = band.virtual_time.max(held.start);
+        for (index, (band, config)) in self.bands.iter_mut().zip(&flow.bands).enumerate() {
+            if band.held.is_empty() && index != band_index {
+                band.credit = 0;
+                continue;
+            }
+            let earned = held
+                .cost
+                .saturating_mul(u64::from(config.min_share_permille));
+            band.credit = band.credit.saturating_add(earned);
+            if index == band_index {
+                band.credit = band.credit.saturating_sub(held.cost.saturating_mul(1000));
+            }
+        }
+        Some(held)
+    }
+}
+
+impl BandState {
+    /// The request served next in this band: the earliest start tag, the earliest arrival
+    /// among equals.
+    fn next_index(&self) -> Option<usize> {
+        self.held
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, held)| held.start)
+            .map(|(index, _)| index)
+    }
+
+    fn peek(&self) -> Option<&Held> {
+        self.next_index().and_then(|at| self.held.get(at))
+    }
+
+    /// Charges `cost` to `fairness`: returns the request's start tag (the later of the virtual
+    /// time and the id's finish tag) and moves the id's finish tag past it.
+    fn start_tag(&mut self, fairness: u64, cost: u64) -> u64 {
+        let virtual_time = self.virtual_time;
+        let tag = self.tag_mut(fairness);
+        let start = (*tag).max(virtual_time);
+        *tag = start.saturating_add(cost);
+        start
+    }
+
+    /// Gives back `cost` a request charged and never used (turned away, expired, left).
+    fn refund(&mut self, fairness: u64, cost: u64) {
+        if let Some((_, tag)) = self.tags.iter_mut().find(|(id, _)| *id == fairness) {
+            *tag = tag.saturating_sub(cost);
+        }
+    }
+
+    /// Replaces the estimate a request was charged with what it cost.
+    fn correct(&mut self, fairness: u64, estimated: u64, actual: u64) {
+        if let Some((_, tag)) = self.tags.iter_mut().find(|(id, _)| *id == fairness) {
+            *tag = tag.saturating_sub(estimated).saturating_add(actual);
+        }
+    }
+
+    /// `fairness`'s finish tag, made if needed: a full table first forgets the ids at or behind
+    /// the virtual time (they restart there anyway), then the one furthest behind.
+    fn tag_mut(&mut self, fairness: u64) -> &mut u64 {
+        if let Some(at) = self.tags.iter().position(|(id, _)| *id == fairness) {
+            return match self.tags.get_mut(at) {
+                Some((_, tag)) => tag,
+                None => &mut self.virtual_time,
+            };
+        }
+        if self.tags.len() >= MAX_TAGS {
+            let virtual_time = self.virtual_time;
+            self.tags.retain(|(_, tag)| *tag > virtual_time);
+        }
+        if self.tags.len() >= MAX_TAGS {
+            if let Some(oldest) = self
+                .tags
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (_, tag))| *tag)
+                .map(|(at, _)| at)
+            {
+                self.tags.swap_remove(oldest);
+            }
+        }
+        self.tags.push((fairness, self.virtual_time));
+        match self.tags.last_mut() {
+            Some((_, tag)) => tag,
+            None => &mut self.virtual_time,
+        }
+    }
+}
