@@ -16,6 +16,7 @@
 )]
 
 mod config;
+mod flow;
 mod guardrails;
 mod headers;
 mod requests;
