@@ -19,8 +19,8 @@ pub(crate) struct WireFlowControl {
     pub max_kv_cache_usage: f64,
     /// Replicas a pool is assumed to have before any snapshot named them.
     pub fallback_endpoints: u32,
-    /// Bound on the request bodies held, per Envoy process (each worker's share in Wasm is
-    /// the same bound: the queue is one per process).
+    /// Bound on the request bodies held per pool, in an Envoy process (every worker shares it:
+    /// the queue is one per process, whichever host).
     pub max_held_bytes: u64,
     /// What expiry and overflow answer: 429 (rate-limit style) or 503.
     pub reject_status: u16,
