@@ -17,6 +17,8 @@ use crate::pipeline::RoutedRequest;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Seat {
     pool: String,
+    /// The worker holding the stream (`FlowQueues::owner`), whose seats count it.
+    owner: u32,
     band: usize,
     fairness: u64,
     /// The fairness id as the metrics label it.
@@ -112,6 +114,7 @@ impl Exchange {
         let band_name = band_name(flow, band);
         let mut seat = Seat {
             pool: routed.pool.clone(),
+            owner: arrival.owner,
             band,
             fairness,
             fairness_label,
@@ -238,7 +241,14 @@ impl Exchange {
                     woken.clear();
                     if !state.leave(flow, *ticket) {
                         // Released (or expired) just before: a release counted it admitted.
-                        state.finish(flow, seat.band, seat.fairness, seat.cost, seat.cost);
+                        state.finish(
+                            flow,
+                            seat.owner,
+                            seat.band,
+                            seat.fairness,
+                            seat.cost,
+                            seat.cost,
+                        );
                     }
                     state.release(flow, slots, &mut woken);
                 })
@@ -247,7 +257,14 @@ impl Exchange {
                 let actual = used.unwrap_or(seat.cost);
                 ports.flow.update(&seat.pool, &mut |state: &mut FlowState| {
                     woken.clear();
-                    state.finish(flow, seat.band, seat.fairness, seat.cost, actual);
+                    state.finish(
+                        flow,
+                        seat.owner,
+                        seat.band,
+                        seat.fairness,
+                        seat.cost,
+                        actual,
+                    );
                     state.release(flow, slots, &mut woken);
                 })
             }
@@ -271,9 +288,10 @@ impl Exchange {
     }
 }
 
-/// Expires what waited too long and releases what capacity allows, in every pool: capacity can
-/// free without a request ending (a fresh snapshot), and expiry needs a clock. Hosts call it on
-/// their timer; it does nothing without flow control.
+/// Renews this worker's lease, expires what waited too long and releases what capacity allows,
+/// in every pool: capacity can free without a request ending (a fresh snapshot, an owner gone),
+/// and expiry needs a clock. Every owner (each Wasm VM; the native process) calls it on its
+/// timer; it does nothing without flow control.
 pub fn flow_tick(ports: &Ports<'_>, configured: &Configured) {
     let (Some(flow), Some(picking)) = (&configured.config.flow_control, &configured.config.picking)
     else {
@@ -281,7 +299,9 @@ pub fn flow_tick(ports: &Ports<'_>, configured: &Configured) {
     };
     let now_ms = ports.clock.now_ms();
     let snapshot = ports.snapshot.snapshot();
+    let owner = ports.flow.owner();
     let mut woken = Vec::new();
+    let mut gone = 0usize;
     for pool in configured.config.catalog.pools() {
         let room = capacity(
             flow,
@@ -294,14 +314,21 @@ pub fn flow_tick(ports: &Ports<'_>, configured: &Configured) {
         woken.clear();
         let updated = ports.flow.update(pool, &mut |state: &mut FlowState| {
             woken.clear();
-            if state.held() == 0 {
-                return;
-            }
+            gone = state.renew(flow, owner, now_ms);
             state.expire(flow, now_ms, &mut woken);
             state.release(flow, slots, &mut woken);
         });
         if updated {
             wake_all(ports.flow, &woken);
+            if gone > 0 {
+                ports.log.log(
+                    Level::Warn,
+                    &format!(
+                        "flow control: a worker holding {gone} request(s) in pool {pool} went \
+                         silent; its seats are given back"
+                    ),
+                );
+            }
         }
     }
 }

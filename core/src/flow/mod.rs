@@ -21,7 +21,10 @@ mod tests;
 
 pub use capacity::{Capacity, capacity};
 pub use policy::{Band, Fairness, FlowControl, FlowTenant, MAX_BAND_CAPACITY, MAX_BANDS};
-pub use queue::{Arrival, Arrived, FlowState, Held, MAX_ENTRY_BYTES, MAX_TAGS, Outcome, Woken};
+pub use queue::{
+    Arrival, Arrived, FlowState, Held, MAX_ENTRY_BYTES, MAX_OWNERS, MAX_TAGS, OWNER_LEASE_MS,
+    Outcome, Woken,
+};
 
 /// The header naming a request's objective, mapped to a band (`flow_control.objectives`), as
 /// the Gateway API Inference Extension names it.

@@ -13,6 +13,11 @@
 //!   Costs are estimates at admission, corrected by the usage the response reported.
 //! - **Limits.** A band holds at most its `capacity` requests, the pool at most
 //!   `max_held_bytes` of bodies; a request waits at most its band's `ttl_ms`.
+//! - **Owners.** Seats are counted per owner (the worker that holds the stream: a Wasm VM; the
+//!   native host is one owner), and each owner renews a lease on every tick. An owner silent for
+//!   `OWNER_LEASE_MS` is gone (a Wasm VM replaced on a reload, whose streams went with it): its
+//!   seats come back and its held requests leave the queue, instead of shrinking the pool for
+//!   good.
 //!
 //! The state is plain data with a fixed bound (bands × capacity held entries, `MAX_TAGS`
 //! fairness tags per band), encoded with postcard so that the proxy-wasm host can keep it in
@@ -31,17 +36,33 @@ pub const MAX_TAGS: usize = 256;
 /// Bytes one held entry takes in the encoded state at most (postcard varints), for the bound.
 pub const MAX_ENTRY_BYTES: usize = 64;
 
+/// Owners a state counts seats for (an Envoy has one per worker VM, two per worker while a
+/// configuration is replaced); past it, the longest silent is forgotten first.
+pub const MAX_OWNERS: usize = 256;
+
+/// An owner that has not renewed its lease for this long is gone. Every owner renews it on each
+/// tick (at most 100 ms apart; the native host's ticker runs every `picking.refresh_ms`).
+pub const OWNER_LEASE_MS: u64 = 15_000;
+
 /// One pool's flow state, shared by every worker of an Envoy process.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowState {
     /// The configuration the state was built for (`FlowControl::fingerprint`): a state left by
     /// another configuration starts over.
     fingerprint: u64,
-    /// Requests admitted (let through or released) that have not ended.
-    active: u32,
+    /// Requests admitted (let through or released) that have not ended, per owner.
+    owners: Vec<OwnerSeats>,
     /// Bytes of the request bodies held.
     held_bytes: u64,
     bands: Vec<BandState>,
+}
+
+/// One owner's admitted requests and when it last renewed its lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct OwnerSeats {
+    owner: u32,
+    active: u32,
+    seen_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,8 +165,8 @@ impl FlowState {
             return Arrived::Overflow;
         };
         let start = band.start_tag(arrival.fairness, arrival.cost);
-        if self.active < slots && self.bands.iter().all(|b| b.held.is_empty()) {
-            self.active = self.active.saturating_add(1);
+        if self.active() < slots && self.bands.iter().all(|b| b.held.is_empty()) {
+            self.seat(arrival.owner, arrival.now_ms, 1);
             if let Some(band) = self.bands.get_mut(arrival.band) {
                 band.virtual_time = band.virtual_time.max(start);
             }
@@ -192,14 +213,14 @@ impl FlowState {
     /// Releases held requests while fewer than `slots` are admitted, in the discipline's order.
     pub fn release(&mut self, flow: &FlowControl, slots: u32, woken: &mut Vec<Woken>) {
         self.fit(flow);
-        while self.active < slots {
+        while self.active() < slots {
             let Some(band_index) = self.next_band(flow) else {
                 return;
             };
             let Some(held) = self.take_next(flow, band_index) else {
                 return;
             };
-            self.active = self.active.saturating_add(1);
+            self.seat(held.owner, held.since_ms, 1);
             self.held_bytes = self.held_bytes.saturating_sub(held.bytes);
             woken.push(Woken {
                 ticket: held.ticket,
@@ -248,18 +269,22 @@ impl FlowState {
         false
     }
 
-    /// An admitted request ended: its capacity is free, and its fairness id is charged what it
-    /// really cost (`actual` tokens) instead of the estimate it was charged at admission.
+    /// An admitted request of `owner` ended: its capacity is free, and its fairness id is
+    /// charged what it really cost (`actual` tokens) instead of the estimate it was charged at
+    /// admission.
     pub fn finish(
         &mut self,
         flow: &FlowControl,
+        owner: u32,
         band: usize,
         fairness: u64,
         estimated: u64,
         actual: u64,
     ) {
         self.fit(flow);
-        self.active = self.active.saturating_sub(1);
+        if let Some(seats) = self.owners.iter_mut().find(|o| o.owner == owner) {
+            seats.active = seats.active.saturating_sub(1);
+        }
         if let Some(band) = self.bands.get_mut(band) {
             band.correct(fairness, estimated, actual);
         }
@@ -267,7 +292,70 @@ impl FlowState {
 
     /// Requests admitted and not yet ended.
     pub fn active(&self) -> u32 {
-        self.active
+        self.owners
+            .iter()
+            .fold(0u32, |sum, o| sum.saturating_add(o.active))
+    }
+
+    /// `owner` is alive at `now_ms` (its lease renewed); owners silent for `OWNER_LEASE_MS`
+    /// are forgotten with their seats and held requests. Returns the held requests that left
+    /// with them (their streams went with their owner: nobody is woken for them).
+    pub fn renew(&mut self, flow: &FlowControl, owner: u32, now_ms: u64) -> usize {
+        self.fit(flow);
+        self.seat(owner, now_ms, 0);
+        let expired = |o: &OwnerSeats| now_ms.saturating_sub(o.seen_ms) >= OWNER_LEASE_MS;
+        let gone: Vec<u32> = self
+            .owners
+            .iter()
+            .filter(|o| expired(o))
+            .map(|o| o.owner)
+            .collect();
+        if gone.is_empty() {
+            return 0;
+        }
+        self.owners.retain(|o| !expired(o));
+        let mut left = 0usize;
+        let mut freed = 0u64;
+        for band in &mut self.bands {
+            let mut kept = Vec::with_capacity(band.held.len());
+            for held in std::mem::take(&mut band.held) {
+                if gone.contains(&held.owner) {
+                    left = left.saturating_add(1);
+                    freed = freed.saturating_add(held.bytes);
+                    band.refund(held.fairness, held.cost);
+                } else {
+                    kept.push(held);
+                }
+            }
+            band.held = kept;
+        }
+        self.held_bytes = self.held_bytes.saturating_sub(freed);
+        left
+    }
+
+    /// Adds `seats` to `owner`'s count and renews its lease at `now_ms` (never back in time).
+    fn seat(&mut self, owner: u32, now_ms: u64, seats: u32) {
+        if let Some(entry) = self.owners.iter_mut().find(|o| o.owner == owner) {
+            entry.active = entry.active.saturating_add(seats);
+            entry.seen_ms = entry.seen_ms.max(now_ms);
+            return;
+        }
+        if self.owners.len() >= MAX_OWNERS {
+            if let Some(oldest) = self
+                .owners
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, o)| o.seen_ms)
+                .map(|(at, _)| at)
+            {
+                self.owners.swap_remove(oldest);
+            }
+        }
+        self.owners.push(OwnerSeats {
+            owner,
+            active: seats,
+            seen_ms: now_ms,
+        });
     }
 
     /// Requests `fairness` has waiting in `band`.

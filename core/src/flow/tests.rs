@@ -5,8 +5,8 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::{
-    Arrival, Arrived, FlowControl, FlowState, MAX_ENTRY_BYTES, MAX_TAGS, Outcome, Woken,
-    fairness_hash,
+    Arrival, Arrived, FlowControl, FlowState, MAX_ENTRY_BYTES, MAX_TAGS, OWNER_LEASE_MS, Outcome,
+    Woken, fairness_hash,
 };
 use crate::config::Config;
 
@@ -65,7 +65,7 @@ impl Queue {
     /// Ends one admitted request and returns who is released into its seat.
     fn finish_one(&mut self, band: usize, who: &str, cost: u64, slots: u32) -> Vec<Woken> {
         self.state
-            .finish(&self.flow, band, fairness_hash(who), cost, cost);
+            .finish(&self.flow, 1, band, fairness_hash(who), cost, cost);
         let mut woken = Vec::new();
         self.state.release(&self.flow, slots, &mut woken);
         woken
@@ -117,7 +117,7 @@ fn nobody_jumps_the_queue_while_requests_wait() {
     let (first_held, _) = queue.arrive(0, "a", 10, 1);
     queue
         .state
-        .finish(&queue.flow, 0, fairness_hash("a"), 10, 10);
+        .finish(&queue.flow, 1, 0, fairness_hash("a"), 10, 10);
     let mut woken = Vec::new();
     queue.next_ticket += 1;
     let late = Arrival {
@@ -279,10 +279,10 @@ fn usage_corrects_the_estimate_a_fairness_id_was_charged() {
     queue.arrive(0, "short", 100, 2);
     queue
         .state
-        .finish(&queue.flow, 0, fairness_hash("long"), 100, 2000);
+        .finish(&queue.flow, 1, 0, fairness_hash("long"), 100, 2000);
     queue
         .state
-        .finish(&queue.flow, 0, fairness_hash("short"), 100, 100);
+        .finish(&queue.flow, 1, 0, fairness_hash("short"), 100, 100);
     let (long_next, _) = queue.arrive(0, "long", 100, 0);
     let short: Vec<u64> = (0..5).map(|_| queue.arrive(0, "short", 100, 0).0).collect();
     let order = queue.release(6);
@@ -450,4 +450,46 @@ fn configuration_errors_name_the_field() {
     assert_eq!(error(r#""surprise":1"#), "flow_control.surprise");
     let without_picking = Config::from_json(br#"{"models":{"m":{"pool":"p"}},"flow_control":{}}"#);
     assert_eq!(without_picking.unwrap_err().field, "flow_control");
+}
+
+#[test]
+fn an_owner_that_goes_silent_gives_its_seats_and_held_requests_back() {
+    let flow = flow("");
+    let mut state = FlowState::default();
+    let mut woken = Vec::new();
+    let arrival = |ticket, owner, now_ms| Arrival {
+        ticket,
+        owner,
+        band: 0,
+        fairness: fairness_hash("t"),
+        cost: 10,
+        bytes: 100,
+        now_ms,
+    };
+    // Owner 1 (a VM about to be replaced) takes the only seat and holds one more request.
+    assert_eq!(
+        state.arrive(&flow, &arrival(1, 1, 0), 1, &mut woken),
+        Arrived::Admitted
+    );
+    assert_eq!(
+        state.arrive(&flow, &arrival(2, 1, 0), 1, &mut woken),
+        Arrived::Held
+    );
+    // Owner 2 keeps renewing; owner 1 stops at 0.
+    assert_eq!(state.renew(&flow, 2, OWNER_LEASE_MS - 1), 0);
+    assert_eq!(
+        state.arrive(&flow, &arrival(3, 2, 100), 1, &mut woken),
+        Arrived::Held
+    );
+    assert_eq!(state.active(), 1);
+    assert_eq!(
+        state.renew(&flow, 2, OWNER_LEASE_MS),
+        1,
+        "owner 1's held request left"
+    );
+    assert_eq!(state.active(), 0, "owner 1's seat came back");
+    assert_eq!(state.held(), 1);
+    assert_eq!(state.held_bytes(), 100);
+    state.release(&flow, 1, &mut woken);
+    assert_eq!(woken.iter().map(|w| w.ticket).collect::<Vec<_>>(), vec![3]);
 }

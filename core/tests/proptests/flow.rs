@@ -111,7 +111,7 @@ fn any_sequence_keeps_the_queue_within_its_bounds_and_resolves_each_request_once
                     } => {
                         if !admitted.is_empty() {
                             let (band, who, cost) = admitted.remove(which % admitted.len());
-                            state.finish(&flow, band, u64::from(who), cost, actual);
+                            state.finish(&flow, 0, band, u64::from(who), cost, actual);
                         }
                         state.release(&flow, slots, &mut woken);
                         prop_assert!(state.active() >= slots || state.held() == 0);
@@ -177,7 +177,8 @@ fn arbitrary_bytes_decode_to_a_state_or_nothing() {
                 state.expire(&flow, u64::MAX, &mut woken);
                 state.release(&flow, 3, &mut woken);
                 state.leave(&flow, 1);
-                state.finish(&flow, 7, 1, u64::MAX, 0);
+                state.finish(&flow, 0, 7, 1, u64::MAX, 0);
+                state.renew(&flow, 3, u64::MAX);
             }
             Ok(())
         },
