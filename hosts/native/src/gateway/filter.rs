@@ -2,6 +2,13 @@
 //! exactly as the proxy-wasm adapter (`hosts/wasm/src/http.rs`) does, and the effects it
 //! returns are applied through the `Stream` seam in the order `sluice_core::exchange::effects`
 //! documents. Every decision is the exchange's.
+//!
+//! Flow control: a request the exchange holds (`RequestNext::Hold`) stays stopped in its body
+//! callback (`StopIterationAndBuffer`: headers and body buffered, its edits applied) and
+//! registers its ticket with a scheduler made on its worker (`state::Flow`). The wake-up comes
+//! back as `on_scheduled` on that worker, where the exchange's answer is applied as the
+//! body-complete phase's would be, then `continue_decoding` resumes the request (or the reply
+//! answers it). A stream that ends while held unregisters before its scheduler is deleted.
 
 use std::sync::Arc;
 
@@ -16,6 +23,7 @@ use super::views::{
     EnvoyResponse, Info, REPLY_DETAILS, RequestHeaders, ResponseBody, ResponseHeaders,
 };
 use crate::host_api::{BodyStatus, HeadersStatus, LogLevel, Stream, StreamFilter, TrailersStatus};
+use crate::state::outcome_of;
 
 /// The request header the cluster's `override_host` load-balancing policy reads.
 pub use sluice_core::config::DESTINATION_ENDPOINT_HEADER;
@@ -28,12 +36,16 @@ pub struct GatewayFilter {
     holding_response: bool,
     /// The `:status` of the response headers that went by.
     status: Option<u16>,
+    /// The flow-control ticket this stream is registered under while held.
+    held: Option<u64>,
 }
 
 /// What a request phase ends with.
 enum Then {
     Continue,
     ReadBody,
+    /// Held by flow control: stay stopped until woken (`on_scheduled`).
+    Held,
     Replied,
 }
 
@@ -44,6 +56,7 @@ impl GatewayFilter {
             shared,
             holding_response: false,
             status: None,
+            held: None,
         }
     }
 
@@ -89,9 +102,48 @@ impl GatewayFilter {
                 self.send(stream, &reply);
                 Then::Replied
             }
-            // Not reached yet: this host's `FlowQueues` refuses every update (flow control is
-            // not wired here yet), so the exchange never holds a request.
-            RequestNext::Hold => Then::ReadBody,
+            RequestNext::Hold => self.hold(stream),
+        }
+    }
+
+    /// Flow control holds the request: registers its ticket with a scheduler on this stream's
+    /// worker, and stays stopped. Without a scheduler it could never be woken: it is answered
+    /// with a 500 instead (and leaves the queue when the stream ends).
+    fn hold(&mut self, stream: &mut dyn Stream) -> Then {
+        let Some(ticket) = self.exchange.held_ticket() else {
+            // Not held after all: nothing would wake it, so it must not wait.
+            return self.fail_closed(stream);
+        };
+        self.held = Some(ticket);
+        match stream.scheduler() {
+            Some(scheduler) => {
+                self.shared.state.flow.register(ticket, scheduler);
+                Then::Held
+            }
+            None => {
+                stream.log(
+                    LogLevel::Error,
+                    "flow control: Envoy gave the stream no scheduler; answering instead of holding",
+                );
+                self.fail_closed(stream)
+            }
+        }
+    }
+
+    /// Answers the request with the exchange's internal error (500 in its API's format).
+    fn fail_closed(&mut self, stream: &mut dyn Stream) -> Then {
+        let reply = self.phase(stream, |exchange, ports, _| {
+            exchange.on_request_write_failed(ports, RequestWrite::Destination)
+        });
+        self.send(stream, &reply);
+        Then::Replied
+    }
+
+    /// Takes this stream out of the held registry: no wake-up reaches its scheduler after this,
+    /// and the scheduler is deleted here, on the stream's worker.
+    fn unregister(&mut self) {
+        if let Some(ticket) = self.held.take() {
+            drop(self.shared.state.flow.unregister(ticket));
         }
     }
 
@@ -265,7 +317,7 @@ impl StreamFilter for GatewayFilter {
         });
         match self.request(stream, effects) {
             Then::Continue => HeadersStatus::Continue,
-            Then::ReadBody | Then::Replied => HeadersStatus::StopIteration,
+            Then::ReadBody | Then::Held | Then::Replied => HeadersStatus::StopIteration,
         }
     }
 
@@ -281,7 +333,8 @@ impl StreamFilter for GatewayFilter {
         });
         match self.body_next(stream, next) {
             Then::Continue => BodyStatus::Continue,
-            Then::ReadBody => BodyStatus::StopIterationAndBuffer,
+            // Held: the whole body stays buffered, the headers stopped, until `on_scheduled`.
+            Then::ReadBody | Then::Held => BodyStatus::StopIterationAndBuffer,
             Then::Replied => BodyStatus::StopIterationNoBuffer,
         }
     }
@@ -291,7 +344,7 @@ impl StreamFilter for GatewayFilter {
         let next = self.exchange.on_request_trailers();
         match self.body_next(stream, next) {
             Then::Continue => TrailersStatus::Continue,
-            Then::ReadBody | Then::Replied => TrailersStatus::StopIteration,
+            Then::ReadBody | Then::Held | Then::Replied => TrailersStatus::StopIteration,
         }
     }
 
@@ -335,12 +388,48 @@ impl StreamFilter for GatewayFilter {
         }
     }
 
+    /// Flow control woke the held request (on this stream's worker): the exchange's answer is
+    /// applied as the body-complete phase's is, then the request resumes, or the reply went.
+    fn on_scheduled(&mut self, stream: &mut dyn Stream, event_id: u64) {
+        let Some(outcome) = outcome_of(event_id) else {
+            return;
+        };
+        if self.held.is_none() {
+            return;
+        }
+        self.unregister();
+        let Some(effects) = self.phase(stream, |exchange, ports, _| {
+            exchange.on_flow_woken(ports, outcome)
+        }) else {
+            return;
+        };
+        match self.request(stream, effects) {
+            Then::Continue => stream.continue_decoding(),
+            // A reply went out (expired, or picking refused it), or held again.
+            Then::Replied | Then::Held => {}
+            // Not an answer to a wake-up: nothing would resume the request.
+            Then::ReadBody => {
+                self.fail_closed(stream);
+            }
+        }
+    }
+
     /// The stream is over (completed, reset or answered locally); runs before the access log.
+    /// A held stream unregisters first; the exchange then takes it out of the queue.
     fn on_stream_complete(&mut self, stream: &mut dyn Stream) {
+        self.unregister();
         let status = self.status;
         let records = self.phase(stream, |exchange, ports, stream| {
             exchange.on_log(ports, &Info { stream, status })
         });
         write_records(stream, &records);
+    }
+}
+
+/// A stream destroyed without completing (never seen, but the registry must not keep a
+/// scheduler Envoy is about to invalidate).
+impl Drop for GatewayFilter {
+    fn drop(&mut self) {
+        self.unregister();
     }
 }

@@ -12,10 +12,11 @@
 //! `Recorder` gathers what one phase reported and `flush` hands it to Envoy right after. Label
 //! values are bounded per configuration as in the Wasm build: `MAX_MODEL_LABELS` models (then
 //! `other`), `MAX_TENANT_LABELS` tenants on the remaining-budget gauges (later ones are not
-//! shown), rule ids from the configuration.
+//! shown), rule ids from the configuration, bands from the configuration and
+//! `MAX_FAIRNESS_LABELS` fairness ids (then `other`) on the flow-control gauge and histogram.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use sluice_core::exchange::{Event, TelemetrySink};
@@ -32,6 +33,8 @@ use crate::state::lock;
 
 const MAX_MODEL_LABELS: usize = 64;
 const MAX_TENANT_LABELS: usize = 256;
+/// Fairness ids with their own flow-control series; later ones share `other`.
+const MAX_FAIRNESS_LABELS: usize = 64;
 
 /// Quota refusal reasons (`quota::Reason::label`, and `unauthenticated`).
 const REJECT_REASONS: [&str; 6] = [
@@ -63,10 +66,23 @@ pub struct Metrics {
     pub quota_remaining_tokens: GaugeId,
     pub guardrail_hits: CounterId,
     pub guardrail_block_failures: CounterId,
+    pub flow_held: CounterId,
+    pub flow_released: CounterId,
+    pub flow_expired: CounterId,
+    pub flow_overflow: CounterId,
+    pub flow_abandoned: CounterId,
+    /// Requests held now, per band and fairness id.
+    pub flow_waiting: GaugeId,
+    /// How long held requests waited (released, expired or gone), per band and fairness id.
+    pub flow_wait_time: HistogramId,
     /// The request metrics of `telemetry::METRICS`, in its order.
     table: Vec<(Metric, TableId)>,
     models: Mutex<HashSet<String>>,
     tenants: Mutex<HashSet<String>>,
+    fairness: Mutex<HashSet<String>>,
+    /// The `flow_waiting` gauge's values: every held request counted in when it is held and
+    /// out when it leaves the queue (one entry per band and fairness label: bounded).
+    waiting: Mutex<HashMap<(String, String), u64>>,
 }
 
 #[derive(Clone, Copy)]
@@ -98,6 +114,11 @@ impl Metrics {
             &["guardrail_rule", "guardrail_action", "guardrail_direction"],
         )?;
         let guardrail_block_failures = counter("sluice_guardrail_block_failures_total", &[])?;
+        let flow_held = counter("sluice_flow_held_total", &[])?;
+        let flow_released = counter("sluice_flow_released_total", &[])?;
+        let flow_expired = counter("sluice_flow_expired_total", &[])?;
+        let flow_overflow = counter("sluice_flow_overflow_total", &[])?;
+        let flow_abandoned = counter("sluice_flow_abandoned_total", &[])?;
         let mut gauge = |name: &str, labels: &[&str]| {
             init.define_gauge(name, labels)
                 .map_err(|error| format!("cannot define metric {name}: {error:?}"))
@@ -106,6 +127,15 @@ impl Metrics {
         let quota_shared_slots = gauge("sluice_quota_shared_slots", &[])?;
         let quota_remaining_requests = gauge("sluice_quota_remaining_requests", &["tenant"])?;
         let quota_remaining_tokens = gauge("sluice_quota_remaining_tokens", &["tenant"])?;
+        let flow_waiting = gauge("sluice_flow_waiting", &["band", "fairness_id"])?;
+        let flow_wait_time = init
+            .define_histogram(
+                "sluice_flow_wait_time_microseconds",
+                &["band", "fairness_id"],
+            )
+            .map_err(|error| {
+                format!("cannot define metric sluice_flow_wait_time_microseconds: {error:?}")
+            })?;
         let mut table = Vec::new();
         for spec in METRICS {
             let labels: Vec<&str> = spec.attributes.iter().map(|a| a.tag()).collect();
@@ -138,9 +168,18 @@ impl Metrics {
             quota_remaining_tokens,
             guardrail_hits,
             guardrail_block_failures,
+            flow_held,
+            flow_released,
+            flow_expired,
+            flow_overflow,
+            flow_abandoned,
+            flow_waiting,
+            flow_wait_time,
             table,
             models: Mutex::new(HashSet::new()),
             tenants: Mutex::new(HashSet::new()),
+            fairness: Mutex::new(HashSet::new()),
+            waiting: Mutex::new(HashMap::new()),
         })
     }
 
@@ -169,6 +208,35 @@ impl Metrics {
             return false;
         }
         tenants.insert(tenant.to_owned())
+    }
+
+    /// `fairness` as a label: itself (made label-safe) while fewer than `MAX_FAIRNESS_LABELS`
+    /// ids were seen, else `other`.
+    fn fairness(&self, fairness: &str) -> String {
+        let label = model_label(fairness);
+        let mut seen = lock(&self.fairness);
+        if seen.contains(&label) {
+            return label;
+        }
+        if seen.len() >= MAX_FAIRNESS_LABELS {
+            return "other".to_owned();
+        }
+        seen.insert(label.clone());
+        label
+    }
+
+    /// Moves the waiting count of (`band`, `fairness`) by one; returns the new count.
+    fn move_waiting(&self, band: &str, fairness: &str, up: bool) -> u64 {
+        let mut waiting = lock(&self.waiting);
+        let count = waiting
+            .entry((band.to_owned(), fairness.to_owned()))
+            .or_default();
+        *count = if up {
+            count.saturating_add(1)
+        } else {
+            count.saturating_sub(1)
+        };
+        *count
     }
 
     fn table_id(&self, metric: Metric) -> Option<TableId> {
@@ -253,6 +321,27 @@ impl<'m> Recorder<'m> {
     }
 }
 
+impl Recorder<'_> {
+    /// Hands the counters and gauges to Envoy from a configuration callback (main thread),
+    /// where no histogram can be recorded; a refused update is lost.
+    pub fn flush_config(&self, context: &mut dyn ConfigContext) {
+        let Ok(mut updates) = self.updates.try_borrow_mut() else {
+            return;
+        };
+        for update in updates.drain(..) {
+            match update {
+                Update::Count(id, labels, by) => {
+                    context.increment_counter(id, &as_strs(&labels), by);
+                }
+                Update::Gauge(id, labels, value) => {
+                    context.set_gauge(id, &as_strs(&labels), value);
+                }
+                Update::Histogram(..) => {}
+            }
+        }
+    }
+}
+
 fn as_strs(labels: &[String]) -> Vec<&str> {
     labels.iter().map(String::as_str).collect()
 }
@@ -271,11 +360,11 @@ impl TelemetrySink for Recorder<'_> {
             Event::QuotaUncounted => m.quota_uncounted,
             Event::QuotaWriteFailure => m.quota_write_failures,
             Event::GuardrailBlockFailure => m.guardrail_block_failures,
-            Event::FlowHeld
-            | Event::FlowReleased
-            | Event::FlowExpired
-            | Event::FlowOverflow
-            | Event::FlowAbandoned => return,
+            Event::FlowHeld => m.flow_held,
+            Event::FlowReleased => m.flow_released,
+            Event::FlowExpired => m.flow_expired,
+            Event::FlowOverflow => m.flow_overflow,
+            Event::FlowAbandoned => m.flow_abandoned,
             Event::QuotaRejected(reason) => {
                 if REJECT_REASONS.contains(&reason) {
                     self.push(Update::Count(m.quota_rejected, vec![reason.to_owned()], 1));
@@ -286,9 +375,31 @@ impl TelemetrySink for Recorder<'_> {
         self.count_plain(id);
     }
 
-    fn flow_waiting(&self, _band: &str, _fairness: &str, _waiting: usize) {}
+    /// Called once for each request held (with `fairness`'s count in its pool, which is not
+    /// the process's over every pool): the gauge counts it in instead, and `flow_waited`, called
+    /// once when it leaves the queue, counts it out.
+    fn flow_waiting(&self, band: &str, fairness: &str, _waiting: usize) {
+        let label = self.metrics.fairness(fairness);
+        let now = self.metrics.move_waiting(band, &label, true);
+        let labels = vec![band.to_owned(), label];
+        self.push(Update::Gauge(self.metrics.flow_waiting, labels, now));
+    }
 
-    fn flow_waited(&self, _band: &str, _fairness: &str, _waited_us: u64) {}
+    fn flow_waited(&self, band: &str, fairness: &str, waited_us: u64) {
+        let label = self.metrics.fairness(fairness);
+        let now = self.metrics.move_waiting(band, &label, false);
+        let labels = vec![band.to_owned(), label];
+        self.push(Update::Gauge(
+            self.metrics.flow_waiting,
+            labels.clone(),
+            now,
+        ));
+        self.push(Update::Histogram(
+            self.metrics.flow_wait_time,
+            labels,
+            waited_us,
+        ));
+    }
 
     /// Only what is limited gets a gauge, as in the Wasm build.
     fn quota_standing(&self, tenant: &str, standing: &Standing) {

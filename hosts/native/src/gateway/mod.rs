@@ -8,7 +8,7 @@
 //! - `metrics.rs`: the module's labelled metrics, with the Wasm build's names.
 //! - `picker_sync.rs`: the snapshot fetch and the cluster quota sync, on a timer.
 //!
-//! Filter state the access log reads: `sluice.tokens` and `sluice.guardrails`
+//! Filter state the access log reads: `sluice.tokens`, `sluice.guardrails` and `sluice.flow`
 //! (`%FILTER_STATE(sluice.tokens:PLAIN)%`; the Wasm build's are `wasm.sluice.*`).
 
 mod filter;
@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice_core::config::Config;
-use sluice_core::exchange::Configured;
+use sluice_core::exchange::{Configured, Ports, flow_tick};
 
 use crate::host_api::{
     CalloutResponse, ConfigContext, ConfigInit, HttpFilterFactory, LogLevel, StreamFilter,
@@ -32,7 +32,7 @@ use crate::host_api::{
 use crate::state::State;
 use crate::ticker::Ticker;
 pub use filter::GatewayFilter;
-use metrics::Metrics;
+use metrics::{Metrics, Recorder};
 use picker_sync::{PickerSync, TICK_EVENT};
 
 /// What every stream of one configuration shares, on every worker thread.
@@ -118,9 +118,11 @@ impl HttpFilterFactory for GatewayFactory {
         Box::new(self.gateway_filter())
     }
 
+    /// The ticker: the picker sync's due work, then flow control's expiry and releases.
     fn on_scheduled(&self, context: &mut dyn ConfigContext, event_id: u64) {
         if let (TICK_EVENT, Some(sync)) = (event_id, &self.sync) {
             sync.on_tick(context, &self.shared.state, &self.shared.metrics);
+            self.shared.flow_tick(context);
         }
     }
 
@@ -139,6 +141,35 @@ impl HttpFilterFactory for GatewayFactory {
                 callout_id,
                 response,
             );
+            // A fresh snapshot may free capacity at once.
+            shared.flow_tick(context);
         }
+    }
+}
+
+impl Shared {
+    /// Flow control's timer work (main thread): expires what waited too long and releases
+    /// what capacity allows; the held streams are woken on their own workers.
+    fn flow_tick(&self, context: &mut dyn ConfigContext) {
+        let Some(configured) = &self.configured else {
+            return;
+        };
+        if configured.config.flow_control.is_none() {
+            return;
+        }
+        let recorder = Recorder::new(&self.metrics);
+        let state = self.state.as_ref();
+        let ports = Ports {
+            clock: state,
+            quota: state,
+            in_flight: state,
+            prefixes: state,
+            snapshot: state,
+            flow: state,
+            telemetry: &recorder,
+            log: state,
+        };
+        flow_tick(&ports, configured);
+        recorder.flush_config(context);
     }
 }

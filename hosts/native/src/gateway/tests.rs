@@ -350,3 +350,213 @@ fn the_picker_snapshot_is_fetched_on_the_tick_and_shared() {
     let held = sluice_core::exchange::SnapshotSource::snapshot(factory.shared.state.as_ref());
     assert_eq!(held.unwrap().pools[0].endpoints.len(), 2);
 }
+
+/// Flow control with one seat: of the snapshot's two replicas only the first has room
+/// (waiting 0), and it serves one request at a time. `extra` adds fields to `flow_control`.
+fn flow_gateway(extra: &str) -> (GatewayFactory, FakeConfig) {
+    let (factory, config) = gateway(&format!(
+        r#","picking":{{}},"flow_control":{{"endpoint_capacity":1,"max_waiting_per_endpoint":0{extra}}}"#
+    ));
+    factory.shared.state.set_snapshot(snapshot());
+    (factory, config)
+}
+
+const COMPLETION: &str = r#"{"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"}}],"usage":{"prompt_tokens":9,"completion_tokens":2}}"#;
+
+/// Sends the request and checks it is held: stopped with its body buffered, no reply, not
+/// resumed, registered for its wake-up.
+fn post_held(factory: &GatewayFactory, content: &str) -> Exchange {
+    let mut exchange = Exchange::new(factory);
+    let s = &mut exchange.stream;
+    s.set_request_header(":method", b"POST");
+    s.set_request_header(":path", CHAT.as_bytes());
+    s.set_request_header("content-type", b"application/json");
+    assert_eq!(
+        exchange.filter.on_request_headers(s, false),
+        HeadersStatus::StopIteration
+    );
+    s.receive_request_body(chat(content, "").as_bytes());
+    assert_eq!(
+        exchange.filter.on_request_body(s, true),
+        BodyStatus::StopIterationAndBuffer,
+        "held: headers and body stay buffered"
+    );
+    assert!(s.replies.is_empty(), "{:?}", s.replies);
+    assert_eq!(s.decoding_continued, 0);
+    assert_eq!(s.override_host, None, "picked only when released");
+    assert_eq!(
+        s.request_header("x-sluice-model"),
+        Some(&b"m"[..]),
+        "its edits are applied before it waits"
+    );
+    assert!(s.scheduled().is_empty());
+    exchange
+}
+
+#[test]
+fn a_held_request_is_released_on_its_own_scheduler_when_another_worker_frees_the_seat() {
+    let (factory, config) = flow_gateway("");
+    let mut first = Exchange::new(&factory);
+    assert!(first.post(CHAT, &chat("one", "")));
+    assert_eq!(first.state("sluice.flow")["outcome"], "admitted");
+    let mut second = post_held(&factory, "two");
+    assert_eq!(second.counted(&config, "sluice_flow_held_total"), 1);
+    let (_, waiting, labels) = &config.metrics["sluice_flow_waiting"];
+    assert_eq!(labels, &["band", "fairness_id"]);
+    let series = (*waiting, vec!["default".to_owned(), "_".to_owned()]);
+    assert_eq!(second.stream.gauges.get(&series), Some(&1));
+    assert_eq!(factory.shared.state.flow.registered(), (1, 0));
+
+    // The first request ends on another worker: its seat goes to the held one, whose own
+    // scheduler is committed (from that worker).
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| first.respond("application/json", &[COMPLETION]))
+            .join()
+            .unwrap();
+    });
+    assert_eq!(
+        second.stream.scheduled(),
+        vec![crate::state::RELEASED_EVENT]
+    );
+
+    // Envoy runs the event on the held stream's worker: it is picked and resumed.
+    second
+        .filter
+        .on_scheduled(&mut second.stream, crate::state::RELEASED_EVENT);
+    let s = &second.stream;
+    assert_eq!(s.decoding_continued, 1);
+    assert!(s.replies.is_empty());
+    assert_eq!(s.override_host, Some(("10.0.0.1:80".to_owned(), false)));
+    assert!(
+        s.request_header(filter::DESTINATION_ENDPOINT_HEADER)
+            .is_some()
+    );
+    let record = second.state("sluice.flow");
+    assert_eq!(record["outcome"], "released", "{record}");
+    assert_eq!(record["band"], "default");
+    assert_eq!(second.counted(&config, "sluice_flow_released_total"), 1);
+    assert_eq!(s.gauges.get(&series), Some(&0), "no longer waiting");
+    let (_, wait_time, _) = &config.metrics["sluice_flow_wait_time_microseconds"];
+    assert_eq!(s.histograms[&(*wait_time, series.1.clone())].len(), 1);
+    assert_eq!(factory.shared.state.flow.registered(), (0, 0));
+
+    // A second event (none is sent, but Envoy could deliver a stale one) does nothing.
+    second
+        .filter
+        .on_scheduled(&mut second.stream, crate::state::RELEASED_EVENT);
+    assert_eq!(second.stream.decoding_continued, 1);
+    second.respond("application/json", &[COMPLETION]);
+    let state = factory.shared.state.flow.state("p").unwrap();
+    assert_eq!(
+        (state.active(), state.held()),
+        (0, 0),
+        "every seat given back"
+    );
+}
+
+#[test]
+fn a_stream_that_ends_while_held_leaves_the_queue_and_is_never_woken() {
+    let (factory, config) = flow_gateway("");
+    let mut first = Exchange::new(&factory);
+    assert!(first.post(CHAT, &chat("one", "")));
+    let mut gone = post_held(&factory, "two");
+    let mut third = post_held(&factory, "three");
+    assert_eq!(factory.shared.state.flow.registered(), (2, 0));
+
+    // The second's client disconnects: Envoy completes (then destroys) its stream.
+    gone.filter.on_stream_complete(&mut gone.stream);
+    assert_eq!(gone.state("sluice.flow")["outcome"], "left");
+    assert_eq!(gone.counted(&config, "sluice_flow_abandoned_total"), 1);
+    assert_eq!(factory.shared.state.flow.registered(), (1, 0));
+    let scheduled = gone.stream.scheduled();
+    drop(gone);
+
+    first.respond("application/json", &[COMPLETION]);
+    assert!(scheduled.is_empty());
+    assert_eq!(
+        third.stream.scheduled(),
+        vec![crate::state::RELEASED_EVENT],
+        "the seat goes to the next held request"
+    );
+    third
+        .filter
+        .on_scheduled(&mut third.stream, crate::state::RELEASED_EVENT);
+    assert_eq!(third.stream.decoding_continued, 1);
+}
+
+#[test]
+fn a_stream_destroyed_while_held_unregisters_before_its_scheduler_goes() {
+    let (factory, _config) = flow_gateway("");
+    let mut first = Exchange::new(&factory);
+    assert!(first.post(CHAT, &chat("one", "")));
+    let held = post_held(&factory, "two");
+    assert_eq!(factory.shared.state.flow.registered(), (1, 0));
+    // Destroyed without a completion callback (never seen from Envoy): the registry must not
+    // keep its scheduler.
+    drop(held);
+    assert_eq!(factory.shared.state.flow.registered(), (0, 0));
+}
+
+#[test]
+fn a_wake_up_that_comes_before_the_stream_registers_is_committed_at_registration() {
+    use crate::host_api::fake::FakeScheduler;
+    use sluice_core::flow::{Outcome, Woken};
+    use std::sync::{Arc, Mutex};
+
+    let (factory, _config) = flow_gateway("");
+    let flow = &factory.shared.state.flow;
+    // Another worker released ticket 9 between the exchange's queue update and the stream's
+    // registration.
+    flow.wake(&Woken {
+        ticket: 9,
+        owner: 0,
+        outcome: Outcome::Expired,
+    });
+    assert_eq!(flow.registered(), (0, 1));
+    let committed = Arc::new(Mutex::new(Vec::new()));
+    flow.register(9, Box::new(FakeScheduler(Arc::clone(&committed))));
+    assert_eq!(
+        *committed.lock().unwrap(),
+        vec![crate::state::EXPIRED_EVENT]
+    );
+    assert_eq!(flow.registered(), (1, 0));
+    drop(flow.unregister(9));
+
+    // Wake-ups whose stream never registers (it ended first) are bounded.
+    for ticket in 100..5000 {
+        flow.wake(&Woken {
+            ticket,
+            owner: 0,
+            outcome: Outcome::Released,
+        });
+    }
+    assert_eq!(flow.registered(), (0, 1024));
+}
+
+#[test]
+fn a_held_request_past_its_time_to_live_is_answered_from_the_tick() {
+    let (factory, mut config) =
+        flow_gateway(r#","bands":[{"name":"all","priority":0,"ttl_ms":1}]"#);
+    let mut first = Exchange::new(&factory);
+    assert!(first.post(CHAT, &chat("one", "")));
+    let mut held = post_held(&factory, "two");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while held.stream.scheduled().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never expired");
+        factory.on_scheduled(&mut config, picker_sync::TICK_EVENT);
+        std::thread::yield_now();
+    }
+    assert_eq!(held.stream.scheduled(), vec![crate::state::EXPIRED_EVENT]);
+    held.filter
+        .on_scheduled(&mut held.stream, crate::state::EXPIRED_EVENT);
+    let s = &held.stream;
+    assert_eq!(s.decoding_continued, 0);
+    let (status, headers, body, _) = s.replies.last().unwrap();
+    assert_eq!(*status, 429);
+    assert!(headers.iter().any(|(name, _)| name == "retry-after"));
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+    assert_eq!(held.state("sluice.flow")["outcome"], "expired");
+    assert_eq!(held.counted(&config, "sluice_flow_expired_total"), 1);
+}

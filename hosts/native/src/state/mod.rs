@@ -6,8 +6,10 @@
 //! map and each prefix slot sits behind its own lock, held only for one read-modify-write.
 //! Memory is bounded as in the Wasm host: `quotas.slots` quota slots, one in-flight map per
 //! configured pool (`InFlight` bounds its entries), `picking::SLOTS` prefix slots, one
-//! snapshot.
+//! snapshot, one flow-control state per configured pool and one registry entry per held
+//! stream (`flow`).
 
+mod flow;
 mod slots;
 
 use std::collections::HashMap;
@@ -19,11 +21,13 @@ use sluice_core::config::Config;
 use sluice_core::exchange::{
     Clock, InFlightCounts, InFlightRead, Level, Log, PrefixAffinity, QuotaLedger, SnapshotSource,
 };
+use sluice_core::flow::{FlowState, Woken};
 use sluice_core::picking::{InFlight, PrefixEntry};
 use sluice_core::quota::{Change, Store};
 use sluice_wire::Snapshot;
 
 use crate::host_api::LogLevel;
+pub use flow::{EXPIRED_EVENT, Flow, RELEASED_EVENT, outcome_of};
 use slots::Slots;
 
 /// Everything the requests of one configuration share across workers.
@@ -33,6 +37,8 @@ pub struct State {
     in_flight: HashMap<String, Mutex<InFlight>>,
     prefixes: Vec<Mutex<Option<PrefixEntry>>>,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// Flow control's queues and the held streams' way back to their workers.
+    pub flow: Flow,
     /// Cluster mode: Unix ms of the last successful quota sync (0: never).
     synced_ms: AtomicU64,
     /// Cluster mode: how old the last sync may be for the view to count as fresh.
@@ -57,6 +63,7 @@ impl State {
             in_flight,
             prefixes: (0..prefix_slots).map(|_| Mutex::new(None)).collect(),
             snapshot: RwLock::new(None),
+            flow: Flow::new(config.catalog.pools()),
             synced_ms: AtomicU64::new(0),
             stale_after_ms: config
                 .quotas
@@ -180,25 +187,24 @@ impl SnapshotSource for State {
     }
 }
 
-/// Not wired yet: every update fails, so flow control fails closed on this host.
+/// One lock per pool: exact across workers, no retries.
 impl sluice_core::exchange::FlowQueues for State {
-    fn update(
-        &self,
-        _pool: &str,
-        _change: &mut dyn FnMut(&mut sluice_core::flow::FlowState),
-    ) -> bool {
-        false
+    fn update(&self, pool: &str, change: &mut dyn FnMut(&mut FlowState)) -> bool {
+        self.flow.update(pool, change)
     }
 
     fn new_ticket(&self) -> u64 {
-        0
+        self.flow.new_ticket()
     }
 
+    /// Unused: the registry finds a held stream by its ticket, whatever its worker.
     fn owner(&self) -> u32 {
         0
     }
 
-    fn wake(&self, _woken: &sluice_core::flow::Woken) {}
+    fn wake(&self, woken: &Woken) {
+        self.flow.wake(woken);
+    }
 }
 
 impl Log for State {
