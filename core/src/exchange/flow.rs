@@ -265,9 +265,16 @@ impl Exchange {
 
     /// Whether the request waits in a flow-control queue.
     pub fn is_held(&self) -> bool {
-        self.seat
-            .as_ref()
-            .is_some_and(|seat| matches!(seat.phase, Phase::Held { .. }))
+        self.held_ticket().is_some()
+    }
+
+    /// The ticket the request waits under while held: what `FlowQueues::wake` names when it
+    /// is released or expires, for the host to find the stream by.
+    pub fn held_ticket(&self) -> Option<u64> {
+        match self.seat.as_ref().map(|seat| &seat.phase) {
+            Some(Phase::Held { ticket, .. }) => Some(*ticket),
+            _ => None,
+        }
     }
 }
 

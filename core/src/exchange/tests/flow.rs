@@ -48,6 +48,12 @@ fn requests_past_capacity_are_held_and_released_in_order_as_seats_free() {
     assert!(!second.post(CHAT, &[], &chat("two", "")));
     assert!(second.held && second.reply.is_none() && second.destination.is_none());
     assert_eq!(
+        second.exchange.held_ticket(),
+        Some(2),
+        "the ticket the wake-up names"
+    );
+    assert_eq!(first.exchange.held_ticket(), None);
+    assert_eq!(
         second.upstream_header("x-sluice-model"),
         Some("m"),
         "a held request's edits are applied before it waits"
@@ -67,6 +73,11 @@ fn requests_past_capacity_are_held_and_released_in_order_as_seats_free() {
     );
     assert!(second.woken(Outcome::Released));
     assert!(second.destination.is_some(), "released requests are picked");
+    assert_eq!(
+        second.exchange.held_ticket(),
+        None,
+        "released: no longer held"
+    );
     assert_eq!(
         second.record(RecordKey::Flow).unwrap()["outcome"],
         "released"
