@@ -14,12 +14,14 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::flow::FlowHub;
 use super::metrics::Metrics;
 use super::{clock, log, quota, shared};
 use sluice_core::exchange::{
-    Clock, Event, InFlightCounts, InFlightRead, Level, Log, Ports, PrefixAffinity, QuotaLedger,
-    SnapshotSource, TelemetrySink,
+    Clock, Event, FlowQueues, InFlightCounts, InFlightRead, Level, Log, Ports, PrefixAffinity,
+    QuotaLedger, SnapshotSource, TelemetrySink,
 };
+use sluice_core::flow::{FlowState, Woken};
 use sluice_core::guardrails::{Direction, Guardrails, Hits};
 use sluice_core::picking::{InFlight, LocalSnapshot, PrefixEntry};
 use sluice_core::quota::{Standing, Store};
@@ -32,6 +34,9 @@ pub struct Host {
     pub snapshot: Rc<RefCell<LocalSnapshot>>,
     /// `None` until a configuration was accepted: nothing is counted.
     pub metrics: Option<Rc<Metrics>>,
+    /// Flow control's queues in shared data and this VM's held requests (one per VM, whatever
+    /// the configuration).
+    pub flow: Rc<FlowHub>,
 }
 
 impl Host {
@@ -130,11 +135,11 @@ impl TelemetrySink for Host {
             Event::QuotaUncounted => &m.quota.uncounted,
             Event::QuotaWriteFailure => &m.quota.write_failures,
             Event::GuardrailBlockFailure => &m.guardrails.block_failures,
-            Event::FlowHeld
-            | Event::FlowReleased
-            | Event::FlowExpired
-            | Event::FlowOverflow
-            | Event::FlowAbandoned => return,
+            Event::FlowHeld => &m.flow_held,
+            Event::FlowReleased => &m.flow_released,
+            Event::FlowExpired => &m.flow_expired,
+            Event::FlowOverflow => &m.flow_overflow,
+            Event::FlowAbandoned => &m.flow_abandoned,
             Event::QuotaRejected(reason) => {
                 m.quota.reject(reason);
                 return;
@@ -143,9 +148,19 @@ impl TelemetrySink for Host {
         counter.increment();
     }
 
-    fn flow_waiting(&self, _band: &str, _fairness: &str, _waiting: usize) {}
+    /// The gauge is set on the root tick from the whole process's queues (`flow_metrics`):
+    /// `waiting`, one pool's count, only names the series.
+    fn flow_waiting(&self, band: &str, fairness: &str, _waiting: usize) {
+        if let Some(m) = &self.metrics {
+            m.flow.waiting(band, fairness);
+        }
+    }
 
-    fn flow_waited(&self, _band: &str, _fairness: &str, _waited_us: u64) {}
+    fn flow_waited(&self, band: &str, fairness: &str, waited_us: u64) {
+        if let Some(m) = &self.metrics {
+            m.flow.waited(band, fairness, waited_us);
+        }
+    }
 
     fn quota_standing(&self, tenant: &str, standing: &Standing) {
         if let Some(m) = &self.metrics {
@@ -172,25 +187,23 @@ impl TelemetrySink for Host {
     }
 }
 
-/// Not wired yet: every update fails, so flow control fails closed on this host.
-impl sluice_core::exchange::FlowQueues for Host {
-    fn update(
-        &self,
-        _pool: &str,
-        _change: &mut dyn FnMut(&mut sluice_core::flow::FlowState),
-    ) -> bool {
-        false
+/// Flow control over shared data and this VM's wake-up queue (`flow.rs`).
+impl FlowQueues for Host {
+    fn update(&self, pool: &str, change: &mut dyn FnMut(&mut FlowState)) -> bool {
+        self.flow.update(pool, change)
     }
 
     fn new_ticket(&self) -> u64 {
-        0
+        self.flow.new_ticket()
     }
 
     fn owner(&self) -> u32 {
-        0
+        self.flow.owner()
     }
 
-    fn wake(&self, _woken: &sluice_core::flow::Woken) {}
+    fn wake(&self, woken: &Woken) {
+        self.flow.wake(woken);
+    }
 }
 
 impl Log for Host {
