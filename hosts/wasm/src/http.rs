@@ -17,7 +17,7 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 use super::effects::{self, EnvoyResponse};
 use super::ports::Host;
 use super::views::{Properties, ResponseBody, ResponseHeaders};
-use super::{ffi, log};
+use super::{clock, ffi, log};
 use sluice_core::exchange::{
     BodyNext, Configured, Exchange, HeaderView, HostError, Reply, RequestEffects, RequestNext,
     ResponseEffects, ResponseNext,
@@ -121,6 +121,9 @@ impl Stream {
     /// The whole request body is in: read it and let the exchange route the request.
     fn complete(&mut self, size: usize) -> Action {
         self.body_size = size;
+        if self.host.fresh_clock {
+            clock::refresh();
+        }
         let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size) {
             Ok(body) => Ok(body.unwrap_or_default()),
             Err(_) => Err(HostError),

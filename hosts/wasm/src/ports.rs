@@ -37,6 +37,10 @@ pub struct Host {
     /// Flow control's queues in shared data and this VM's held requests (one per VM, whatever
     /// the configuration).
     pub flow: Rc<FlowHub>,
+    /// Flow control is on: a request's body phase reads the clock afresh first, so that the
+    /// time it starts waiting is exact and expiry (on the tick, with a fresh clock) never
+    /// comes before its band's time to live (one host call per routed request).
+    pub fresh_clock: bool,
 }
 
 impl Host {

@@ -113,6 +113,7 @@ impl RootContext for Root {
         let host = Host {
             metrics: self.metrics.clone(),
             flow: Rc::clone(&self.flow),
+            fresh_clock: config.flow_control.is_some(),
             ..Host::default()
         };
         if config.flow_control.is_some() && config.picking.is_some() {
