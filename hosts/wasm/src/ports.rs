@@ -8,7 +8,9 @@
 //! and a compare-and-swap write per quota scope to reserve and again to settle; with picking, a
 //! read of the prefix slot and of the pool's in-flight map, a write of the map (read again only
 //! when another worker wrote in between), a prefix write when it moved or aged, and a read and
-//! a write of the map to release. The clock and the metrics cost none per request.
+//! a write of the map to release. With flow control, a read and a compare-and-swap write of the
+//! pool's queue state to take a seat and again to give it back, and a clock read. The clock and
+//! the metrics cost none per request otherwise.
 
 use std::cell::RefCell;
 use std::rc::Rc;
