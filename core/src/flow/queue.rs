@@ -365,6 +365,15 @@ impl FlowState {
         })
     }
 
+    /// Every request waiting, with its band: for hosts that check on the requests they hold
+    /// (a lost wake-up) and count the waiting ones for their metrics.
+    pub fn held_requests(&self) -> impl Iterator<Item = (usize, &Held)> {
+        self.bands
+            .iter()
+            .enumerate()
+            .flat_map(|(band, state)| state.held.iter().map(move |held| (band, held)))
+    }
+
     /// Requests waiting in every band.
     pub fn held(&self) -> usize {
         self.bands.iter().map(|b| b.held.len()).sum()

@@ -1,10 +1,11 @@
 //! Host calls that report every status instead of panicking.
 //!
-//! The SDK's `hostcalls::set_buffer`, `set_map_value`, `send_http_response` and
-//! `reset_http_response` return `Result` but panic on any status other than `Ok` (proxy-wasm
-//! 0.2.5), and a panic traps the VM. Where the filter must act on a failed call (a guardrail
-//! decision the host did not take fails closed, logged and counted) it calls the ABI through
-//! these, which hand the status back.
+//! The SDK's `hostcalls::set_buffer`, `set_map_value`, `send_http_response`,
+//! `reset_http_response` and `resume_http_request` return `Result` but panic on any status other
+//! than `Ok` (proxy-wasm 0.2.5; `set_effective_context` on any but `Ok` and `BadArgument`), and a
+//! panic traps the VM. Where the filter must act on a failed call (a guardrail decision the host
+//! did not take fails closed, logged and counted; a held stream that is gone when woken) it
+//! calls the ABI through these, which hand the status back.
 #![allow(unsafe_code)]
 
 mod abi {
@@ -38,6 +39,8 @@ mod abi {
             grpc_status: i32,
         ) -> u32;
         pub fn proxy_close_stream(stream_type: u32) -> u32;
+        pub fn proxy_continue_stream(stream_type: u32) -> u32;
+        pub fn proxy_set_effective_context(context_id: u32) -> u32;
     }
 }
 
@@ -45,6 +48,8 @@ mod abi {
 const RESPONSE_BODY: u32 = 1;
 /// `MapType::HttpResponseHeaders`.
 const RESPONSE_HEADERS: u32 = 2;
+/// `StreamType::HttpRequest`.
+const REQUEST_STREAM: u32 = 0;
 /// `StreamType::HttpResponse`.
 const RESPONSE_STREAM: u32 = 1;
 
@@ -110,6 +115,20 @@ pub fn send_local_response(
 pub fn reset_response() -> Result<(), Status> {
     // SAFETY: no memory is passed.
     check(unsafe { abi::proxy_close_stream(RESPONSE_STREAM) })
+}
+
+/// Makes `context_id` (an HTTP stream of this VM) the context later host calls act on, until
+/// the current callback returns: how the root context resumes a held request.
+pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
+    // SAFETY: no memory is passed.
+    check(unsafe { abi::proxy_set_effective_context(context_id) })
+}
+
+/// Lets the effective context's request go on (Envoy does it once the current callback has
+/// returned).
+pub fn continue_request() -> Result<(), Status> {
+    // SAFETY: no memory is passed.
+    check(unsafe { abi::proxy_continue_stream(REQUEST_STREAM) })
 }
 
 /// A header map in the ABI's form: the pair count, each pair's name and value lengths (32-bit

@@ -33,6 +33,8 @@
 mod clock;
 mod effects;
 mod ffi;
+mod flow;
+mod flow_metrics;
 mod guardrails;
 mod headers;
 mod http;

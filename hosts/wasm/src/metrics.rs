@@ -59,6 +59,16 @@ pub struct Metrics {
     pub shed: Counter,
     /// Snapshot fetches from the picker that failed.
     pub picker_fetch_failures: Counter,
+    /// Flow control: requests held because their pool was saturated, released, answered
+    /// after waiting their band's time to live, turned away from a full band, and gone while
+    /// held (their client left).
+    pub flow_held: Counter,
+    pub flow_released: Counter,
+    pub flow_expired: Counter,
+    pub flow_overflow: Counter,
+    pub flow_abandoned: Counter,
+    /// Requests held and their wait times, per band and fairness id.
+    pub flow: super::flow_metrics::FlowMetrics,
     /// Requests by API, status class and model; token usage and latencies per model.
     pub telemetry: super::telemetry::Telemetry,
     /// Admissions, refusals by reason, remaining budgets per tenant, cluster sync.
@@ -77,6 +87,12 @@ impl Metrics {
             pick_fallbacks: Counter::define("sluice_pick_fallbacks_total"),
             shed: Counter::define("sluice_requests_shed_total"),
             picker_fetch_failures: Counter::define("sluice_picker_fetch_failures_total"),
+            flow_held: Counter::define("sluice_flow_held_total"),
+            flow_released: Counter::define("sluice_flow_released_total"),
+            flow_expired: Counter::define("sluice_flow_expired_total"),
+            flow_overflow: Counter::define("sluice_flow_overflow_total"),
+            flow_abandoned: Counter::define("sluice_flow_abandoned_total"),
+            flow: super::flow_metrics::FlowMetrics::default(),
             telemetry: super::telemetry::Telemetry::default(),
             quota: super::quota::QuotaMetrics::define(),
             guardrails: super::guardrails::GuardrailMetrics::define(),
@@ -93,9 +109,15 @@ impl Metrics {
             &self.pick_fallbacks,
             &self.shed,
             &self.picker_fetch_failures,
+            &self.flow_held,
+            &self.flow_released,
+            &self.flow_expired,
+            &self.flow_overflow,
+            &self.flow_abandoned,
         ] {
             counter.flush();
         }
+        self.flow.flush();
         self.telemetry.flush();
         self.quota.flush();
         self.guardrails.flush();

@@ -8,18 +8,22 @@
 //! and a compare-and-swap write per quota scope to reserve and again to settle; with picking, a
 //! read of the prefix slot and of the pool's in-flight map, a write of the map (read again only
 //! when another worker wrote in between), a prefix write when it moved or aged, and a read and
-//! a write of the map to release. The clock and the metrics cost none per request.
+//! a write of the map to release. With flow control, a read and a compare-and-swap write of the
+//! pool's queue state to take a seat and again to give it back, and a clock read. The clock and
+//! the metrics cost none per request otherwise.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::flow::FlowHub;
 use super::metrics::Metrics;
 use super::{clock, log, quota, shared};
 use sluice_core::exchange::{
-    Clock, Event, InFlightCounts, InFlightRead, Level, Log, Ports, PrefixAffinity, QuotaLedger,
-    SnapshotSource, TelemetrySink,
+    Clock, Event, FlowQueues, InFlightCounts, InFlightRead, Level, Log, Ports, PrefixAffinity,
+    QuotaLedger, SnapshotSource, TelemetrySink,
 };
+use sluice_core::flow::{FlowState, Woken};
 use sluice_core::guardrails::{Direction, Guardrails, Hits};
 use sluice_core::picking::{InFlight, LocalSnapshot, PrefixEntry};
 use sluice_core::quota::{Standing, Store};
@@ -32,6 +36,13 @@ pub struct Host {
     pub snapshot: Rc<RefCell<LocalSnapshot>>,
     /// `None` until a configuration was accepted: nothing is counted.
     pub metrics: Option<Rc<Metrics>>,
+    /// Flow control's queues in shared data and this VM's held requests (one per VM, whatever
+    /// the configuration).
+    pub flow: Rc<FlowHub>,
+    /// Flow control is on: a request's body phase reads the clock afresh first, so that the
+    /// time it starts waiting is exact and expiry (on the tick, with a fresh clock) never
+    /// comes before its band's time to live (one host call per routed request).
+    pub fresh_clock: bool,
 }
 
 impl Host {
@@ -130,11 +141,11 @@ impl TelemetrySink for Host {
             Event::QuotaUncounted => &m.quota.uncounted,
             Event::QuotaWriteFailure => &m.quota.write_failures,
             Event::GuardrailBlockFailure => &m.guardrails.block_failures,
-            Event::FlowHeld
-            | Event::FlowReleased
-            | Event::FlowExpired
-            | Event::FlowOverflow
-            | Event::FlowAbandoned => return,
+            Event::FlowHeld => &m.flow_held,
+            Event::FlowReleased => &m.flow_released,
+            Event::FlowExpired => &m.flow_expired,
+            Event::FlowOverflow => &m.flow_overflow,
+            Event::FlowAbandoned => &m.flow_abandoned,
             Event::QuotaRejected(reason) => {
                 m.quota.reject(reason);
                 return;
@@ -143,9 +154,19 @@ impl TelemetrySink for Host {
         counter.increment();
     }
 
-    fn flow_waiting(&self, _band: &str, _fairness: &str, _waiting: usize) {}
+    /// The gauge is set on the root tick from the whole process's queues (`flow_metrics`):
+    /// `waiting`, one pool's count, only names the series.
+    fn flow_waiting(&self, band: &str, fairness: &str, _waiting: usize) {
+        if let Some(m) = &self.metrics {
+            m.flow.waiting(band, fairness);
+        }
+    }
 
-    fn flow_waited(&self, _band: &str, _fairness: &str, _waited_us: u64) {}
+    fn flow_waited(&self, band: &str, fairness: &str, waited_us: u64) {
+        if let Some(m) = &self.metrics {
+            m.flow.waited(band, fairness, waited_us);
+        }
+    }
 
     fn quota_standing(&self, tenant: &str, standing: &Standing) {
         if let Some(m) = &self.metrics {
@@ -172,25 +193,23 @@ impl TelemetrySink for Host {
     }
 }
 
-/// Not wired yet: every update fails, so flow control fails closed on this host.
-impl sluice_core::exchange::FlowQueues for Host {
-    fn update(
-        &self,
-        _pool: &str,
-        _change: &mut dyn FnMut(&mut sluice_core::flow::FlowState),
-    ) -> bool {
-        false
+/// Flow control over shared data and this VM's wake-up queue (`flow.rs`).
+impl FlowQueues for Host {
+    fn update(&self, pool: &str, change: &mut dyn FnMut(&mut FlowState)) -> bool {
+        self.flow.update(pool, change)
     }
 
     fn new_ticket(&self) -> u64 {
-        0
+        self.flow.new_ticket()
     }
 
     fn owner(&self) -> u32 {
-        0
+        self.flow.owner()
     }
 
-    fn wake(&self, _woken: &sluice_core::flow::Woken) {}
+    fn wake(&self, woken: &Woken) {
+        self.flow.wake(woken);
+    }
 }
 
 impl Log for Host {

@@ -1,5 +1,7 @@
 //! The per-VM root context: owns the validated configuration and creates one `HttpFilter` per
-//! request.
+//! request; on its tick, the periodic work (metrics, the picker fetch, the quota sync, flow
+//! control's expiry, release and check of held requests); on its wake-up queue, the requests
+//! flow control released or expired.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
+use super::flow::FlowHub;
 use super::http::HttpFilter;
 use super::metrics::Metrics;
 use super::picker_sync::PickerSync;
@@ -16,7 +19,7 @@ use super::ports::Host;
 use super::quota::{self, QuotaSync};
 use super::{clock, log};
 use sluice_core::config::Config;
-use sluice_core::exchange::Configured;
+use sluice_core::exchange::{Configured, flow_tick};
 use sluice_core::picking::InFlight;
 
 /// The longest the root waits between ticks: it bounds how late counters reach Envoy and how
@@ -34,6 +37,9 @@ pub struct Root {
     picker: Option<PickerSync>,
     /// Present when quotas run in cluster mode.
     quota_sync: Option<QuotaSync>,
+    /// Flow control's side of this VM: kept across configurations, since requests held under
+    /// one are woken under the next.
+    flow: Rc<FlowHub>,
 }
 
 impl Context for Root {
@@ -53,6 +59,26 @@ impl Context for Root {
         }
         if let Some(picker) = &mut self.picker {
             picker.on_response(token_id, body_size);
+        }
+    }
+}
+
+impl Root {
+    /// Flow control's share of the tick: expiry, and release where capacity freed without a
+    /// request ending (a fresh snapshot), over every pool; the updates it makes show what is
+    /// held, from which this VM finds held requests whose wake-up was lost and sets the gauges.
+    fn flow_pass(&self) {
+        let Some(configured) = &self.configured else {
+            return;
+        };
+        let Some(flow) = &configured.config.flow_control else {
+            return;
+        };
+        self.flow.begin_pass();
+        flow_tick(&self.host.ports(), configured);
+        let waiting = self.flow.end_pass(flow);
+        if let (Some(waiting), Some(metrics)) = (waiting, &self.metrics) {
+            metrics.flow.refresh(flow, &waiting);
         }
     }
 }
@@ -86,8 +112,20 @@ impl RootContext for Root {
         }
         let host = Host {
             metrics: self.metrics.clone(),
+            flow: Rc::clone(&self.flow),
+            fresh_clock: config.flow_control.is_some(),
             ..Host::default()
         };
+        if config.flow_control.is_some() && config.picking.is_some() {
+            if self.flow.start() {
+                for pool in config.catalog.pools() {
+                    FlowHub::create_state(pool);
+                }
+            } else {
+                // Every request that would take a seat fails closed (500), logged and counted.
+                log::error("flow control cannot run in this VM: requests it applies to fail");
+            }
+        }
         let snapshot = Rc::clone(&host.snapshot);
         self.picker = config.picking.clone().map(|picking| {
             // Create each pool's in-flight map now, so that later updates can always use
@@ -140,6 +178,14 @@ impl RootContext for Root {
         if let Some(sync) = &mut self.quota_sync {
             sync.on_tick(self.metrics.as_deref().map(|m| &m.quota));
         }
+        self.flow_pass();
+    }
+
+    /// Wake-ups for the requests this VM holds (another worker, or this one, released or
+    /// expired them). Envoy calls the root of the VM that registered the queue, on that VM's
+    /// own worker thread.
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        self.flow.on_queue_ready(queue_id);
     }
 
     /// Must return a context: the SDK panics when the root offers none.

@@ -233,3 +233,33 @@ fn the_objective_header_picks_the_band_only_where_it_is_trusted() {
         assert_eq!(client.record(RecordKey::Flow).unwrap()["band"], band);
     }
 }
+
+#[test]
+fn the_queue_state_lists_each_held_request_with_its_band_and_owner() {
+    let fakes = fakes();
+    let config = configured(&flow(""));
+    let mut first = Client::new(&fakes, Some(config.clone()));
+    assert!(first.post(CHAT, &[], &chat("one", "")));
+    let mut held = Vec::new();
+    for prompt in ["two", "three"] {
+        let mut client = Client::new(&fakes, Some(config.clone()));
+        assert!(!client.post(CHAT, &[], &chat(prompt, "")));
+        held.push(client);
+    }
+    let listed: Vec<(usize, u64, u32)> = fakes.flow.borrow()["p"]
+        .held_requests()
+        .map(|(band, held)| (band, held.ticket, held.owner))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(0, 2, 7), (0, 3, 7)],
+        "what a host checks the requests it holds against"
+    );
+    first.end(Some(200));
+    assert!(held[0].woken(Outcome::Released));
+    let listed: Vec<u64> = fakes.flow.borrow()["p"]
+        .held_requests()
+        .map(|(_, held)| held.ticket)
+        .collect();
+    assert_eq!(listed, vec![3], "a released request is no longer listed");
+}
