@@ -25,6 +25,13 @@ pub fn render(config: &Config, stats: &EngineStats, now_unix: f64) -> String {
         "Number of requests waiting to be processed.",
     );
     out.sample("vllm:num_requests_waiting", &[], stats.waiting);
+    // Not a vLLM metric: the simulator's own, for tests of the gateway's concurrency limits.
+    out.family(
+        "simulator:peak_requests",
+        "gauge",
+        "Most requests in the engine at once (running and waiting) since it started.",
+    );
+    out.sample("simulator:peak_requests", &[], stats.peak_requests);
     for name in ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"] {
         out.family(name, "gauge", "KV-cache usage. 1 means 100 percent usage.");
         out.sample(name, &[], stats.kv_usage);

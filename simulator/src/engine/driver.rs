@@ -42,6 +42,8 @@ pub(super) struct Driver {
     config: EngineConfig,
     scheduler: Scheduler,
     clients: HashMap<SeqId, Client>,
+    /// The most requests the engine held at once (running and waiting), since it started.
+    peak_requests: usize,
     finished: FinishedCounts,
     time_to_first_token: Histogram,
     published: Arc<Mutex<EngineStats>>,
@@ -53,6 +55,7 @@ impl Driver {
             config,
             scheduler: Scheduler::new(config.scheduler),
             clients: HashMap::new(),
+            peak_requests: 0,
             finished: FinishedCounts::default(),
             time_to_first_token: Histogram::default(),
             published,
@@ -107,6 +110,7 @@ impl Driver {
         match command {
             Command::Submit { sequence, client } => {
                 self.clients.insert(sequence.id, client);
+                self.peak_requests = self.peak_requests.max(self.clients.len());
                 self.scheduler.enqueue(sequence);
             }
             Command::Abort(id) => self.abort(id),
@@ -162,6 +166,7 @@ impl Driver {
             waiting_adapters: self.scheduler.waiting_adapters(),
             counters: self.scheduler.counters(),
             finished: self.finished,
+            peak_requests: self.peak_requests,
             time_to_first_token: self.time_to_first_token.clone(),
         };
     }

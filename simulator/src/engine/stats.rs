@@ -19,6 +19,10 @@ pub struct EngineStats {
     pub waiting_adapters: Vec<String>,
     pub counters: SchedulerCounters,
     pub finished: FinishedCounts,
+    /// The most requests in the engine at once (running and waiting) since it started: what a
+    /// gateway that limits concurrency let through, exactly, where sampling the gauges could
+    /// miss a moment.
+    pub peak_requests: usize,
     pub time_to_first_token: Histogram,
 }
 
