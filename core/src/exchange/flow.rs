@@ -97,13 +97,11 @@ impl Exchange {
         };
         let mut arrived = Arrived::Overflow;
         let mut woken = Vec::new();
-        let mut waiting = 0;
         let updated = ports
             .flow
             .update(&routed.pool, &mut |state: &mut FlowState| {
                 woken.clear();
                 arrived = state.arrive(flow, &arrival, room.slots, &mut woken);
-                waiting = state.waiting(band, fairness);
             });
         if !updated {
             return Err(GatewayError::Internal(
@@ -129,9 +127,7 @@ impl Exchange {
             }
             Arrived::Held => {
                 ports.telemetry.count(Event::FlowHeld);
-                ports
-                    .telemetry
-                    .flow_waiting(band_name, &seat.fairness_label, waiting);
+                ports.telemetry.flow_held(band_name, &seat.fairness_label);
                 seat.phase = Phase::Held {
                     ticket: arrival.ticket,
                     since_us: ports.clock.now_us(),

@@ -181,8 +181,9 @@ pub trait TelemetrySink {
     fn guardrail_hits(&self, guardrails: &Guardrails, direction: Direction, hits: &Hits);
     /// A request that went upstream ended: token usage and latencies.
     fn observe(&self, observation: &Observation<'_>);
-    /// Flow control: `fairness` has `waiting` requests held in `band` now (a gauge).
-    fn flow_waiting(&self, band: &str, fairness: &str, waiting: usize);
+    /// Flow control held a request of `fairness` in `band`: one more waiting there, until its
+    /// `flow_waited` (each held request gets exactly one).
+    fn flow_held(&self, band: &str, fairness: &str);
     /// A held request left the queue (released, expired or gone) after `waited_us`.
     fn flow_waited(&self, band: &str, fairness: &str, waited_us: u64);
     /// A request ended (any the filter saw): `status` is what the client got, `model` the

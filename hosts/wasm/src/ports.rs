@@ -156,7 +156,7 @@ impl TelemetrySink for Host {
 
     /// The gauge is set on the root tick from the whole process's queues (`flow_metrics`):
     /// `waiting`, one pool's count, only names the series.
-    fn flow_waiting(&self, band: &str, fairness: &str, _waiting: usize) {
+    fn flow_held(&self, band: &str, fairness: &str) {
         if let Some(m) = &self.metrics {
             m.flow.waiting(band, fairness);
         }

@@ -93,6 +93,11 @@ fn requests_past_capacity_are_held_and_released_in_order_as_seats_free() {
     );
     assert_eq!(fakes.counted(Event::FlowReleased), 2);
     assert_eq!(fakes.flow_waits.borrow().len(), 2);
+    assert!(
+        fakes.flow_gauges.borrow().values().all(|n| *n == 0),
+        "each held request was counted in and out once: {:?}",
+        fakes.flow_gauges.borrow()
+    );
 }
 
 #[test]

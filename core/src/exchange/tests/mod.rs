@@ -149,8 +149,9 @@ pub struct Fakes {
     tickets: Cell<u64>,
     /// Every wake-up handed to the host, in order.
     pub woken: RefCell<Vec<Woken>>,
-    /// (band, fairness id, waiting) as last set, and each wait observed.
-    pub flow_gauges: RefCell<HashMap<(String, String), usize>>,
+    /// Requests waiting per (band, fairness id), from `flow_held` and `flow_waited`, and each
+    /// wait observed.
+    pub flow_gauges: RefCell<HashMap<(String, String), i64>>,
     pub flow_waits: RefCell<Vec<(String, String, u64)>>,
 }
 
@@ -322,13 +323,20 @@ impl FlowQueues for Fakes {
 }
 
 impl TelemetrySink for Fakes {
-    fn flow_waiting(&self, band: &str, fairness: &str, waiting: usize) {
-        self.flow_gauges
+    fn flow_held(&self, band: &str, fairness: &str) {
+        *self
+            .flow_gauges
             .borrow_mut()
-            .insert((band.to_owned(), fairness.to_owned()), waiting);
+            .entry((band.to_owned(), fairness.to_owned()))
+            .or_default() += 1;
     }
 
     fn flow_waited(&self, band: &str, fairness: &str, waited_us: u64) {
+        *self
+            .flow_gauges
+            .borrow_mut()
+            .entry((band.to_owned(), fairness.to_owned()))
+            .or_default() -= 1;
         self.flow_waits
             .borrow_mut()
             .push((band.to_owned(), fairness.to_owned(), waited_us));

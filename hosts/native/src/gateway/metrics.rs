@@ -378,7 +378,7 @@ impl TelemetrySink for Recorder<'_> {
     /// Called once for each request held (with `fairness`'s count in its pool, which is not
     /// the process's over every pool): the gauge counts it in instead, and `flow_waited`, called
     /// once when it leaves the queue, counts it out.
-    fn flow_waiting(&self, band: &str, fairness: &str, _waiting: usize) {
+    fn flow_held(&self, band: &str, fairness: &str) {
         let label = self.metrics.fairness(fairness);
         let now = self.metrics.move_waiting(band, &label, true);
         let labels = vec![band.to_owned(), label];
