@@ -9,10 +9,12 @@
 //! `orchestrator` feature (default) also the process and load-generator code of `bench`.
 
 pub mod bodies;
+pub mod figures;
 #[cfg(feature = "orchestrator")]
 pub mod load;
 #[cfg(feature = "orchestrator")]
 pub mod machine;
+pub mod pool;
 #[cfg(feature = "orchestrator")]
 pub mod procs;
 pub mod quota_cluster;
