@@ -1,8 +1,9 @@
 //! The flow-control section of `make bench`: starts the replicas, the picker and one Envoy per
-//! setup, then runs every step through every setup, sampling the replicas' load as it goes. A
-//! setup whose filter configuration this build refuses, or whose Envoy does not start or stops,
-//! is reported as not run and the others carry on. Every process is a guard held here: when this
-//! future ends or is dropped (an error, a signal), they all stop.
+//! setup, then runs every step through every setup, sampling the replicas' load as it goes.
+//! Sluice with flow control, when this build refuses its configuration (until its core lands),
+//! its Envoy does not start, fails the pre-flight request or stops, is reported as not run and
+//! the baselines carry on; a baseline's failing is an error. Every process is a guard held here:
+//! when this future ends or is dropped (an error, a signal), they all stop.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -50,12 +51,23 @@ impl Gateways {
             .map(|(_, service)| service)
     }
 
-    /// Starts `variant`'s Envoy from `yaml`; a failure is recorded as the reason it did not run.
-    async fn start(&mut self, variant: Variant, dir: &Path, name: &str, yaml: &str) {
+    /// Starts `variant`'s Envoy from `yaml`. Flow control's failing to start is recorded as the
+    /// reason it did not run; a baseline's is an error.
+    async fn start(
+        &mut self,
+        variant: Variant,
+        dir: &Path,
+        name: &str,
+        yaml: &str,
+    ) -> Result<(), String> {
         match procs::start_envoy(name, dir, yaml, ENVOY_WORKERS).await {
             Ok(service) => self.running.push((variant, service)),
-            Err(e) => self.give_up(variant, format!("Envoy did not start: {e}")),
+            Err(e) if variant == Variant::FlowControl => {
+                self.give_up(variant, format!("Envoy did not start: {e}"));
+            }
+            Err(e) => return Err(format!("{}: {e}", variant.label())),
         }
+        Ok(())
     }
 
     fn give_up(&mut self, variant: Variant, reason: String) {
@@ -64,22 +76,30 @@ impl Gateways {
         self.not_run.push((variant, reason));
     }
 
-    /// Setups whose Envoy has exited stop running, with its log as the reason.
-    fn check_alive(&mut self) {
-        let mut dead = Vec::new();
+    /// Flow control stops running if its Envoy has exited (after `step`), with its log as the
+    /// reason; a baseline's exiting is an error.
+    fn check_alive(&mut self, step: Scenario) -> Result<(), String> {
+        let mut dead = None;
         for (variant, service) in &mut self.running {
             if let Err(e) = service.check_running(variant.label()) {
-                dead.push((*variant, e));
+                if *variant != Variant::FlowControl {
+                    return Err(e);
+                }
+                dead = Some(e);
             }
         }
-        for (variant, reason) in dead {
-            self.give_up(variant, reason);
+        if let Some(reason) = dead {
+            self.give_up(
+                Variant::FlowControl,
+                format!("from the {} step on: {reason}", step.label()),
+            );
         }
+        Ok(())
     }
 }
 
-/// One short streamed completion through `gateway` for `tenant`: it must answer 200 and finish
-/// the stream.
+/// One short streamed completion through `gateway` for the batch tenant: it must answer 200 and
+/// finish the stream.
 async fn preflight(client: &reqwest::Client, gateway: &Service) -> Result<(), String> {
     let body = serde_json::json!({
         "model": MODEL,
@@ -154,7 +174,7 @@ pub async fn run(options: &Options, dir: &Path) -> Result<FlowReport, String> {
             "envoy-flow-lr",
             &configs.least_request,
         )
-        .await;
+        .await?;
     envoys
         .start(
             Variant::SluiceToday,
@@ -162,7 +182,7 @@ pub async fn run(options: &Options, dir: &Path) -> Result<FlowReport, String> {
             "envoy-flow-today",
             &configs.sluice,
         )
-        .await;
+        .await?;
     // A build of the filter without flow control refuses its configuration, and Envoy with it.
     match settings::check(&flow_control_configuration) {
         Err(e) => envoys.give_up(
@@ -178,7 +198,7 @@ pub async fn run(options: &Options, dir: &Path) -> Result<FlowReport, String> {
             )?;
             envoys
                 .start(Variant::FlowControl, dir, "envoy-flow-control", &yaml)
-                .await;
+                .await?;
         }
     }
     let client = driver::client()?;
@@ -241,7 +261,7 @@ pub async fn run(options: &Options, dir: &Path) -> Result<FlowReport, String> {
             }
             steps.push(step);
             replicas.check_running()?;
-            envoys.check_alive();
+            envoys.check_alive(plan.scenario)?;
         }
     }
     machine.load_after = crate::machine::load_average();
