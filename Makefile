@@ -49,17 +49,19 @@ e2e-test:
 	cargo build --locked -p sluice-simulator -p sluice-picker
 	cargo test --locked -p sluice-e2e
 
-## bench: three sections. Overhead: both Sluice builds (the native module and the Wasm build,
+## bench: four sections. Overhead: both Sluice builds (the native module and the Wasm build,
 ## the same configuration) side by side with no gateway, plain Envoy and LiteLLM against one fast
 ## mock upstream (repeated runs, medians), plus the filter's criterion micro-benchmarks. Routing:
 ## Sluice's replica picking against Envoy round robin and least-request on four simulated
 ## replicas (release builds), prefix-heavy and independent workloads. Cluster quotas: how far
-## Envoys sharing a limit through the picker and Redis over-admit. Routing and cluster quotas run
-## the native module (`BENCH_ARGS="--host wasm"` for the Wasm build). Prints a summary and writes
-## BENCHMARKS.md; about 15 minutes. `make bench BENCH_ARGS=--quick` checks that it all works in
-## about 5 (report in .bench/); `BENCH_ARGS="--only routing"` (or `overhead`, `quota-cluster`)
-## runs one section and keeps the others' figures. The orchestrator is built in the dev profile
-## on purpose: it unwinds on a failure, so every process it started is stopped.
+## Envoys sharing a limit through the picker and Redis over-admit. Flow control: priority,
+## fairness and starvation on four simulated replicas overloaded 2×, Envoy least-request beside
+## Sluice today and Sluice with flow control. Routing, cluster quotas and flow control run the
+## native module (`BENCH_ARGS="--host wasm"` for the Wasm build). Prints a summary and writes
+## BENCHMARKS.md; about 20 minutes. `make bench BENCH_ARGS=--quick` checks that it all works in
+## about 6 (report in .bench/); `BENCH_ARGS="--only routing"` (or `overhead`, `quota-cluster`,
+## `flow-control`) runs one section and keeps the others' figures. The orchestrator is built in
+## the dev profile on purpose: it unwinds on a failure, so every process it started is stopped.
 bench: setup
 	@bench/setup.sh
 	cargo build --locked --profile wasm-release -p sluice-wasm --target wasm32-wasip1

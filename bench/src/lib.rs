@@ -2,17 +2,21 @@
 //! plain Envoy and LiteLLM against one fast mock upstream (the `bench` binary), plus criterion
 //! micro-benchmarks of the filter's hot paths (`benches/hot_path.rs`); then how well its replica
 //! picking routes LLM traffic against Envoy's own load balancing (`routing`); then how far
-//! Envoys sharing a quota through the picker and Redis over-admit (`quota_cluster`).
+//! Envoys sharing a quota through the picker and Redis over-admit (`quota_cluster`); then how flow
+//! control holds, prioritizes and shares a saturated pool (`flow_control`).
 //!
 //! The library holds what both share and what can be unit-tested without processes: the request
 //! bodies, the Sluice configuration under test, the statistics and the report; with the
 //! `orchestrator` feature (default) also the process and load-generator code of `bench`.
 
 pub mod bodies;
+pub mod figures;
+pub mod flow_control;
 #[cfg(feature = "orchestrator")]
 pub mod load;
 #[cfg(feature = "orchestrator")]
 pub mod machine;
+pub mod pool;
 #[cfg(feature = "orchestrator")]
 pub mod procs;
 pub mod quota_cluster;

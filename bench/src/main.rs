@@ -3,8 +3,9 @@
 //! each with wrk, oha and curl (repeated, interleaved) and runs the criterion micro-benchmarks;
 //! the routing section (`sluice_bench::routing`) measures replica picking against Envoy's load
 //! balancing on simulated replicas; the cluster quota section (`sluice_bench::quota_cluster`)
-//! measures how far Envoys sharing a limit over-admit. Prints a summary of each and writes
-//! `BENCHMARKS.md`.
+//! measures how far Envoys sharing a limit over-admit; the flow-control section
+//! (`sluice_bench::flow_control`) measures priority, fairness and starvation on an overloaded pool.
+//! Prints a summary of each and writes `BENCHMARKS.md`.
 //!
 //! Every process it starts is stopped when it ends: normally, on an error, on a panic (this
 //! binary is built in the dev profile, which unwinds) and on SIGINT, SIGTERM or SIGHUP.
@@ -14,6 +15,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use sluice_bench::bodies::{self, GATEWAY_SIZES, MODEL};
+use sluice_bench::flow_control;
 use sluice_bench::load::{self, Run, Tools};
 use sluice_bench::machine::{load_average, word};
 use sluice_bench::procs::{self, API_KEY, ENVOY_WORKERS, LITELLM_VERSION, Service};
@@ -27,20 +29,21 @@ use sluice_bench::sluice_config;
 use sluice_core::picking::Weights;
 
 const USAGE: &str = "\
-usage: bench [--only overhead|routing|quota-cluster] [--quick] [--repeats N] [--skip-litellm]
-             [--skip-micro] [--host native|wasm] [--weights LIST] [--workload NAME]
-             [--output FILE]
+usage: bench [--only overhead|routing|quota-cluster|flow-control] [--quick] [--repeats N]
+             [--skip-litellm] [--skip-micro] [--host native|wasm] [--weights LIST]
+             [--workload NAME] [--flow-step-seconds S] [--flow-drain-seconds S] [--output FILE]
 
   --only SECTION  run one section: `overhead` (gateways against a mock upstream, micro-benchmarks),
-                  `routing` (replica picking against Envoy's load balancing) or `quota-cluster`
-                  (over-admission of Envoys sharing a limit through the picker and Redis); the
+                  `routing` (replica picking against Envoy's load balancing), `quota-cluster`
+                  (over-admission of Envoys sharing a limit through the picker and Redis) or
+                  `flow-control` (priority, fairness and starvation on an overloaded pool); the
                   other sections of the report are kept as they were
   --quick         short runs: checks that everything works; the rough report goes to
                   .bench/BENCHMARKS-quick.md unless --output says otherwise
   --output FILE   where to write the report (default BENCHMARKS.md in the repository)
-  --host BUILD    the Sluice build the routing and cluster quota sections run: `native` (the
-                  default, the shipped envoy.yaml) or `wasm` (envoy.wasm.yaml); the overhead
-                  section always measures both
+  --host BUILD    the Sluice build the routing, cluster quota and flow-control sections run:
+                  `native` (the default, the shipped envoy.yaml) or `wasm` (envoy.wasm.yaml); the
+                  overhead section always measures both
 
 overhead section:
   --repeats N     runs of every measurement; the report gives their median (default 3)
@@ -50,7 +53,11 @@ overhead section:
 routing section:
   --weights LIST  Sluice's picking weights over the defaults, e.g. prefix=4,queue=1 (names:
                   queue, kv_cache, running, in_flight, prefix, lora)
-  --workload NAME only `prefix-heavy` or `independent` (default both)";
+  --workload NAME only `prefix-heavy` or `independent` (default both)
+
+flow-control section:
+  --flow-step-seconds S   seconds of arrivals per step (default 12, 3 with --quick)
+  --flow-drain-seconds S  the most a step waits for its last requests (default 6, 2 with --quick)";
 
 /// The sections of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +65,7 @@ enum Section {
     Overhead,
     Routing,
     QuotaCluster,
+    FlowControl,
 }
 
 /// The canned answer the mock upstream gives; every setup must pass it through.
@@ -80,6 +88,8 @@ struct Options {
     quick: bool,
     only: Option<Section>,
     routing: routing::run::Options,
+    flow_step_seconds: Option<f64>,
+    flow_drain_seconds: Option<f64>,
 }
 
 impl Options {
@@ -107,6 +117,8 @@ impl Options {
                 workloads: Workload::ALL.to_vec(),
                 build: Build::Native,
             },
+            flow_step_seconds: None,
+            flow_drain_seconds: None,
         };
         let mut args = args.peekable();
         while let Some(arg) = args.next() {
@@ -126,10 +138,11 @@ impl Options {
                         Some("overhead") => Section::Overhead,
                         Some("routing") => Section::Routing,
                         Some("quota-cluster") => Section::QuotaCluster,
+                        Some("flow-control") => Section::FlowControl,
                         _ => {
-                            return Err(
-                                "--only needs `overhead`, `routing` or `quota-cluster`".into()
-                            );
+                            return Err("--only needs `overhead`, `routing`, `quota-cluster` or \
+                                        `flow-control`"
+                                .into());
                         }
                     });
                 }
@@ -159,6 +172,13 @@ impl Options {
                         .filter(|&n| n > 0)
                         .ok_or("--repeats needs a positive number")?;
                 }
+                "--flow-step-seconds" => {
+                    options.flow_step_seconds = Some(seconds(args.next(), "--flow-step-seconds")?);
+                }
+                "--flow-drain-seconds" => {
+                    options.flow_drain_seconds =
+                        Some(seconds(args.next(), "--flow-drain-seconds")?);
+                }
                 "--skip-litellm" => options.litellm = false,
                 "--skip-micro" => options.micro = false,
                 "--output" => {
@@ -184,6 +204,15 @@ impl Options {
             None => sluice_e2e::paths::repo_root().join("BENCHMARKS.md"),
         }
     }
+}
+
+/// A positive number of seconds given to `flag`.
+fn seconds(value: Option<String>, flag: &str) -> Result<f64, String> {
+    value
+        .as_deref()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .ok_or_else(|| format!("{flag} needs a positive number of seconds"))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -549,6 +578,25 @@ async fn run(options: Options) -> Result<(), String> {
         println!("\n{}", report.summary());
         say(&format!(
             "cluster quota section written to {} (logs in {})",
+            output.display(),
+            dir.display()
+        ));
+    }
+    if options.runs(Section::FlowControl) {
+        let dir = work.join("flow-control");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let flow_options = flow_control::run::Options {
+            quick: options.quick,
+            build: options.routing.build,
+            step_seconds: options.flow_step_seconds,
+            drain_seconds: options.flow_drain_seconds,
+        };
+        let report = flow_control::run::run(&flow_options, &dir).await?;
+        write(None, &[(sections::FLOW_CONTROL, &report.markdown())])?;
+        println!("\n{}", report.summary());
+        say(&format!(
+            "flow-control section written to {} (logs in {})",
             output.display(),
             dir.display()
         ));

@@ -1,6 +1,8 @@
 //! The processes one `make bench` starts: the mock upstream, plain Envoy, Envoy + Sluice (the
-//! native module and the Wasm build) with its picker, and LiteLLM. Each is a `sluice_e2e` process guard, which kills it when dropped (on success, on an
-//! error and on Ctrl-C alike); the pid is kept for reading its memory from /proc.
+//! native module and the Wasm build) with its picker, LiteLLM, and the project's own services
+//! (simulator replicas, picker) from their release builds. Each is a `sluice_e2e` process guard,
+//! which kills it when dropped (on success, on an error and on Ctrl-C alike); the pid is kept for
+//! reading its memory from /proc.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -497,6 +499,61 @@ pub async fn start_litellm(
         addr,
         admin: None,
     })
+}
+
+/// A release binary of this workspace (`cargo build --release`, which `make bench` runs).
+pub fn release_bin(name: &str) -> Result<PathBuf, String> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| sluice_e2e::paths::repo_root().join("target"));
+    let path = target.join("release").join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found: run `cargo build --locked --release -p sluice-simulator -p \
+             sluice-picker` (make bench does)",
+            path.display()
+        ))
+    }
+}
+
+/// Waits for the `listening on ADDR` line the project's services print once bound.
+async fn listening_addr(service: &mut Service, name: &str) -> Result<SocketAddr, String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = service.process.log();
+        if let Some(addr) = log
+            .lines()
+            .find_map(|l| l.strip_prefix("listening on "))
+            .and_then(|a| a.trim().parse().ok())
+        {
+            return Ok(addr);
+        }
+        service.check_running(name)?;
+        if Instant::now() > deadline {
+            return Err(format!("{name} did not start:\n{}", tail(&log, 20)));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts one of the project's own services (simulator, picker) and learns the address it bound.
+pub async fn start_service(
+    name: &str,
+    dir: &Path,
+    program: &Path,
+    args: &[String],
+) -> Result<Service, String> {
+    let (process, pid) = spawn(name, dir, program, args, &[("RUST_LOG", "warn")])?;
+    let mut service = Service {
+        process,
+        pid,
+        addr: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+        admin: None,
+    };
+    service.addr = listening_addr(&mut service, name).await?;
+    Ok(service)
 }
 
 #[cfg(test)]

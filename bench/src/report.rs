@@ -292,6 +292,30 @@ pub struct Machine {
     pub tools: Vec<(String, String)>,
 }
 
+impl Machine {
+    /// The machine, its load around the run, the revision and the tools, as the sections that
+    /// load simulated replicas state them: `2 cores, <cpu>, 24 GiB RAM, Linux <kernel>. Load
+    /// average before / after: <1 5 15> / <1 5 15>. Sluice at `<rev>`; Envoy 1.40.0; ...`
+    pub fn sentence(&self) -> String {
+        format!(
+            "{} cores, {}, {} RAM, Linux {}. Load average before / after: {} / {}. Sluice at \
+             `{}`; {}.",
+            self.cores,
+            self.cpu_model,
+            self.memory,
+            self.kernel,
+            self.load_before,
+            self.load_after,
+            self.revision,
+            self.tools
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    }
+}
+
 /// Everything one run produced.
 #[derive(Debug, Clone)]
 pub struct Report {

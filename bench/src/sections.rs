@@ -1,5 +1,5 @@
 //! `BENCHMARKS.md` holds one part per section of `make bench`: the overhead sections first, then
-//! each later section between its two marker lines (routing, then cluster quotas). A run
+//! each later section between its two marker lines (routing, cluster quotas, flow control). A run
 //! replaces the parts it measured and keeps the others, so `bench --only routing` leaves the
 //! other figures alone, and so on for each section.
 
@@ -24,8 +24,13 @@ pub const QUOTA_CLUSTER: Part = Part {
     end: "<!-- cluster quota benchmark: end -->",
 };
 
+pub const FLOW_CONTROL: Part = Part {
+    begin: "<!-- flow control benchmark: begin (written by `make bench`) -->",
+    end: "<!-- flow control benchmark: end -->",
+};
+
 /// The marked parts, in the order the file has them.
-pub const PARTS: [Part; 2] = [ROUTING, QUOTA_CLUSTER];
+pub const PARTS: [Part; 3] = [ROUTING, QUOTA_CLUSTER, FLOW_CONTROL];
 
 impl Part {
     /// This part of `existing`, markers included (to the end of the file if its end line is
@@ -137,5 +142,44 @@ mod tests {
             file,
             format!("# Benchmarks\n\nold\n\n{routing}\n\n{}\n", quota("q"))
         );
+    }
+
+    #[test]
+    fn the_flow_control_part_goes_last_and_the_others_keep_it() {
+        let part = |p: Part, text: &str| format!("{}\n{text}\n{}", p.begin, p.end);
+        let existing = format!(
+            "# Benchmarks\n\noverhead\n\n{}\n\n{}\n",
+            part(ROUTING, "routing"),
+            part(QUOTA_CLUSTER, "quota")
+        );
+        let file = compose(
+            &existing,
+            None,
+            &[(FLOW_CONTROL, &part(FLOW_CONTROL, "flow 1"))],
+        );
+        assert_eq!(
+            file,
+            format!(
+                "{}\n\n{}\n",
+                existing.trim_end(),
+                part(FLOW_CONTROL, "flow 1")
+            )
+        );
+        let file = compose(
+            &file,
+            None,
+            &[(QUOTA_CLUSTER, &part(QUOTA_CLUSTER, "quota 2"))],
+        );
+        assert!(
+            file.ends_with(&format!("{}\n", part(FLOW_CONTROL, "flow 1"))),
+            "{file}"
+        );
+        let file = compose(
+            &file,
+            None,
+            &[(FLOW_CONTROL, &part(FLOW_CONTROL, "flow 2"))],
+        );
+        assert!(file.contains("flow 2") && !file.contains("flow 1"));
+        assert!(file.contains("quota 2") && file.contains("\nrouting\n"));
     }
 }

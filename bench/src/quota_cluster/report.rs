@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{LIMIT, PACE_MS, PER_ENVOY, RTT_ALLOWANCE_MS, STALE_AFTER_MS, SYNC_MS, bound};
+use crate::figures;
 use crate::report::{Build, Machine, Target, Verdict, table};
 use crate::sections::QUOTA_CLUSTER;
 
@@ -104,27 +105,11 @@ impl QuotaReport {
     }
 
     fn targets_table(&self) -> String {
-        let rows: Vec<Vec<String>> = self
-            .targets()
-            .into_iter()
-            .map(|t| vec![t.name, t.measured, t.verdict.text().to_owned()])
-            .collect();
-        table(&["target", "measured", "verdict"], &rows)
+        figures::targets_table(&self.targets())
     }
 
     fn missed(&self) -> Vec<String> {
-        self.targets()
-            .into_iter()
-            .filter(|t| t.verdict != Verdict::Met)
-            .map(|t| {
-                format!(
-                    "{}: {} — measured {}.",
-                    t.verdict.text(),
-                    t.name,
-                    t.measured
-                )
-            })
-            .collect()
+        figures::missed(&self.targets())
     }
 
     fn runs_table(&self) -> String {
@@ -205,21 +190,9 @@ impl QuotaReport {
         );
         let _ = writeln!(
             out,
-            "**Machine:** {} cores, {}, {} RAM, Linux {}. Load average before / after: {} / {}. \
-             Sluice at `{}`; {}. The Envoys, the picker, Redis, the replica and the load driver \
+            "**Machine:** {} The Envoys, the picker, Redis, the replica and the load driver \
              share the 2 cores with other work.\n",
-            m.cores,
-            m.cpu_model,
-            m.memory,
-            m.kernel,
-            m.load_before,
-            m.load_after,
-            m.revision,
-            m.tools
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join("; ")
+            m.sentence()
         );
         for line in &self.warnings {
             let _ = writeln!(out, "> **Warning:** {line}\n");

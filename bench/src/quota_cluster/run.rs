@@ -11,9 +11,8 @@ use tokio::time::MissedTickBehavior;
 use super::report::{QuotaReport, Run};
 use super::{INSTANCES, PACE_MS, PER_ENVOY, filter_configuration};
 use crate::bodies::MODEL;
-use crate::procs::{self, ENVOY_WORKERS, Service};
+use crate::procs::{self, ENVOY_WORKERS, Service, release_bin, start_service};
 use crate::report::Build;
-use crate::routing::processes::{release_bin, start_service};
 
 #[derive(Debug, Clone)]
 pub struct Options {

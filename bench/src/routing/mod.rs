@@ -4,22 +4,15 @@
 //! multi-turn histories; independent prompts), open-loop Poisson arrivals at rates up to
 //! overload; TTFT, end-to-end latency, output throughput and the replicas' prefix-cache hits.
 //!
-//! Pure parts (workload generation, stream reading, the figures and the report) are unit-tested;
-//! the processes and the load driver need the `orchestrator` feature.
+//! The replicas, the Envoys in front of them and the open-loop driver are `crate::pool`'s. Pure
+//! parts (workload generation, the figures and the report) are unit-tested; the run needs the
+//! `orchestrator` feature.
 
 #[cfg(feature = "orchestrator")]
-pub mod driver;
-#[cfg(feature = "orchestrator")]
-pub mod gateways;
-#[cfg(feature = "orchestrator")]
-pub mod processes;
-#[cfg(feature = "orchestrator")]
-pub mod replicas;
+pub mod cache;
 pub mod report;
 pub mod results;
-pub mod rng;
 #[cfg(feature = "orchestrator")]
 pub mod run;
 pub mod settings;
-pub mod stream;
 pub mod workload;

@@ -8,7 +8,8 @@ use sluice_core::picking::Weights;
 use super::results::{Policy, Step};
 use super::settings::{self, REPLICAS, SHAPE};
 use super::workload::Workload;
-use crate::report::{Build, Machine, Target, Verdict, fmt_ratio, table};
+use crate::figures::{self, fmt_s, fmt_share, fmt_tps, ratio, verdict};
+use crate::report::{Build, Machine, Target, fmt_ratio, table};
 use crate::sections::{BEGIN, END};
 
 /// A target's "no worse" allows this much: the spread of repeated runs of the same setup on
@@ -23,7 +24,7 @@ pub struct WorkloadPlan {
     /// Multiples of `capacity`.
     pub loads: Vec<f64>,
     pub rates: Vec<f64>,
-    /// Estimated requests/s the pool sustains with nothing cached (`settings::capacity`).
+    /// Estimated requests/s the pool sustains with nothing cached (`pool::settings::capacity`).
     pub capacity: f64,
     pub prompt_tokens: f64,
     /// Requests per step.
@@ -46,30 +47,6 @@ pub struct RoutingReport {
     pub warnings: Vec<String>,
     pub quick: bool,
     pub elapsed_seconds: u64,
-}
-
-/// Seconds as `87 ms` or `1.23 s`.
-pub fn fmt_s(seconds: Option<f64>) -> String {
-    match seconds {
-        None => "–".into(),
-        Some(s) if s < 1.0 => format!("{:.0} ms", s * 1000.0),
-        Some(s) if s < 10.0 => format!("{s:.2} s"),
-        Some(s) => format!("{s:.1} s"),
-    }
-}
-
-fn fmt_share(share: Option<f64>) -> String {
-    share.map_or("–".into(), |s| format!("{:.0}%", s * 100.0))
-}
-
-fn fmt_tps(tps: Option<f64>) -> String {
-    tps.map_or("–".into(), |t| format!("{t:.0}"))
-}
-
-/// `a / b` when both are there and `b` is positive.
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    let (a, b) = (a?, b?);
-    (b > 0.0).then(|| a / b)
 }
 
 /// One step's progress line while the benchmark runs.
@@ -201,27 +178,11 @@ impl RoutingReport {
     }
 
     fn targets_table(&self) -> String {
-        let rows: Vec<Vec<String>> = self
-            .targets()
-            .into_iter()
-            .map(|t| vec![t.name, t.measured, t.verdict.text().to_owned()])
-            .collect();
-        table(&["target", "measured", "verdict"], &rows)
+        figures::targets_table(&self.targets())
     }
 
     fn missed(&self) -> Vec<String> {
-        self.targets()
-            .into_iter()
-            .filter(|t| t.verdict != Verdict::Met)
-            .map(|t| {
-                format!(
-                    "{}: {} — measured {}.",
-                    t.verdict.text(),
-                    t.name,
-                    t.measured
-                )
-            })
-            .collect()
+        figures::missed(&self.targets())
     }
 
     /// One row per rate and setup.
@@ -364,22 +325,10 @@ impl RoutingReport {
         );
         let _ = writeln!(
             out,
-            "**Machine:** {} cores, {}, {} RAM, Linux {}. Load average before / after: {} / {}. \
-             Sluice at `{}`; {}. One run: the replicas, the three Envoys, the picker and the load \
+            "**Machine:** {} One run: the replicas, the three Envoys, the picker and the load \
              driver share the 2 cores with other work, so single figures are noisy (see \
              `docs/routing-tuning.md` for repeated runs).\n",
-            m.cores,
-            m.cpu_model,
-            m.memory,
-            m.kernel,
-            m.load_before,
-            m.load_after,
-            m.revision,
-            m.tools
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join("; ")
+            m.sentence()
         );
         for line in &self.warnings {
             let _ = writeln!(out, "> **Warning:** {line}\n");
@@ -461,7 +410,7 @@ impl RoutingReport {
              `vllm:prefix_cache_hits_total` ÷ Δ `vllm:prefix_cache_queries_total` summed over \
              the replicas (prompt tokens found cached, over prompt tokens admitted); preemptions = \
              Δ `vllm:num_preemptions_total`. Rates are multiples of the capacity estimated from \
-             the timings with nothing cached (`settings::capacity`).\n\
+             the timings with nothing cached (`pool::settings::capacity`).\n\
              - **Picking weights:** `{}`{}.\n",
             REPLICAS.replicas,
             REPLICAS.max_num_seqs,
@@ -503,14 +452,6 @@ impl RoutingReport {
     }
 }
 
-fn verdict(met: Option<bool>) -> Verdict {
-    match met {
-        None => Verdict::NotMeasured,
-        Some(true) => Verdict::Met,
-        Some(false) => Verdict::Missed,
-    }
-}
-
 fn list(values: &[(f64, Option<f64>)], what: &str) -> String {
     if values.is_empty() {
         return "–".into();
@@ -525,6 +466,7 @@ fn list(values: &[(f64, Option<f64>)], what: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Verdict;
     use crate::routing::results::CacheDelta;
 
     fn step(workload: Workload, rate: f64, policy: Policy, p90: f64, tokens: u64) -> Step {
@@ -607,13 +549,5 @@ mod tests {
         assert!(text.starts_with(BEGIN));
         assert!(text.trim_end().ends_with(END));
         assert!(text.contains("### Targets"));
-    }
-
-    #[test]
-    fn seconds_format() {
-        assert_eq!(fmt_s(Some(0.0874)), "87 ms");
-        assert_eq!(fmt_s(Some(1.234)), "1.23 s");
-        assert_eq!(fmt_s(Some(12.34)), "12.3 s");
-        assert_eq!(fmt_s(None), "–");
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::workload::Workload;
+use crate::pool::exchange::{Outcome, Status};
 use crate::stats::percentile;
 
 /// How requests reach the replicas.
@@ -31,32 +32,6 @@ impl Policy {
             Policy::Sluice => "Sluice",
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
-    Ok,
-    /// Connection error, non-200 status or a stream that ended early.
-    Failed(String),
-    /// Still running when the step's drain time ran out; it was cancelled.
-    Unfinished,
-}
-
-/// One request, timed from its scheduled send time (open loop: a late send counts against the
-/// request, as a real client's would).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    /// When it was due, from the step's start.
-    pub scheduled: Duration,
-    /// How late the driver actually sent it.
-    pub lateness: Duration,
-    /// Time to the first content token.
-    pub ttft: Option<Duration>,
-    /// Time until the request ended (finished, failed or was cancelled).
-    pub elapsed: Duration,
-    /// Output tokens: the usage chunk's count, or the content chunks seen if there was none.
-    pub output_tokens: u64,
-    pub status: Status,
 }
 
 /// The replicas' prefix-cache counters over one step, summed over replicas (token counts).
@@ -111,12 +86,12 @@ impl Step {
             .filter_map(|o| match o.status {
                 Status::Ok => o.ttft.map(secs),
                 Status::Unfinished => Some(secs(o.ttft.unwrap_or(o.elapsed))),
-                Status::Failed(_) => None,
+                Status::Failed(_) | Status::Rejected { .. } => None,
             })
             .collect();
         let e2es: Vec<f64> = outcomes
             .iter()
-            .filter(|o| !matches!(o.status, Status::Failed(_)))
+            .filter(|o| !o.status.is_error())
             .map(|o| secs(o.elapsed))
             .collect();
         let count = |f: fn(&Status) -> bool| outcomes.iter().filter(|o| f(&o.status)).count();
@@ -131,7 +106,7 @@ impl Step {
             rate,
             sent: outcomes.len(),
             completed: count(|s| *s == Status::Ok),
-            failed: count(|s| matches!(s, Status::Failed(_))),
+            failed: count(Status::is_error),
             unfinished: count(|s| *s == Status::Unfinished),
             ttft: [pct(&ttfts, 50.0), pct(&ttfts, 90.0), pct(&ttfts, 99.0)],
             e2e: [pct(&e2es, 50.0), pct(&e2es, 90.0)],
@@ -142,10 +117,9 @@ impl Step {
                 .iter()
                 .map(|o| o.lateness.as_secs_f64() * 1000.0)
                 .fold(0.0, f64::max),
-            first_error: outcomes.iter().find_map(|o| match &o.status {
-                Status::Failed(e) => Some(e.clone()),
-                _ => None,
-            }),
+            first_error: outcomes
+                .iter()
+                .find_map(|o| o.status.error().map(str::to_owned)),
         }
     }
 
@@ -175,6 +149,7 @@ mod tests {
             ttft: ttft_ms.map(Duration::from_millis),
             elapsed: Duration::from_millis(elapsed_ms),
             output_tokens: if status == Status::Ok { 10 } else { 3 },
+            token_times: Vec::new(),
             status,
         }
     }

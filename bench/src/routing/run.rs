@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 
 use sluice_core::picking::Weights;
 
-use super::driver;
-use super::gateways;
-use super::replicas::{Counters, Replicas};
+use super::cache::Counters;
 use super::report::{RoutingReport, WorkloadPlan};
 use super::results::{Policy, Step};
 use super::settings::{self, REPLICAS, SHAPE};
-use super::workload::{self, Planned, Workload};
+use super::workload::{self, Workload};
 use crate::bodies::MODEL;
+use crate::pool::exchange::Planned;
+use crate::pool::replicas::Replicas;
+use crate::pool::{driver, gateways};
 use crate::procs::{self, ENVOY_WORKERS, Service};
 use crate::report::Build;
 
@@ -122,9 +123,9 @@ impl Fleet {
         let url = self.gateways.get(policy).url("/v1/chat/completions");
         for (&rate, step_plan) in plan.rates.iter().zip(requests) {
             self.replicas.wait_idle(&self.client).await?;
-            let before = self.replicas.counters(&self.client).await?;
+            let before = self.counters().await?;
             let outcomes = driver::run_step(&self.client, &url, step_plan, self.drain).await;
-            let after = self.replicas.counters(&self.client).await?;
+            let after = self.counters().await?;
             let step = Step::from_outcomes(
                 plan.workload,
                 policy,
@@ -171,6 +172,12 @@ impl Fleet {
         Ok(())
     }
 
+    /// Every replica's prefix-cache counters now.
+    async fn counters(&self) -> Result<Vec<Counters>, String> {
+        let pages = self.replicas.scrape(&self.client).await?;
+        Ok(pages.iter().map(|page| Counters::parse(page)).collect())
+    }
+
     /// The filter's pick counters in `policy`'s Envoy: replicas picked, and requests left to
     /// Envoy's own load balancing (0 where there is no filter).
     async fn filter_counters(&self, policy: Policy) -> (u64, u64) {
@@ -191,7 +198,7 @@ fn plan(workload: Workload, step_seconds: f64) -> (WorkloadPlan, Vec<Vec<Planned
     let probe = workload::generate(workload, &SHAPE, &[20.0], 10.0, settings::SEED, MODEL);
     let prompt_tokens = workload::mean_prompt_tokens(&probe);
     let output_tokens = f64::from(SHAPE.output_tokens.0 + SHAPE.output_tokens.1) / 2.0;
-    let capacity = settings::capacity(&REPLICAS, prompt_tokens, output_tokens);
+    let capacity = crate::pool::settings::capacity(&REPLICAS, prompt_tokens, output_tokens);
     let loads: &[f64] = match workload {
         Workload::PrefixHeavy => &settings::PREFIX_HEAVY_LOADS,
         Workload::Independent => &settings::INDEPENDENT_LOADS,

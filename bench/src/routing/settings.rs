@@ -17,9 +17,9 @@
 //!   pressure, not `max-num-seqs`, bounds the batch, as on real GPUs with long prompts.
 //! - `max-num-seqs` 16: the batch a shared prefix makes possible.
 //!
-//! Rates are multiples of the pool's estimated capacity when nothing is cached ([`capacity`]),
-//! so they follow the timings if those change. The estimate is optimistic (it assumes a full
-//! batch at all times). Measured: on the prefix-heavy workload round robin keeps up at 0.8×,
+//! Rates are multiples of the pool's estimated capacity when nothing is cached
+//! (`pool::settings::capacity`), so they follow the timings if those change. The estimate is
+//! optimistic (it assumes a full batch at all times). Measured: on the prefix-heavy workload round robin keeps up at 0.8×,
 //! falls behind at 1.4× and is far behind at 2×, where only prefix reuse keeps up; the
 //! independent workload is comfortable at 0.5×, near saturation at 0.8× and past it at 1.1×
 //! for every setup.
@@ -27,24 +27,7 @@
 use sluice_core::picking::Weights;
 
 use super::workload::Shape;
-
-/// How each simulated replica is configured (see `sluice-simulator --help`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplicaSettings {
-    pub replicas: usize,
-    pub max_num_seqs: u32,
-    pub kv_blocks: u32,
-    pub block_size: u32,
-    pub prefill_us_per_token: u32,
-    pub decode_ms_per_step: u32,
-}
-
-impl ReplicaSettings {
-    /// Tokens one replica's KV cache holds.
-    pub fn kv_tokens(&self) -> u32 {
-        self.kv_blocks * self.block_size
-    }
-}
+use crate::pool::settings::ReplicaSettings;
 
 pub const REPLICAS: ReplicaSettings = ReplicaSettings {
     replicas: 4,
@@ -67,7 +50,7 @@ pub const SHAPE: Shape = Shape {
     output_tokens: (32, 96),
 };
 
-/// Rates per workload, as multiples of [`capacity`].
+/// Rates per workload, as multiples of the pool's capacity (`pool::settings::capacity`).
 pub const PREFIX_HEAVY_LOADS: [f64; 3] = [0.8, 1.4, 2.0];
 pub const INDEPENDENT_LOADS: [f64; 3] = [0.5, 0.8, 1.1];
 
@@ -81,21 +64,6 @@ pub const QUICK_DRAIN_SECONDS: f64 = 3.0;
 
 /// Seed of every arrival time and prompt.
 pub const SEED: u64 = 0x51_u64 << 56 | 0x0c_e5;
-
-/// Requests per second the pool sustains when no prompt token is cached, from the timings: per
-/// replica each request costs its whole prefill (serial: the step stalls for it) plus its share
-/// of the decode steps, which it shares with the batch that fits in `max-num-seqs` and in the KV
-/// cache at `prompt + output` tokens per sequence. An estimate (it assumes a full batch at all
-/// times); the benchmark measures the real figure.
-pub fn capacity(replicas: &ReplicaSettings, prompt_tokens: f64, output_tokens: f64) -> f64 {
-    let per_sequence = (prompt_tokens + output_tokens).max(1.0);
-    let batch = f64::from(replicas.max_num_seqs)
-        .min(f64::from(replicas.kv_tokens()) / per_sequence)
-        .max(1.0);
-    let prefill = prompt_tokens * f64::from(replicas.prefill_us_per_token) / 1e6;
-    let decode = output_tokens * f64::from(replicas.decode_ms_per_step) / 1e3 / batch;
-    replicas.replicas as f64 / (prefill + decode)
-}
 
 /// How often the picker scrapes the replicas and the filter re-reads its snapshot, as the
 /// Gateway API Inference Extension's endpoint picker scrapes.
@@ -183,22 +151,6 @@ mod tests {
         assert_eq!(parse_weights(&format_weights(&weights)), Ok(weights));
         assert!(parse_weights("prefx=1").is_err());
         assert!(parse_weights("prefix").is_err());
-    }
-
-    #[test]
-    fn capacity_follows_the_timings() {
-        // 1,860-token prompts, 64 output tokens: 8.5 sequences fit the KV cache; per request
-        // 93 ms of prefill + 64 × 10 ms / 8.5 of decode → 5.96/s per replica.
-        let c = capacity(&REPLICAS, 1860.0, 64.0);
-        assert!((c - 4.0 * 5.96).abs() < 0.1, "{c}");
-        // Short prompts: the batch is capped by max-num-seqs and decode dominates.
-        let short = capacity(&REPLICAS, 100.0, 64.0);
-        assert!((short - 4.0 / (0.005 + 0.04)).abs() < 0.1, "{short}");
-        let slower = ReplicaSettings {
-            prefill_us_per_token: 100,
-            ..REPLICAS
-        };
-        assert!(capacity(&slower, 1860.0, 64.0) < c);
     }
 
     #[test]

@@ -11,12 +11,10 @@
 //! Text is sized in the simulator's tokens (4 bytes each, see `simulator/src/tokens.rs`), so the
 //! prompt lengths below are what the replicas count.
 
-use std::time::Duration;
-
-use super::rng::Rng;
-
-/// Bytes per simulated token.
-const BYTES_PER_TOKEN: usize = 4;
+use crate::pool::arrivals::poisson_schedule;
+use crate::pool::exchange::Planned;
+use crate::pool::prompt::{BYTES_PER_TOKEN, Messages, chat_body, text_of_len};
+use crate::pool::rng::Rng;
 
 /// Which workload a step runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,29 +50,6 @@ pub struct Shape {
     pub output_tokens: (u32, u32),
 }
 
-/// One request of a step: when to send it (from the step's start) and what.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Planned {
-    pub at: Duration,
-    /// The chat completion request body (JSON, streaming with usage).
-    pub body: String,
-    pub max_tokens: u32,
-}
-
-/// Poisson arrivals at `rate` per second for `seconds`: exponential gaps from `rng`.
-pub fn poisson_schedule(rng: &mut Rng, rate: f64, seconds: f64) -> Vec<Duration> {
-    let mut at = Vec::new();
-    let mut t = rng.exponential(rate);
-    while t < seconds {
-        at.push(Duration::from_secs_f64(t));
-        t += rng.exponential(rate);
-    }
-    at
-}
-
-/// Chat messages before serialization: (role, text).
-type Messages = Vec<(&'static str, String)>;
-
 /// Every step of one workload: `rates[i]` per second for `seconds` each. Conversations carry on
 /// from one step to the next, as they would while the load rises.
 pub fn generate(
@@ -104,29 +79,14 @@ pub fn generate(
                     };
                     Planned {
                         at,
-                        body: body(model, &messages, max_tokens),
+                        body: chat_body(model, &messages, max_tokens),
                         max_tokens,
+                        headers: Vec::new(),
                     }
                 })
                 .collect()
         })
         .collect()
-}
-
-/// The request body: streaming, with the usage chunk at the end.
-fn body(model: &str, messages: &Messages, max_tokens: u32) -> String {
-    let messages: Vec<serde_json::Value> = messages
-        .iter()
-        .map(|(role, text)| serde_json::json!({ "role": role, "content": text }))
-        .collect();
-    serde_json::json!({
-        "model": model,
-        "messages": messages,
-        "max_tokens": max_tokens,
-        "stream": true,
-        "stream_options": { "include_usage": true },
-    })
-    .to_string()
 }
 
 struct Conversation {
@@ -196,25 +156,6 @@ impl Conversations {
     }
 }
 
-/// Random words, exactly `bytes` long (ASCII).
-fn text_of_len(rng: &mut Rng, bytes: usize) -> String {
-    const WORDS: &[&str] = &[
-        "request", "replica", "token", "prefix", "cache", "tenant", "policy", "latency", "model",
-        "answer", "account", "invoice", "order", "customer", "refund", "shipping", "support",
-        "context", "summary", "document", "section", "table", "value", "result", "user", "system",
-        "detail", "status", "update", "review", "report", "number", "field", "record", "query",
-        "the", "a", "of", "to", "and", "in", "for", "with", "on", "is", "be", "as", "by", "at",
-        "when", "which", "please", "always", "never", "only", "each", "every", "first", "last",
-    ];
-    let mut text = String::with_capacity(bytes + 16);
-    while text.len() < bytes {
-        text.push_str(WORDS[rng.below(WORDS.len())]);
-        text.push(' ');
-    }
-    text.truncate(bytes);
-    text
-}
-
 /// Mean prompt length in tokens of `steps`, as the simulator counts it (role names included).
 pub fn mean_prompt_tokens(steps: &[Vec<Planned>]) -> f64 {
     let (sum, n) = steps
@@ -267,18 +208,6 @@ mod tests {
                 )
             })
             .collect()
-    }
-
-    #[test]
-    fn the_schedule_is_deterministic_poisson() {
-        let a = poisson_schedule(&mut Rng::new(5), 50.0, 20.0);
-        let b = poisson_schedule(&mut Rng::new(5), 50.0, 20.0);
-        assert_eq!(a, b);
-        assert_ne!(a, poisson_schedule(&mut Rng::new(6), 50.0, 20.0));
-        // About rate × seconds arrivals, in order, inside the window.
-        assert!((900..1100).contains(&a.len()), "{}", a.len());
-        assert!(a.windows(2).all(|w| w[0] <= w[1]));
-        assert!(a.iter().all(|t| t.as_secs_f64() < 20.0));
     }
 
     #[test]
@@ -341,11 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn text_has_the_exact_length_and_prompt_tokens_are_counted() {
-        let mut rng = Rng::new(9);
-        for n in [0, 1, 7, 100, 4096] {
-            assert_eq!(text_of_len(&mut rng, n).len(), n);
-        }
+    fn prompt_tokens_are_counted() {
         let steps = generate(Workload::PrefixHeavy, &SHAPE, &[20.0], 2.0, 3, "m");
         let mean = mean_prompt_tokens(&steps);
         assert!((300.0..600.0).contains(&mean), "{mean}");

@@ -1,5 +1,6 @@
-//! The picker and the three setups' Envoy configurations, rendered from the shipped config of
-//! the Sluice build measured (`envoy.yaml` for the native module, `envoy.wasm.yaml` for Wasm).
+//! The picker over the replicas, and the Envoys in front of them, rendered from the shipped config
+//! of the Sluice build measured (`envoy.yaml` for the native module, `envoy.wasm.yaml` for Wasm):
+//! with the filter, or without it under Envoy's round robin or least-request.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -7,14 +8,13 @@ use std::time::{Duration, Instant};
 
 use sluice_e2e::host::Host;
 
-use super::processes::{release_bin, start_service};
-use crate::procs::{self, Service};
+use crate::procs::{self, Service, release_bin, start_service};
 
 /// The picker's configuration: one pool of `replicas`, scraped every `scrape_interval_ms`.
 pub fn picker_config(pool: &str, model: &str, replicas: &[SocketAddr], interval_ms: u64) -> String {
     let endpoints: Vec<String> = replicas.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
-        "# Written by the routing benchmark (bench/src/routing/gateways.rs), as picker.toml is.\n\
+        "# Written by make bench (bench/src/pool/gateways.rs), as picker.toml is.\n\
          listen = \"127.0.0.1:0\"\n\
          scrape_interval_ms = {interval_ms}\n\
          scrape_timeout_ms = 500\n\
@@ -85,7 +85,7 @@ pub async fn wait_picker_ready(
     }
 }
 
-/// The three setups' Envoy configurations.
+/// The routing benchmark's three setups' Envoy configurations.
 pub struct EnvoyConfigs {
     pub round_robin: String,
     pub least_request: String,
@@ -113,18 +113,13 @@ pub fn envoy_configs(
     picker: SocketAddr,
     filter_configuration: &str,
 ) -> Result<EnvoyConfigs, String> {
-    let mut clusters: Vec<(String, Vec<SocketAddr>)> = procs::model_pools(filter_configuration)?
-        .into_iter()
-        .map(|(pool, _model)| (pool, replicas.to_vec()))
-        .collect();
-    clusters.push(("sluice_picker".to_owned(), vec![picker]));
-    let sluice = procs::render_envoy(host, clusters, filter_configuration)?;
+    let sluice = sluice_config(host, replicas, picker, filter_configuration)?;
     let round_robin = procs::without_filter(&sluice, "sluice")?;
     let mut least_request = round_robin.clone();
     for (from, to) in ROUND_ROBIN.iter().zip(LEAST_REQUEST) {
         if !least_request.contains(from) {
             return Err(format!(
-                "{} no longer has `{from}`: update bench/src/routing/gateways.rs",
+                "{} no longer has `{from}`: update bench/src/pool/gateways.rs",
                 host.envoy_yaml().display()
             ));
         }
@@ -135,6 +130,22 @@ pub fn envoy_configs(
         least_request,
         sluice,
     })
+}
+
+/// `host`'s shipped config with `filter_configuration`, every model pool's cluster pointing at
+/// `replicas` and the picker cluster at `picker`.
+pub fn sluice_config(
+    host: Host,
+    replicas: &[SocketAddr],
+    picker: SocketAddr,
+    filter_configuration: &str,
+) -> Result<String, String> {
+    let mut clusters: Vec<(String, Vec<SocketAddr>)> = procs::model_pools(filter_configuration)?
+        .into_iter()
+        .map(|(pool, _model)| (pool, replicas.to_vec()))
+        .collect();
+    clusters.push(("sluice_picker".to_owned(), vec![picker]));
+    procs::render_envoy(host, clusters, filter_configuration)
 }
 
 #[cfg(test)]

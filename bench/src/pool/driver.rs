@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::results::{Outcome, Status};
+use super::exchange::{Outcome, Planned, Status};
 use super::stream::StreamReader;
-use super::workload::Planned;
 
 /// A client for one step: no proxy, no overall timeout (the step's deadline bounds every
 /// request), a connection per concurrent request as an application's pool would open.
@@ -31,7 +30,21 @@ pub async fn run_step(
     drain: Duration,
 ) -> Vec<Outcome> {
     // A short lead so that the first request is not late because of the spawning itself.
-    let start = Instant::now() + Duration::from_millis(20);
+    run_step_from(client, url, plan, Instant::now() + LEAD, drain).await
+}
+
+/// How far ahead of the first arrival a step's clock starts.
+pub const LEAD: Duration = Duration::from_millis(20);
+
+/// [`run_step`] with the step's clock starting at `start` (in the future), so that something
+/// else can run on the same clock (the replicas' metrics sampler).
+pub async fn run_step_from(
+    client: &reqwest::Client,
+    url: &str,
+    plan: &[Planned],
+    start: Instant,
+    drain: Duration,
+) -> Vec<Outcome> {
     let last = plan.last().map_or(Duration::ZERO, |p| p.at);
     let deadline = start + last + drain;
     let url: Arc<str> = Arc::from(url);
@@ -41,9 +54,9 @@ pub async fn run_step(
         tokio::time::sleep_until(due).await;
         let client = client.clone();
         let url = Arc::clone(&url);
-        let body = planned.body.clone();
+        let planned = planned.clone();
         tasks.push(tokio::spawn(async move {
-            send(&client, &url, body, due, deadline).await
+            send(&client, &url, planned, due, deadline).await
         }));
     }
     let mut outcomes = Vec::with_capacity(tasks.len());
@@ -54,6 +67,7 @@ pub async fn run_step(
             ttft: None,
             elapsed: Duration::ZERO,
             output_tokens: 0,
+            token_times: Vec::new(),
             status: Status::Failed(format!("driver task: {e}")),
         });
         outcomes.push(Outcome {
@@ -68,7 +82,7 @@ pub async fn run_step(
 async fn send(
     client: &reqwest::Client,
     url: &str,
-    body: String,
+    planned: Planned,
     due: Instant,
     deadline: Instant,
 ) -> Outcome {
@@ -79,31 +93,49 @@ async fn send(
         ttft: None,
         elapsed: Duration::ZERO,
         output_tokens: 0,
+        token_times: Vec::new(),
         status: Status::Ok,
     };
     let mut reader = StreamReader::default();
     let exchange = async {
-        let mut response = client
+        let mut request = client
             .post(url)
             .header("content-type", "application/json")
             // The key the benchmark's quotas know (every setup gets it, as in the overhead runs).
-            .header("authorization", format!("Bearer {}", crate::procs::API_KEY))
-            .body(body)
+            .header("authorization", format!("Bearer {}", crate::procs::API_KEY));
+        for (name, value) in &planned.headers {
+            request = request.header(name, value);
+        }
+        let mut response = request
+            .body(planned.body)
             .send()
             .await
-            .map_err(|e| format!("POST: {e}"))?;
+            .map_err(|e| Status::Failed(format!("POST: {e}")))?;
         let status = response.status();
         if status != 200 {
             let text = response.text().await.unwrap_or_default();
-            return Err(format!("status {status}: {text:.200}"));
+            let message = format!("status {status}: {text:.200}");
+            return Err(if Status::is_rejection(status.as_u16()) {
+                Status::Rejected {
+                    status: status.as_u16(),
+                    message,
+                }
+            } else {
+                Status::Failed(message)
+            });
         }
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| format!("reading the stream: {e}"))?
+            .map_err(|e| Status::Failed(format!("reading the stream: {e}")))?
         {
-            if reader.feed(&chunk).content_events > 0 && outcome.ttft.is_none() {
-                outcome.ttft = Some(due.elapsed());
+            let arrived = reader.feed(&chunk).content_events;
+            if arrived > 0 {
+                let at = due.elapsed();
+                outcome.ttft.get_or_insert(at);
+                outcome
+                    .token_times
+                    .extend(std::iter::repeat_n(at, arrived as usize));
             }
         }
         Ok(())
@@ -113,7 +145,7 @@ async fn send(
     outcome.output_tokens = reader.completion_tokens.unwrap_or(reader.content_events);
     outcome.status = match result {
         Err(_) => Status::Unfinished,
-        Ok(Err(e)) => Status::Failed(e),
+        Ok(Err(status)) => status,
         Ok(Ok(())) if !reader.done || reader.completion_tokens.is_none() => {
             Status::Failed("the stream ended without usage and [DONE]".into())
         }
