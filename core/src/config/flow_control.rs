@@ -13,7 +13,8 @@ use crate::flow::{Band, Fairness, FlowControl, FlowTenant, MAX_BAND_CAPACITY, MA
 pub(crate) struct WireFlowControl {
     /// Requests one replica serves at once without queueing them (vLLM's `max_num_seqs`).
     pub endpoint_capacity: u32,
-    /// A replica whose scraped waiting queue is longer than this has no room.
+    /// Requests a replica may also have waiting, beyond `endpoint_capacity` (headroom that
+    /// keeps its batch full between steps; 0: none).
     pub max_waiting_per_endpoint: u32,
     /// A replica whose KV cache is at least this full (0..1) has no room.
     pub max_kv_cache_usage: f64,

@@ -72,6 +72,7 @@ impl Exchange {
             &routed.pool,
             now_ms,
             picking.stale_after_ms,
+            &ports.in_flight.read(&routed.pool).counts,
         );
         if room.dead {
             // Picking answers 503 at once; holding would only delay it.
@@ -218,6 +219,7 @@ impl Exchange {
             &seat.pool,
             ports.clock.now_ms(),
             picking.stale_after_ms,
+            &ports.in_flight.read(&seat.pool).counts,
         );
         let slots = if room.dead { u32::MAX } else { room.slots };
         let mut woken = Vec::new();
@@ -312,6 +314,7 @@ pub fn flow_tick(ports: &Ports<'_>, configured: &Configured) {
             pool,
             now_ms,
             picking.stale_after_ms,
+            &ports.in_flight.read(pool).counts,
         );
         let slots = if room.dead { u32::MAX } else { room.slots };
         woken.clear();

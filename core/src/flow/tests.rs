@@ -493,3 +493,90 @@ fn an_owner_that_goes_silent_gives_its_seats_and_held_requests_back() {
     state.release(&flow, 1, &mut woken);
     assert_eq!(woken.iter().map(|w| w.ticket).collect::<Vec<_>>(), vec![3]);
 }
+
+mod saturation {
+    #[cfg(target_family = "wasm")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use sluice_wire::{Endpoint, FORMAT, Lora, Pool, Snapshot};
+
+    use super::flow;
+    use crate::flow::{Capacity, capacity};
+    use crate::picking::InFlight;
+
+    fn endpoint(address: &str, running: u32, waiting: u32, kv: f32) -> Endpoint {
+        Endpoint {
+            address: address.into(),
+            healthy: true,
+            waiting,
+            running,
+            kv_cache_usage: kv,
+            block_size: 16,
+            lora: Lora::default(),
+            metrics_age_ms: 0,
+        }
+    }
+
+    fn snapshot(endpoints: Vec<Endpoint>) -> Snapshot {
+        Snapshot {
+            format: FORMAT,
+            version: 1,
+            taken_at_unix_ms: 1_000,
+            scrape_interval_ms: 50,
+            pools: vec![Pool {
+                name: "p".into(),
+                model: "m".into(),
+                endpoints,
+            }],
+        }
+    }
+
+    fn in_flight(counts: &[(&str, i64)]) -> InFlight {
+        let mut map = InFlight::default();
+        for (address, count) in counts {
+            map.add(address, *count, 1_000);
+        }
+        map
+    }
+
+    #[test]
+    fn each_replica_counts_its_capacity_less_what_others_make_it_serve() {
+        let flow = flow(r#""endpoint_capacity":8,"max_waiting_per_endpoint":1"#);
+        let snapshot = snapshot(vec![
+            // Ours only: 6 running, and 2 of ours just sent, waiting for the next step.
+            endpoint("a:1", 6, 2, 0.5),
+            // Another Envoy's 5 running and 3 waiting beside our 2.
+            endpoint("b:1", 7, 3, 0.5),
+            // KV cache full: no more than the 3 of ours it has.
+            endpoint("c:1", 3, 0, 0.97),
+        ]);
+        let ours = in_flight(&[("a:1", 8), ("b:1", 2), ("c:1", 3)]);
+        let room = capacity(&flow, Some(&snapshot), "p", 1_100, 2_000, &ours);
+        assert_eq!(
+            room,
+            Capacity {
+                slots: 9 + (9 - 8) + 3,
+                dead: false
+            }
+        );
+    }
+
+    #[test]
+    fn without_a_fresh_snapshot_the_configured_capacity_per_known_replica() {
+        let flow = flow(r#""endpoint_capacity":8,"fallback_endpoints":3"#);
+        let none = InFlight::default();
+        assert_eq!(capacity(&flow, None, "p", 0, 2_000, &none).slots, 24);
+        let old = snapshot(vec![
+            endpoint("a:1", 50, 50, 1.0),
+            endpoint("b:1", 0, 0, 0.0),
+        ]);
+        assert_eq!(
+            capacity(&flow, Some(&old), "p", 9_000, 2_000, &none).slots,
+            16,
+            "a stale snapshot only says how many replicas there are"
+        );
+        let mut dead = snapshot(vec![endpoint("a:1", 0, 0, 0.0)]);
+        dead.pools[0].endpoints[0].healthy = false;
+        assert!(capacity(&flow, Some(&dead), "p", 1_000, 2_000, &none).dead);
+    }
+}

@@ -2,12 +2,16 @@
 //! order as seats free, turned away when it waits too long or its band is full, and leaves the
 //! queue when its client goes.
 
+use std::sync::Arc;
+
+use sluice_wire::Snapshot;
+
 use super::{CHAT, Client, Fakes, MESSAGES, chat, configured, snapshot};
 use crate::exchange::{Event, RecordKey, flow_tick};
 use crate::flow::{Outcome, Woken};
 
-/// One replica of the snapshot has room (waiting 0; the others wait 3 and 6), one request at
-/// a time: one seat.
+/// One request at a time per replica, and only the first replica of `busy_snapshot` has room:
+/// one seat.
 fn flow(fields: &str) -> String {
     format!(
         r#","picking":{{}},"flow_control":{{"endpoint_capacity":1,"max_waiting_per_endpoint":0{fields}}}"#
@@ -16,9 +20,19 @@ fn flow(fields: &str) -> String {
 
 const COMPLETION: &str = r#"{"id":"c","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}"#;
 
+/// The test snapshot with its first replica idle and the other two serving other Envoys'
+/// requests past their capacity.
+fn busy_snapshot(now_ms: u64) -> Arc<Snapshot> {
+    let mut snapshot = (*snapshot(now_ms)).clone();
+    for (at, endpoint) in snapshot.pools[0].endpoints.iter_mut().enumerate() {
+        (endpoint.running, endpoint.waiting) = if at == 0 { (0, 0) } else { (4, 2) };
+    }
+    Arc::new(snapshot)
+}
+
 fn fakes() -> Fakes {
     let fakes = Fakes::default();
-    *fakes.snapshot.borrow_mut() = Some(snapshot(fakes.now_ms.get()));
+    *fakes.snapshot.borrow_mut() = Some(busy_snapshot(fakes.now_ms.get()));
     fakes
 }
 
@@ -122,7 +136,7 @@ fn a_request_that_waits_its_time_to_live_is_answered_in_its_apis_format() {
         flow_tick(&fakes.ports(), &config);
         assert!(fakes.woken.borrow().is_empty(), "not yet");
         fakes.now_ms.set(fakes.now_ms.get() + 1);
-        *fakes.snapshot.borrow_mut() = Some(snapshot(fakes.now_ms.get()));
+        *fakes.snapshot.borrow_mut() = Some(busy_snapshot(fakes.now_ms.get()));
         flow_tick(&fakes.ports(), &config);
         let woken = fakes.woken.borrow().clone();
         assert_eq!(woken.len(), 1);
