@@ -213,6 +213,7 @@ fn replica_scoring(c: &mut Criterion) {
                     adapter: Some("sql-lora"),
                     prefix_endpoint: prefix_endpoint.as_deref(),
                     tie_breaker,
+                    eligible: None,
                 };
                 match rank(
                     black_box(&pool),

@@ -27,6 +27,9 @@ pub(crate) struct WireFlowControl {
     pub reject_status: u16,
     /// Who shares a band's capacity: `tenant` or `header` (`x-gateway-inference-fairness-id`).
     pub fairness: WireFairness,
+    /// Tokens (prompt + output) a fairness id that used less than its share may be served
+    /// ahead of the ids that are always waiting: occasional senders go first.
+    pub fairness_burst_tokens: u64,
     /// `x-gateway-inference-objective` picks any caller's band (an earlier layer sets it).
     /// Otherwise it is honoured only for tenants whose `objectives` list its value.
     pub trust_objective_header: bool,
@@ -49,6 +52,7 @@ impl Default for WireFlowControl {
             max_held_bytes: 64 * 1024 * 1024,
             reject_status: 429,
             fairness: WireFairness::Tenant,
+            fairness_burst_tokens: 8192,
             trust_objective_header: false,
             default_band: None,
             bands: Vec::new(),
@@ -185,6 +189,7 @@ impl WireFlowControl {
                 WireFairness::Tenant => Fairness::Tenant,
                 WireFairness::Header => Fairness::Header,
             },
+            fairness_burst_tokens: self.fairness_burst_tokens,
             trust_objective_header: self.trust_objective_header,
             default_band,
             bands,

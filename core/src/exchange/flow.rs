@@ -177,7 +177,7 @@ impl Exchange {
                 effects
                     .records
                     .push(flow_record(band_name, "released", waited_us / 1000));
-                match self.pick_replica(ports, &configured, &target, false) {
+                match self.pick_replica(ports, &configured, &target) {
                     Ok(destination) => {
                         effects.destination = destination;
                         effects.next = RequestNext::Continue;

@@ -4,8 +4,10 @@
 use super::effects::Destination;
 use super::ports::Ports;
 use crate::error::GatewayError;
+use crate::flow::{FlowControl, endpoint_room};
 use crate::picking::{Pick, PickRequest, Picking, PrefixEntry, fresh_pool, rank};
 use crate::pipeline::RoutedRequest;
+use sluice_wire::Endpoint;
 
 /// What picking needs to know of a request, kept while flow control holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,13 +49,15 @@ pub(super) enum PickOutcome {
 /// Ranks the pool's healthy replicas for `target`, counts the request in flight to the first
 /// and records it as the prefix's replica. `shed`: refuse the request when every replica's
 /// queue is past `max_waiting_per_endpoint` (off for requests flow control admitted: it
-/// decided they have room).
+/// decided they have room). `seated`: flow control admitted the request under this
+/// configuration; it goes to a replica with a free seat (where one freed), whenever one has.
 pub(super) fn pick(
     ports: &Ports<'_>,
     picking: &Picking,
     target: &PickTarget,
     tie_breaker: u64,
     shed: bool,
+    seated: Option<&FlowControl>,
 ) -> PickOutcome {
     let now = ports.clock.now_ms();
     let snapshot = ports.snapshot.snapshot();
@@ -70,10 +74,18 @@ pub(super) fn pick(
         .entry(target.prefix_hash)
         .filter(|entry| entry.is_live(target.prefix_hash, now, picking.prefix_ttl_ms));
     let in_flight = ports.in_flight.read(&target.pool);
+    let counts = &in_flight.counts;
+    let has_seat = |endpoint: &Endpoint| {
+        seated.is_some_and(|flow| {
+            let ours = counts.get(&endpoint.address);
+            ours < endpoint_room(flow, endpoint, ours)
+        })
+    };
     let request = PickRequest {
         adapter: target.adapter.as_deref(),
         prefix_endpoint: recorded.as_ref().map(|entry| entry.endpoint.as_str()),
         tie_breaker,
+        eligible: seated.map(|_| &has_seat as &dyn Fn(&Endpoint) -> bool),
     };
     let ranked = match rank(
         pool,

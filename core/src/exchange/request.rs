@@ -245,9 +245,7 @@ impl Exchange {
             &mut effects.records,
         )?;
         if matches!(entry, Entry::Go) {
-            let shed = self.seat.is_none();
-            effects.destination =
-                self.pick_replica(ports, configured, &PickTarget::of(&routed), shed)?;
+            effects.destination = self.pick_replica(ports, configured, &PickTarget::of(&routed))?;
         }
         effects.body.clone_from(&routed.body);
         effects.route_headers = vec![
@@ -293,18 +291,24 @@ impl Exchange {
     }
 
     /// The replicas to send `target` to, best first, when picking is on and a fresh snapshot
-    /// is at hand; `None` leaves the choice to Envoy. `shed`: as `pick::pick` says.
+    /// is at hand; `None` leaves the choice to Envoy. A request flow control seated is not
+    /// shed and goes to a replica with a free seat (`pick::pick`).
     pub(super) fn pick_replica(
         &mut self,
         ports: &Ports<'_>,
         configured: &Configured,
         target: &PickTarget,
-        shed: bool,
     ) -> Result<Option<Destination>, GatewayError> {
         let Some(picking) = &configured.config.picking else {
             return Ok(None);
         };
-        match pick::pick(ports, picking, target, self.tie_breaker, shed) {
+        let seated = configured
+            .config
+            .flow_control
+            .as_ref()
+            .filter(|_| self.seat.is_some());
+        let shed = seated.is_none();
+        match pick::pick(ports, picking, target, self.tie_breaker, shed, seated) {
             PickOutcome::Destination {
                 destination,
                 ticket,

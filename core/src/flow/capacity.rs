@@ -43,8 +43,11 @@ pub fn capacity(
             let mut slots = 0u32;
             for endpoint in pool.endpoints.iter().filter(|e| e.healthy) {
                 any_healthy = true;
-                slots =
-                    slots.saturating_add(room(flow, endpoint, in_flight.get(&endpoint.address)));
+                slots = slots.saturating_add(endpoint_room(
+                    flow,
+                    endpoint,
+                    in_flight.get(&endpoint.address),
+                ));
             }
             Capacity {
                 slots,
@@ -67,7 +70,7 @@ pub fn capacity(
 }
 
 /// The requests this Envoy may have at `endpoint`, which has `ours` of them in flight.
-fn room(flow: &FlowControl, endpoint: &Endpoint, ours: u32) -> u32 {
+pub fn endpoint_room(flow: &FlowControl, endpoint: &Endpoint, ours: u32) -> u32 {
     let full = flow
         .endpoint_capacity
         .saturating_add(flow.max_waiting_per_endpoint);

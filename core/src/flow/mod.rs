@@ -19,7 +19,7 @@ mod queue;
 #[cfg(test)]
 mod tests;
 
-pub use capacity::{Capacity, capacity};
+pub use capacity::{Capacity, capacity, endpoint_room};
 pub use policy::{Band, Fairness, FlowControl, FlowTenant, MAX_BAND_CAPACITY, MAX_BANDS};
 pub use queue::{
     Arrival, Arrived, FlowState, Held, MAX_ENTRY_BYTES, MAX_OWNERS, MAX_TAGS, OWNER_LEASE_MS,

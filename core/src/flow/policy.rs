@@ -45,6 +45,8 @@ pub struct FlowControl {
     pub max_held_bytes: u64,
     pub reject_status: u16,
     pub fairness: Fairness,
+    /// Tokens an id that used less than its share may go ahead of the ids always waiting.
+    pub fairness_burst_tokens: u64,
     pub trust_objective_header: bool,
     pub default_band: usize,
     pub bands: Vec<Band>,

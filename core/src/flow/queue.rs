@@ -164,7 +164,7 @@ impl FlowState {
             // Bands come from the same configuration: an unknown one cannot be held fairly.
             return Arrived::Overflow;
         };
-        let start = band.start_tag(arrival.fairness, arrival.cost);
+        let start = band.start_tag(arrival.fairness, arrival.cost, flow.fairness_burst_tokens);
         if self.active() < slots && self.bands.iter().all(|b| b.held.is_empty()) {
             self.seat(arrival.owner, arrival.now_ms, 1);
             if let Some(band) = self.bands.get_mut(arrival.band) {
@@ -452,12 +452,15 @@ impl BandState {
         self.next_index().and_then(|at| self.held.get(at))
     }
 
-    /// Charges `cost` to `fairness`: returns the request's start tag (the later of the virtual
-    /// time and the id's finish tag) and moves the id's finish tag past it.
-    fn start_tag(&mut self, fairness: u64, cost: u64) -> u64 {
-        let virtual_time = self.virtual_time;
-        let tag = self.tag_mut(fairness);
-        let start = (*tag).max(virtual_time);
+    /// Charges `cost` to `fairness`: returns the request's start tag (the later of the id's
+    /// finish tag and the band's virtual time less `burst`) and moves the id's finish tag past
+    /// it. An id that has used less than its share may so go `burst` tokens ahead of the ids
+    /// that are always waiting: occasional senders are served at once instead of queueing
+    /// behind a heavy one, while no id gets more than its share plus `burst` over any period.
+    fn start_tag(&mut self, fairness: u64, cost: u64, burst: u64) -> u64 {
+        let floor = self.virtual_time.saturating_sub(burst);
+        let tag = self.tag_mut(fairness, floor);
+        let start = (*tag).max(floor);
         *tag = start.saturating_add(cost);
         start
     }
@@ -476,9 +479,9 @@ impl BandState {
         }
     }
 
-    /// `fairness`'s finish tag, made if needed: a full table first forgets the ids at or behind
-    /// the virtual time (they restart there anyway), then the one furthest behind.
-    fn tag_mut(&mut self, fairness: u64) -> &mut u64 {
+    /// `fairness`'s finish tag, made at `floor` if needed: a full table first forgets the ids at
+    /// or behind `floor` (they restart there anyway), then the one furthest behind.
+    fn tag_mut(&mut self, fairness: u64, floor: u64) -> &mut u64 {
         if let Some(at) = self.tags.iter().position(|(id, _)| *id == fairness) {
             return match self.tags.get_mut(at) {
                 Some((_, tag)) => tag,
@@ -486,8 +489,7 @@ impl BandState {
             };
         }
         if self.tags.len() >= MAX_TAGS {
-            let virtual_time = self.virtual_time;
-            self.tags.retain(|(_, tag)| *tag > virtual_time);
+            self.tags.retain(|(_, tag)| *tag > floor);
         }
         if self.tags.len() >= MAX_TAGS {
             if let Some(oldest) = self
@@ -500,7 +502,7 @@ impl BandState {
                 self.tags.swap_remove(oldest);
             }
         }
-        self.tags.push((fairness, self.virtual_time));
+        self.tags.push((fairness, floor));
         match self.tags.last_mut() {
             Some((_, tag)) => tag,
             None => &mut self.virtual_time,

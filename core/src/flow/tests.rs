@@ -271,6 +271,45 @@ fn a_heavy_sender_does_not_crowd_out_the_light_ones() {
 }
 
 #[test]
+fn an_occasional_sender_goes_ahead_of_a_backlogged_one_by_at_most_the_burst() {
+    // `heavy` keeps 30 requests of 100 tokens waiting and 10 have been served (the band's
+    // virtual time is at the 10th's start, 900); then `light` sends 8 of 100 tokens. With a
+    // burst of 500 tokens, light's start from 400: six go before heavy's next (1,000), then
+    // they take turns.
+    let order = |burst: u64, lights: usize| {
+        let mut queue = Queue::new(flow(&format!(r#""fairness_burst_tokens":{burst}"#)));
+        queue.arrive(0, "x", 100, 1);
+        for _ in 0..30 {
+            queue.arrive(0, "heavy", 100, 1);
+        }
+        queue.finish_one(0, "x", 100, 1);
+        for _ in 0..9 {
+            queue.finish_one(0, "heavy", 100, 1);
+        }
+        let light: Vec<u64> = (0..lights)
+            .map(|_| queue.arrive(0, "light", 100, 1).0)
+            .collect();
+        let order: Vec<bool> = (0..lights)
+            .flat_map(|_| queue.finish_one(0, "heavy", 100, 1))
+            .map(|w| light.contains(&w.ticket))
+            .collect();
+        order
+    };
+    let with_burst = order(500, 8);
+    assert_eq!(
+        with_burst,
+        [true, true, true, true, true, true, false, true],
+        "light first by the burst, then turns"
+    );
+    let without = order(0, 4);
+    assert_eq!(
+        without,
+        [true, false, true, false],
+        "level with heavy: turns"
+    );
+}
+
+#[test]
 fn usage_corrects_the_estimate_a_fairness_id_was_charged() {
     // Both estimated at 100 tokens, but `long` really used 2,000: its next request waits
     // behind `short`'s until short has been served as much.

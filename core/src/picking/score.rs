@@ -14,7 +14,7 @@ use sluice_wire::{Endpoint, Pool};
 use super::{InFlight, Weights};
 
 /// What a request brings to the choice.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct PickRequest<'r> {
     /// The LoRA adapter the request is for, if any.
     pub adapter: Option<&'r str>,
@@ -22,6 +22,20 @@ pub struct PickRequest<'r> {
     pub prefix_endpoint: Option<&'r str>,
     /// Varies per request; rotates among equally scored endpoints.
     pub tie_breaker: u64,
+    /// Only endpoints this accepts are ranked, when it accepts any (flow control: the replicas
+    /// with a free seat, so that a released request goes where the seat freed).
+    pub eligible: Option<&'r dyn Fn(&Endpoint) -> bool>,
+}
+
+impl std::fmt::Debug for PickRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PickRequest")
+            .field("adapter", &self.adapter)
+            .field("prefix_endpoint", &self.prefix_endpoint)
+            .field("tie_breaker", &self.tie_breaker)
+            .field("eligible", &self.eligible.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,9 +54,14 @@ pub fn rank<'s>(
     weights: &Weights,
     max_waiting: Option<u32>,
 ) -> Pick<'s> {
-    let healthy: Vec<&Endpoint> = pool.endpoints.iter().filter(|e| e.healthy).collect();
+    let mut healthy: Vec<&Endpoint> = pool.endpoints.iter().filter(|e| e.healthy).collect();
     if healthy.is_empty() {
         return Pick::NoHealthyEndpoint;
+    }
+    if let Some(eligible) = request.eligible {
+        if healthy.iter().any(|e| eligible(e)) {
+            healthy.retain(|e| eligible(e));
+        }
     }
     if let Some(bound) = max_waiting {
         if healthy.iter().all(|e| e.waiting >= bound) {
@@ -261,6 +280,32 @@ mod tests {
         // next scrape.
         in_flight.add("a:1", 1, 0);
         assert_eq!(first(&in_flight), "b:1");
+    }
+
+    #[test]
+    fn only_eligible_endpoints_are_ranked_when_there_are_any() {
+        let p = pool(vec![endpoint("a:1", 0, 0, 0.1), endpoint("b:1", 0, 9, 0.9)]);
+        let only_b = |e: &Endpoint| e.address == "b:1";
+        let request = PickRequest {
+            prefix_endpoint: Some("a:1"),
+            eligible: Some(&only_b),
+            ..PickRequest::default()
+        };
+        assert_eq!(
+            ranked(rank(&p, &InFlight::default(), &request, &defaults(), None)),
+            ["b:1"],
+            "the seat freed on b: the request goes there, prefix or not"
+        );
+        let none = |_: &Endpoint| false;
+        let request = PickRequest {
+            eligible: Some(&none),
+            ..PickRequest::default()
+        };
+        assert_eq!(
+            ranked(rank(&p, &InFlight::default(), &request, &defaults(), None)).len(),
+            2,
+            "none eligible: every healthy endpoint is ranked"
+        );
     }
 
     #[test]

@@ -154,6 +154,7 @@ fn snapshots_decode_or_fail_cleanly_and_rank() {
                     adapter: Some("lora"),
                     prefix_endpoint: pool.endpoints.first().map(|e| e.address.as_str()),
                     tie_breaker: tie,
+                    eligible: None,
                 };
                 match rank(pool, &in_flight, &request, &weights, max_waiting) {
                     Pick::Ranked(ranked) => {
