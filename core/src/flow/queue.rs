@@ -5,12 +5,15 @@
 //!   earns credit on every release (its share of the released tokens) while it has requests
 //!   waiting, and is served whenever its credit covers its next request: a backlogged band gets
 //!   at least its share of tokens, so no band starves.
-//! - **Fairness** within a band is start-time fair queueing over tokens: each fairness id has a
-//!   finish tag that grows by the tokens (prompt + output) each of its requests costs; a request
-//!   starts at the later of the band's virtual time and its id's tag, and the earliest start is
-//!   served first. An id that sent long prompts waits behind the others until they have been
-//!   served as many tokens; an idle id banks nothing (its tag is caught up to the virtual time).
-//!   Costs are estimates at admission, corrected by the usage the response reported.
+//! - **Fairness** within a band is over tokens (prompt + output), in two steps. First, the id
+//!   with the fewest tokens in flight now goes first: the pool's capacity is shared max-min by
+//!   what each id occupies, so an id below its share (a light tenant) is served at the next free
+//!   seat however much a heavy one has waiting, and an id sending long prompts holds fewer seats.
+//!   Among ids with as many in flight, start-time fair queueing decides: each id has a finish
+//!   tag that grows by the tokens each of its requests costs; a request starts at the later of
+//!   its id's tag and the band's virtual time less a burst allowance, and the earliest start is
+//!   served first, so an id that was served more lately waits. Costs are estimates at
+//!   admission, corrected by the usage the response reported.
 //! - **Limits.** A band holds at most its `capacity` requests, the pool at most
 //!   `max_held_bytes` of bodies; a request waits at most its band's `ttl_ms`.
 //! - **Owners.** Seats are counted per owner (the worker that holds the stream: a Wasm VM; the
@@ -73,8 +76,16 @@ struct BandState {
     virtual_time: u64,
     /// Minimum-share credit, in tokens × 1000 (shares are in thousandths).
     credit: u64,
-    /// Fairness id → finish tag.
-    tags: Vec<(u64, u64)>,
+    /// Per fairness id: its finish tag and its tokens in flight.
+    tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Tag {
+    id: u64,
+    finish: u64,
+    /// Estimated tokens of its admitted requests that have not ended.
+    in_flight: u64,
 }
 
 /// A request waiting for capacity.
@@ -169,6 +180,7 @@ impl FlowState {
             self.seat(arrival.owner, arrival.now_ms, 1);
             if let Some(band) = self.bands.get_mut(arrival.band) {
                 band.virtual_time = band.virtual_time.max(start);
+                band.occupy(arrival.fairness, arrival.cost);
             }
             return Arrived::Admitted;
         }
@@ -420,6 +432,7 @@ impl FlowState {
         let at = band.next_index()?;
         let held = band.held.remove(at);
         band.virtual_time = band.virtual_time.max(held.start);
+        band.occupy(held.fairness, held.cost);
         for (index, (band, config)) in self.bands.iter_mut().zip(&flow.bands).enumerate() {
             if band.held.is_empty() && index != band_index {
                 band.credit = 0;
@@ -444,8 +457,22 @@ impl BandState {
         self.held
             .iter()
             .enumerate()
-            .min_by_key(|(_, held)| held.start)
+            .min_by_key(|(_, held)| (self.in_flight(held.fairness), held.start))
             .map(|(index, _)| index)
+    }
+
+    fn in_flight(&self, fairness: u64) -> u64 {
+        self.tags
+            .iter()
+            .find(|t| t.id == fairness)
+            .map_or(0, |t| t.in_flight)
+    }
+
+    /// `fairness` has a request of `cost` tokens admitted.
+    fn occupy(&mut self, fairness: u64, cost: u64) {
+        if let Some(tag) = self.tags.iter_mut().find(|t| t.id == fairness) {
+            tag.in_flight = tag.in_flight.saturating_add(cost);
+        }
     }
 
     fn peek(&self) -> Option<&Held> {
@@ -467,44 +494,51 @@ impl BandState {
 
     /// Gives back `cost` a request charged and never used (turned away, expired, left).
     fn refund(&mut self, fairness: u64, cost: u64) {
-        if let Some((_, tag)) = self.tags.iter_mut().find(|(id, _)| *id == fairness) {
-            *tag = tag.saturating_sub(cost);
+        if let Some(tag) = self.tags.iter_mut().find(|t| t.id == fairness) {
+            tag.finish = tag.finish.saturating_sub(cost);
         }
     }
 
-    /// Replaces the estimate a request was charged with what it cost.
+    /// An admitted request ended: its tokens leave the id's in-flight count, and what it cost
+    /// replaces the estimate it was charged.
     fn correct(&mut self, fairness: u64, estimated: u64, actual: u64) {
-        if let Some((_, tag)) = self.tags.iter_mut().find(|(id, _)| *id == fairness) {
-            *tag = tag.saturating_sub(estimated).saturating_add(actual);
+        if let Some(tag) = self.tags.iter_mut().find(|t| t.id == fairness) {
+            tag.finish = tag.finish.saturating_sub(estimated).saturating_add(actual);
+            tag.in_flight = tag.in_flight.saturating_sub(estimated);
         }
     }
 
-    /// `fairness`'s finish tag, made at `floor` if needed: a full table first forgets the ids at
-    /// or behind `floor` (they restart there anyway), then the one furthest behind.
+    /// `fairness`'s finish tag, made at `floor` if needed: a full table first forgets the ids
+    /// with nothing in flight at or behind `floor` (they restart there anyway), then the one
+    /// furthest behind (an id forgotten with requests in flight is counted with none).
     fn tag_mut(&mut self, fairness: u64, floor: u64) -> &mut u64 {
-        if let Some(at) = self.tags.iter().position(|(id, _)| *id == fairness) {
+        if let Some(at) = self.tags.iter().position(|t| t.id == fairness) {
             return match self.tags.get_mut(at) {
-                Some((_, tag)) => tag,
+                Some(tag) => &mut tag.finish,
                 None => &mut self.virtual_time,
             };
         }
         if self.tags.len() >= MAX_TAGS {
-            self.tags.retain(|(_, tag)| *tag > floor);
+            self.tags.retain(|t| t.finish > floor || t.in_flight > 0);
         }
         if self.tags.len() >= MAX_TAGS {
             if let Some(oldest) = self
                 .tags
                 .iter()
                 .enumerate()
-                .min_by_key(|(_, (_, tag))| *tag)
+                .min_by_key(|(_, t)| t.finish)
                 .map(|(at, _)| at)
             {
                 self.tags.swap_remove(oldest);
             }
         }
-        self.tags.push((fairness, floor));
+        self.tags.push(Tag {
+            id: fairness,
+            finish: floor,
+            in_flight: 0,
+        });
         match self.tags.last_mut() {
-            Some((_, tag)) => tag,
+            Some(tag) => &mut tag.finish,
             None => &mut self.virtual_time,
         }
     }

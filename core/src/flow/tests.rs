@@ -32,6 +32,10 @@ struct Queue {
     state: FlowState,
     next_ticket: u64,
     now_ms: u64,
+    /// Each ticket's (band, fairness, cost).
+    requests: std::collections::HashMap<u64, (usize, u64, u64)>,
+    /// Admitted requests not ended yet, oldest first.
+    admitted: std::collections::VecDeque<u64>,
 }
 
 impl Queue {
@@ -41,6 +45,8 @@ impl Queue {
             state: FlowState::default(),
             next_ticket: 0,
             now_ms: 1_000,
+            requests: std::collections::HashMap::new(),
+            admitted: std::collections::VecDeque::new(),
         }
     }
 
@@ -59,22 +65,39 @@ impl Queue {
         let mut woken = Vec::new();
         let arrived = self.state.arrive(&self.flow, &arrival, slots, &mut woken);
         assert!(woken.is_empty(), "nothing else is released on arrival here");
+        self.requests
+            .insert(self.next_ticket, (band, arrival.fairness, cost));
+        if arrived == Arrived::Admitted {
+            self.admitted.push_back(self.next_ticket);
+        }
         (self.next_ticket, arrived)
     }
 
-    /// Ends one admitted request and returns who is released into its seat.
-    fn finish_one(&mut self, band: usize, who: &str, cost: u64, slots: u32) -> Vec<Woken> {
-        self.state
-            .finish(&self.flow, 1, band, fairness_hash(who), cost, cost);
-        let mut woken = Vec::new();
-        self.state.release(&self.flow, slots, &mut woken);
-        woken
+    /// Ends the oldest admitted request (it used `used` tokens, or its estimate) and returns
+    /// who is released into its seat.
+    fn end_oldest(&mut self, used: Option<u64>, slots: u32) -> Vec<Woken> {
+        if let Some(ticket) = self.admitted.pop_front() {
+            let (band, fairness, cost) = self.requests[&ticket];
+            self.state
+                .finish(&self.flow, 1, band, fairness, cost, used.unwrap_or(cost));
+        }
+        self.release(slots)
     }
 
-    fn release(&mut self, slots: u32) -> Vec<u64> {
+    /// Ends the oldest admitted request as estimated (the arguments name it, for the reader).
+    fn finish_one(&mut self, _band: usize, _who: &str, _cost: u64, slots: u32) -> Vec<Woken> {
+        self.end_oldest(None, slots)
+    }
+
+    fn release(&mut self, slots: u32) -> Vec<Woken> {
         let mut woken = Vec::new();
         self.state.release(&self.flow, slots, &mut woken);
-        woken.iter().map(|w| w.ticket).collect()
+        for w in &woken {
+            if w.outcome == Outcome::Released {
+                self.admitted.push_back(w.ticket);
+            }
+        }
+        woken
     }
 }
 
@@ -312,21 +335,38 @@ fn an_occasional_sender_goes_ahead_of_a_backlogged_one_by_at_most_the_burst() {
 #[test]
 fn usage_corrects_the_estimate_a_fairness_id_was_charged() {
     // Both estimated at 100 tokens, but `long` really used 2,000: its next request waits
-    // behind `short`'s until short has been served as much.
-    let mut queue = Queue::new(flow(""));
+    // behind `short`'s until short has been served as much. (One seat: each request ends
+    // before the next is chosen, so no id has tokens in flight when it is.)
+    let mut queue = Queue::new(flow(r#""fairness_burst_tokens":0"#));
     queue.arrive(0, "long", 100, 2);
     queue.arrive(0, "short", 100, 2);
-    queue
-        .state
-        .finish(&queue.flow, 1, 0, fairness_hash("long"), 100, 2000);
-    queue
-        .state
-        .finish(&queue.flow, 1, 0, fairness_hash("short"), 100, 100);
+    queue.end_oldest(Some(2000), 0);
+    queue.end_oldest(None, 0);
     let (long_next, _) = queue.arrive(0, "long", 100, 0);
     let short: Vec<u64> = (0..5).map(|_| queue.arrive(0, "short", 100, 0).0).collect();
-    let order = queue.release(6);
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        order.extend(queue.release(1).iter().map(|w| w.ticket));
+        queue.end_oldest(None, 0);
+    }
     assert_eq!(order.last(), Some(&long_next), "{order:?}");
     assert_eq!(&order[..5], &short[..]);
+}
+
+#[test]
+fn the_id_with_the_fewest_tokens_in_flight_goes_first() {
+    // `heavy` holds three seats of 100 tokens, `light` one: light's next request goes first,
+    // however early heavy's waited, until light has as many in flight.
+    let mut queue = Queue::new(flow(r#""fairness_burst_tokens":0"#));
+    for _ in 0..3 {
+        queue.arrive(0, "heavy", 100, 4);
+    }
+    queue.arrive(0, "light", 100, 4);
+    let heavy_waiting: Vec<u64> = (0..3).map(|_| queue.arrive(0, "heavy", 100, 4).0).collect();
+    let light_next: Vec<u64> = (0..2).map(|_| queue.arrive(0, "light", 100, 4).0).collect();
+    let order: Vec<u64> = queue.release(7).iter().map(|w| w.ticket).collect();
+    assert_eq!(order[..2], light_next[..], "{order:?}");
+    assert_eq!(order[2], heavy_waiting[0]);
 }
 
 #[test]
@@ -349,7 +389,14 @@ fn requests_that_wait_their_ttl_expire_and_free_their_bytes() {
         }]
     );
     assert_eq!(queue.state.held_bytes(), 1000);
-    assert_eq!(queue.release(2), vec![late]);
+    assert_eq!(
+        queue
+            .release(2)
+            .iter()
+            .map(|w| w.ticket)
+            .collect::<Vec<_>>(),
+        vec![late]
+    );
 }
 
 #[test]
