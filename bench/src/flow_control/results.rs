@@ -108,20 +108,8 @@ impl StepResult {
                     .collect();
                 let timed: Vec<&Outcome> =
                     mine.iter().map(|(o, _, _)| *o).filter(|o| due(o)).collect();
-                let secs = |d: Duration| d.as_secs_f64();
-                let ttfts: Vec<f64> = timed
-                    .iter()
-                    .filter_map(|o| match o.status {
-                        Status::Ok => o.ttft.map(secs),
-                        Status::Unfinished => Some(secs(o.ttft.unwrap_or(o.elapsed))),
-                        Status::Failed(_) | Status::Rejected { .. } => None,
-                    })
-                    .collect();
-                let e2es: Vec<f64> = timed
-                    .iter()
-                    .filter(|o| !o.status.is_error())
-                    .map(|o| secs(o.elapsed))
-                    .collect();
+                let ttfts: Vec<f64> = timed.iter().filter_map(|o| o.ttft_seconds()).collect();
+                let e2es: Vec<f64> = timed.iter().filter_map(|o| o.e2e_seconds()).collect();
                 let count = |f: fn(&Status) -> bool| timed.iter().filter(|o| f(&o.status)).count();
                 let output: u64 = mine
                     .iter()

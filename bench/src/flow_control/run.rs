@@ -98,34 +98,6 @@ impl Gateways {
     }
 }
 
-/// One short streamed completion through `gateway` for the batch tenant: it must answer 200 and
-/// finish the stream.
-async fn preflight(client: &reqwest::Client, gateway: &Service) -> Result<(), String> {
-    let body = serde_json::json!({
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "pre-flight"}],
-        "max_tokens": 2,
-        "stream": true,
-        "stream_options": {"include_usage": true},
-    });
-    let response = client
-        .post(gateway.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {}", procs::API_KEY))
-        .header(settings::TENANT_HEADER, settings::BATCH_TENANT)
-        .body(body.to_string())
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| format!("pre-flight request: {e}"))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if status != 200 || !text.contains("[DONE]") {
-        return Err(format!("pre-flight got {status}: {text:.300}"));
-    }
-    Ok(())
-}
-
 pub async fn run(options: &Options, dir: &Path) -> Result<FlowReport, String> {
     let started = Instant::now();
     let mut machine = crate::machine::describe().await;
@@ -209,7 +181,8 @@ pub async fn run(options: &Options, dir: &Path) -> Result<FlowReport, String> {
         let Some(gateway) = envoys.get(variant) else {
             continue;
         };
-        if let Err(e) = preflight(&client, gateway).await {
+        let tenant = [(settings::TENANT_HEADER, settings::BATCH_TENANT)];
+        if let Err(e) = gateways::preflight(&client, gateway, &tenant).await {
             if variant == Variant::FlowControl {
                 envoys.give_up(variant, e);
             } else {

@@ -69,6 +69,23 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Its time to first token, in seconds, for latency figures: an unfinished request counts
+    /// the time it had waited so far (censored, never dropped), a failed or rejected one none.
+    pub fn ttft_seconds(&self) -> Option<f64> {
+        match self.status {
+            Status::Ok => self.ttft.map(|d| d.as_secs_f64()),
+            Status::Unfinished => Some(self.ttft.unwrap_or(self.elapsed).as_secs_f64()),
+            Status::Failed(_) | Status::Rejected { .. } => None,
+        }
+    }
+
+    /// Its end-to-end time, in seconds, unless it failed.
+    pub fn e2e_seconds(&self) -> Option<f64> {
+        (!self.status.is_error()).then_some(self.elapsed.as_secs_f64())
+    }
+}
+
+impl Outcome {
     /// When the first token came, from the step's start.
     pub fn first_token_at(&self) -> Option<Duration> {
         self.ttft.map(|t| self.scheduled + t)

@@ -148,6 +148,41 @@ pub fn sluice_config(
     procs::render_envoy(host, clusters, filter_configuration)
 }
 
+/// One short streamed completion through `gateway` (with `headers` besides the content type and
+/// the bench key): it must answer 200 and finish the stream.
+pub async fn preflight(
+    client: &reqwest::Client,
+    gateway: &Service,
+    headers: &[(&str, &str)],
+) -> Result<(), String> {
+    let body = serde_json::json!({
+        "model": crate::bodies::MODEL,
+        "messages": [{"role": "user", "content": "pre-flight"}],
+        "max_tokens": 2,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    let mut request = client
+        .post(gateway.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", procs::API_KEY));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request
+        .body(body.to_string())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| format!("pre-flight request: {e}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if status != 200 || !text.contains("[DONE]") {
+        return Err(format!("pre-flight got {status}: {text:.300}"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

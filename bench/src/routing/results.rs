@@ -81,19 +81,8 @@ impl Step {
         cache: CacheDelta,
     ) -> Self {
         let secs = |d: Duration| d.as_secs_f64();
-        let ttfts: Vec<f64> = outcomes
-            .iter()
-            .filter_map(|o| match o.status {
-                Status::Ok => o.ttft.map(secs),
-                Status::Unfinished => Some(secs(o.ttft.unwrap_or(o.elapsed))),
-                Status::Failed(_) | Status::Rejected { .. } => None,
-            })
-            .collect();
-        let e2es: Vec<f64> = outcomes
-            .iter()
-            .filter(|o| !o.status.is_error())
-            .map(|o| secs(o.elapsed))
-            .collect();
+        let ttfts: Vec<f64> = outcomes.iter().filter_map(Outcome::ttft_seconds).collect();
+        let e2es: Vec<f64> = outcomes.iter().filter_map(Outcome::e2e_seconds).collect();
         let count = |f: fn(&Status) -> bool| outcomes.iter().filter(|o| f(&o.status)).count();
         let wall_seconds = outcomes
             .iter()

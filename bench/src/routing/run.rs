@@ -58,32 +58,6 @@ impl Gateways {
     }
 }
 
-/// One short streamed completion through `gateway`: it must answer 200 and finish the stream.
-async fn preflight(client: &reqwest::Client, gateway: &Service, label: &str) -> Result<(), String> {
-    let body = serde_json::json!({
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "pre-flight"}],
-        "max_tokens": 2,
-        "stream": true,
-        "stream_options": {"include_usage": true},
-    });
-    let response = client
-        .post(gateway.url("/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {}", crate::procs::API_KEY))
-        .body(body.to_string())
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| format!("{label}: pre-flight request: {e}"))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if status != 200 || !text.contains("[DONE]") {
-        return Err(format!("{label}: pre-flight got {status}: {text:.300}"));
-    }
-    Ok(())
-}
-
 /// Everything the steps run against.
 struct Fleet {
     build: Build,
@@ -268,7 +242,9 @@ pub async fn run(options: &Options, dir: &Path) -> Result<RoutingReport, String>
     let client = driver::client()?;
     gateways::wait_picker_ready(&client, &picker, POOL, REPLICAS.replicas).await?;
     for policy in Policy::ALL {
-        preflight(&client, gateways.get(policy), policy.label()).await?;
+        gateways::preflight(&client, gateways.get(policy), &[])
+            .await
+            .map_err(|e| format!("{}: {e}", policy.label()))?;
     }
 
     let mut fleet = Fleet {

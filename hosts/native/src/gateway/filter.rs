@@ -68,18 +68,7 @@ impl GatewayFilter {
     ) -> R {
         let shared = Arc::clone(&self.shared);
         let recorder = Recorder::new(&shared.metrics);
-        let state = shared.state.as_ref();
-        let ports = Ports {
-            clock: state,
-            quota: state,
-            in_flight: state,
-            prefixes: state,
-            snapshot: state,
-            flow: state,
-            telemetry: &recorder,
-            log: state,
-        };
-        let result = run(&mut self.exchange, &ports, &*stream);
+        let result = run(&mut self.exchange, &shared.state.ports(&recorder), &*stream);
         recorder.flush(stream);
         result
     }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice_core::config::Config;
-use sluice_core::exchange::{Configured, Ports, flow_tick};
+use sluice_core::exchange::{Configured, flow_tick};
 
 use crate::host_api::{
     CalloutResponse, ConfigContext, ConfigInit, HttpFilterFactory, LogLevel, StreamFilter,
@@ -158,18 +158,7 @@ impl Shared {
             return;
         }
         let recorder = Recorder::new(&self.metrics);
-        let state = self.state.as_ref();
-        let ports = Ports {
-            clock: state,
-            quota: state,
-            in_flight: state,
-            prefixes: state,
-            snapshot: state,
-            flow: state,
-            telemetry: &recorder,
-            log: state,
-        };
-        flow_tick(&ports, configured);
+        flow_tick(&self.state.ports(&recorder), configured);
         recorder.flush_config(context);
     }
 }

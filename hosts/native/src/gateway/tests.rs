@@ -351,13 +351,16 @@ fn the_picker_snapshot_is_fetched_on_the_tick_and_shared() {
     assert_eq!(held.unwrap().pools[0].endpoints.len(), 2);
 }
 
-/// Flow control with one seat: of the snapshot's two replicas only the first has room
-/// (waiting 0), and it serves one request at a time. `extra` adds fields to `flow_control`.
+/// Flow control with one seat: one request at a time per replica, and of the snapshot's two
+/// replicas only the first is idle (the second serves other Envoys' requests past its
+/// capacity). `extra` adds fields to `flow_control`.
 fn flow_gateway(extra: &str) -> (GatewayFactory, FakeConfig) {
     let (factory, config) = gateway(&format!(
         r#","picking":{{}},"flow_control":{{"endpoint_capacity":1,"max_waiting_per_endpoint":0{extra}}}"#
     ));
-    factory.shared.state.set_snapshot(snapshot());
+    let mut snapshot = snapshot();
+    snapshot.pools[0].endpoints[0].running = 0;
+    factory.shared.state.set_snapshot(snapshot);
     (factory, config)
 }
 

@@ -19,7 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice_core::config::Config;
 use sluice_core::exchange::{
-    Clock, InFlightCounts, InFlightRead, Level, Log, PrefixAffinity, QuotaLedger, SnapshotSource,
+    Clock, InFlightCounts, InFlightRead, Level, Log, Ports, PrefixAffinity, QuotaLedger,
+    SnapshotSource, TelemetrySink,
 };
 use sluice_core::flow::{FlowState, Woken};
 use sluice_core::picking::{InFlight, PrefixEntry};
@@ -75,6 +76,21 @@ impl State {
     }
 
     /// Publishes the picker's latest snapshot to every worker at once.
+    /// Every port of a phase call: this process state, and `telemetry` for what the call
+    /// counts (a recorder the caller flushes to Envoy).
+    pub fn ports<'a>(&'a self, telemetry: &'a dyn TelemetrySink) -> Ports<'a> {
+        Ports {
+            clock: self,
+            quota: self,
+            in_flight: self,
+            prefixes: self,
+            snapshot: self,
+            flow: self,
+            telemetry,
+            log: self,
+        }
+    }
+
     pub fn set_snapshot(&self, snapshot: Snapshot) {
         let snapshot = Arc::new(snapshot);
         match self.snapshot.write() {
