@@ -113,9 +113,6 @@ pub const SHED_WAITING: u32 = 4;
 pub const INTERACTIVE_BAND: &str = "interactive";
 pub const BATCH_BAND: &str = "batch";
 pub const BATCH_MIN_SHARE: f64 = 0.1;
-/// The share of the pool's seats kept for the interactive band: a few seats free for its
-/// requests to start at once, at the cost of that much idle capacity while it does not use them.
-pub const INTERACTIVE_RESERVE: f64 = 0.05;
 
 /// The targets (issue 15).
 pub const PRIORITY_TTFT_FACTOR: f64 = 1.5;
@@ -173,7 +170,7 @@ pub fn flow_control_configuration() -> Result<String, String> {
         "bands": [
             {
                 "name": INTERACTIVE_BAND, "priority": 100, "min_share": 0.0,
-                "reserve": INTERACTIVE_RESERVE, "ttl_ms": 60000, "capacity": 1024
+                "ttl_ms": 60000, "capacity": 1024
             },
             {
                 "name": BATCH_BAND, "priority": 0, "min_share": BATCH_MIN_SHARE,

@@ -80,10 +80,6 @@ pub(crate) struct WireBand {
     /// whatever the higher bands want.
     #[serde(default)]
     pub min_share: f64,
-    /// The share (0..1) of the pool's seats kept for this band and the ones above it: lower
-    /// bands are not admitted into them.
-    #[serde(default)]
-    pub reserve: f64,
     /// How long a request may wait here before it is answered with `reject_status`.
     #[serde(default = "default_ttl_ms")]
     pub ttl_ms: u64,
@@ -210,7 +206,6 @@ fn validate_bands(wire: Vec<WireBand>) -> Result<Vec<Band>, ConfigError> {
             name: "default".to_owned(),
             priority: 0,
             min_share_permille: 0,
-            reserve_permille: 0,
             ttl_ms: default_ttl_ms(),
             capacity: default_capacity(),
         }]);
@@ -223,7 +218,6 @@ fn validate_bands(wire: Vec<WireBand>) -> Result<Vec<Band>, ConfigError> {
     }
     let mut bands = Vec::with_capacity(wire.len());
     let mut share_total = 0.0;
-    let mut reserve_total = 0.0;
     for (index, band) in wire.into_iter().enumerate() {
         let at = |name: &str| format!("flow_control.bands[{index}].{name}");
         if band.name.trim().is_empty() {
@@ -242,13 +236,6 @@ fn validate_bands(wire: Vec<WireBand>) -> Result<Vec<Band>, ConfigError> {
             ));
         }
         share_total += band.min_share;
-        if !(0.0..1.0).contains(&band.reserve) {
-            return Err(ConfigError::new(
-                at("reserve"),
-                "must be at least 0 and below 1",
-            ));
-        }
-        reserve_total += band.reserve;
         if band.ttl_ms == 0 {
             return Err(ConfigError::new(at("ttl_ms"), "must be above 0"));
         }
@@ -264,26 +251,13 @@ fn validate_bands(wire: Vec<WireBand>) -> Result<Vec<Band>, ConfigError> {
             reason = "min_share is checked to be in 0..1 just above"
         )]
         let min_share_permille = (band.min_share * 1000.0).round() as u32;
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "reserve is checked to be in 0..1 just above"
-        )]
-        let reserve_permille = (band.reserve * 1000.0).round() as u32;
         bands.push(Band {
             name: band.name,
             priority: band.priority,
             min_share_permille,
-            reserve_permille,
             ttl_ms: band.ttl_ms,
             capacity: band.capacity,
         });
-    }
-    if reserve_total >= 1.0 {
-        return Err(ConfigError::new(
-            "flow_control.bands",
-            "the reserve values must add up to less than 1",
-        ));
     }
     if share_total >= 1.0 {
         return Err(ConfigError::new(

@@ -24,8 +24,6 @@ pub struct Band {
     pub priority: i32,
     /// In thousandths of the released tokens.
     pub min_share_permille: u32,
-    /// Thousandths of the pool's seats kept for this band and the ones above it.
-    pub reserve_permille: u32,
     pub ttl_ms: u64,
     pub capacity: u32,
 }
@@ -67,18 +65,6 @@ impl FlowControl {
             hasher.update(&band.priority.to_le_bytes());
         }
         hasher.digest()
-    }
-
-    /// The seats of a pool with `slots` that `band`'s requests may fill: all of them less what
-    /// the bands above it reserve.
-    pub fn seats_for(&self, band: usize, slots: u32) -> u32 {
-        let reserved: u64 = self
-            .bands
-            .iter()
-            .take(band)
-            .map(|b| u64::from(slots).saturating_mul(u64::from(b.reserve_permille)) / 1000)
-            .fold(0u64, u64::saturating_add);
-        u32::try_from(u64::from(slots).saturating_sub(reserved)).unwrap_or(slots)
     }
 
     /// The band of a request: the objective header's, when it may choose (trusted, or an

@@ -14,9 +14,6 @@
 //!   its id's tag and the band's virtual time less a burst allowance, and the earliest start is
 //!   served first, so an id that was served more lately waits. Costs are estimates at
 //!   admission, corrected by the usage the response reported.
-//! - **Reserves.** A band may keep a share of the pool's seats for itself and the bands above
-//!   it: lower bands are not admitted into them, so a request of a reserving band finds a seat
-//!   free at once instead of waiting for one to free (seats cannot be taken back).
 //! - **Limits.** A band holds at most its `capacity` requests, the pool at most
 //!   `max_held_bytes` of bodies; a request waits at most its band's `ttl_ms`.
 //! - **Owners.** Seats are counted per owner (the worker that holds the stream: a Wasm VM; the
@@ -179,8 +176,7 @@ impl FlowState {
             return Arrived::Overflow;
         };
         let start = band.start_tag(arrival.fairness, arrival.cost, flow.fairness_burst_tokens);
-        let open = flow.seats_for(arrival.band, slots);
-        if self.active() < open && self.bands.iter().all(|b| b.held.is_empty()) {
+        if self.active() < slots && self.bands.iter().all(|b| b.held.is_empty()) {
             self.seat(arrival.owner, arrival.now_ms, 1);
             if let Some(band) = self.bands.get_mut(arrival.band) {
                 band.virtual_time = band.virtual_time.max(start);
@@ -230,7 +226,7 @@ impl FlowState {
     pub fn release(&mut self, flow: &FlowControl, slots: u32, woken: &mut Vec<Woken>) {
         self.fit(flow);
         while self.active() < slots {
-            let Some(band_index) = self.next_band(flow, slots) else {
+            let Some(band_index) = self.next_band(flow) else {
                 return;
             };
             let Some(held) = self.take_next(flow, band_index) else {
@@ -412,30 +408,21 @@ impl FlowState {
 
     /// The band served next: one whose minimum-share credit covers its next request, else the
     /// highest with requests waiting.
-    /// Only bands with a seat open to them count: the seats higher bands reserve are not.
-    fn next_band(&self, flow: &FlowControl, slots: u32) -> Option<usize> {
-        let active = self.active();
-        let open = |index: usize| active < flow.seats_for(index, slots);
+    fn next_band(&self, flow: &FlowControl) -> Option<usize> {
         let by_credit = self
             .bands
             .iter()
             .zip(&flow.bands)
             .enumerate()
             .rev()
-            .find(|(index, (band, config))| {
+            .find(|(_, (band, config))| {
                 config.min_share_permille > 0
-                    && open(*index)
                     && band
                         .peek()
                         .is_some_and(|next| band.credit >= next.cost.saturating_mul(1000))
             })
             .map(|(index, _)| index);
-        by_credit.or_else(|| {
-            self.bands
-                .iter()
-                .enumerate()
-                .position(|(index, b)| !b.held.is_empty() && open(index))
-        })
+        by_credit.or_else(|| self.bands.iter().position(|b| !b.held.is_empty()))
     }
 
     /// Takes `band_index`'s next request and moves the credits: every band with requests

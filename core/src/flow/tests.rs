@@ -224,48 +224,6 @@ fn a_lower_band_keeps_its_minimum_share_of_tokens_under_a_saturating_higher_band
 }
 
 #[test]
-fn seats_a_higher_band_reserves_stay_free_for_it() {
-    // Four seats, a quarter kept for `high`: the low band fills three and waits for the fourth;
-    // a high request takes it at once.
-    let mut queue = Queue::new(flow(
-        r#""bands":[{"name":"low","priority":0},{"name":"high","priority":10,"reserve":0.25}]"#,
-    ));
-    for _ in 0..3 {
-        assert_eq!(queue.arrive(1, "lo", 10, 4).1, Arrived::Admitted);
-    }
-    let (waiting, arrived) = queue.arrive(1, "lo", 10, 4);
-    assert_eq!(arrived, Arrived::Held);
-    assert!(
-        queue.release(4).is_empty(),
-        "the reserved seat is not the low band's"
-    );
-    // A high request arriving now is held behind the waiting low one, then released at once
-    // into the reserved seat.
-    let mut woken = Vec::new();
-    let high = Arrival {
-        ticket: 100,
-        owner: 1,
-        band: 0,
-        fairness: fairness_hash("hi"),
-        cost: 10,
-        bytes: 0,
-        now_ms: 0,
-    };
-    assert_eq!(
-        queue.state.arrive(&queue.flow, &high, 4, &mut woken),
-        Arrived::Admitted
-    );
-    assert!(woken.is_empty());
-    // A low request ends: two low and the high one hold three seats; the free one stays kept
-    // for the high band. Another ends: the waiting low request takes its seat.
-    assert!(queue.end_oldest(None, 4).is_empty());
-    let released: Vec<u64> = queue.end_oldest(None, 4).iter().map(|w| w.ticket).collect();
-    assert_eq!(released, vec![waiting]);
-    assert_eq!(queue.flow.seats_for(0, 4), 4);
-    assert_eq!(queue.flow.seats_for(1, 4), 3);
-}
-
-#[test]
 fn a_band_with_nothing_waiting_banks_no_credit() {
     let mut queue = Queue::new(two_bands(0.5));
     queue.arrive(0, "x", 10, 1);
@@ -556,10 +514,6 @@ fn configuration_errors_name_the_field() {
     assert_eq!(
         error(r#""bands":[{"name":"a","priority":0,"min_share":1.0}]"#),
         "flow_control.bands[0].min_share"
-    );
-    assert_eq!(
-        error(r#""bands":[{"name":"a","priority":0,"reserve":-0.1}]"#),
-        "flow_control.bands[0].reserve"
     );
     assert_eq!(
         error(r#""bands":[{"name":"a","priority":0},{"name":"a","priority":1}]"#),
