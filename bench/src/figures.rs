@@ -2,7 +2,9 @@
 //! quotas): durations in seconds, token rates, shares and ratios, and the targets table each
 //! section opens with.
 
-use crate::report::{Target, Verdict, table};
+use std::fmt::Write as _;
+
+use crate::report::{Build, Target, Verdict, table};
 
 /// Seconds as `87 ms` or `1.23 s`.
 pub fn fmt_s(seconds: Option<f64>) -> String {
@@ -68,6 +70,40 @@ pub fn missed(targets: &[Target]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// The two lines under a later section's title: which build measured it (and the command for
+/// the other one), and when `make bench` wrote it, how long it took, and whether it was a
+/// `--quick` run.
+pub fn provenance(
+    out: &mut String,
+    only: &str,
+    build: Build,
+    date: &str,
+    elapsed_seconds: u64,
+    quick: bool,
+) {
+    let _ = writeln!(
+        out,
+        "Measured with {}; `bench --only {only} --host {}` runs the other build.\n",
+        build.describe(),
+        match build {
+            Build::Native => "wasm",
+            Build::Wasm => "native",
+        }
+    );
+    let _ = writeln!(
+        out,
+        "Written by `make bench` ({date}; `bench --only {only}` rewrites just this section). The \
+         section took {} min {} s{}.\n",
+        elapsed_seconds / 60,
+        elapsed_seconds % 60,
+        if quick {
+            "; **a --quick run: steps too short to trust**"
+        } else {
+            ""
+        }
+    );
 }
 
 #[cfg(test)]

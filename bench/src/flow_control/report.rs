@@ -10,7 +10,7 @@ use super::settings::{
     PRIORITY_TTFT_FACTOR, REPLICAS, SHORT, THROUGHPUT_TOLERANCE, TOKEN_SHARE_TOLERANCE,
 };
 use super::workload::{self, LONG_PROMPT_TENANT, Scenario, Stream};
-use crate::figures::{self, fmt_s, fmt_share, fmt_tps, ratio, verdict};
+use crate::figures::{self, fmt_s, fmt_share, fmt_tps, provenance, ratio, verdict};
 use crate::report::{Build, Machine, Target, fmt_ratio, table};
 use crate::sections::FLOW_CONTROL;
 
@@ -600,27 +600,13 @@ impl FlowReport {
             out,
             "## Flow control: priority, fairness and starvation on a saturated pool\n"
         );
-        let _ = writeln!(
-            out,
-            "Measured with {}; `bench --only flow-control --host {}` runs the other build.\n",
-            self.build.describe(),
-            match self.build {
-                Build::Native => "wasm",
-                Build::Wasm => "native",
-            }
-        );
-        let _ = writeln!(
-            out,
-            "Written by `make bench` ({}; `bench --only flow-control` rewrites just this \
-             section). The section took {} min {} s{}.\n",
-            m.date,
-            self.elapsed_seconds / 60,
-            self.elapsed_seconds % 60,
-            if self.quick {
-                "; **a --quick run: steps too short to trust**"
-            } else {
-                ""
-            }
+        provenance(
+            &mut out,
+            "flow-control",
+            self.build,
+            &m.date,
+            self.elapsed_seconds,
+            self.quick,
         );
         let _ = writeln!(
             out,

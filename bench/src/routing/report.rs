@@ -8,7 +8,7 @@ use sluice_core::picking::Weights;
 use super::results::{Policy, Step};
 use super::settings::{self, REPLICAS, SHAPE};
 use super::workload::Workload;
-use crate::figures::{self, fmt_s, fmt_share, fmt_tps, ratio, verdict};
+use crate::figures::{self, fmt_s, fmt_share, fmt_tps, provenance, ratio, verdict};
 use crate::report::{Build, Machine, Target, fmt_ratio, table};
 use crate::sections::{BEGIN, END};
 
@@ -301,27 +301,13 @@ impl RoutingReport {
             out,
             "## Routing: Sluice's replica picking against Envoy's\n"
         );
-        let _ = writeln!(
-            out,
-            "Measured with {}; `bench --only routing --host {}` runs the other build.\n",
-            self.build.describe(),
-            match self.build {
-                Build::Native => "wasm",
-                Build::Wasm => "native",
-            }
-        );
-        let _ = writeln!(
-            out,
-            "Written by `make bench` ({}; `bench --only routing` rewrites just this section). \
-             The section took {} min {} s{}.\n",
-            m.date,
-            self.elapsed_seconds / 60,
-            self.elapsed_seconds % 60,
-            if self.quick {
-                "; **a --quick run: steps too short to trust**"
-            } else {
-                ""
-            }
+        provenance(
+            &mut out,
+            "routing",
+            self.build,
+            &m.date,
+            self.elapsed_seconds,
+            self.quick,
         );
         let _ = writeln!(
             out,

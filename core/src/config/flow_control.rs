@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::error::ConfigError;
-use crate::flow::{Band, Fairness, FlowControl, FlowTenant, MAX_BAND_CAPACITY, MAX_BANDS};
+use crate::flow::{
+    Band, Fairness, FlowControl, FlowTenant, MAX_BAND_CAPACITY, MAX_BANDS, fingerprint_of,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -192,6 +194,7 @@ impl WireFlowControl {
             fairness_burst_tokens: self.fairness_burst_tokens,
             trust_objective_header: self.trust_objective_header,
             default_band,
+            fingerprint: fingerprint_of(&bands),
             bands,
             objectives,
             tenants,

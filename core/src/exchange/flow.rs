@@ -5,7 +5,7 @@
 
 use super::effects::{Record, RecordKey, RequestEffects, RequestNext};
 use super::pick::PickTarget;
-use super::ports::{Event, FlowQueues, Level, Ports};
+use super::ports::{Event, FlowQueues, InFlightRead, Level, Ports};
 use super::{Configured, Exchange};
 use crate::error::GatewayError;
 use crate::flow::{
@@ -57,6 +57,7 @@ impl Exchange {
         configured: &Configured,
         routed: &RoutedRequest,
         tenant: Option<&str>,
+        in_flight: Option<&InFlightRead>,
         records: &mut Vec<Record>,
     ) -> Result<Entry, GatewayError> {
         let (Some(flow), Some(picking)) =
@@ -66,13 +67,21 @@ impl Exchange {
         };
         let now_ms = ports.clock.now_ms();
         let snapshot = ports.snapshot.snapshot();
+        let read_here;
+        let in_flight = match in_flight {
+            Some(read) => read,
+            None => {
+                read_here = ports.in_flight.read(&routed.pool);
+                &read_here
+            }
+        };
         let room = capacity(
             flow,
             snapshot.as_deref(),
             &routed.pool,
             now_ms,
             picking.stale_after_ms,
-            &ports.in_flight.read(&routed.pool).counts,
+            &in_flight.counts,
         );
         if room.dead {
             // Picking answers 503 at once; holding would only delay it.
@@ -177,7 +186,7 @@ impl Exchange {
                 effects
                     .records
                     .push(flow_record(band_name, "released", waited_us / 1000));
-                match self.pick_replica(ports, &configured, &target) {
+                match self.pick_replica(ports, &configured, &target, None) {
                     Ok(destination) => {
                         effects.destination = destination;
                         effects.next = RequestNext::Continue;
@@ -222,10 +231,10 @@ impl Exchange {
             &ports.in_flight.read(&seat.pool).counts,
         );
         let slots = if room.dead { u32::MAX } else { room.slots };
-        let mut woken = Vec::new();
-        let mut record = None;
         let band_name = band_name(flow, seat.band);
-        let updated = match &seat.phase {
+        // A held request leaves the queue; one released meanwhile (the wake-up had not reached
+        // it) counts as admitted, with nothing used beyond its estimate.
+        let (held, actual) = match &seat.phase {
             Phase::Held {
                 ticket, since_us, ..
             } => {
@@ -234,39 +243,26 @@ impl Exchange {
                     .telemetry
                     .flow_waited(band_name, &seat.fairness_label, waited_us);
                 ports.telemetry.count(Event::FlowAbandoned);
-                record = Some(flow_record(band_name, "left", waited_us / 1000));
-                ports.flow.update(&seat.pool, &mut |state: &mut FlowState| {
-                    woken.clear();
-                    if !state.leave(flow, *ticket) {
-                        // Released (or expired) just before: a release counted it admitted.
-                        state.finish(
-                            flow,
-                            seat.owner,
-                            seat.band,
-                            seat.fairness,
-                            seat.cost,
-                            seat.cost,
-                        );
-                    }
-                    state.release(flow, slots, &mut woken);
-                })
+                (Some((*ticket, waited_us)), seat.cost)
             }
-            Phase::Admitted => {
-                let actual = used.unwrap_or(seat.cost);
-                ports.flow.update(&seat.pool, &mut |state: &mut FlowState| {
-                    woken.clear();
-                    state.finish(
-                        flow,
-                        seat.owner,
-                        seat.band,
-                        seat.fairness,
-                        seat.cost,
-                        actual,
-                    );
-                    state.release(flow, slots, &mut woken);
-                })
-            }
+            Phase::Admitted => (None, used.unwrap_or(seat.cost)),
         };
+        let mut woken = Vec::new();
+        let updated = ports.flow.update(&seat.pool, &mut |state: &mut FlowState| {
+            woken.clear();
+            let admitted = held.is_none_or(|(ticket, _)| !state.leave(flow, ticket));
+            if admitted {
+                state.finish(
+                    flow,
+                    seat.owner,
+                    seat.band,
+                    seat.fairness,
+                    seat.cost,
+                    actual,
+                );
+            }
+            state.release(flow, slots, &mut woken);
+        });
         if !updated {
             ports.log.log(
                 Level::Warn,
@@ -275,7 +271,7 @@ impl Exchange {
             ports.telemetry.count(Event::FailedClosed);
         }
         wake_all(ports.flow, &woken);
-        record
+        held.map(|(_, waited_us)| flow_record(band_name, "left", waited_us / 1000))
     }
 
     /// Whether the request waits in a flow-control queue.

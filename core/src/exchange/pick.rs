@@ -2,7 +2,7 @@
 //! picking state (the pool's in-flight counts, the prefix table), all behind ports.
 
 use super::effects::Destination;
-use super::ports::Ports;
+use super::ports::{InFlightRead, Ports};
 use crate::error::GatewayError;
 use crate::flow::{FlowControl, endpoint_room};
 use crate::picking::{Pick, PickRequest, Picking, PrefixEntry, fresh_pool, rank};
@@ -51,6 +51,8 @@ pub(super) enum PickOutcome {
 /// queue is past `max_waiting_per_endpoint` (off for requests flow control admitted: it
 /// decided they have room). `seated`: flow control admitted the request under this
 /// configuration; it goes to a replica with a free seat (where one freed), whenever one has.
+/// `read`: the pool's in-flight counts as the phase already read them (flow control's
+/// admission), else they are read here.
 pub(super) fn pick(
     ports: &Ports<'_>,
     picking: &Picking,
@@ -58,6 +60,7 @@ pub(super) fn pick(
     tie_breaker: u64,
     shed: bool,
     seated: Option<&FlowControl>,
+    read: Option<InFlightRead>,
 ) -> PickOutcome {
     let now = ports.clock.now_ms();
     let snapshot = ports.snapshot.snapshot();
@@ -73,7 +76,7 @@ pub(super) fn pick(
         .prefixes
         .entry(target.prefix_hash)
         .filter(|entry| entry.is_live(target.prefix_hash, now, picking.prefix_ttl_ms));
-    let in_flight = ports.in_flight.read(&target.pool);
+    let in_flight = read.unwrap_or_else(|| ports.in_flight.read(&target.pool));
     let counts = &in_flight.counts;
     let has_seat = |endpoint: &Endpoint| {
         seated.is_some_and(|flow| {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::effects::{BodyNext, Destination, Reply, RequestEffects, RequestNext, RequestWrite};
 use super::flow::{Entry, FlowHeaders};
 use super::pick::{self, PickOutcome, PickTarget};
-use super::ports::{Event, Level, Ports};
+use super::ports::{Event, InFlightRead, Level, Ports};
 use super::records;
 use super::response_guard::ResponseGuard;
 use super::views::{HeaderView, HostError, StreamInfo};
@@ -237,15 +237,22 @@ impl Exchange {
             }
         };
         effects.credential = self.quota.admit(ports, config.quotas.as_ref(), &routed)?;
+        // Flow control's admission and the pick read the pool's in-flight counts: once.
+        let in_flight = config
+            .flow_control
+            .as_ref()
+            .map(|_| ports.in_flight.read(&routed.pool));
         let entry = self.enter_flow(
             ports,
             configured,
             &routed,
             tenant.as_deref(),
+            in_flight.as_ref(),
             &mut effects.records,
         )?;
         if matches!(entry, Entry::Go) {
-            effects.destination = self.pick_replica(ports, configured, &PickTarget::of(&routed))?;
+            let target = PickTarget::of(&routed);
+            effects.destination = self.pick_replica(ports, configured, &target, in_flight)?;
         }
         effects.body.clone_from(&routed.body);
         effects.route_headers = vec![
@@ -292,12 +299,14 @@ impl Exchange {
 
     /// The replicas to send `target` to, best first, when picking is on and a fresh snapshot
     /// is at hand; `None` leaves the choice to Envoy. A request flow control seated is not
-    /// shed and goes to a replica with a free seat (`pick::pick`).
+    /// shed and goes to a replica with a free seat (`pick::pick`). `in_flight`: the pool's
+    /// counts if this phase already read them.
     pub(super) fn pick_replica(
         &mut self,
         ports: &Ports<'_>,
         configured: &Configured,
         target: &PickTarget,
+        in_flight: Option<InFlightRead>,
     ) -> Result<Option<Destination>, GatewayError> {
         let Some(picking) = &configured.config.picking else {
             return Ok(None);
@@ -308,7 +317,15 @@ impl Exchange {
             .as_ref()
             .filter(|_| self.seat.is_some());
         let shed = seated.is_none();
-        match pick::pick(ports, picking, target, self.tie_breaker, shed, seated) {
+        match pick::pick(
+            ports,
+            picking,
+            target,
+            self.tie_breaker,
+            shed,
+            seated,
+            in_flight,
+        ) {
             PickOutcome::Destination {
                 destination,
                 ticket,

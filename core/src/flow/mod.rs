@@ -20,6 +20,7 @@ mod queue;
 mod tests;
 
 pub use capacity::{Capacity, capacity, endpoint_room};
+pub(crate) use policy::fingerprint_of;
 pub use policy::{Band, Fairness, FlowControl, FlowTenant, MAX_BAND_CAPACITY, MAX_BANDS};
 pub use queue::{
     Arrival, Arrived, FlowState, Held, MAX_ENTRY_BYTES, MAX_OWNERS, MAX_TAGS, OWNER_LEASE_MS,

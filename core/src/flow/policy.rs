@@ -52,19 +52,26 @@ pub struct FlowControl {
     pub bands: Vec<Band>,
     pub objectives: BTreeMap<String, usize>,
     pub tenants: BTreeMap<String, FlowTenant>,
+    /// `fingerprint_of(&bands)`.
+    pub(crate) fingerprint: u64,
+}
+
+/// The fingerprint of a band layout (`FlowControl::fingerprint`).
+pub(crate) fn fingerprint_of(bands: &[Band]) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for band in bands {
+        hasher.update(band.name.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(&band.priority.to_le_bytes());
+    }
+    hasher.digest()
 }
 
 impl FlowControl {
     /// Identifies the band layout a queue state was built for: a state left by a configuration
-    /// with other bands is not read as this one's.
+    /// with other bands is not read as this one's. Computed once, at configure time.
     pub fn fingerprint(&self) -> u64 {
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        for band in &self.bands {
-            hasher.update(band.name.as_bytes());
-            hasher.update(&[0]);
-            hasher.update(&band.priority.to_le_bytes());
-        }
-        hasher.digest()
+        self.fingerprint
     }
 
     /// The band of a request: the objective header's, when it may choose (trusted, or an
