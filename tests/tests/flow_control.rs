@@ -43,8 +43,41 @@ async fn gateway(host: Host, flow_control: &str, picker: bool) -> Gateway {
     let gateway = Gateway::start(host, options).await;
     if picker {
         gateway.wait_for_picking().await;
+        idle_in_the_snapshot(&gateway).await;
     }
     gateway
+}
+
+/// Waits until the picker's snapshot shows the replica idle again after the warm-up, and three
+/// more snapshots have been published since (the filter fetches one every 50 ms): until then a
+/// warm-up request the scrape still shows running counts as another Envoy's, and the pool
+/// looks full.
+async fn idle_in_the_snapshot(gateway: &Gateway) {
+    let picker = gateway.picker.as_ref().expect("a picker");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut idle_since = None;
+    loop {
+        if let Some(snapshot) = picker.snapshot().await {
+            let version = snapshot["version"].as_u64().unwrap_or(0);
+            let busy = snapshot["pools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|pool| pool["endpoints"].as_array().into_iter().flatten())
+                .any(|e| e["running"].as_u64() != Some(0) || e["waiting"].as_u64() != Some(0));
+            match idle_since {
+                _ if busy => idle_since = None,
+                None => idle_since = Some(version),
+                Some(first) if version >= first + 3 => return,
+                Some(_) => {}
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the snapshot never showed the replica idle"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn chat(max_tokens: u64) -> Value {
