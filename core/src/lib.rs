@@ -35,4 +35,5 @@ pub mod response_text;
 pub mod routing;
 pub mod telemetry;
 pub mod tokens;
+pub mod translate;
 pub mod usage;
