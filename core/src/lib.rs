@@ -20,6 +20,7 @@
 )]
 
 pub mod api;
+pub mod attempt;
 pub mod canonical;
 pub mod config;
 pub mod error;
@@ -33,6 +34,7 @@ pub mod quota;
 pub mod response_read;
 pub mod response_text;
 pub mod routing;
+pub mod targets;
 pub mod telemetry;
 pub mod tokens;
 pub mod translate;

@@ -8,6 +8,7 @@ mod guardrails;
 mod header_name;
 pub mod quotas;
 mod runtime;
+mod targets;
 pub(crate) mod wire;
 
 pub use error::ConfigError;

@@ -31,6 +31,8 @@ pub struct Config {
     pub quotas: Option<super::quotas::Quotas>,
     /// Compiled guardrails; `None`: off.
     pub guardrails: Option<super::GuardrailsConfig>,
+    /// Targets, chains and failover; `None`: every model goes to its pool.
+    pub targets: Option<crate::targets::Targets>,
 }
 
 /// Token accounting settings.
@@ -105,8 +107,46 @@ impl Config {
 }
 
 impl WireConfig {
-    fn validate(self) -> Result<Config, ConfigError> {
+    fn validate(mut self) -> Result<Config, ConfigError> {
+        let mut chains = std::collections::BTreeMap::new();
+        for (name, model) in &mut self.models {
+            if model.chains.is_empty() {
+                if model.sticky.is_some() {
+                    return Err(ConfigError::new(
+                        format!("models.{name}.sticky"),
+                        "applies to models with chains",
+                    ));
+                }
+                continue;
+            }
+            if name.contains('*') {
+                return Err(ConfigError::new(
+                    format!("models.{name}.chains"),
+                    "chains are for exact model names (alias patterns to one instead)",
+                ));
+            }
+            if model.pool.is_some() {
+                return Err(ConfigError::new(
+                    format!("models.{name}.pool"),
+                    "set pool or chains, not both",
+                ));
+            }
+            chains.insert(
+                name.clone(),
+                super::targets::WireModelChains {
+                    chains: std::mem::take(&mut model.chains),
+                    sticky: model.sticky.take(),
+                },
+            );
+        }
+        let targets = super::targets::validate(
+            std::mem::take(&mut self.targets),
+            chains,
+            std::mem::take(&mut self.failover),
+            &|var| std::env::var(var).ok(),
+        )?;
         Ok(Config {
+            targets,
             routing: self.routing.validate()?,
             limits: self.limits.validate()?,
             catalog: ModelCatalog::build(self.models, self.aliases)?,
@@ -307,11 +347,15 @@ impl Routing {
 
     /// Request headers that steer routing inside the gateway. Only the filter may set them: any
     /// copy a client sends is removed before anything reads it.
-    pub fn internal_headers(&self) -> [&str; 3] {
+    /// Request headers only the gateway may set: they steer routing (the model headers, the
+    /// replica, the chain's cluster) or the upstream attempts (the plan).
+    pub fn internal_headers(&self) -> [&str; 5] {
         [
             self.model_header.as_str(),
             self.base_model_header.as_str(),
             DESTINATION_ENDPOINT_HEADER,
+            crate::targets::CLUSTER_HEADER,
+            crate::targets::PLAN_HEADER,
         ]
     }
 }
@@ -337,7 +381,9 @@ mod tests {
             [
                 "x-sluice-model",
                 "x-sluice-base-model",
-                "x-gateway-destination-endpoint"
+                "x-gateway-destination-endpoint",
+                "x-sluice-cluster",
+                "x-sluice-plan",
             ]
         );
         assert_eq!(config.routing.unhandled_paths, UnhandledPaths::Reject);
@@ -407,7 +453,13 @@ mod tests {
         .unwrap();
         assert_eq!(
             config.routing.internal_headers(),
-            ["x-model", "x-base", "x-gateway-destination-endpoint"]
+            [
+                "x-model",
+                "x-base",
+                "x-gateway-destination-endpoint",
+                "x-sluice-cluster",
+                "x-sluice-plan",
+            ]
         );
         assert_eq!(config.routing.unhandled_paths, UnhandledPaths::Pass);
         assert_eq!(config.limits.max_request_body_bytes, 10);

@@ -31,6 +31,10 @@ pub(crate) struct WireConfig {
     pub quotas: Option<super::quotas::WireQuotas>,
     /// Guardrails on requests and responses; off when absent.
     pub guardrails: Option<super::guardrails::WireGuardrails>,
+    /// Self-hosted pools and hosted providers that models' `chains` name.
+    pub targets: BTreeMap<String, super::targets::WireTarget>,
+    /// Taking targets out of rotation (`retry-after`) and ejecting failing ones.
+    pub failover: super::targets::WireFailover,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +107,10 @@ pub(crate) struct WireModel {
     pub tokenizer: Option<String>,
     /// Output budget when a request sets none (default: `tokens.default_max_output_tokens`).
     pub default_max_output_tokens: Option<u64>,
+    /// The chains of targets serving this model (instead of `pool`), with their weights.
+    pub chains: Vec<super::targets::WireChain>,
+    /// Keeps a user's (`"user"`) or a session's (`{"header": ...}`) requests on one chain.
+    pub sticky: Option<super::targets::WireSticky>,
 }
 
 impl Default for WireRouting {

@@ -30,6 +30,8 @@ pub enum RecordKey {
     Guardrails,
     /// Flow control's record: band, outcome, time held.
     Flow,
+    /// The upstream attempts: each one's target and outcome (written by the upstream filter).
+    Failover,
 }
 
 impl RecordKey {
@@ -38,6 +40,7 @@ impl RecordKey {
             Self::Tokens => "sluice.tokens",
             Self::Guardrails => "sluice.guardrails",
             Self::Flow => "sluice.flow",
+            Self::Failover => "sluice.failover",
         }
     }
 }

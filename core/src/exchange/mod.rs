@@ -29,6 +29,7 @@
 //! when the exchange is not in a state where its phase means anything.
 
 mod accounting;
+mod chain;
 mod effects;
 mod flow;
 mod pick;
@@ -119,6 +120,8 @@ pub struct Exchange {
     seat: Option<Seat>,
     /// Tokens the response used (input + output), once known: what flow control charges.
     used_tokens: Option<u64>,
+    /// The values of the request headers models are sticky by (`targets.sticky_headers`).
+    sticky_values: Vec<(String, String)>,
 }
 
 impl Exchange {
@@ -142,6 +145,7 @@ impl Exchange {
             flow_headers: FlowHeaders::default(),
             seat: None,
             used_tokens: None,
+            sticky_values: Vec::new(),
         }
     }
 }

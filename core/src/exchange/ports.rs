@@ -34,6 +34,7 @@ pub struct Ports<'a> {
     pub prefixes: &'a dyn PrefixAffinity,
     pub snapshot: &'a dyn SnapshotSource,
     pub flow: &'a dyn FlowQueues,
+    pub health: &'a dyn crate::attempt::TargetHealthStore,
     pub telemetry: &'a dyn TelemetrySink,
     pub log: &'a dyn Log,
 }
@@ -48,6 +49,7 @@ impl<'a> Ports<'a> {
             + PrefixAffinity
             + SnapshotSource
             + FlowQueues
+            + crate::attempt::TargetHealthStore
             + TelemetrySink
             + Log,
     {
@@ -58,6 +60,7 @@ impl<'a> Ports<'a> {
             prefixes: host,
             snapshot: host,
             flow: host,
+            health: host,
             telemetry: host,
             log: host,
         }
@@ -161,6 +164,9 @@ pub enum Event {
     GuardrailBlockFailure,
     /// Flow control held a request: its pool was saturated.
     FlowHeld,
+    /// A model's weighted chain started at a target out of rotation: another chain was taken
+    /// (or, every chain being out, the weighted one anyway).
+    ChainRerouted,
     /// A held request was released to go on.
     FlowReleased,
     /// A held request waited its band's time to live and was answered.
@@ -189,6 +195,12 @@ pub trait TelemetrySink {
     /// A request ended (any the filter saw): `status` is what the client got, `model` the
     /// model it was routed to.
     fn count_request(&self, api: ApiLabel, status: Option<u16>, model: Option<&str>);
+    /// An upstream attempt to `target` ended with `outcome` (`AttemptOutcome::label`: `ok`,
+    /// `client_error`, `rate_limited`, `overloaded`, `server_error`, `no_response`). Counted
+    /// by the upstream filter; the default counts nothing (a host without that role).
+    fn target_attempt(&self, target: &str, outcome: &'static str) {
+        let _ = (target, outcome);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

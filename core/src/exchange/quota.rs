@@ -179,6 +179,15 @@ impl QuotaState {
         std::mem::take(&mut self.headers)
     }
 
+    /// The target that answered has its own price (`quotas.prices[model]`, `model` being the
+    /// name the target serves): the request settles at it.
+    pub(super) fn reprice(&mut self, quotas: Option<&Quotas>, model: &str) {
+        let price = quotas.and_then(|q| q.prices.get(model)).copied();
+        if let (Some(ticket), Some(price)) = (self.ticket.as_mut(), price) {
+            ticket.reprice(price);
+        }
+    }
+
     /// The usage is known: replace the reservation with it.
     pub(super) fn settle(&mut self, ports: &Ports<'_>, counts: &Counts) {
         let Some(ticket) = self.ticket.take() else {

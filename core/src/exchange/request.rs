@@ -63,6 +63,13 @@ impl Exchange {
                 fairness: flow_header(headers, FAIRNESS_HEADER),
             };
         }
+        if let Some(targets) = &configured.config.targets {
+            self.sticky_values = targets
+                .sticky_headers
+                .iter()
+                .filter_map(|name| Some((name.clone(), headers.get(name)?.into_owned())))
+                .collect();
+        }
         let removed =
             self.internal_headers(ports, &configured, headers, &mut effects.remove_headers);
         let quotas = configured.config.quotas.as_ref();
@@ -211,7 +218,7 @@ impl Exchange {
             route: route.as_deref(),
             tenant: tenant.as_deref(),
         };
-        let routed = match pipeline::route_request_for(config, api, body, keys) {
+        let mut routed = match pipeline::route_request_for(config, api, body, keys) {
             Ok(routed) => {
                 self.guard_request(ports, configured, &routed, effects);
                 routed
@@ -236,21 +243,39 @@ impl Exchange {
                 return Err(error);
             }
         };
+        // A model served by chains: the chain's first target decides the pool (a provider has
+        // none: no replica to pick, no queue to hold in).
+        let chosen = self.choose_chain(ports, config, &routed, tenant.as_deref());
+        let to_pool = match &chosen {
+            Some(chosen) => {
+                effects.records.push(chosen.record.clone());
+                if let Some(pool) = &chosen.first_pool {
+                    routed.pool.clone_from(pool);
+                }
+                chosen.first_pool.is_some()
+            }
+            None => true,
+        };
         effects.credential = self.quota.admit(ports, config.quotas.as_ref(), &routed)?;
         // Flow control's admission and the pick read the pool's in-flight counts: once.
         let in_flight = config
             .flow_control
             .as_ref()
+            .filter(|_| to_pool)
             .map(|_| ports.in_flight.read(&routed.pool));
-        let entry = self.enter_flow(
-            ports,
-            configured,
-            &routed,
-            tenant.as_deref(),
-            in_flight.as_ref(),
-            &mut effects.records,
-        )?;
-        if matches!(entry, Entry::Go) {
+        let entry = if to_pool {
+            self.enter_flow(
+                ports,
+                configured,
+                &routed,
+                tenant.as_deref(),
+                in_flight.as_ref(),
+                &mut effects.records,
+            )?
+        } else {
+            Entry::Go
+        };
+        if matches!(entry, Entry::Go) && to_pool {
             let target = PickTarget::of(&routed);
             effects.destination = self.pick_replica(ports, configured, &target, in_flight)?;
         }
@@ -265,6 +290,9 @@ impl Exchange {
                 routed.base_model.clone(),
             ),
         ];
+        if let Some(chosen) = chosen {
+            effects.route_headers.extend(chosen.headers);
+        }
         let guard = response_guard(configured, &routed, api);
         self.accounting = Some(Accounting::new(&routed, self.started_us, guard, tenant));
         Ok(entry)

@@ -12,6 +12,7 @@ use super::{Accounting, Exchange};
 use crate::config::USAGE_HEADER;
 use crate::guardrails::Direction;
 use crate::guardrails::fail_closed::Outcome;
+use crate::targets::{SERVED_BY_HEADER, TargetKind};
 use crate::usage::{Counts, TokenRecord};
 
 impl Exchange {
@@ -33,6 +34,22 @@ impl Exchange {
         let Some(configured) = self.configured.clone() else {
             return effects;
         };
+        if let Some(served) = headers.get(SERVED_BY_HEADER) {
+            // The upstream filter names the target that answered; the client never sees it.
+            effects.remove_headers.push(SERVED_BY_HEADER);
+            let model = configured
+                .config
+                .targets
+                .as_ref()
+                .and_then(|t| t.index_of(&served).and_then(|i| t.get(i)))
+                .and_then(|t| match &t.kind {
+                    TargetKind::Provider(p) => Some(p.model.as_str()),
+                    TargetKind::Pool { model, .. } => model.as_deref(),
+                });
+            if let Some(model) = model {
+                self.quota.reprice(configured.config.quotas.as_ref(), model);
+            }
+        }
         let Some(accounting) = self.accounting.as_mut() else {
             return effects;
         };

@@ -30,6 +30,9 @@ pub struct RoutedRequest {
     pub strip_usage: bool,
     /// What the guardrails found and decided, when they are on.
     pub guardrails: Option<RequestVerdict>,
+    /// The end user the request names (OpenAI `user`, Anthropic `metadata.user_id`): what
+    /// keeps a user on one chain when its model is sticky by user.
+    pub user: Option<String>,
 }
 
 impl RoutedRequest {
@@ -199,6 +202,7 @@ fn route_parsed(
         estimate,
         strip_usage,
         guardrails: None,
+        user: request.user.as_deref().map(str::to_owned),
     };
     Ok((routed, changes))
 }

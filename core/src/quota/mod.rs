@@ -186,6 +186,14 @@ pub struct Ticket {
     price: Price,
 }
 
+impl Ticket {
+    /// Settles at `price` instead of the price the request was admitted at: the target that
+    /// answered (a failover, a canary) has its own.
+    pub fn reprice(&mut self, price: Price) {
+        self.price = price;
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admitted {
     pub ticket: Ticket,

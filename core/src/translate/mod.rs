@@ -10,8 +10,11 @@
 //! `request.rs` for the list.
 
 mod mapping;
+// Removed when request.rs, response.rs, error.rs and stream.rs land.
+mod pending;
 
 pub use mapping::{Shape, StopReason, UsageFigures};
+pub use pending::{StreamTranslator, TargetRequest, error, request, response};
 
 // The translation functions (request, response, error, stream) live in their own files:
 // `request.rs` (client body -> target body), `response.rs` (whole JSON response),

@@ -63,6 +63,7 @@ pub struct Metrics {
     /// after waiting their band's time to live, turned away from a full band, and gone while
     /// held (their client left).
     pub flow_held: Counter,
+    pub chain_rerouted: Counter,
     pub flow_released: Counter,
     pub flow_expired: Counter,
     pub flow_overflow: Counter,
@@ -88,6 +89,7 @@ impl Metrics {
             shed: Counter::define("sluice_requests_shed_total"),
             picker_fetch_failures: Counter::define("sluice_picker_fetch_failures_total"),
             flow_held: Counter::define("sluice_flow_held_total"),
+            chain_rerouted: Counter::define("sluice_chain_rerouted_total"),
             flow_released: Counter::define("sluice_flow_released_total"),
             flow_expired: Counter::define("sluice_flow_expired_total"),
             flow_overflow: Counter::define("sluice_flow_overflow_total"),
@@ -110,6 +112,7 @@ impl Metrics {
             &self.shed,
             &self.picker_fetch_failures,
             &self.flow_held,
+            &self.chain_rerouted,
             &self.flow_released,
             &self.flow_expired,
             &self.flow_overflow,

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use super::flow::FlowHub;
 use super::metrics::Metrics;
 use super::{clock, log, quota, shared};
+use sluice_core::attempt::TargetHealthStore;
 use sluice_core::exchange::{
     Clock, Event, FlowQueues, InFlightCounts, InFlightRead, Level, Log, Ports, PrefixAffinity,
     QuotaLedger, SnapshotSource, TelemetrySink,
@@ -27,6 +28,7 @@ use sluice_core::flow::{FlowState, Woken};
 use sluice_core::guardrails::{Direction, Guardrails, Hits};
 use sluice_core::picking::{InFlight, LocalSnapshot, PrefixEntry};
 use sluice_core::quota::{Standing, Store};
+use sluice_core::targets::HealthTable;
 use sluice_core::telemetry::{ApiLabel, Observation};
 use sluice_wire::Snapshot;
 
@@ -142,6 +144,7 @@ impl TelemetrySink for Host {
             Event::QuotaWriteFailure => &m.quota.write_failures,
             Event::GuardrailBlockFailure => &m.guardrails.block_failures,
             Event::FlowHeld => &m.flow_held,
+            Event::ChainRerouted => &m.chain_rerouted,
             Event::FlowReleased => &m.flow_released,
             Event::FlowExpired => &m.flow_expired,
             Event::FlowOverflow => &m.flow_overflow,
@@ -218,6 +221,28 @@ impl Log for Host {
             Level::Info => log::info(message),
             Level::Warn => log::warn(message),
             Level::Error => log::error(message),
+        }
+    }
+}
+
+/// The targets' health lives under one shared-data key of the VM id: the downstream filter
+/// (choosing chains) and the upstream filter (recording attempts) read and write the same
+/// table when they share the VM id.
+const TARGET_HEALTH_KEY: &str = "sluice.targets.health";
+
+impl TargetHealthStore for Host {
+    fn update(&self, change: &mut dyn FnMut(&mut HealthTable)) -> bool {
+        shared::update(TARGET_HEALTH_KEY, |current| {
+            let mut table = current.map(HealthTable::decode).unwrap_or_default();
+            change(&mut table);
+            table.encode()
+        })
+    }
+
+    fn read(&self) -> Option<HealthTable> {
+        match shared::get(TARGET_HEALTH_KEY) {
+            (Some(bytes), _) => Some(HealthTable::decode(&bytes)),
+            (None, _) => Some(HealthTable::default()),
         }
     }
 }

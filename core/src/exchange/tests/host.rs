@@ -173,6 +173,8 @@ pub struct Client<'f> {
     pub response: Response,
     /// Flow control holds the request.
     pub held: bool,
+    /// Headers the upstream adds to its response (beyond its content type).
+    pub upstream_response_headers: Vec<(String, String)>,
 }
 
 impl<'f> Client<'f> {
@@ -192,6 +194,7 @@ impl<'f> Client<'f> {
             cut: false,
             response: Response::default(),
             held: false,
+            upstream_response_headers: Vec::new(),
         }
     }
 
@@ -356,7 +359,9 @@ impl<'f> Client<'f> {
                 ),
                 None => (
                     status,
-                    vec![("content-type".to_owned(), content_type.to_owned())],
+                    std::iter::once(("content-type".to_owned(), content_type.to_owned()))
+                        .chain(self.upstream_response_headers.iter().cloned())
+                        .collect(),
                     chunks.iter().map(|c| c.as_bytes().to_vec()).collect(),
                 ),
             };

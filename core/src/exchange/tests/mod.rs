@@ -6,7 +6,9 @@
 //! - `settling.rs`: reservations, usage and in-flight counts at the end.
 //! - `pairs.rs`: the same answer as JSON and as a stream.
 //! - `flow.rs`: holding, releasing, expiring and leaving under flow control.
+//! - `chains.rs`: models served by chains of targets (weights, stickiness, rotation).
 
+mod chains;
 mod fail_closed;
 mod flow;
 mod host;
@@ -153,6 +155,7 @@ pub struct Fakes {
     /// wait observed.
     pub flow_gauges: RefCell<HashMap<(String, String), i64>>,
     pub flow_waits: RefCell<Vec<(String, String, u64)>>,
+    pub health: RefCell<crate::targets::HealthTable>,
 }
 
 impl Default for Fakes {
@@ -179,7 +182,19 @@ impl Default for Fakes {
             woken: RefCell::default(),
             flow_gauges: RefCell::default(),
             flow_waits: RefCell::default(),
+            health: RefCell::default(),
         }
+    }
+}
+
+impl crate::attempt::TargetHealthStore for Fakes {
+    fn update(&self, change: &mut dyn FnMut(&mut crate::targets::HealthTable)) -> bool {
+        change(&mut self.health.borrow_mut());
+        true
+    }
+
+    fn read(&self) -> Option<crate::targets::HealthTable> {
+        Some(self.health.borrow().clone())
     }
 }
 

@@ -56,6 +56,7 @@ fn exact_models_keep_the_body() {
             },
             strip_usage: false,
             guardrails: None,
+            user: None,
         }
     );
     assert_eq!(routed.adapter(), None);

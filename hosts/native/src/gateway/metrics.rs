@@ -67,6 +67,7 @@ pub struct Metrics {
     pub guardrail_hits: CounterId,
     pub guardrail_block_failures: CounterId,
     pub flow_held: CounterId,
+    pub chain_rerouted: CounterId,
     pub flow_released: CounterId,
     pub flow_expired: CounterId,
     pub flow_overflow: CounterId,
@@ -115,6 +116,7 @@ impl Metrics {
         )?;
         let guardrail_block_failures = counter("sluice_guardrail_block_failures_total", &[])?;
         let flow_held = counter("sluice_flow_held_total", &[])?;
+        let chain_rerouted = counter("sluice_chain_rerouted_total", &[])?;
         let flow_released = counter("sluice_flow_released_total", &[])?;
         let flow_expired = counter("sluice_flow_expired_total", &[])?;
         let flow_overflow = counter("sluice_flow_overflow_total", &[])?;
@@ -169,6 +171,7 @@ impl Metrics {
             guardrail_hits,
             guardrail_block_failures,
             flow_held,
+            chain_rerouted,
             flow_released,
             flow_expired,
             flow_overflow,
@@ -361,6 +364,7 @@ impl TelemetrySink for Recorder<'_> {
             Event::QuotaWriteFailure => m.quota_write_failures,
             Event::GuardrailBlockFailure => m.guardrail_block_failures,
             Event::FlowHeld => m.flow_held,
+            Event::ChainRerouted => m.chain_rerouted,
             Event::FlowReleased => m.flow_released,
             Event::FlowExpired => m.flow_expired,
             Event::FlowOverflow => m.flow_overflow,

@@ -1,0 +1,232 @@
+//! The attempt's request: which target it goes to, and the request rewritten for it.
+
+use crate::canonical::ApiKind;
+use crate::error::{ApiFlavor, GatewayError};
+use crate::exchange::{HeaderView, Level, Reply};
+use crate::json::TopLevel;
+use crate::targets::{PLAN_HEADER, TargetKind};
+use crate::translate::{self, Shape, TargetRequest};
+
+use super::plan::Plan;
+use super::record::FailoverRecord;
+use super::{Attempt, AttemptInfo, AttemptNext, AttemptPorts, AttemptRequestEffects, Managed};
+
+/// The attempt number Envoy adds to each try's headers (route or virtual host
+/// `include_attempt_count_in_request`).
+const ATTEMPT_COUNT_HEADER: &str = "x-envoy-attempt-count";
+
+/// Headers that carry a client's credential: a provider gets its own instead, never the
+/// client's (which is a key to this gateway).
+const CREDENTIAL_HEADERS: [&str; 2] = ["authorization", "x-api-key"];
+
+impl Attempt {
+    /// The attempt's request headers. Returns: `Continue` for a request the downstream filter
+    /// did not plan (it goes on untouched: a pool's own cluster, a passthrough path);
+    /// `ReadBody` for a planned one (its body is rewritten for the target); a 500 reply when
+    /// the plan names a target this configuration does not have.
+    pub fn on_request_headers(
+        &mut self,
+        ports: &AttemptPorts<'_>,
+        headers: &dyn HeaderView,
+        info: &AttemptInfo<'_>,
+    ) -> AttemptRequestEffects {
+        let Some(targets) = &self.configured.config.targets else {
+            return AttemptRequestEffects::default();
+        };
+        let Some(plan) = headers.get(PLAN_HEADER).and_then(|v| Plan::parse(&v)) else {
+            return AttemptRequestEffects::default();
+        };
+        let attempt = headers
+            .get(ATTEMPT_COUNT_HEADER)
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(1);
+        let name = info.host_target.or_else(|| plan.target_of_attempt(attempt));
+        let Some(target) = name.and_then(|n| targets.index_of(n)) else {
+            ports.log.log(
+                Level::Error,
+                "attempt: the plan's target is not in this configuration; answered 500",
+            );
+            return AttemptRequestEffects {
+                next: AttemptNext::Reply(reply(
+                    &GatewayError::Internal("the request's target is not configured"),
+                    plan.client.flavor(),
+                )),
+                ..AttemptRequestEffects::default()
+            };
+        };
+        self.managed = Some(Managed {
+            target,
+            client: plan.client,
+            translate: None,
+            record: FailoverRecord::continue_from(info.previous_record),
+        });
+        AttemptRequestEffects {
+            next: AttemptNext::ReadBody,
+            ..AttemptRequestEffects::default()
+        }
+    }
+
+    /// A request body callback of a planned attempt; `body` is the whole body at `end`.
+    /// Returns `ReadBody` until then; then the headers and body for the target, or a 400 in
+    /// the client's format when the request cannot be put in the target's API.
+    pub fn on_request_body(
+        &mut self,
+        ports: &AttemptPorts<'_>,
+        body: &[u8],
+        end: bool,
+    ) -> AttemptRequestEffects {
+        let Some(managed) = &mut self.managed else {
+            return AttemptRequestEffects::default();
+        };
+        if !end {
+            return AttemptRequestEffects {
+                next: AttemptNext::ReadBody,
+                ..AttemptRequestEffects::default()
+            };
+        }
+        let Some(target) = self
+            .configured
+            .config
+            .targets
+            .as_ref()
+            .and_then(|t| t.get(managed.target))
+        else {
+            return AttemptRequestEffects::default();
+        };
+        let flavor = managed.client.flavor();
+        let rewritten = match &target.kind {
+            TargetKind::Pool { model, .. } => for_pool(body, model.as_deref()),
+            TargetKind::Provider(provider) => {
+                let client = Shape::of(managed.client);
+                match for_provider(managed.client, client, body, provider) {
+                    Ok(rewritten) => {
+                        if let Some(client) = client.filter(|c| *c != provider.shape) {
+                            managed.translate = Some((provider.shape, client));
+                        }
+                        Ok(rewritten)
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        match rewritten {
+            Ok((set_headers, remove_headers, body)) => AttemptRequestEffects {
+                remove_headers,
+                set_headers,
+                body: Some(body),
+                ..AttemptRequestEffects::default()
+            },
+            Err(error) => {
+                if error.status() >= 500 {
+                    ports
+                        .log
+                        .log(Level::Warn, "attempt: the request could not be rewritten");
+                }
+                AttemptRequestEffects {
+                    next: AttemptNext::Reply(reply(&error, flavor)),
+                    ..AttemptRequestEffects::default()
+                }
+            }
+        }
+    }
+}
+
+type Rewritten = (Vec<(String, String)>, Vec<String>, Vec<u8>);
+
+/// A pool target: the body as it is, or with the model the target serves (an adapter, for a
+/// LoRA canary). The headers stay: the pool's credential is the downstream filter's business.
+fn for_pool(body: &[u8], model: Option<&str>) -> Result<Rewritten, GatewayError> {
+    let body = match model {
+        Some(model) => with_model(body, model)?,
+        None => body.to_vec(),
+    };
+    Ok((Vec::new(), Vec::new(), body))
+}
+
+/// A provider target: its path, model, credential and API shape.
+fn for_provider(
+    api: ApiKind,
+    client: Option<Shape>,
+    body: &[u8],
+    provider: &crate::targets::Provider,
+) -> Result<Rewritten, GatewayError> {
+    let mut set = Vec::new();
+    let mut remove: Vec<String> = CREDENTIAL_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+    let body = match client {
+        Some(client) => {
+            let body = translate::request(
+                client,
+                body,
+                &TargetRequest {
+                    shape: provider.shape,
+                    model: &provider.model,
+                    default_max_tokens: provider.default_max_tokens,
+                },
+            )?;
+            if client != provider.shape {
+                set.push((":path".to_owned(), provider.shape.path().to_owned()));
+            }
+            body
+        }
+        // Completions, embeddings and Responses: an OpenAI provider serves them as they are.
+        None if provider.shape == Shape::OpenAiChat => with_model(body, &provider.model)?,
+        None => {
+            return Err(GatewayError::InvalidField {
+                param: "model".into(),
+                message: format!(
+                    "this model is served by an Anthropic Messages API target, to which the {} API does not translate",
+                    api_name(api)
+                ),
+            });
+        }
+    };
+    // The response is read (usage, translation): no compression.
+    remove.push("accept-encoding".to_owned());
+    match provider.shape {
+        Shape::OpenAiChat => {
+            remove.extend(["anthropic-version", "anthropic-beta"].map(str::to_owned));
+            if let Some(key) = &provider.api_key {
+                set.push(("authorization".to_owned(), format!("Bearer {key}")));
+            }
+        }
+        Shape::AnthropicMessages => {
+            set.push((
+                "anthropic-version".to_owned(),
+                provider.anthropic_version.clone(),
+            ));
+            if let Some(key) = &provider.api_key {
+                set.push(("x-api-key".to_owned(), key.clone()));
+            }
+        }
+    }
+    set.push(("content-type".to_owned(), "application/json".to_owned()));
+    Ok((set, remove, body))
+}
+
+fn with_model(body: &[u8], model: &str) -> Result<Vec<u8>, GatewayError> {
+    let top = TopLevel::parse(body)?;
+    let model = serde_json::to_string(model)
+        .map_err(|_| GatewayError::Internal("writing the model name failed"))?;
+    Ok(top.with_replaced("model", &model))
+}
+
+fn api_name(api: ApiKind) -> &'static str {
+    match api {
+        ApiKind::ChatCompletions => "Chat Completions",
+        ApiKind::Completions => "Completions",
+        ApiKind::Embeddings => "Embeddings",
+        ApiKind::Responses => "Responses",
+        ApiKind::Messages => "Messages",
+    }
+}
+
+/// `error` as a reply in `flavor`'s format.
+pub(super) fn reply(error: &GatewayError, flavor: ApiFlavor) -> Reply {
+    let mut headers = vec![("content-type", "application/json".to_owned())];
+    headers.extend(error.headers().into_iter().map(|(k, v)| (k, v.to_owned())));
+    Reply {
+        status: error.status(),
+        headers,
+        body: error.body(flavor),
+    }
+}
