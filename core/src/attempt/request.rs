@@ -40,7 +40,13 @@ impl Attempt {
             .get(ATTEMPT_COUNT_HEADER)
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(1);
-        let name = info.host_target.or_else(|| plan.target_of_attempt(attempt));
+        // The host's metadata names the target of the cluster the attempt went to; it wins
+        // when the plan lists it (an attempt number can be off when Envoy skipped a
+        // sub-cluster without hosts). Clusters shared by several targets carry none.
+        let name = info
+            .host_target
+            .filter(|t| plan.targets.iter().any(|p| p == t))
+            .or_else(|| plan.target_of_attempt(attempt));
         let Some(target) = name.and_then(|n| targets.index_of(n)) else {
             ports.log.log(
                 Level::Error,

@@ -229,11 +229,8 @@ fn a_target_the_configuration_does_not_have_is_answered_500_in_the_clients_forma
     let mut attempt = Attempt::new(configured());
     let effects = attempt.on_request_headers(
         &ports.ports(),
-        &planned("messages", "1"),
-        &AttemptInfo {
-            host_target: Some("gone"),
-            previous_record: None,
-        },
+        &headers(&[(PLAN_HEADER, "api=messages;targets=gone")]),
+        &AttemptInfo::default(),
     );
     let AttemptNext::Reply(reply) = effects.next else {
         panic!("expected a reply, got {:?}", effects.next)
