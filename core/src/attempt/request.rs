@@ -100,8 +100,14 @@ impl Attempt {
             return AttemptRequestEffects::default();
         };
         let flavor = managed.client.flavor();
+        let quotas = self.configured.config.quotas.as_ref();
         let rewritten = match &target.kind {
-            TargetKind::Pool { model, .. } => for_pool(body, model.as_deref()),
+            TargetKind::Pool { pool, model } => {
+                let credential = quotas
+                    .and_then(|q| q.upstream_credentials.get(pool))
+                    .map(|c| (c.header.clone(), c.value.clone()));
+                for_pool(managed.client, body, model.as_deref(), credential)
+            }
             TargetKind::Provider(provider) => {
                 let client = Shape::of(managed.client);
                 match for_provider(managed.client, client, body, provider) {
@@ -139,14 +145,40 @@ impl Attempt {
 
 type Rewritten = (Vec<(String, String)>, Vec<String>, Vec<u8>);
 
-/// A pool target: the body as it is, or with the model the target serves (an adapter, for a
-/// LoRA canary). The headers stay: the pool's credential is the downstream filter's business.
-fn for_pool(body: &[u8], model: Option<&str>) -> Result<Rewritten, GatewayError> {
+/// A pool target: the client's API (model servers speak both), with the model the target
+/// serves (an adapter, for a LoRA canary) and the pool's own credential when it has one.
+///
+/// Every attempt sets all it depends on and removes what an earlier attempt may have set:
+/// Envoy hands each attempt the request headers as the attempt before left them (its path,
+/// a provider's key), and the client's body afresh.
+fn for_pool(
+    api: ApiKind,
+    body: &[u8],
+    model: Option<&str>,
+    credential: Option<(String, String)>,
+) -> Result<Rewritten, GatewayError> {
     let body = match model {
         Some(model) => with_model(body, model)?,
         None => body.to_vec(),
     };
-    Ok((Vec::new(), Vec::new(), body))
+    let mut remove: Vec<String> = CREDENTIAL_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+    let mut set = vec![(":path".to_owned(), path_of(api).to_owned())];
+    if let Some((header, value)) = credential {
+        remove.retain(|h| *h != header);
+        set.push((header, value));
+    }
+    Ok((set, remove, body))
+}
+
+/// The path of a client API.
+fn path_of(api: ApiKind) -> &'static str {
+    match api {
+        ApiKind::ChatCompletions => "/v1/chat/completions",
+        ApiKind::Completions => "/v1/completions",
+        ApiKind::Embeddings => "/v1/embeddings",
+        ApiKind::Responses => "/v1/responses",
+        ApiKind::Messages => "/v1/messages",
+    }
 }
 
 /// A provider target: its path, model, credential and API shape.
@@ -169,13 +201,14 @@ fn for_provider(
                     default_max_tokens: provider.default_max_tokens,
                 },
             )?;
-            if client != provider.shape {
-                set.push((":path".to_owned(), provider.shape.path().to_owned()));
-            }
+            set.push((":path".to_owned(), provider.shape.path().to_owned()));
             body
         }
         // Completions, embeddings and Responses: an OpenAI provider serves them as they are.
-        None if provider.shape == Shape::OpenAiChat => with_model(body, &provider.model)?,
+        None if provider.shape == Shape::OpenAiChat => {
+            set.push((":path".to_owned(), path_of(api).to_owned()));
+            with_model(body, &provider.model)?
+        }
         None => {
             return Err(GatewayError::InvalidField {
                 param: "model".into(),
@@ -196,6 +229,7 @@ fn for_provider(
             }
         }
         Shape::AnthropicMessages => {
+            remove.push("authorization".to_owned());
             set.push((
                 "anthropic-version".to_owned(),
                 provider.anthropic_version.clone(),

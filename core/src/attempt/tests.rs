@@ -183,8 +183,10 @@ fn a_provider_of_the_clients_api_gets_its_model_and_its_own_key_never_the_client
             .contains(&("authorization".to_owned(), "Bearer sk-provider".to_owned()))
     );
     assert!(
-        !effects.set_headers.iter().any(|(k, _)| k == ":path"),
-        "same API: same path"
+        effects
+            .set_headers
+            .contains(&(":path".to_owned(), "/v1/chat/completions".to_owned())),
+        "every attempt sets its path: an earlier attempt's stays in the headers otherwise"
     );
 }
 
@@ -206,7 +208,12 @@ fn the_hosts_metadata_names_the_target_before_the_attempt_number() {
         body["model"], "m-canary",
         "the pool target's own model (a canary adapter)"
     );
-    assert!(effects.set_headers.is_empty() && effects.remove_headers.is_empty());
+    // What an earlier attempt (a provider) may have left goes: its key, its path.
+    assert_eq!(effects.remove_headers, ["authorization", "x-api-key"]);
+    assert_eq!(
+        effects.set_headers,
+        [(":path".to_owned(), "/v1/chat/completions".to_owned())]
+    );
 }
 
 #[test]
