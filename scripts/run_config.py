@@ -47,9 +47,10 @@ def replace_once(text, old, new):
 
 
 def filter_block(lines):
-    """Where the filter's JSON is: the block under `value: |`, up to the first line indented no
+    """Where the filter's JSON is: the block under `value: &sluice_config |` (the upstream filter
+    reads the same block through its YAML alias), up to the first line indented no
     deeper. Returns (first line, end, indent of `value: |`)."""
-    start = next(i for i, line in enumerate(lines) if line.strip() == "value: |")
+    start = next(i for i, line in enumerate(lines) if line.strip() == "value: &sluice_config |")
     indent = len(lines[start]) - len(lines[start].lstrip())
     end = next(
         i

@@ -120,9 +120,9 @@ def render(template, admin, listener, upstream, wasm=None, mask=None, with_filte
         text = text.replace("filename: target/wasm32-wasip1/wasm-release/sluice_wasm.wasm",
                             f"filename: {wasm}")
     if mask is not None:
-        start = text.index("value: |")
+        start = text.index("value: &sluice_config |")
         end = text.index("# Lets the filter")
-        text = text[:start] + f'value: "{mask}"\n                ' + text[end:]
+        text = text[:start] + f'value: &sluice_config "{mask}"\n                ' + text[end:]
     if configuration is not None:
         text = replace_filter_configuration(text, configuration)
     if not with_filter:
@@ -133,16 +133,17 @@ def render(template, admin, listener, upstream, wasm=None, mask=None, with_filte
 
 
 def replace_filter_configuration(text, configuration):
-    """The filter's JSON configuration (the block under `value: |`, in either shipped config)
-    replaced by `configuration`, on one line."""
+    """The filter's JSON configuration (the block under `value: &sluice_config |`, in either
+    shipped config; the upstream filter reads it through the alias) replaced by
+    `configuration`, on one line."""
     lines = text.split("\n")
-    start = next(i for i, l in enumerate(lines) if l.strip() == "value: |")
+    start = next(i for i, l in enumerate(lines) if l.strip() == "value: &sluice_config |")
     indent = len(lines[start]) - len(lines[start].lstrip())
     end = start + 1
     while end < len(lines) and (not lines[end].strip()
                                 or len(lines[end]) - len(lines[end].lstrip()) > indent):
         end += 1
-    line = " " * indent + "value: " + json.dumps(configuration)
+    line = " " * indent + "value: &sluice_config " + json.dumps(configuration)
     return "\n".join(lines[:start] + [line] + lines[end:])
 
 

@@ -381,6 +381,30 @@ pub async fn start_picker(
 /// `config` with the HTTP filter named `name` removed, everything else byte for byte the same:
 /// plain Envoy as the physical limit for Sluice.
 pub fn without_filter(config: &str, name: &str) -> Result<String, String> {
+    // The gateway's filter, then its upstream role in the provider clusters (`<name>.upstream`,
+    // written once under a YAML anchor the other clusters refer to).
+    let out = without_block(config, name)?;
+    let upstream = format!("{name}.upstream");
+    let out = if out
+        .lines()
+        .any(|l| l.trim() == format!("- name: {upstream}"))
+    {
+        without_block(&out, &upstream)?
+    } else {
+        out
+    };
+    if out.contains("extensions.filters.http.wasm.")
+        || out.contains("extensions.filters.http.dynamic_modules.")
+        || out.contains("*sluice_config")
+        || !out.contains("envoy.filters.http.router")
+    {
+        return Err("removing the Sluice filter left an unexpected Envoy config".into());
+    }
+    Ok(out)
+}
+
+/// `config` without the list item `- name: {name}` (which must occur once) and what it holds.
+fn without_block(config: &str, name: &str) -> Result<String, String> {
     let lines: Vec<&str> = config.lines().collect();
     let start_line = format!("- name: {name}");
     let starts: Vec<usize> = (0..lines.len())
@@ -403,14 +427,7 @@ pub fn without_filter(config: &str, name: &str) -> Result<String, String> {
         .unwrap_or(lines.len());
     let mut out: Vec<&str> = lines[..start].to_vec();
     out.extend(&lines[end..]);
-    let out = out.join("\n") + "\n";
-    if out.contains("extensions.filters.http.wasm.")
-        || out.contains("extensions.filters.http.dynamic_modules.")
-        || !out.contains("envoy.filters.http.router")
-    {
-        return Err("removing the Sluice filter left an unexpected Envoy config".into());
-    }
-    Ok(out)
+    Ok(out.join("\n") + "\n")
 }
 
 /// `bench/` in the repository.
@@ -598,19 +615,33 @@ mod tests {
             sluice.contains("\"unhandled_paths\": \"reject\""),
             "{host}: the benchmark's configuration"
         );
-        // Nothing else changed: the removed lines are one contiguous block.
-        let removed = sluice.lines().count() - plain.lines().count();
+        // Nothing else changed: what is gone is the two filter blocks (the gateway's, then its
+        // upstream role's), and the rest is the shipped config line for line.
         let sluice_lines: Vec<&str> = sluice.lines().collect();
-        let plain_lines: Vec<&str> = plain.lines().collect();
-        let first_diff = (0..plain_lines.len())
-            .find(|&i| plain_lines[i] != sluice_lines[i])
-            .expect("a difference");
-        assert!(sluice_lines[first_diff].trim() == "- name: sluice");
+        let mut kept = plain.lines();
+        let mut next = kept.next();
+        let mut removed = Vec::new();
+        for line in &sluice_lines {
+            if next == Some(*line) {
+                next = kept.next();
+            } else {
+                removed.push(*line);
+            }
+        }
         assert_eq!(
-            plain_lines[first_diff..],
-            sluice_lines[first_diff + removed..]
+            next, None,
+            "{host}: plain is the shipped config with lines removed"
         );
-        assert!(plain_lines[first_diff].contains("envoy.filters.http.router"));
+        let starts: Vec<&str> = removed
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| l.starts_with("- name: "))
+            .collect();
+        assert_eq!(
+            starts,
+            ["- name: sluice", "- name: sluice.upstream"],
+            "{host}"
+        );
     }
 
     #[test]

@@ -272,12 +272,14 @@ fn replace_endpoints(text: &str, cluster: &str, replicas: &[SocketAddr]) -> Stri
     out.join("\n") + "\n"
 }
 
-/// Swaps the filter's JSON configuration (the block under `value: |`).
+/// Swaps the filter's JSON configuration (the block under `value: &sluice_config |`).
 fn replace_filter_configuration(text: &str, json: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
+    // `value: &sluice_config |`: the upstream filter's configuration is the same block (a YAML
+    // alias), so it changes with it.
     let start = lines
         .iter()
-        .position(|l| l.trim() == "value: |")
+        .position(|l| l.trim() == "value: &sluice_config |")
         .expect("filter configuration block in the shipped Envoy config");
     let indent_of = |l: &str| l.len() - l.trim_start().len();
     let block_indent = indent_of(lines[start]);

@@ -55,7 +55,8 @@ fn the_examples_map_envoys_errors_as_envoy_yaml_does() {
 }
 
 /// `file` without comments, blank lines, its top-level `stats_config` block and its `- name:
-/// sluice` HTTP filter block: what both builds' configs must share.
+/// sluice` and `- name: sluice.upstream` HTTP filter blocks: what both builds' configs must
+/// share.
 fn without_the_build(file: &str) -> Vec<String> {
     let text = std::fs::read_to_string(paths::repo_root().join(file)).unwrap();
     let lines: Vec<&str> = text
@@ -72,7 +73,10 @@ fn without_the_build(file: &str) -> Vec<String> {
             }
             skip_deeper_than = None;
         }
-        if line == "stats_config:" || line.trim() == "- name: sluice" {
+        if line == "stats_config:"
+            || line.trim() == "- name: sluice"
+            || line.trim() == "- name: sluice.upstream"
+        {
             skip_deeper_than = Some(indent(line));
             continue;
         }
@@ -81,11 +85,14 @@ fn without_the_build(file: &str) -> Vec<String> {
     kept
 }
 
-/// The filter's JSON configuration in `file` (the block under `value: |`).
+/// The filter's JSON configuration in `file` (the block under `value: &sluice_config |`).
 fn filter_json(file: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(paths::repo_root().join(file)).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let start = lines.iter().position(|l| l.trim() == "value: |").unwrap();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "value: &sluice_config |")
+        .unwrap();
     let indent = |l: &str| l.len() - l.trim_start().len();
     let json: Vec<&str> = lines[start + 1..]
         .iter()

@@ -110,7 +110,10 @@ async fn the_gateway_lists_its_models(host: Host) {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, [QWEN, "gpt-4o", "gpt-4o-mini", LLAMA, "sql-lora"]);
+    assert_eq!(
+        ids,
+        [QWEN, "gpt-4.1", "gpt-4o", "gpt-4o-mini", LLAMA, "sql-lora"]
+    );
     assert_eq!(openai["object"], "list");
     assert_eq!(openai["data"][0]["owned_by"], "qwen_7b");
 

@@ -131,6 +131,9 @@ impl WireConfig {
                     "set pool or chains, not both",
                 ));
             }
+            // Listed (`/v1/models`) as owned by its first chain's cluster; the chain chosen
+            // per request decides where it goes.
+            model.pool = model.chains.first().map(|c| c.cluster.clone());
             chains.insert(
                 name.clone(),
                 super::targets::WireModelChains {

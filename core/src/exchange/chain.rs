@@ -12,8 +12,10 @@ use crate::targets::{self, Sticky};
 /// The chain a request goes to.
 #[derive(Debug)]
 pub(super) struct Chosen {
-    /// Route headers: the chain's cluster, the plan.
-    pub headers: [(String, String); 2],
+    /// Route headers: the chain's cluster, the plan, and how many retries Envoy may make (one
+    /// per target after the first: a composite cluster has no host for an attempt past its
+    /// last sub-cluster).
+    pub headers: [(String, String); 3],
     /// The pool of the chain's first target, when it is self-hosted (its replica is picked);
     /// `None`: a provider, no replica to pick.
     pub first_pool: Option<String>,
@@ -84,6 +86,10 @@ impl Exchange {
                     choice.chain.cluster.clone(),
                 ),
                 (targets::PLAN_HEADER.to_owned(), plan),
+                (
+                    targets::MAX_RETRIES_HEADER.to_owned(),
+                    choice.chain.targets.len().saturating_sub(1).to_string(),
+                ),
             ],
             first_pool,
             record,

@@ -30,6 +30,9 @@ pub const CLUSTER_HEADER: &str = "x-sluice-cluster";
 /// The request header listing the chain's targets in attempt order, for the upstream filter
 /// when the attempt's host metadata does not name its target.
 pub const PLAN_HEADER: &str = "x-sluice-plan";
+/// Envoy's request header bounding the retries of one request (the router reads it when the
+/// request arrives, before any attempt): set to the chain's length minus one.
+pub const MAX_RETRIES_HEADER: &str = "x-envoy-max-retries";
 /// The response header by which the upstream filter tells the downstream filter which target
 /// answered (removed before the client sees the response).
 pub const SERVED_BY_HEADER: &str = "x-sluice-target";
