@@ -10,8 +10,10 @@
 //! `request.rs` for the list.
 
 mod mapping;
+mod stream;
 
 pub use mapping::{Shape, StopReason, UsageFigures};
+pub use stream::StreamTranslator;
 
 // The translation functions (request, response, error, stream) live in their own files:
 // `request.rs` (client body -> target body), `response.rs` (whole JSON response),
