@@ -10,11 +10,13 @@
 //! `request.rs` for the list.
 
 mod mapping;
-// Removed when request.rs, response.rs, error.rs and stream.rs land.
+// Removed when request.rs, response.rs and error.rs land.
 mod pending;
+mod stream;
 
 pub use mapping::{Shape, StopReason, UsageFigures};
-pub use pending::{StreamTranslator, TargetRequest, error, request, response};
+pub use pending::{TargetRequest, error, request, response};
+pub use stream::StreamTranslator;
 
 // The translation functions (request, response, error, stream) live in their own files:
 // `request.rs` (client body -> target body), `response.rs` (whole JSON response),

@@ -35,18 +35,3 @@ pub fn response(_target: Shape, _client: Shape, body: &[u8]) -> Result<Vec<u8>, 
 pub fn error(_target: Shape, _client: Shape, _status: u16, body: &[u8]) -> Vec<u8> {
     body.to_vec()
 }
-
-#[derive(Debug)]
-pub struct StreamTranslator;
-
-impl StreamTranslator {
-    pub fn new(_target: Shape, _client: Shape) -> Self {
-        Self
-    }
-    pub fn chunk(&mut self, bytes: &[u8], _end: bool) -> Vec<u8> {
-        bytes.to_vec()
-    }
-    pub fn held(&self) -> usize {
-        0
-    }
-}
