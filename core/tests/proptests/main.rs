@@ -23,4 +23,5 @@ mod requests;
 mod responses;
 mod shapes;
 mod support;
+mod translate;
 mod wire;
