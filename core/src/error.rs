@@ -98,6 +98,16 @@ pub enum GatewayError {
         limit: u64,
         requested: u64,
     },
+    /// The request uses a field that has no counterpart in the API of the target serving it
+    /// (translation between OpenAI and Anthropic shapes); `param` is its path, `reason` says
+    /// why, naming the target's API.
+    Untranslatable {
+        param: String,
+        reason: String,
+    },
+    /// A model provider's successful response could not be read (translating it into the
+    /// client's API shape); what was wrong, never the response's content.
+    BadUpstreamResponse(String),
 }
 
 impl From<FieldError> for GatewayError {
@@ -347,6 +357,26 @@ impl GatewayError {
                 Some("policy_limit_exceeded"),
                 None,
             ),
+            Self::Untranslatable { param, reason } => invalid(
+                400,
+                format!(
+                    "'{}' cannot be sent to the provider serving this model: {reason}.",
+                    truncate(param)
+                ),
+                Some("unsupported_parameter"),
+                Some(param.clone()),
+            ),
+            Self::BadUpstreamResponse(detail) => Rendering {
+                status: 502,
+                message: format!(
+                    "The model provider's response could not be translated: {}.",
+                    truncate(detail)
+                ),
+                openai_type: "server_error",
+                openai_code: Some("bad_upstream_response"),
+                param: None,
+                anthropic_type: "api_error",
+            },
             Self::UnknownPath { method, path } => Rendering {
                 status: 404,
                 message: format!("Invalid URL ({} {}).", truncate(method), truncate(path)),

@@ -3,7 +3,7 @@
 
 mod anthropic_messages;
 mod common;
-mod content;
+pub(crate) mod content;
 mod openai_chat;
 mod openai_completions;
 mod openai_responses;

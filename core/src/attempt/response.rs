@@ -60,7 +60,10 @@ impl Attempt {
             .is_some_and(|t| t.trim_start().starts_with("text/event-stream"));
         effects.remove_headers.push("content-length".to_owned());
         if status < 300 && streamed {
-            self.body = ResponseBody::Stream(Box::new(StreamTranslator::new(target, client)));
+            let created = ports.clock.now_ms() / 1000;
+            self.body = ResponseBody::Stream(Box::new(
+                StreamTranslator::new(target, client).with_created(created),
+            ));
             return effects;
         }
         self.body = ResponseBody::Whole {
@@ -119,7 +122,8 @@ impl Attempt {
                 let translated = if *error {
                     translate::error(target, client, status, body)
                 } else {
-                    match translate::response(target, client, body) {
+                    match translate::response_at(target, client, body, ports.clock.now_ms() / 1000)
+                    {
                         Ok(translated) => translated,
                         Err(_) => {
                             ports.log.log(

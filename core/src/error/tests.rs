@@ -229,3 +229,27 @@ fn guardrail_rejections_name_the_rule_only() {
         r#"{"error":{"message":"The request exceeds the gateway's policy limit max_output_tokens of 100 tokens (about 500 requested).","type":"invalid_request_error","param":null,"code":"policy_limit_exceeded"}}"#
     );
 }
+
+#[test]
+fn translation_errors() {
+    let field = GatewayError::Untranslatable {
+        param: "messages[0].content[1]".into(),
+        reason: "the Anthropic Messages API takes no audio input".into(),
+    };
+    assert_eq!(
+        bodies(&field),
+        (
+            400,
+            r#"{"error":{"message":"'messages[0].content[1]' cannot be sent to the provider serving this model: the Anthropic Messages API takes no audio input.","type":"invalid_request_error","param":"messages[0].content[1]","code":"unsupported_parameter"}}"#.into(),
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"'messages[0].content[1]' cannot be sent to the provider serving this model: the Anthropic Messages API takes no audio input."}}"#.into(),
+        )
+    );
+    assert_eq!(
+        bodies(&GatewayError::BadUpstreamResponse("the chat completion has no choices".into())),
+        (
+            502,
+            r#"{"error":{"message":"The model provider's response could not be translated: the chat completion has no choices.","type":"server_error","param":null,"code":"bad_upstream_response"}}"#.into(),
+            r#"{"type":"error","error":{"type":"api_error","message":"The model provider's response could not be translated: the chat completion has no choices."}}"#.into(),
+        )
+    );
+}

@@ -1,5 +1,6 @@
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
@@ -44,6 +45,22 @@ impl<'a> TopLevel<'a> {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, raw)| *raw)
+    }
+
+    /// The members' keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|(k, _)| k.as_ref())
+    }
+
+    /// Where `key`'s value lies in `body`, the bytes this object was parsed from (for a
+    /// byte-range `Edit`); `None` when there is no such member or `body` is another text.
+    pub fn value_range(&self, key: &str, body: &[u8]) -> Option<Range<usize>> {
+        let value = self.raw(key)?.get();
+        // The raw value borrows from the parsed bytes: its offset is the distance between the
+        // two addresses, checked against `body` before use.
+        let start = (value.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+        let end = start.checked_add(value.len())?;
+        (body.get(start..end)? == value.as_bytes()).then_some(start..end)
     }
 
     /// Reads an optional field; JSON `null` counts as absent.
@@ -243,6 +260,21 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"{"model":"b","messages":[ {"role":"user"} ],"x":1.50}"#
         );
+    }
+
+    #[test]
+    fn keys_in_order_and_where_values_lie() {
+        let body = br#"{ "model" : "a\"b",  "n":1, "x": {"y": [2]} }"#;
+        let top = TopLevel::parse(body).unwrap();
+        assert_eq!(top.keys().collect::<Vec<_>>(), ["model", "n", "x"]);
+        let range = top.value_range("model", body).unwrap();
+        assert_eq!(&body[range], br#""a\"b""#);
+        let range = top.value_range("x", body).unwrap();
+        assert_eq!(&body[range], br#"{"y": [2]}"#);
+        assert_eq!(top.value_range("absent", body), None);
+        // Another text than the one parsed has no ranges.
+        let copy = body.to_vec();
+        assert_eq!(top.value_range("model", &copy), None);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! form. Request, response and stream translation all map through these, so a stop reason or
 //! a cached-token count reads the same whether the answer came whole or streamed.
 
+use serde_json::value::RawValue;
+
 use crate::canonical::ApiKind;
 
 /// An API shape a body can be translated from or to.
@@ -122,6 +124,17 @@ impl UsageFigures {
         }
     }
 
+    /// From Anthropic's `input_tokens` (uncached only), `cache_read_input_tokens`,
+    /// `cache_creation_input_tokens` and `output_tokens`.
+    pub fn from_anthropic(input: u64, cache_read: u64, cache_write: u64, output: u64) -> Self {
+        Self {
+            uncached_input: input,
+            cache_read,
+            cache_write,
+            output,
+        }
+    }
+
     /// OpenAI's `prompt_tokens`: every input token.
     pub fn openai_prompt(&self) -> u64 {
         self.uncached_input
@@ -135,8 +148,31 @@ impl UsageFigures {
     }
 }
 
+/// What an OpenAI client reads in `message.refusal` when an Anthropic model stopped with
+/// `refusal` (Anthropic gives no refusal text of its own; what the model wrote before stopping
+/// stays in `content`).
+pub const REFUSAL_MESSAGE: &str =
+    "The model declined to continue this response (Anthropic stop_reason `refusal`).";
+
+/// An OpenAI tool call's `arguments` (JSON text inside a string) as an Anthropic `tool_use`
+/// `input`, which must be an object: `None` when it is not one. No arguments, or an empty
+/// string (some OpenAI-compatible servers' way of saying none), are `{}`.
+pub fn arguments_object(arguments: Option<&str>) -> Option<Box<RawValue>> {
+    let text = arguments
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .unwrap_or("{}");
+    if !text.starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<Box<RawValue>>(text).ok()
+}
+
 #[cfg(test)]
 mod tests {
+    #[cfg(target_family = "wasm")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     #[test]
@@ -153,6 +189,29 @@ mod tests {
             let back = StopReason::from_openai(neutral.openai()).unwrap();
             assert_eq!(back.openai(), neutral.openai());
         }
+    }
+
+    #[test]
+    fn tool_arguments_become_an_object_or_nothing() {
+        let input = |a: Option<&str>| arguments_object(a).map(|raw| raw.get().to_owned());
+        assert_eq!(input(None).as_deref(), Some("{}"));
+        assert_eq!(input(Some("  ")).as_deref(), Some("{}"));
+        assert_eq!(
+            input(Some(" {\"city\": \"Paris\"} ")).as_deref(),
+            Some("{\"city\": \"Paris\"}")
+        );
+        assert_eq!(input(Some("[1]")), None);
+        assert_eq!(input(Some("\"x\"")), None);
+        assert_eq!(input(Some("{\"city\": ")), None);
+        assert_eq!(input(Some("{} trailing")), None);
+    }
+
+    #[test]
+    fn anthropic_input_tokens_exclude_the_cached_ones() {
+        let usage = UsageFigures::from_anthropic(200, 1000, 50, 30);
+        assert_eq!(usage.openai_prompt(), 1250);
+        assert_eq!(usage.openai_total(), 1280);
+        assert_eq!(usage.cache_read, 1000);
     }
 
     #[test]

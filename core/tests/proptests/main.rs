@@ -23,5 +23,6 @@ mod requests;
 mod responses;
 mod shapes;
 mod support;
+mod translate;
 mod translation;
 mod wire;
