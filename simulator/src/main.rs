@@ -43,7 +43,9 @@ async fn main() -> ExitCode {
     info!(
         %address,
         model = %config.model,
+        aliases = ?config.aliases,
         loras = ?config.loras,
+        provider = ?config.provider.as_ref().map(|provider| provider.api),
         max_num_seqs = config.max_num_seqs,
         kv_blocks = config.kv_blocks,
         block_size = config.block_size,

@@ -28,6 +28,46 @@ impl Simulator {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Switches a fault on (`PUT /admin/faults`, e.g. `{"status": 429, "retry_after_s": 2}`;
+    /// the simulator's `faults` module lists the fields). Panics if the simulator refuses it.
+    pub async fn set_fault(&self, fault: serde_json::Value) {
+        let response = crate::gateway::client()
+            .put(self.url("/admin/faults"))
+            .json(&fault)
+            .send()
+            .await
+            .expect("PUT /admin/faults");
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert!(
+            status.is_success(),
+            "fault {fault} refused: {status} {body}"
+        );
+    }
+
+    /// Back to normal service (`DELETE /admin/faults`).
+    pub async fn clear_fault(&self) {
+        let response = crate::gateway::client()
+            .delete(self.url("/admin/faults"))
+            .send()
+            .await
+            .expect("DELETE /admin/faults");
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    /// The API requests this simulator received and how they ended (`GET /admin/stats`):
+    /// `{"received", "answered": {"<status>": n}, "reset", "cut", "refused"}`.
+    pub async fn stats(&self) -> serde_json::Value {
+        crate::gateway::client()
+            .get(self.url("/admin/stats"))
+            .send()
+            .await
+            .expect("GET /admin/stats")
+            .json()
+            .await
+            .expect("stats JSON")
+    }
+
     /// Sum of every series of the Prometheus metric `name` (all label sets).
     pub async fn metric(&self, name: &str) -> f64 {
         let text = crate::gateway::client()

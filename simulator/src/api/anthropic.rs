@@ -2,6 +2,7 @@
 
 use std::hash::{DefaultHasher, Hasher};
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::content::TextContent;
 use super::error::{AnthropicError, ApiError};
+use super::gate::CutAfterTokens;
 use super::script::{Output, Part, Transcript, tool_name};
 use super::sse::token_events;
 use super::{SharedState, json_response, parse_json, response_id, run_to_completion};
@@ -59,9 +61,18 @@ fn last_user_text(request: &MessagesRequest) -> Option<String> {
 
 pub(super) async fn messages(
     State(state): State<SharedState>,
+    cut: Option<Extension<CutAfterTokens>>,
     body: Bytes,
 ) -> Result<Response, AnthropicError> {
     let request: MessagesRequest = parse_json(&body)?;
+    let cache = state.provider.as_ref().map(|_| CacheAccounting {
+        writes_cache: parse_json::<Value>(&body).is_ok_and(|value| marks_cache_control(&value)),
+        block_size: if state.config.prefix_cache {
+            state.config.block_size
+        } else {
+            0
+        },
+    });
     if request.messages.is_empty() {
         return Err(ApiError::bad_request("messages: at least one message is required").into());
     }
@@ -80,9 +91,10 @@ pub(super) async fn messages(
             .map(|_| response_id("toolu_"))
             .collect(),
         output,
+        cache,
     };
     if request.stream.unwrap_or(false) {
-        Ok(answer.stream(generation, state.config.cut_streams_after))
+        Ok(answer.stream(generation, state.cut_streams_after(cut)))
     } else {
         answer.complete(generation).await
     }
@@ -99,9 +111,56 @@ struct Answer {
     tool_name: String,
     /// One id per scripted tool call.
     tool_ids: Vec<String>,
+    /// Set in provider mode: usage reports cache reads and writes.
+    cache: Option<CacheAccounting>,
+}
+
+/// How a provider's usage splits the prompt between cache reads, cache writes and the rest.
+#[derive(Debug, Clone, Copy)]
+struct CacheAccounting {
+    /// The request marks something `cache_control`, which asks Anthropic to write the cache.
+    writes_cache: bool,
+    /// Tokens per prefix-cache block; 0 when the prefix cache is off.
+    block_size: u32,
+}
+
+/// Whether any object in the request has a `cache_control` field.
+fn marks_cache_control(value: &Value) -> bool {
+    match value {
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(name, field)| name == "cache_control" || marks_cache_control(field)),
+        Value::Array(items) => items.iter().any(marks_cache_control),
+        _ => false,
+    }
 }
 
 impl Answer {
+    /// Usage. vLLM reports only `input_tokens` and `output_tokens`. A provider reports the
+    /// prefix-cache hits as `cache_read_input_tokens`, and, when the request asks for caching,
+    /// the prompt's other whole blocks (which this request writes to the cache) as
+    /// `cache_creation_input_tokens`; `input_tokens` is what remains.
+    fn usage(&self, prompt_tokens: u32, cached_tokens: u32, output_tokens: u32) -> Value {
+        let Some(cache) = self.cache else {
+            return json!({ "input_tokens": prompt_tokens, "output_tokens": output_tokens });
+        };
+        let written = if cache.writes_cache {
+            let whole_blocks = prompt_tokens
+                .checked_div(cache.block_size)
+                .unwrap_or(0)
+                .saturating_mul(cache.block_size);
+            whole_blocks.saturating_sub(cached_tokens)
+        } else {
+            0
+        };
+        json!({
+            "input_tokens": prompt_tokens.saturating_sub(cached_tokens).saturating_sub(written),
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": cached_tokens,
+            "output_tokens": output_tokens,
+        })
+    }
+
     fn stop_reason(&self, reason: FinishReason) -> &'static str {
         match reason {
             FinishReason::Stop if self.output.tool_calls() > 0 => "tool_use",
@@ -152,10 +211,7 @@ impl Answer {
             "model": self.model,
             "stop_reason": self.stop_reason(done.reason),
             "stop_sequence": null,
-            "usage": {
-                "input_tokens": done.prompt_tokens,
-                "output_tokens": done.completion_tokens,
-            },
+            "usage": self.usage(done.prompt_tokens, done.cached_prompt_tokens, done.completion_tokens),
         });
         Ok(json_response(StatusCode::OK, &body))
     }
@@ -183,7 +239,7 @@ impl Answer {
                             "model": self.model,
                             "stop_reason": null,
                             "stop_sequence": null,
-                            "usage": { "input_tokens": input_tokens, "output_tokens": 0 },
+                            "usage": self.usage(input_tokens, token.cached_prompt_tokens, 0),
                         },
                     }),
                 ));

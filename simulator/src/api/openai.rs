@@ -1,5 +1,6 @@
 //! OpenAI-compatible routes: chat completions, completions and the model list.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::content::TextContent;
 use super::error::{ApiError, OpenAiError};
+use super::gate::CutAfterTokens;
 use super::script::{Output, Part, Transcript, tool_name};
 use super::sse::{json_event, token_events};
 use super::{SharedState, json_response, parse_json, response_id, run_to_completion, unix_seconds};
@@ -99,6 +101,7 @@ fn chat_prompt(messages: &[ChatMessage]) -> Prompt {
 
 pub(super) async fn chat_completions(
     State(state): State<SharedState>,
+    cut: Option<Extension<CutAfterTokens>>,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let request: ChatCompletionRequest = parse_json(&body)?;
@@ -128,12 +131,13 @@ pub(super) async fn chat_completions(
         choices,
         tool_name: tool_name(request.tools.as_deref(), "/function/name"),
         tool_ids,
+        provider_usage: state.provider.is_some(),
     };
     if request.stream.unwrap_or(false) {
         Ok(envelope.stream(
             generation,
             include_usage(request.stream_options.as_ref()),
-            state.config.cut_streams_after,
+            state.cut_streams_after(cut),
         ))
     } else {
         envelope.complete(generation).await
@@ -142,6 +146,7 @@ pub(super) async fn chat_completions(
 
 pub(super) async fn completions(
     State(state): State<SharedState>,
+    cut: Option<Extension<CutAfterTokens>>,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let request: CompletionRequest = parse_json(&body)?;
@@ -160,32 +165,40 @@ pub(super) async fn completions(
         choices: 1,
         tool_name: String::new(),
         tool_ids: Vec::new(),
+        provider_usage: state.provider.is_some(),
     };
     if request.stream.unwrap_or(false) {
         Ok(envelope.stream(
             generation,
             include_usage(request.stream_options.as_ref()),
-            state.config.cut_streams_after,
+            state.cut_streams_after(cut),
         ))
     } else {
         envelope.complete(generation).await
     }
 }
 
+/// The served names, then the adapters (vLLM adds `root`, `parent` and `max_model_len`; a
+/// provider does not).
 pub(super) async fn list_models(State(state): State<SharedState>) -> Response {
     let config = &state.config;
     let model = |id: &str, parent: Option<&str>| {
-        json!({
+        let mut entry = json!({
             "id": id,
             "object": "model",
             "created": state.started_unix,
             "owned_by": "sluice-simulator",
-            "root": id,
-            "parent": parent,
-            "max_model_len": config.engine().scheduler.max_model_len(),
-        })
+        });
+        if state.provider.is_none() {
+            entry["root"] = json!(id);
+            entry["parent"] = json!(parent);
+            entry["max_model_len"] = json!(config.engine().scheduler.max_model_len());
+        }
+        entry
     };
-    let data: Vec<Value> = std::iter::once(model(&config.model, None))
+    let data: Vec<Value> = std::iter::once(&config.model)
+        .chain(&config.aliases)
+        .map(|name| model(name, None))
         .chain(
             config
                 .loras
@@ -200,18 +213,41 @@ fn include_usage(options: Option<&StreamOptions>) -> bool {
     options.and_then(|options| options.include_usage) == Some(true)
 }
 
-/// Usage as vLLM reports it; reasoning tokens are part of the completion tokens and, when there
-/// are any, also counted on their own as OpenAI does.
-fn usage(prompt_tokens: u32, completion_tokens: u32, reasoning_tokens: u32) -> Value {
-    let mut usage = json!({
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    });
-    if reasoning_tokens > 0 {
-        usage["completion_tokens_details"] = json!({ "reasoning_tokens": reasoning_tokens });
+/// Token counts for a usage object.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    prompt: u32,
+    /// Of the prompt, the tokens the prefix cache held.
+    cached: u32,
+    completion: u32,
+    /// Of the completion, the reasoning tokens.
+    reasoning: u32,
+}
+
+impl Envelope {
+    /// Usage as vLLM reports it: reasoning tokens are part of the completion tokens and, when
+    /// there are any, also counted on their own. A provider always sends both detail objects,
+    /// with the cached prompt tokens.
+    fn usage(&self, counts: Counts) -> Value {
+        let mut usage = json!({
+            "prompt_tokens": counts.prompt,
+            "completion_tokens": counts.completion,
+            "total_tokens": counts.prompt.saturating_add(counts.completion),
+        });
+        if self.provider_usage {
+            usage["prompt_tokens_details"] =
+                json!({ "cached_tokens": counts.cached, "audio_tokens": 0 });
+            usage["completion_tokens_details"] = json!({
+                "reasoning_tokens": counts.reasoning,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            });
+        } else if counts.reasoning > 0 {
+            usage["completion_tokens_details"] = json!({ "reasoning_tokens": counts.reasoning });
+        }
+        usage
     }
-    usage
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -236,6 +272,8 @@ struct Envelope {
     tool_name: String,
     /// One id per scripted tool call, the same in every choice.
     tool_ids: Vec<String>,
+    /// Usage as a provider reports it (with cached tokens), not as vLLM does.
+    provider_usage: bool,
 }
 
 impl Envelope {
@@ -313,7 +351,12 @@ impl Envelope {
             "created": self.created,
             "model": self.model,
             "choices": choices,
-            "usage": usage(done.prompt_tokens, done.completion_tokens, transcript.reasoning_tokens),
+            "usage": self.usage(Counts {
+                prompt: done.prompt_tokens,
+                cached: done.cached_prompt_tokens,
+                completion: done.completion_tokens,
+                reasoning: transcript.reasoning_tokens,
+            }),
         });
         Ok(json_response(StatusCode::OK, &body))
     }
@@ -382,7 +425,12 @@ impl Envelope {
                     let tokens = token.index + 1;
                     let reasoning = self.output.transcript(tokens).reasoning_tokens;
                     let mut last = self.chunk_body(json!([]));
-                    last["usage"] = usage(prompt_tokens, tokens, reasoning);
+                    last["usage"] = self.usage(Counts {
+                        prompt: prompt_tokens,
+                        cached: token.cached_prompt_tokens,
+                        completion: tokens,
+                        reasoning,
+                    });
                     events.push(json_event(&last));
                 }
                 events.push(Event::default().data("[DONE]"));

@@ -2,6 +2,7 @@
 //! (`reasoning_text` content), a message (`output_text`) and function calls, JSON or streamed as
 //! named events with sequence numbers. Nothing is stored: `previous_response_id` is not followed.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::sse::Event;
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::content::TextContent;
 use super::error::{ApiError, OpenAiError};
+use super::gate::CutAfterTokens;
 use super::script::{Output, Part, Transcript, tool_name};
 use super::sse::token_events;
 use super::{SharedState, json_response, parse_json, response_id, run_to_completion, unix_seconds};
@@ -96,6 +98,7 @@ impl ResponsesRequest {
 
 pub(super) async fn responses(
     State(state): State<SharedState>,
+    cut: Option<Extension<CutAfterTokens>>,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let request: ResponsesRequest = parse_json(&body)?;
@@ -125,7 +128,7 @@ pub(super) async fn responses(
         tools: request.tools.unwrap_or_default(),
     };
     if request.stream.unwrap_or(false) {
-        Ok(answer.stream(generation, state.config.cut_streams_after))
+        Ok(answer.stream(generation, state.cut_streams_after(cut)))
     } else {
         let done = run_to_completion(generation).await?;
         let transcript = answer.output.transcript(done.completion_tokens);

@@ -43,10 +43,10 @@ where
             if state.cut_after.is_some_and(|n| state.tokens >= n) {
                 state.cut_after = None;
                 state.tokens = u32::MAX;
-                return Some((
-                    Err(std::io::Error::other("stream cut (--cut-streams-after)")),
-                    state,
-                ));
+                // Lets hyper flush what was sent (the head, at least) before the failure aborts
+                // the connection: the client sees the response start, then break off.
+                tokio::task::yield_now().await;
+                return Some((Err(std::io::Error::other("stream cut")), state));
             }
             if state.tokens == u32::MAX {
                 return None;

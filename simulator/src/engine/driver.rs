@@ -26,6 +26,8 @@ pub(super) struct Client {
     tokens: mpsc::UnboundedSender<Token>,
     limit_reason: FinishReason,
     arrived: Instant,
+    /// Set at the first admission; a preempted sequence keeps what its first admission found.
+    cached_prompt_tokens: Option<u32>,
 }
 
 impl Client {
@@ -34,6 +36,7 @@ impl Client {
             tokens,
             limit_reason,
             arrived: Instant::now(),
+            cached_prompt_tokens: None,
         }
     }
 }
@@ -69,6 +72,7 @@ impl Driver {
                 self.handle(command);
             }
             let plan = self.scheduler.schedule();
+            self.note_cache_hits(&plan.admitted);
             self.publish();
 
             if self.scheduler.running_len() == 0 {
@@ -106,6 +110,17 @@ impl Driver {
         self.config.decode_per_step + self.config.prefill_per_token.saturating_mul(prefill_tokens)
     }
 
+    /// Remembers how much of each newly admitted prompt the prefix cache held.
+    fn note_cache_hits(&mut self, admitted: &[SeqId]) {
+        for id in admitted {
+            if let Some(client) = self.clients.get_mut(id) {
+                if client.cached_prompt_tokens.is_none() {
+                    client.cached_prompt_tokens = self.scheduler.cached_prompt_tokens(*id);
+                }
+            }
+        }
+    }
+
     fn handle(&mut self, command: Command) {
         match command {
             Command::Submit { sequence, client } => {
@@ -138,6 +153,7 @@ impl Driver {
             let token = Token {
                 index: emission.index,
                 finish,
+                cached_prompt_tokens: client.cached_prompt_tokens.unwrap_or(0),
             };
             if client.tokens.send(token).is_err() {
                 // The receiver is gone; its abort command may still be in flight.

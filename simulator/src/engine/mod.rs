@@ -57,6 +57,9 @@ pub struct Token {
     pub index: u32,
     /// Set on the last token.
     pub finish: Option<FinishReason>,
+    /// Prompt tokens whose KV came from the prefix cache when the request was first admitted
+    /// (the same on every token): what providers report as cached input tokens.
+    pub cached_prompt_tokens: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

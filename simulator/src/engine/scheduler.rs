@@ -51,6 +51,8 @@ struct Sequence {
     blocks: Vec<BlockId>,
     /// Prompt tokens are counted once, even if the sequence is preempted and admitted again.
     prompt_counted: bool,
+    /// Prompt tokens found in the prefix cache when the sequence was last admitted.
+    cached_tokens: u32,
 }
 
 impl Sequence {
@@ -116,6 +118,7 @@ impl Scheduler {
             generated: 0,
             blocks: Vec::new(),
             prompt_counted: false,
+            cached_tokens: 0,
         });
     }
 
@@ -181,6 +184,7 @@ impl Scheduler {
         sequence.blocks = blocks;
 
         let cached_tokens = cached_blocks as u32 * block_size;
+        sequence.cached_tokens = cached_tokens;
         self.counters.prefix_cache_queries += u64::from(sequence.request.prompt_tokens);
         self.counters.prefix_cache_hits += u64::from(cached_tokens);
         if !sequence.prompt_counted {
@@ -269,6 +273,15 @@ impl Scheduler {
             self.kv.release(block);
         }
         self.loras.stop(sequence.request.adapter.as_ref());
+    }
+
+    /// How many prompt tokens of running sequence `id` came from the prefix cache when it was
+    /// last admitted.
+    pub fn cached_prompt_tokens(&self, id: SeqId) -> Option<u32> {
+        self.running
+            .iter()
+            .find(|s| s.request.id == id)
+            .map(|s| s.cached_tokens)
     }
 
     pub fn waiting_len(&self) -> usize {

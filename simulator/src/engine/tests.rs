@@ -141,12 +141,18 @@ async fn repeated_prompt_skips_prefill_through_the_prefix_cache() {
     let engine = Engine::start(config());
     let prompt = "shared system prompt ".repeat(40); // 840 bytes = 210 tokens
     let start = Instant::now();
-    let (_, cold_first) = finish(engine.submit(request(&prompt, 1)).unwrap()).await;
+    let (cold_tokens, cold_first) = finish(engine.submit(request(&prompt, 2)).unwrap()).await;
     let cold = cold_first - start;
 
     let start = Instant::now();
-    let (_, warm_first) = finish(engine.submit(request(&prompt, 1)).unwrap()).await;
+    let (warm_tokens, warm_first) = finish(engine.submit(request(&prompt, 2)).unwrap()).await;
     let warm = warm_first - start;
+
+    // Every token tells how much of the prompt the cache held: 52 full blocks of 4 the second time.
+    let cached =
+        |tokens: &[Token]| -> Vec<u32> { tokens.iter().map(|t| t.cached_prompt_tokens).collect() };
+    assert_eq!(cached(&cold_tokens), [0, 0]);
+    assert_eq!(cached(&warm_tokens), [208, 208]);
 
     // Cold: 210 tokens of prefill. Warm: only the 2 tokens past the last full block.
     assert_eq!(cold, DECODE + PREFILL_PER_TOKEN * 210);
