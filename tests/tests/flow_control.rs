@@ -145,7 +145,8 @@ async fn flow_records(gateway: &Gateway, count: usize) -> Vec<Value> {
         let records: Vec<Value> = log
             .lines()
             .filter_map(|line| {
-                let record = line.split_once(" flow=")?.1.split_once(" flags=")?.0;
+                // The record is compact JSON: it ends at the next space (`failover=` follows).
+                let record = line.split_once(" flow=")?.1.split(' ').next()?;
                 serde_json::from_str(record).ok()
             })
             .collect();

@@ -3,17 +3,22 @@
 //! `sluice.upstream`; Wasm root id `sluice.upstream`, sharing the gateway's VM) with a model
 //! served by a chain of two targets, the composite cluster of their clusters.
 //!
-//! The first target's cluster refuses connections; the second is the Llama pool. Each attempt
-//! is rewritten for its target, recorded in `sluice.failover` and counted per target and
-//! outcome, and the targets' health is shared between the two filters: once the first target
-//! is ejected, the downstream filter sends the model to its standby chain instead.
+//! - A chain whose first target's cluster refuses connections and whose second is the Llama
+//!   pool: each attempt is rewritten for its target, recorded in `sluice.failover` and counted
+//!   per target and outcome, and the targets' health is shared between the two filters: once
+//!   the first target is ejected, the downstream filter sends the model to its standby chain.
+//! - The shipped chain that starts at the Anthropic-shaped provider stand-in: an OpenAI client
+//!   gets that target's answers translated (JSON and stream), and when it answers 429 with
+//!   `retry-after`, the OpenAI-shaped one's; the next request takes the standby chain.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, client};
 use sluice_e2e::host::Host;
+use sluice_e2e::simulator::Simulator;
 
 /// The gateway's configuration: the Llama model on the chain `gpt_chain` (the provider target
 /// `primary`, then the pool target `secondary`), with the chain of `secondary` alone (the Llama
@@ -178,4 +183,128 @@ async fn a_refused_target_fails_over_and_is_ejected_for_both_filters(host: Host)
     assert_eq!(records[2]["chain"], "llama_8b", "{records:?}");
     assert_eq!(records[2]["choice"], "rerouted", "{records:?}");
     assert_eq!(envoy.stat_now(&refused).await, 2, "primary was not tried");
+}
+
+/// The shipped providers' stand-ins (`sluice-simulator --provider`), with the shipped keys.
+struct Providers {
+    openai: Simulator,
+    anthropic: Simulator,
+}
+
+impl Providers {
+    async fn start(dir: &Path) -> Self {
+        let args = |api: &str, model: &str, key: &str| {
+            ["--provider", api, "--model", model, "--api-key", key].map(String::from)
+        };
+        let openai_args = args("openai", "gpt-4.1", "sk-standin-openai");
+        let anthropic_args = args("anthropic", "claude-sonnet-4-5", "sk-standin-anthropic");
+        let (openai, anthropic) = tokio::join!(
+            Simulator::start(dir, "openai", &openai_args),
+            Simulator::start(dir, "anthropic", &anthropic_args),
+        );
+        Self { openai, anthropic }
+    }
+}
+
+/// The shipped gateway with its provider clusters on `providers`, and `gpt-4.1` on the shipped
+/// chain that starts at the Anthropic-shaped target (an OpenAI client's requests are translated
+/// there and back, and fail over to the OpenAI-shaped one), the other chain as its standby.
+async fn anthropic_first(host: Host, providers: &Providers) -> Gateway {
+    let config = json!({
+        "routing": {
+            "model_header": "x-sluice-model",
+            "base_model_header": "x-sluice-base-model",
+            "unhandled_paths": "reject"
+        },
+        "models": {
+            "gpt-4.1": {"chains": [
+                {"cluster": "gpt41_anthropic_first", "targets": ["anthropic", "openai"]},
+                {"cluster": "gpt41_openai_first", "targets": ["openai", "anthropic"], "weight": 0}
+            ]}
+        },
+        "targets": {
+            "openai": {"provider": "openai", "model": "gpt-4.1", "api_key": "sk-standin-openai"},
+            "anthropic": {
+                "provider": "anthropic", "model": "claude-sonnet-4-5",
+                "api_key": "sk-standin-anthropic"
+            }
+        }
+    });
+    let port = |s: &Simulator| format!("port_value: {} }}", s.addr.port());
+    let options = GatewayOptions::default()
+        .with_replicas("llama_8b", 1)
+        .with_filter_configuration(&serde_json::to_string_pretty(&config).unwrap())
+        .with_envoy_replacement("port_value: 8101 }", &port(&providers.openai))
+        .with_envoy_replacement("port_value: 8102 }", &port(&providers.anthropic));
+    Gateway::start(host, options).await
+}
+
+#[both_hosts]
+async fn an_openai_client_is_answered_through_an_anthropic_target_and_fails_over_on_its_429(
+    host: Host,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let providers = Providers::start(dir.path()).await;
+    let gateway = anthropic_first(host, &providers).await;
+    let chat = |stream: bool| {
+        json!({
+            "model": "gpt-4.1",
+            "messages": [{"role": "system", "content": "Be brief."},
+                         {"role": "user", "content": "hi"}],
+            "max_tokens": 5,
+            "stream": stream,
+            "stream_options": if stream { json!({"include_usage": true}) } else { Value::Null },
+        })
+    };
+    // JSON: the Anthropic target's answer, in the OpenAI client's shape.
+    let response = gateway
+        .post_json("/v1/chat/completions", &chat(false))
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["object"], "chat.completion", "{answer}");
+    assert_eq!(answer["model"], "claude-sonnet-4-5", "{answer}");
+    assert!(
+        answer["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+        "{answer}"
+    );
+    // A stream: OpenAI chunks, the usage chunk, then [DONE].
+    let response = gateway.post_json("/v1/chat/completions", &chat(true)).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains(r#""object":"chat.completion.chunk""#),
+        "{text}"
+    );
+    assert!(text.contains(r#""completion_tokens":"#), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    // The Anthropic target rate-limits: the request fails over to the OpenAI target, and the
+    // next one takes the standby chain at once (the Anthropic target is out of rotation for
+    // the retry-after, in the table both filters share).
+    providers
+        .anthropic
+        .set_fault(json!({"status": 429, "retry_after_s": 30}))
+        .await;
+    let response = gateway
+        .post_json("/v1/chat/completions", &chat(false))
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["model"], "gpt-4.1", "{answer}");
+    let records = failover_records(&gateway, 3).await;
+    let attempts = &records[2]["attempts"];
+    assert_eq!(attempts[0]["target"], "anthropic", "{records:?}");
+    assert_eq!(attempts[0]["outcome"], "rate_limited", "{records:?}");
+    assert_eq!(attempts[0]["took_out"], "out_of_rotation", "{records:?}");
+    assert_eq!(attempts[1]["target"], "openai", "{records:?}");
+    assert_eq!(attempts[1]["outcome"], "ok", "{records:?}");
+    let asked = providers.anthropic.stats().await["received"].clone();
+    let response = gateway
+        .post_json("/v1/chat/completions", &chat(false))
+        .await;
+    assert_eq!(response.status(), 200);
+    let records = failover_records(&gateway, 4).await;
+    assert_eq!(records[3]["chain"], "gpt41_openai_first", "{records:?}");
+    assert_eq!(records[3]["choice"], "rerouted", "{records:?}");
+    assert_eq!(providers.anthropic.stats().await["received"], asked);
 }
