@@ -145,7 +145,7 @@ async fn flow_records(gateway: &Gateway, count: usize) -> Vec<Value> {
         let records: Vec<Value> = log
             .lines()
             .filter_map(|line| {
-                let record = line.split_once(" flow=")?.1.split_once(" flags=")?.0;
+                let record = line.split_once(" flow=")?.1.split_once(" failover=")?.0;
                 serde_json::from_str(record).ok()
             })
             .collect();
