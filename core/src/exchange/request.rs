@@ -248,7 +248,6 @@ impl Exchange {
         let chosen = self.choose_chain(ports, config, &routed, tenant.as_deref());
         let to_pool = match &chosen {
             Some(chosen) => {
-                effects.records.push(chosen.record.clone());
                 if let Some(pool) = &chosen.first_pool {
                     routed.pool.clone_from(pool);
                 }
@@ -257,6 +256,10 @@ impl Exchange {
             None => true,
         };
         effects.credential = self.quota.admit(ports, config.quotas.as_ref(), &routed)?;
+        // Admitted: the chain's record (a refused request went to no chain).
+        if let Some(chosen) = &chosen {
+            effects.records.push(chosen.record.clone());
+        }
         // Flow control's admission and the pick read the pool's in-flight counts: once.
         let in_flight = config
             .flow_control
