@@ -98,6 +98,7 @@ mod mapping;
 mod request;
 mod response;
 mod stream;
+mod wire;
 
 pub use error::error;
 pub use mapping::{REFUSAL_MESSAGE, Shape, StopReason, UsageFigures};

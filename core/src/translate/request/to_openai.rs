@@ -9,6 +9,7 @@ use super::{TargetRequest, effort_for_budget, only_no_op, untranslatable};
 use crate::api::content::TextOr;
 use crate::error::GatewayError;
 use crate::json::TopLevel;
+use crate::translate::wire::{OpenAiFunctionCall, OpenAiToolCall};
 
 const API: &str = "the OpenAI Chat Completions API";
 
@@ -219,7 +220,7 @@ struct Message<'a> {
     /// `null` for an assistant turn with only tool calls.
     content: Option<Content<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCall<'a>>,
+    tool_calls: Vec<OpenAiToolCall<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_call_id: Option<Cow<'a, str>>,
 }
@@ -252,21 +253,6 @@ enum Part<'a> {
 #[derive(Debug, Serialize)]
 struct ImageUrl<'a> {
     url: Cow<'a, str>,
-}
-
-#[derive(Debug, Serialize)]
-struct ToolCall<'a> {
-    id: Cow<'a, str>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionCall<'a>,
-}
-
-#[derive(Debug, Serialize)]
-struct FunctionCall<'a> {
-    name: Cow<'a, str>,
-    /// The `input` object's JSON text, as the client sent it.
-    arguments: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -466,10 +452,10 @@ fn assistant_message<'a>(
                         message: "a tool_use block needs `id` and `name`".into(),
                     });
                 };
-                calls.push(ToolCall {
+                calls.push(OpenAiToolCall {
                     id,
                     kind: "function",
-                    function: FunctionCall {
+                    function: OpenAiFunctionCall {
                         name,
                         arguments: block.input.map_or("{}", RawValue::get),
                     },

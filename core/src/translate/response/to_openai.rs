@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use super::{joined, unreadable};
 use crate::error::GatewayError;
 use crate::translate::mapping::{REFUSAL_MESSAGE, StopReason, UsageFigures};
+use crate::translate::wire::{AnthropicBlock, OpenAiFunctionCall, OpenAiToolCall};
 
 pub(super) fn translate(body: &[u8], created: u64) -> Result<Vec<u8>, GatewayError> {
     let message: WireMessage<'_> = serde_json::from_slice(body)
@@ -16,7 +17,7 @@ pub(super) fn translate(body: &[u8], created: u64) -> Result<Vec<u8>, GatewayErr
     let mut thinking = Vec::new();
     let mut tool_calls = Vec::new();
     for (i, block) in message.content.into_iter().enumerate() {
-        let WireBlock {
+        let AnthropicBlock {
             kind,
             text,
             thinking: thought,
@@ -36,10 +37,10 @@ pub(super) fn translate(body: &[u8], created: u64) -> Result<Vec<u8>, GatewayErr
             "thinking" => thinking.push(thought.ok_or_else(|| missing("thinking"))?),
             // Encrypted reasoning: nothing a client of the OpenAI API could read or send back.
             "redacted_thinking" => {}
-            "tool_use" => tool_calls.push(ToolCall {
+            "tool_use" => tool_calls.push(OpenAiToolCall {
                 id: id.ok_or_else(|| missing("id"))?,
                 kind: "function",
-                function: FunctionCall {
+                function: OpenAiFunctionCall {
                     name: name.ok_or_else(|| missing("name"))?,
                     arguments: input.map_or("{}", RawValue::get),
                 },
@@ -103,27 +104,11 @@ struct WireMessage<'a> {
     #[serde(borrow, default)]
     model: Cow<'a, str>,
     #[serde(borrow)]
-    content: Vec<WireBlock<'a>>,
+    content: Vec<AnthropicBlock<'a>>,
     #[serde(borrow, default)]
     stop_reason: Option<Cow<'a, str>>,
     #[serde(default)]
     usage: Option<WireUsage>,
-}
-
-#[derive(Debug, Deserialize)]
-struct WireBlock<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    thinking: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,22 +151,7 @@ struct Message<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCall<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-struct ToolCall<'a> {
-    id: Cow<'a, str>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionCall<'a>,
-}
-
-#[derive(Debug, Serialize)]
-struct FunctionCall<'a> {
-    name: Cow<'a, str>,
-    /// The `input` object's JSON text as the target wrote it.
-    arguments: &'a str,
+    tool_calls: Vec<OpenAiToolCall<'a>>,
 }
 
 #[derive(Debug, Serialize)]

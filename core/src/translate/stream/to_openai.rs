@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Failure, Step, write};
+use crate::translate::wire::AnthropicBlock;
 use crate::translate::{StopReason, UsageFigures};
 
 /// The state of one Anthropic stream being translated.
@@ -170,7 +171,7 @@ impl ToOpenAi {
         self.write_chunk(out, delta, None);
     }
 
-    fn block_start(&mut self, index: u64, block: &ContentBlock<'_>, out: &mut Vec<u8>) {
+    fn block_start(&mut self, index: u64, block: &AnthropicBlock<'_>, out: &mut Vec<u8>) {
         let kind = match block.kind.as_ref() {
             "text" => Block::Text,
             "thinking" => Block::Thinking,
@@ -373,7 +374,7 @@ struct Incoming<'a> {
     #[serde(default)]
     index: Option<u64>,
     #[serde(borrow, default)]
-    content_block: Option<ContentBlock<'a>>,
+    content_block: Option<AnthropicBlock<'a>>,
     #[serde(borrow, default)]
     delta: Option<BlockDelta<'a>>,
     #[serde(default)]
@@ -390,22 +391,6 @@ struct MessageStart<'a> {
     model: Cow<'a, str>,
     #[serde(default)]
     usage: Option<Usage>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ContentBlock<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    thinking: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
 }
 
 /// A `content_block_delta`'s or a `message_delta`'s `delta`.
