@@ -122,6 +122,9 @@ pub struct Exchange {
     used_tokens: Option<u64>,
     /// The values of the request headers models are sticky by (`targets.sticky_headers`).
     sticky_values: Vec<(String, String)>,
+    /// The request went to a chain of targets: only then does the response's
+    /// `targets::SERVED_BY_HEADER` (set by the upstream filter) count.
+    on_chain: bool,
 }
 
 impl Exchange {
@@ -146,6 +149,7 @@ impl Exchange {
             seat: None,
             used_tokens: None,
             sticky_values: Vec::new(),
+            on_chain: false,
         }
     }
 }

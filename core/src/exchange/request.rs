@@ -259,6 +259,7 @@ impl Exchange {
         // Admitted: the chain's record (a refused request went to no chain).
         if let Some(chosen) = &chosen {
             effects.records.push(chosen.record.clone());
+            self.on_chain = true;
         }
         // Flow control's admission and the pick read the pool's in-flight counts: once.
         let in_flight = config

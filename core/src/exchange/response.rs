@@ -34,9 +34,12 @@ impl Exchange {
         let Some(configured) = self.configured.clone() else {
             return effects;
         };
-        if let Some(served) = headers.get(SERVED_BY_HEADER) {
-            // The upstream filter names the target that answered; the client never sees it.
+        if headers.get(SERVED_BY_HEADER).is_some() {
+            // The upstream filter names the target that answered; the client never sees it
+            // (nor is it believed from an upstream the request did not reach through a chain).
             effects.remove_headers.push(SERVED_BY_HEADER);
+        }
+        if let Some(served) = headers.get(SERVED_BY_HEADER).filter(|_| self.on_chain) {
             let model = configured
                 .config
                 .targets
