@@ -21,6 +21,9 @@ pub struct FailoverRecord {
     choice: Option<String>,
     #[serde(default)]
     attempts: Vec<Entry>,
+    /// The last entry is this attempt's provisional one (`push_pending`).
+    #[serde(skip)]
+    pending: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +47,19 @@ impl FailoverRecord {
             .unwrap_or_default()
     }
 
+    /// The attempt is on its way to `target`: its entry reads `no_response` until `push`
+    /// replaces it. A host that cannot write filter state once an attempt without response
+    /// ends (the native module) still logs that attempt.
+    pub fn push_pending(&mut self, target: &str) {
+        self.pending = true;
+        self.push(target, AttemptOutcome::NoResponse, None);
+        self.pending = true;
+    }
+
     pub fn push(&mut self, target: &str, outcome: AttemptOutcome, change: Option<HealthChange>) {
+        if std::mem::take(&mut self.pending) {
+            self.attempts.pop();
+        }
         if self.attempts.len() >= MAX_ENTRIES {
             return;
         }
@@ -106,6 +121,21 @@ mod tests {
         assert_eq!(
             FailoverRecord::continue_from(Some("garbage")),
             FailoverRecord::default()
+        );
+    }
+
+    #[test]
+    fn a_pending_entry_reads_no_response_until_the_outcome_replaces_it() {
+        let mut record = FailoverRecord::continue_from(None);
+        record.push_pending("primary");
+        assert_eq!(
+            record.to_record().value,
+            r#"{"attempts":[{"target":"primary","outcome":"no_response"}]}"#
+        );
+        record.push("primary", AttemptOutcome::Answered(200), None);
+        assert_eq!(
+            record.to_record().value,
+            r#"{"attempts":[{"target":"primary","outcome":"ok","status":200}]}"#
         );
     }
 }

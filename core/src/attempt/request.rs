@@ -122,12 +122,32 @@ impl Attempt {
             }
         };
         match rewritten {
-            Ok((set_headers, remove_headers, body)) => AttemptRequestEffects {
-                remove_headers,
-                set_headers,
-                body: Some(body),
-                ..AttemptRequestEffects::default()
-            },
+            Ok((set_headers, mut remove_headers, body)) => {
+                if matches!(target.kind, TargetKind::Provider(_)) {
+                    // What steered the request inside the gateway stays inside it (the plan
+                    // stays: a later attempt reads it, from these same headers).
+                    let routing = &self.configured.config.routing;
+                    remove_headers.extend(
+                        [
+                            routing.model_header.as_str(),
+                            routing.base_model_header.as_str(),
+                            crate::config::DESTINATION_ENDPOINT_HEADER,
+                            crate::targets::CLUSTER_HEADER,
+                            crate::targets::MAX_RETRIES_HEADER,
+                        ]
+                        .map(str::to_owned),
+                    );
+                }
+                let name = target.name.clone();
+                managed.record.push_pending(&name);
+                AttemptRequestEffects {
+                    records: vec![managed.record.to_record()],
+                    remove_headers,
+                    set_headers,
+                    body: Some(body),
+                    ..AttemptRequestEffects::default()
+                }
+            }
             Err(error) => {
                 if error.status() >= 500 {
                     ports

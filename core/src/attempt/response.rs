@@ -8,10 +8,6 @@ use crate::translate::{self, StreamTranslator};
 
 use super::{Attempt, AttemptPorts, AttemptResponseEffects, AttemptResponseNext, ResponseBody};
 
-/// Largest translated answer held whole (a JSON answer or an error body): larger ones are
-/// replaced by an error in the client's format instead of being held without bound.
-const MAX_WHOLE_BODY_BYTES: usize = 8 * 1024 * 1024;
-
 impl Attempt {
     /// The attempt's response headers. Records the outcome (health, metrics, the failover
     /// record) and names the target for the downstream filter. Returns `ReadBody` when a whole
@@ -98,21 +94,8 @@ impl Attempt {
                 ..AttemptResponseEffects::default()
             },
             ResponseBody::Whole { error } => {
+                // Held until its end: Envoy's buffer limit bounds what is held before that.
                 if !end {
-                    if body.len() > MAX_WHOLE_BODY_BYTES {
-                        // Stop holding: answer with an error now rather than grow.
-                        let status = self.status.unwrap_or(502);
-                        let replaced = translate::error(target, client, status.max(500), b"");
-                        self.body = ResponseBody::Pass;
-                        ports.log.log(
-                            Level::Warn,
-                            "attempt: a translated response passed the size limit",
-                        );
-                        return AttemptResponseEffects {
-                            body: Some(replaced),
-                            ..AttemptResponseEffects::default()
-                        };
-                    }
                     return AttemptResponseEffects {
                         next: AttemptResponseNext::ReadBody,
                         ..AttemptResponseEffects::default()

@@ -12,8 +12,8 @@
 //! The attempt ends in `on_destroy`: Envoy calls no `on_stream_complete` for an upstream
 //! filter, and for an attempt that got no response (a refused connection, a reset, a per-try
 //! timeout) nothing else. What it records there reaches the targets' health and the metrics;
-//! Envoy 1.40 refuses filter state by then, so such an attempt is missing from
-//! `sluice.failover` (`docs/envoy-notes.md`; the Wasm host's `on_done` can write it).
+//! Envoy 1.40 refuses filter state by then (`docs/envoy-notes.md`), so such an attempt shows in
+//! `sluice.failover` as the entry written when it was sent (`no_response`).
 
 use std::sync::Arc;
 
