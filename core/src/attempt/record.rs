@@ -51,7 +51,6 @@ impl FailoverRecord {
     /// replaces it. A host that cannot write filter state once an attempt without response
     /// ends (the native module) still logs that attempt.
     pub fn push_pending(&mut self, target: &str) {
-        self.pending = true;
         self.push(target, AttemptOutcome::NoResponse, None);
         self.pending = true;
     }
@@ -126,16 +125,17 @@ mod tests {
 
     #[test]
     fn a_pending_entry_reads_no_response_until_the_outcome_replaces_it() {
-        let mut record = FailoverRecord::continue_from(None);
+        let earlier = r#"{"attempts":[{"target":"first","outcome":"server_error","status":500}]}"#;
+        let mut record = FailoverRecord::continue_from(Some(earlier));
         record.push_pending("primary");
         assert_eq!(
             record.to_record().value,
-            r#"{"attempts":[{"target":"primary","outcome":"no_response"}]}"#
+            r#"{"attempts":[{"target":"first","outcome":"server_error","status":500},{"target":"primary","outcome":"no_response"}]}"#
         );
         record.push("primary", AttemptOutcome::Answered(200), None);
         assert_eq!(
             record.to_record().value,
-            r#"{"attempts":[{"target":"primary","outcome":"ok","status":200}]}"#
+            r#"{"attempts":[{"target":"first","outcome":"server_error","status":500},{"target":"primary","outcome":"ok","status":200}]}"#
         );
     }
 }
