@@ -51,7 +51,8 @@ mod ticker;
 
 pub use abi::version::{ABI_VERSION, PINNED_ENVOY};
 
-/// The filter name that selects the preview filter instead of the gateway.
+/// The filter name that selects the preview filter instead of the gateway (a name that starts
+/// with it does too: the tests tell instances apart by name).
 pub const PREVIEW_FILTER_NAME: &str = "sluice_native_preview";
 
 /// The filter this module serves: `abi` calls it for every filter configuration Envoy loads.
@@ -64,7 +65,7 @@ pub fn serve(
     name: &str,
     config: &[u8],
 ) -> Result<Box<dyn host_api::HttpFilterFactory>, String> {
-    if name == PREVIEW_FILTER_NAME {
+    if name.starts_with(PREVIEW_FILTER_NAME) {
         preview::new_factory(init, name, config)
     } else {
         gateway::new_factory(init, name, config)

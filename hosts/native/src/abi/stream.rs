@@ -268,6 +268,39 @@ impl Stream for EnvoyStream<'_> {
         found.then(|| unsafe { envoy_slice(value.ptr, value.length) })?
     }
 
+    fn host_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]> {
+        let mut value = sys::EnvoyBuffer::EMPTY;
+        // SAFETY: live stream; namespace and key are lent for the call; `value` is a valid
+        // out-pointer.
+        let found = unsafe {
+            sys::envoy_dynamic_module_callback_http_get_metadata_string(
+                self.filter,
+                sys::metadata_source::HOST,
+                sys::ModuleBuffer::lend(namespace.as_bytes()),
+                sys::ModuleBuffer::lend(key.as_bytes()),
+                &mut value,
+            )
+        };
+        // SAFETY: Envoy lends the string inside the host's metadata, which the attempt's host
+        // keeps alive past the hook; the slice borrows `self` like a header value.
+        found.then(|| unsafe { envoy_slice(value.ptr, value.length) })?
+    }
+
+    fn filter_state(&self, key: &str) -> Option<&[u8]> {
+        let mut value = sys::EnvoyBuffer::EMPTY;
+        // SAFETY: live stream; `key` is lent for the call; `value` is a valid out-pointer.
+        let found = unsafe {
+            sys::envoy_dynamic_module_callback_http_get_filter_state_bytes(
+                self.filter,
+                sys::ModuleBuffer::lend(key.as_bytes()),
+                &mut value,
+            )
+        };
+        // SAFETY: Envoy lends the object's bytes, valid until this hook returns or filter state
+        // is written (`set_filter_state` needs `&mut self`); the slice borrows `self`.
+        found.then(|| unsafe { envoy_slice(value.ptr, value.length) })?
+    }
+
     fn set_filter_state(&mut self, key: &str, value: &[u8]) -> bool {
         // SAFETY: live stream; key and value are lent for the call (Envoy copies them).
         unsafe {

@@ -187,6 +187,30 @@ fn a_request_through_the_preview_filter() {
 }
 
 #[test]
+fn the_attempt_probe_reads_host_metadata_and_filter_state_through_the_bindings() {
+    let loaded = load("preview", r#"{"attempt_probe": {"label": "up"}}"#).unwrap();
+    let mut request = Request::start(&loaded, "/v1/chat/completions");
+    request
+        .envoy
+        .request_headers
+        .push((b"x-envoy-attempt-count".to_vec(), b"2".to_vec()));
+    request
+        .envoy
+        .host_metadata
+        .push((b"sluice".to_vec(), b"target".to_vec(), b"b".to_vec()));
+    request
+        .envoy
+        .filter_state
+        .push((b"sluice.probe.attempts".to_vec(), b"up:a:1;".to_vec()));
+    assert_eq!(request.headers(true), sys::headers_status::CONTINUE);
+    let trace = String::from_utf8(request.envoy.header("x-probe-up").unwrap().to_vec()).unwrap();
+    assert!(
+        trace.contains("target=b attempt=2 seen=up:a:1; written=true after=up:a:1;up:b:2;"),
+        "{trace}"
+    );
+}
+
+#[test]
 fn a_rejected_configuration_is_refused_and_logged() {
     assert!(load("preview", r#"{"panic_on_path": "no-slash"}"#).is_none());
     assert!(logged("rejected: panic_on_path"));

@@ -28,6 +28,8 @@ pub struct FakeStream {
     pub decoding_continued: usize,
     pub route: Option<Vec<u8>>,
     pub filter_state: HashMap<String, Vec<u8>>,
+    /// The upstream host's metadata, `(namespace, key) -> value`.
+    pub host_metadata: HashMap<(String, String), Vec<u8>>,
     pub metadata: HashMap<(String, String), String>,
     pub counters: HashMap<(usize, Labels), u64>,
     pub gauges: HashMap<(usize, Labels), u64>,
@@ -189,6 +191,16 @@ impl Stream for FakeStream {
 
     fn route_name(&self) -> Option<&[u8]> {
         self.route.as_deref()
+    }
+
+    fn host_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]> {
+        self.host_metadata
+            .get(&(namespace.to_owned(), key.to_owned()))
+            .map(Vec::as_slice)
+    }
+
+    fn filter_state(&self, key: &str) -> Option<&[u8]> {
+        self.filter_state.get(key).map(Vec::as_slice)
     }
 
     fn set_filter_state(&mut self, key: &str, value: &[u8]) -> bool {

@@ -56,6 +56,12 @@ pub trait Stream {
 
     /// The name of the route Envoy matched, if any.
     fn route_name(&self) -> Option<&[u8]>;
+    /// The upstream host's metadata string `filter_metadata[namespace][key]`: in an upstream
+    /// filter, the endpoint this attempt goes to. `None` when absent or not a string (and in a
+    /// downstream filter before a host is chosen).
+    fn host_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]>;
+    /// Filter state `key` as bytes, if set (by this module or any other filter).
+    fn filter_state(&self, key: &str) -> Option<&[u8]>;
     /// Sets filter state `key` (an access log reads it with `%FILTER_STATE(key:PLAIN)%`).
     fn set_filter_state(&mut self, key: &str, value: &[u8]) -> bool;
     /// Sets dynamic metadata `namespace.key` (`%DYNAMIC_METADATA(namespace:key)%`).
