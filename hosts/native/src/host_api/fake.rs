@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{
-    BodyBuffer, CalloutInitError, ConfigContext, ConfigInit, CounterId, GaugeId, HistogramId,
-    LogLevel, MetricError, Scheduler, Stream,
+    BodyBuffer, CalloutInitError, ConfigContext, ConfigInit, CounterId, EndingStream, GaugeId,
+    HistogramId, LogLevel, MetricError, Scheduler, Stream,
 };
 
 type Labels = Vec<String>;
@@ -66,6 +66,17 @@ impl FakeStream {
     /// Events committed on this stream's schedulers.
     pub fn scheduled(&self) -> Vec<u64> {
         self.scheduled.lock().unwrap().clone()
+    }
+}
+
+/// The same stream as Envoy lends it to a filter it destroys.
+impl EndingStream for FakeStream {
+    fn increment_counter(&mut self, id: CounterId, labels: &[&str], by: u64) -> bool {
+        Stream::increment_counter(self, id, labels, by)
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        Stream::log(self, level, message);
     }
 }
 

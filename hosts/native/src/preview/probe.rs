@@ -21,7 +21,9 @@
 
 use serde::Deserialize;
 
-use crate::host_api::{BodyBuffer, BodyStatus, HeadersStatus, LogLevel, Stream, StreamFilter};
+use crate::host_api::{
+    BodyBuffer, BodyStatus, EndingStream, HeadersStatus, LogLevel, Stream, StreamFilter,
+};
 
 /// The filter state every attempt appends its trace to.
 pub const ATTEMPTS_KEY: &str = "sluice.probe.attempts";
@@ -88,18 +90,6 @@ fn text(bytes: Option<&[u8]>) -> String {
         || "-".to_owned(),
         |bytes| String::from_utf8_lossy(bytes).into_owned(),
     )
-}
-
-impl Drop for ProbeFilter {
-    fn drop(&mut self) {
-        crate::process_log(
-            LogLevel::Info,
-            &format!(
-                "attempt probe {} destroyed ({})",
-                self.probe.label, self.trace
-            ),
-        );
-    }
 }
 
 impl StreamFilter for ProbeFilter {
@@ -280,6 +270,20 @@ impl StreamFilter for ProbeFilter {
             }
         }
         BodyStatus::Continue
+    }
+
+    /// Logs what the attempt was: an upstream attempt that got no response gets no other
+    /// callback.
+    fn on_destroy(&mut self, stream: &mut dyn EndingStream) {
+        if !self.probe.report {
+            stream.log(
+                LogLevel::Info,
+                &format!(
+                    "attempt probe {} destroyed ({})",
+                    self.probe.label, self.trace
+                ),
+            );
+        }
     }
 
     fn on_stream_complete(&mut self, stream: &mut dyn Stream) {
