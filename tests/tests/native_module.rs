@@ -3,8 +3,9 @@
 //! tested in `native_gateway.rs`): the ABI handshake and binding
 //! checks against the pinned Envoy, a request whose header is set from its body (and routed on
 //! it), a body rewritten on its way, a panic answered with a 500 while Envoy keeps serving, the
-//! upstream picked through the override-host callback, the stream scheduler, and a
-//! configuration's periodic callout.
+//! upstream picked through the override-host callback, the stream scheduler, a
+//! configuration's periodic callout, and the module as an upstream filter of a composite
+//! cluster (the preview's attempt probe: each attempt's target and the filter state it shares).
 //!
 //! Single-host (not `#[both_hosts]`): these check the native module's own bindings to Envoy's
 //! dynamic-module ABI, which the Wasm build does not have. Each test starts its own Envoy from a
@@ -125,7 +126,14 @@ impl NativeEnvoy {
         replicas: &[SocketAddr],
         locate: Locate,
     ) -> Self {
-        let mut process = Self::spawn(dir, filter_config, replicas, locate);
+        let config = Self::config(filter_config, replicas, locate);
+        Self::launch(dir, &config).await
+    }
+
+    /// Envoy with the configuration `config` (YAML; its admin and listener on port 0), the module
+    /// found through `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+    async fn launch(dir: &Path, config: &str) -> Self {
+        let mut process = Self::spawn(dir, config);
         let admin = wait_for_admin(&mut process, &dir.join("admin-address")).await;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -164,12 +172,11 @@ impl NativeEnvoy {
         }
     }
 
-    fn spawn(
-        dir: &Path,
+    fn config(
         filter_config: &serde_json::Value,
         replicas: &[SocketAddr],
         locate: Locate,
-    ) -> Process {
+    ) -> String {
         let module = native_module();
         let module_config = match locate {
             Locate::SearchPath => "dynamic_module_config: { name: sluice_native }".to_owned(),
@@ -190,7 +197,7 @@ impl NativeEnvoy {
             .collect();
         // The filter configuration is a YAML single-quoted string: double any quote in it.
         let filter_config = filter_config.to_string().replace('\'', "''");
-        let config = format!(
+        format!(
             r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
 # Histograms reach the admin API at each stats flush: flush often.
@@ -243,7 +250,11 @@ static_resources:
       endpoints:
       - lb_endpoints:
 {endpoints}"#
-        );
+        )
+    }
+
+    fn spawn(dir: &Path, config: &str) -> Process {
+        let module = native_module();
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, config).unwrap();
         let mut command = Command::new(paths::envoy_bin());
@@ -797,12 +808,12 @@ async fn a_configuration_calls_out_on_its_own_timer() {
 #[tokio::test]
 async fn a_configuration_the_module_rejects_keeps_envoy_from_starting() {
     let dir = tempfile::tempdir().unwrap();
-    let mut envoy = NativeEnvoy::spawn(
-        dir.path(),
+    let config = NativeEnvoy::config(
         &json!({"panic_on_pat": "/__panic"}),
         &["127.0.0.1:1".parse().unwrap()],
         Locate::SearchPath,
     );
+    let mut envoy = NativeEnvoy::spawn(dir.path(), &config);
     let status = envoy.wait_exit(Duration::from_secs(30)).await;
     assert!(
         matches!(status, Some(status) if !status.success()),
@@ -815,4 +826,137 @@ async fn a_configuration_the_module_rejects_keeps_envoy_from_starting() {
         ),
         "{log}"
     );
+}
+
+/// A preview filter with the attempt probe (`hosts/native/src/preview/probe.rs`), as YAML.
+fn probe_filter(name: &str, probe: &serde_json::Value) -> String {
+    let config = json!({ "attempt_probe": probe })
+        .to_string()
+        .replace('\'', "''");
+    format!(
+        r#"{{ name: {name}, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter, dynamic_module_config: {{ name: sluice_native }}, filter_name: sluice_native_preview.{name}, filter_config: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{config}' }} }} }}"#
+    )
+}
+
+/// A static cluster of one endpoint whose metadata names its target.
+fn target_cluster(name: &str, addr: SocketAddr) -> String {
+    format!(
+        r#"  - name: {name}
+    type: STATIC
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }} }}
+          metadata: {{ filter_metadata: {{ sluice: {{ target: {name} }} }} }}
+"#,
+        ip = addr.ip(),
+        port = addr.port()
+    )
+}
+
+/// Issue 16's design rests on this: the module as an upstream HTTP filter of a composite
+/// cluster runs once per attempt, reads that attempt's target from its host's metadata, and its
+/// filter state is the request's (attempt 2 reads attempt 1's; the downstream filter and the
+/// access log read the last). The first target refuses connections, so the retry goes to the
+/// second.
+#[tokio::test]
+async fn an_upstream_filter_in_a_composite_cluster_sees_each_attempts_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = Simulator::start(dir.path(), "replica", &[]).await;
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let upstream = probe_filter("up", &json!({"label": "up"}));
+    let downstream = probe_filter("down", &json!({"label": "down", "report": true}));
+    let clusters = [
+        target_cluster("primary", refused),
+        target_cluster("secondary", replica.addr),
+    ]
+    .concat();
+    let config = format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+static_resources:
+  listeners:
+  - name: gateway
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: gateway
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format:
+                text_format_source:
+                  inline_string: "access: path=%REQ(:PATH)% status=%RESPONSE_CODE% attempts=%FILTER_STATE(sluice.probe.attempts:PLAIN)% report=%FILTER_STATE(sluice.probe.report:PLAIN)% upstream=%UPSTREAM_HOST%\n"
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              include_request_attempt_count: true
+              routes:
+              - match: {{ prefix: "/" }}
+                route:
+                  cluster: chain
+                  timeout: 30s
+                  retry_policy: {{ retry_on: connect-failure, num_retries: 1 }}
+          http_filters:
+          - {downstream}
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+  - name: chain
+    lb_policy: CLUSTER_PROVIDED
+    cluster_type:
+      name: envoy.clusters.composite
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.clusters.composite.v3.ClusterConfig
+        clusters: [{{ name: primary }}, {{ name: secondary }}]
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http_protocol_options: {{}} }}
+        http_filters:
+        - {upstream}
+        - name: envoy.filters.http.upstream_codec
+          typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec }}
+{clusters}"#
+    );
+    let envoy = NativeEnvoy::launch(dir.path(), &config).await;
+    let response = client()
+        .post(envoy.url("/v1/chat/completions"))
+        .json(&chat_body("failover"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    // The second attempt's upstream filter: its target, its number, and what the first wrote.
+    let attempt = header("x-probe-up");
+    assert!(
+        attempt.contains("target=secondary attempt=2 seen=up:primary:1; written=true"),
+        "{attempt}"
+    );
+    // The downstream filter's response phase saw the filter state and the header.
+    let report = header("x-probe-report");
+    assert!(
+        report.contains("fs=[up:primary:1;up:secondary:2;]") && report.contains("x-probe-up="),
+        "{report}"
+    );
+    let line = envoy.access_line("/v1/chat/completions").await;
+    assert_eq!(field(&line, "attempts"), "up:primary:1;up:secondary:2;");
+    assert_eq!(field(&line, "report"), "up:primary:1;up:secondary:2;");
+    assert_eq!(field(&line, "upstream"), replica.addr.to_string());
 }

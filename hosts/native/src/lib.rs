@@ -8,7 +8,9 @@
 //!   callbacks Envoy exports.
 //! - `host_api/`: the seam between a host and filter logic (traits and plain types).
 //! - `gateway/`: Sluice's gateway, the filter this module serves (filter name `sluice`, or any
-//!   name but the preview's), driving one `Exchange` per stream.
+//!   name but the preview's and the upstream role's), driving one `Exchange` per stream.
+//! - `upstream/`: the same gateway configuration as an upstream HTTP filter of a chain's
+//!   cluster (filter name `sluice.upstream`), driving one `Attempt` per upstream attempt.
 //! - `state/`: the exchange's shared-state ports in process memory, shared by every worker.
 //! - `preview/`: the minimal filter that proved the bindings in Envoy, served under the filter
 //!   name `sluice_native_preview` for the bindings' own end-to-end tests
@@ -48,24 +50,28 @@ pub mod host_api;
 pub mod preview;
 pub mod state;
 mod ticker;
+pub mod upstream;
 
 pub use abi::version::{ABI_VERSION, PINNED_ENVOY};
 
-/// The filter name that selects the preview filter instead of the gateway.
+/// The filter name that selects the preview filter instead of the gateway (a name that starts
+/// with it does too: the tests tell instances apart by name).
 pub const PREVIEW_FILTER_NAME: &str = "sluice_native_preview";
 
 /// The filter this module serves: `abi` calls it for every filter configuration Envoy loads.
 #[cfg(not(test))]
 pub(crate) const NEW_FACTORY: host_api::NewFactory = serve;
 
-/// The gateway, unless the configuration names the preview filter.
+/// The gateway, unless the configuration names the preview filter or the upstream role.
 pub fn serve(
     init: &mut dyn host_api::ConfigInit,
     name: &str,
     config: &[u8],
 ) -> Result<Box<dyn host_api::HttpFilterFactory>, String> {
-    if name == PREVIEW_FILTER_NAME {
+    if name.starts_with(PREVIEW_FILTER_NAME) {
         preview::new_factory(init, name, config)
+    } else if name == upstream::UPSTREAM_FILTER_NAME {
+        upstream::new_factory(init, name, config)
     } else {
         gateway::new_factory(init, name, config)
     }

@@ -3,7 +3,9 @@
 //! gives, calls the request's `sluice_core::exchange::Exchange` and applies the effects it
 //! returns (`effects.rs`); the exchange reaches shared data, the snapshot, the clock, metrics and
 //! the log through the ports in `ports.rs`. The root context (`root.rs`) owns the configuration
-//! and the per-worker periodic work (the picker fetch, the quota sync). Built only for
+//! and the per-worker periodic work (the picker fetch, the quota sync). Loaded as an upstream
+//! HTTP filter with root id `sluice.upstream`, the same module drives one
+//! `sluice_core::attempt::Attempt` per upstream attempt instead (`attempt.rs`). Built only for
 //! `wasm32-wasip1`; natively the crate is empty.
 //!
 //! Host calls go through `proxy_wasm::hostcalls`, which return `Result`, rather than the SDK's
@@ -30,6 +32,7 @@
     )
 )]
 
+mod attempt;
 mod clock;
 mod effects;
 mod ffi;
@@ -45,6 +48,7 @@ mod ports;
 mod quota;
 mod root;
 mod shared;
+mod target_metrics;
 mod telemetry;
 mod views;
 

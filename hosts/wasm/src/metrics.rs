@@ -76,6 +76,8 @@ pub struct Metrics {
     pub quota: super::quota::QuotaMetrics,
     /// Guardrail hits per rule, action and direction.
     pub guardrails: super::guardrails::GuardrailMetrics,
+    /// Upstream attempts per target and outcome (the upstream role counts them).
+    pub targets: super::target_metrics::TargetMetrics,
 }
 
 impl Metrics {
@@ -98,6 +100,7 @@ impl Metrics {
             telemetry: super::telemetry::Telemetry::default(),
             quota: super::quota::QuotaMetrics::define(),
             guardrails: super::guardrails::GuardrailMetrics::define(),
+            targets: super::target_metrics::TargetMetrics::default(),
         }
     }
 
@@ -124,5 +127,6 @@ impl Metrics {
         self.telemetry.flush();
         self.quota.flush();
         self.guardrails.flush();
+        self.targets.flush();
     }
 }

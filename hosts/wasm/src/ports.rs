@@ -28,7 +28,7 @@ use sluice_core::flow::{FlowState, Woken};
 use sluice_core::guardrails::{Direction, Guardrails, Hits};
 use sluice_core::picking::{InFlight, LocalSnapshot, PrefixEntry};
 use sluice_core::quota::{Standing, Store};
-use sluice_core::targets::HealthTable;
+use sluice_core::targets::{HealthTable, MAX_TARGETS};
 use sluice_core::telemetry::{ApiLabel, Observation};
 use sluice_wire::Snapshot;
 
@@ -194,6 +194,12 @@ impl TelemetrySink for Host {
             m.telemetry.count_request(api, status, model);
         }
     }
+
+    fn target_attempt(&self, target: &str, outcome: &'static str) {
+        if let Some(m) = &self.metrics {
+            m.targets.count(target, outcome);
+        }
+    }
 }
 
 /// Flow control over shared data and this VM's wake-up queue (`flow.rs`).
@@ -227,22 +233,48 @@ impl Log for Host {
 
 /// The targets' health lives under one shared-data key of the VM id: the downstream filter
 /// (choosing chains) and the upstream filter (recording attempts) read and write the same
-/// table when they share the VM id.
-const TARGET_HEALTH_KEY: &str = "sluice.targets.health";
+/// table when they share the VM id. Bounded: one entry per target of the configuration that
+/// last wrote it (`HealthTable::align`), and a table past `targets::MAX_TARGETS` entries
+/// (which only a change that never aligned could leave) starts over.
+pub const TARGET_HEALTH_KEY: &str = "sluice.targets.health";
 
+/// Creates the table's key if it is missing, so that every later update is a
+/// compare-and-swap (a missing key has no token to compare against).
+pub fn create_target_health() {
+    if shared::get(TARGET_HEALTH_KEY).0.is_none() {
+        shared::set(TARGET_HEALTH_KEY, &HealthTable::default().encode(), None);
+    }
+}
+
+/// Whether `table` holds more entries than any configuration may have targets.
+fn oversized(table: &HealthTable) -> bool {
+    table.entry(MAX_TARGETS).is_some()
+}
+
+/// Read, change and compare-and-swap, retried a bounded number of times against writers on
+/// other workers (`shared::update`).
 impl TargetHealthStore for Host {
     fn update(&self, change: &mut dyn FnMut(&mut HealthTable)) -> bool {
         shared::update(TARGET_HEALTH_KEY, |current| {
             let mut table = current.map(HealthTable::decode).unwrap_or_default();
             change(&mut table);
+            if oversized(&table) {
+                table = HealthTable::default();
+            }
             table.encode()
         })
     }
 
+    /// One shared-data read; a missing or unreadable table reads as empty.
     fn read(&self) -> Option<HealthTable> {
-        match shared::get(TARGET_HEALTH_KEY) {
-            (Some(bytes), _) => Some(HealthTable::decode(&bytes)),
-            (None, _) => Some(HealthTable::default()),
-        }
+        let table = shared::get(TARGET_HEALTH_KEY)
+            .0
+            .map(|bytes| HealthTable::decode(&bytes))
+            .unwrap_or_default();
+        Some(if oversized(&table) {
+            HealthTable::default()
+        } else {
+            table
+        })
     }
 }

@@ -2,6 +2,12 @@
 //! request; on its tick, the periodic work (metrics, the picker fetch, the quota sync, flow
 //! control's expiry, release and check of held requests); on its wake-up queue, the requests
 //! flow control released or expired.
+//!
+//! A root whose plugin `root_id` is `sluice.upstream` (`attempt::UPSTREAM_ROOT_ID`) serves the
+//! upstream role instead: the same configuration, one `AttemptFilter` per upstream attempt, and
+//! none of the gateway's periodic work (its tick only refreshes the clock and hands the
+//! counters to Envoy). Sharing the gateway's `vm_id`, it shares its VM and shared data (the
+//! targets' health).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -11,6 +17,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
+use super::attempt::{AttemptFilter, UPSTREAM_ROOT_ID};
 use super::flow::FlowHub;
 use super::http::HttpFilter;
 use super::metrics::Metrics;
@@ -40,6 +47,8 @@ pub struct Root {
     /// Flow control's side of this VM: kept across configurations, since requests held under
     /// one are woken under the next.
     flow: Rc<FlowHub>,
+    /// This root serves the upstream role (its root id says so).
+    upstream: bool,
 }
 
 impl Context for Root {
@@ -68,6 +77,9 @@ impl Root {
     /// request ending (a fresh snapshot), over every pool; the updates it makes show what is
     /// held, from which this VM finds held requests whose wake-up was lost and sets the gauges.
     fn flow_pass(&self) {
+        if self.upstream {
+            return;
+        }
         let Some(configured) = &self.configured else {
             return;
         };
@@ -80,6 +92,25 @@ impl Root {
         if let (Some(waiting), Some(metrics)) = (waiting, &self.metrics) {
             metrics.flow.refresh(flow, &waiting);
         }
+    }
+
+    /// The upstream role's configuration: the targets and their health, metrics, the clock.
+    fn configure_upstream(&mut self, config: Config, now_s: u64) -> bool {
+        let targets = config.targets.as_ref().map_or(0, |t| t.targets.len());
+        log::info(&format!("upstream filter configured; {targets} targets"));
+        if let Err(status) = hostcalls::set_tick_period(MAX_TICK) {
+            log::error(&format!("cannot schedule the root tick: {status:?}"));
+            return false;
+        }
+        self.picker = None;
+        self.quota_sync = None;
+        self.host = Rc::new(Host {
+            metrics: self.metrics.clone(),
+            flow: Rc::clone(&self.flow),
+            ..Host::default()
+        });
+        self.configured = Some(Arc::new(Configured::new(config, now_s)));
+        true
     }
 }
 
@@ -103,13 +134,23 @@ impl RootContext for Root {
             }
         };
         let now_s = clock::refresh() / 1000;
+        if self.metrics.is_none() {
+            self.metrics = Some(Rc::new(Metrics::define()));
+        }
+        if config.targets.is_some() {
+            super::ports::create_target_health();
+        }
+        self.upstream = hostcalls::get_property(vec!["plugin_root_id"])
+            .ok()
+            .flatten()
+            .is_some_and(|id| id == UPSTREAM_ROOT_ID.as_bytes());
+        if self.upstream {
+            return self.configure_upstream(config, now_s);
+        }
         log::info(&format!(
             "configured; model header {}, base model header {}",
             config.routing.model_header, config.routing.base_model_header
         ));
-        if self.metrics.is_none() {
-            self.metrics = Some(Rc::new(Metrics::define()));
-        }
         let host = Host {
             metrics: self.metrics.clone(),
             flow: Rc::clone(&self.flow),
@@ -190,6 +231,12 @@ impl RootContext for Root {
 
     /// Must return a context: the SDK panics when the root offers none.
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if self.upstream {
+            return Some(Box::new(AttemptFilter::new(
+                self.configured.clone(),
+                Rc::clone(&self.host),
+            )));
+        }
         Some(Box::new(HttpFilter::new(
             context_id,
             self.configured.clone(),

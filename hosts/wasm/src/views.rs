@@ -18,6 +18,16 @@ impl HeaderView for ResponseHeaders {
     }
 }
 
+/// The request headers, one `get_map_value` per header asked for (an attempt asks for the
+/// plan and the attempt number).
+pub struct RequestHeaderValues;
+
+impl HeaderView for RequestHeaderValues {
+    fn get(&self, name: &str) -> Option<Cow<'_, str>> {
+        super::headers::get(MapType::HttpRequestHeaders, name).map(Cow::Owned)
+    }
+}
+
 /// The `size` bytes of response body Envoy holds in this callback.
 pub struct ResponseBody {
     pub size: usize,

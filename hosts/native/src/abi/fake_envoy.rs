@@ -37,6 +37,8 @@ pub struct FakeEnvoyStream {
     pub decoding_continued: usize,
     pub filter_state: Vec<(Vec<u8>, Vec<u8>)>,
     pub metadata: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+    /// The upstream host's metadata: namespace, key, value.
+    pub host_metadata: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
     pub counters: Vec<(usize, Vec<Vec<u8>>, u64)>,
     /// The module's filter pointer, for the hooks a local reply re-enters.
     pub module: sys::FilterModulePtr,
@@ -333,6 +335,50 @@ pub extern "C" fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
     stream(filter)
         .filter_state
         .push((bytes(key).unwrap(), bytes(value).unwrap()));
+    true
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_callback_http_get_filter_state_bytes(
+    filter: sys::FilterEnvoyPtr,
+    key: ModuleBuffer,
+    value: *mut EnvoyBuffer,
+) -> bool {
+    let key = bytes(key).unwrap();
+    let stream = stream(filter);
+    let Some((_, found)) = stream
+        .filter_state
+        .iter()
+        .rev()
+        .find(|(name, _)| *name == key)
+    else {
+        return false;
+    };
+    // SAFETY: a valid out-pointer; the value lives in the stream the test owns.
+    unsafe { *value = lend(found) };
+    true
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_callback_http_get_metadata_string(
+    filter: sys::FilterEnvoyPtr,
+    source: u32,
+    namespace: ModuleBuffer,
+    key: ModuleBuffer,
+    value: *mut EnvoyBuffer,
+) -> bool {
+    assert_eq!(source, sys::metadata_source::HOST);
+    let wanted = (bytes(namespace).unwrap(), bytes(key).unwrap());
+    let stream = stream(filter);
+    let Some((_, _, found)) = stream
+        .host_metadata
+        .iter()
+        .find(|(namespace, key, _)| (namespace, key) == (&wanted.0, &wanted.1))
+    else {
+        return false;
+    };
+    // SAFETY: a valid out-pointer; the value lives in the stream the test owns.
+    unsafe { *value = lend(found) };
     true
 }
 

@@ -24,7 +24,7 @@ use std::ffi::c_char;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::config::{EnvoyConfigContext, EnvoyConfigInit};
-use super::stream::{EnvoyStream, envoy_slice};
+use super::stream::{EndingEnvoyStream, EnvoyStream, envoy_slice};
 use super::{log, sys, version};
 use crate::host_api::{
     self, BodyStatus, CalloutOutcome, CalloutResponse, HeadersStatus, HttpFilterFactory, LogLevel,
@@ -42,6 +42,8 @@ struct ConfigState {
 /// `UnsafeCell` that `busy` guards.
 struct StreamState {
     filter: UnsafeCell<Box<dyn StreamFilter>>,
+    /// The pointer `filter_new` got: the destroy hook has none of its own (`on_destroy`).
+    envoy: sys::FilterEnvoyPtr,
     /// A hook is running the filter now.
     busy: Cell<bool>,
     /// A callback panicked: the filter may be half-updated, so it gets no more callbacks.
@@ -254,7 +256,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
 #[unsafe(no_mangle)]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     config_module: sys::ConfigModulePtr,
-    _filter_envoy: sys::FilterEnvoyPtr,
+    filter_envoy: sys::FilterEnvoyPtr,
 ) -> sys::FilterModulePtr {
     // A null filter makes Envoy close the stream.
     guard("on_http_filter_new", std::ptr::null, || {
@@ -264,6 +266,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
         };
         let state = StreamState {
             filter: UnsafeCell::new(config.factory.new_filter()),
+            envoy: filter_envoy,
             busy: Cell::new(false),
             failed: Cell::new(false),
             replied: Cell::new(false),
@@ -291,8 +294,24 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module: sys
                 );
                 return;
             }
+            if !state.failed.get() && !state.envoy.is_null() {
+                let _busy = Busy::enter(&state.busy);
+                // SAFETY: `busy` was false (checked above) and stays true until `_busy` drops:
+                // this is the only reference to the filter.
+                let filter = unsafe { &mut *state.filter.get() };
+                let ended = catch_unwind(AssertUnwindSafe(|| {
+                    let mut stream = EndingEnvoyStream::new(state.envoy);
+                    filter.on_destroy(&mut stream);
+                }));
+                if let Err(payload) = ended {
+                    let message = panic_message(payload.as_ref());
+                    discard(payload);
+                    log_caught("on_http_filter_destroy", &message, "nothing left to answer");
+                }
+            }
             // SAFETY: the pointer came from `Box::into_raw` in `filter_new`; Envoy destroys each
-            // filter once, no hook of this stream is running (`busy` is false) and none runs after.
+            // filter once, no hook of this stream is running (`busy` is false again: `_busy`
+            // dropped) and none runs after.
             drop(unsafe { Box::from_raw(filter_module.cast::<StreamState>().cast_mut()) });
         },
     );

@@ -3,7 +3,9 @@
 use std::cell::Cell;
 
 use super::{log, sys};
-use crate::host_api::{BodyBuffer, CounterId, GaugeId, HistogramId, LogLevel, Scheduler, Stream};
+use crate::host_api::{
+    BodyBuffer, CounterId, EndingStream, GaugeId, HistogramId, LogLevel, Scheduler, Stream,
+};
 
 /// One stream's view for one hook call. Built by `hooks` from the pointer Envoy passed to that
 /// hook and dropped before it returns; not `Send` (the raw pointer makes sure), since the
@@ -268,6 +270,39 @@ impl Stream for EnvoyStream<'_> {
         found.then(|| unsafe { envoy_slice(value.ptr, value.length) })?
     }
 
+    fn host_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]> {
+        let mut value = sys::EnvoyBuffer::EMPTY;
+        // SAFETY: live stream; namespace and key are lent for the call; `value` is a valid
+        // out-pointer.
+        let found = unsafe {
+            sys::envoy_dynamic_module_callback_http_get_metadata_string(
+                self.filter,
+                sys::metadata_source::HOST,
+                sys::ModuleBuffer::lend(namespace.as_bytes()),
+                sys::ModuleBuffer::lend(key.as_bytes()),
+                &mut value,
+            )
+        };
+        // SAFETY: Envoy lends the string inside the host's metadata, which the attempt's host
+        // keeps alive past the hook; the slice borrows `self` like a header value.
+        found.then(|| unsafe { envoy_slice(value.ptr, value.length) })?
+    }
+
+    fn filter_state(&self, key: &str) -> Option<&[u8]> {
+        let mut value = sys::EnvoyBuffer::EMPTY;
+        // SAFETY: live stream; `key` is lent for the call; `value` is a valid out-pointer.
+        let found = unsafe {
+            sys::envoy_dynamic_module_callback_http_get_filter_state_bytes(
+                self.filter,
+                sys::ModuleBuffer::lend(key.as_bytes()),
+                &mut value,
+            )
+        };
+        // SAFETY: Envoy lends the object's bytes, valid until this hook returns or filter state
+        // is written (`set_filter_state` needs `&mut self`); the slice borrows `self`.
+        found.then(|| unsafe { envoy_slice(value.ptr, value.length) })?
+    }
+
     fn set_filter_state(&mut self, key: &str, value: &[u8]) -> bool {
         // SAFETY: live stream; key and value are lent for the call (Envoy copies them).
         unsafe {
@@ -326,6 +361,49 @@ impl Stream for EnvoyStream<'_> {
             return None;
         }
         Some(Box::new(StreamScheduler(scheduler)))
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        log::log(level, message);
+    }
+}
+
+/// The view of a stream whose filter Envoy is destroying (`on_http_filter_destroy`, which gets
+/// no stream pointer): built from the pointer `filter_new` got. Envoy 1.40 runs the module's
+/// destroy hook from `DynamicModuleHttpFilter::destroy`, a method of the very object that
+/// pointer names, and a counter increment reaches that object's configuration (which outlives
+/// every filter it made). Nothing that needs the stream itself is offered: Envoy refuses
+/// filter state there (`docs/envoy-notes.md`, "Upstream filters and composite clusters").
+pub struct EndingEnvoyStream {
+    filter: sys::FilterEnvoyPtr,
+}
+
+impl EndingEnvoyStream {
+    /// `filter` must be the pointer Envoy passed to `filter_new` for the filter whose destroy
+    /// hook is running now.
+    pub fn new(filter: sys::FilterEnvoyPtr) -> Self {
+        Self { filter }
+    }
+}
+
+impl EndingStream for EndingEnvoyStream {
+    fn increment_counter(&mut self, id: CounterId, labels: &[&str], by: u64) -> bool {
+        let mut labels: Vec<sys::ModuleBuffer> = labels
+            .iter()
+            .map(|label| sys::ModuleBuffer::lend(label.as_bytes()))
+            .collect();
+        // SAFETY: the filter object is alive for its destroy hook, and the counter lives in its
+        // configuration, which outlives every filter it made; labels are lent for the call.
+        let result = unsafe {
+            sys::envoy_dynamic_module_callback_http_filter_increment_counter(
+                self.filter,
+                id.0,
+                labels.as_mut_ptr(),
+                labels.len(),
+                by,
+            )
+        };
+        result == sys::metrics_result::SUCCESS
     }
 
     fn log(&self, level: LogLevel, message: &str) {

@@ -170,6 +170,14 @@ pub mod attribute {
     pub const XDS_ROUTE_NAME: u32 = 61;
 }
 
+/// `envoy_dynamic_module_type_metadata_source`: whose metadata a metadata read looks in.
+pub mod metadata_source {
+    // 0: the stream's dynamic metadata, 1: the route's, 2: the cluster's (not read by Sluice).
+    /// The upstream host's (`LbEndpoint.metadata`): in an upstream filter, the endpoint this
+    /// attempt goes to.
+    pub const HOST: u32 = 3;
+}
+
 /// Status values the request- and response-headers hooks return (`FilterHeadersStatus`).
 pub mod headers_status {
     pub const CONTINUE: u32 = 0;
@@ -279,6 +287,21 @@ unsafe extern "C" {
         filter: FilterEnvoyPtr,
         key: ModuleBuffer,
         value: ModuleBuffer,
+    ) -> bool;
+    /// A string value in `filter_metadata[namespace][key]` of the metadata `source` names.
+    pub fn envoy_dynamic_module_callback_http_get_metadata_string(
+        filter: FilterEnvoyPtr,
+        source: u32,
+        namespace: ModuleBuffer,
+        key: ModuleBuffer,
+        value: *mut EnvoyBuffer,
+    ) -> bool;
+    /// Filter state `key` as bytes (an object set by `set_filter_state_bytes`, or any object
+    /// that serializes to a string).
+    pub fn envoy_dynamic_module_callback_http_get_filter_state_bytes(
+        filter: FilterEnvoyPtr,
+        key: ModuleBuffer,
+        value: *mut EnvoyBuffer,
     ) -> bool;
     pub fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         filter: FilterEnvoyPtr,

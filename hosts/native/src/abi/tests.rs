@@ -20,7 +20,9 @@ pub(crate) fn new_factory(
     config: &[u8],
 ) -> Result<Box<dyn HttpFilterFactory>, String> {
     match name {
-        "replier" | "panicky-body" | "panicky-drop" => Ok(Box::new(Misbehaving(name.to_owned()))),
+        "replier" | "panicky-body" | "panicky-drop" | "ender" | "panicky-end" => {
+            Ok(Box::new(Misbehaving(name.to_owned())))
+        }
         "panicky-config" => panic!("a factory that panics"),
         _ => crate::preview::new_factory(init, name, config),
     }
@@ -60,6 +62,13 @@ impl StreamFilter for MisbehavingFilter {
     fn on_response_headers(&mut self, _stream: &mut dyn Stream, _end: bool) -> HeadersStatus {
         RESPONSE_HEADERS_SEEN.fetch_add(1, Ordering::SeqCst);
         HeadersStatus::Continue
+    }
+
+    fn on_destroy(&mut self, stream: &mut dyn crate::host_api::EndingStream) {
+        assert_ne!(self.0, "panicky-end", "an on_destroy that panics");
+        if self.0 == "ender" {
+            stream.increment_counter(crate::host_api::CounterId(7), &["ended"], 1);
+        }
     }
 }
 
@@ -184,6 +193,55 @@ fn a_request_through_the_preview_filter() {
         request.envoy.counters.first(),
         Some(&(requests, vec![b"openai".to_vec()], 1))
     );
+}
+
+#[test]
+fn the_attempt_probe_reads_host_metadata_and_filter_state_through_the_bindings() {
+    let loaded = load("preview", r#"{"attempt_probe": {"label": "up"}}"#).unwrap();
+    let mut request = Request::start(&loaded, "/v1/chat/completions");
+    request
+        .envoy
+        .request_headers
+        .push((b"x-envoy-attempt-count".to_vec(), b"2".to_vec()));
+    request
+        .envoy
+        .host_metadata
+        .push((b"sluice".to_vec(), b"target".to_vec(), b"b".to_vec()));
+    request
+        .envoy
+        .filter_state
+        .push((b"sluice.probe.attempts".to_vec(), b"up:a:1;".to_vec()));
+    assert_eq!(request.headers(true), sys::headers_status::CONTINUE);
+    let trace = String::from_utf8(request.envoy.header("x-probe-up").unwrap().to_vec()).unwrap();
+    assert!(
+        trace.contains("target=b attempt=2 seen=up:a:1; written=true after=up:a:1;up:b:2;"),
+        "{trace}"
+    );
+}
+
+#[test]
+fn a_filter_envoy_destroys_can_still_count_through_the_pointer_it_was_created_with() {
+    let loaded = load("ender", "").unwrap();
+    let mut request = Request::start(&loaded, "/v1/chat/completions");
+    request.headers(true);
+    let module = request.module;
+    // What `Drop for Request` does, with the fake stream kept to read back.
+    envoy_dynamic_module_on_http_filter_destroy(module);
+    assert_eq!(
+        request.envoy.counters,
+        vec![(7, vec![b"ended".to_vec()], 1)]
+    );
+    request.module = std::ptr::null();
+}
+
+#[test]
+fn a_panic_in_on_destroy_is_caught_and_the_filter_still_freed() {
+    let loaded = load("panicky-end", "").unwrap();
+    let mut request = Request::start(&loaded, "/v1/chat/completions");
+    request.headers(true);
+    drop(request);
+    assert!(logged("caught a panic in on_http_filter_destroy"));
+    assert!(logged("an on_destroy that panics"));
 }
 
 #[test]

@@ -14,7 +14,7 @@
 mod filter;
 mod metrics;
 mod picker_sync;
-mod views;
+pub(crate) mod views;
 
 #[cfg(test)]
 mod tests;

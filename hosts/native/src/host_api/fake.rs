@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{
-    BodyBuffer, CalloutInitError, ConfigContext, ConfigInit, CounterId, GaugeId, HistogramId,
-    LogLevel, MetricError, Scheduler, Stream,
+    BodyBuffer, CalloutInitError, ConfigContext, ConfigInit, CounterId, EndingStream, GaugeId,
+    HistogramId, LogLevel, MetricError, Scheduler, Stream,
 };
 
 type Labels = Vec<String>;
@@ -28,6 +28,8 @@ pub struct FakeStream {
     pub decoding_continued: usize,
     pub route: Option<Vec<u8>>,
     pub filter_state: HashMap<String, Vec<u8>>,
+    /// The upstream host's metadata, `(namespace, key) -> value`.
+    pub host_metadata: HashMap<(String, String), Vec<u8>>,
     pub metadata: HashMap<(String, String), String>,
     pub counters: HashMap<(usize, Labels), u64>,
     pub gauges: HashMap<(usize, Labels), u64>,
@@ -64,6 +66,17 @@ impl FakeStream {
     /// Events committed on this stream's schedulers.
     pub fn scheduled(&self) -> Vec<u64> {
         self.scheduled.lock().unwrap().clone()
+    }
+}
+
+/// The same stream as Envoy lends it to a filter it destroys.
+impl EndingStream for FakeStream {
+    fn increment_counter(&mut self, id: CounterId, labels: &[&str], by: u64) -> bool {
+        Stream::increment_counter(self, id, labels, by)
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        Stream::log(self, level, message);
     }
 }
 
@@ -189,6 +202,16 @@ impl Stream for FakeStream {
 
     fn route_name(&self) -> Option<&[u8]> {
         self.route.as_deref()
+    }
+
+    fn host_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]> {
+        self.host_metadata
+            .get(&(namespace.to_owned(), key.to_owned()))
+            .map(Vec::as_slice)
+    }
+
+    fn filter_state(&self, key: &str) -> Option<&[u8]> {
+        self.filter_state.get(key).map(Vec::as_slice)
     }
 
     fn set_filter_state(&mut self, key: &str, value: &[u8]) -> bool {

@@ -4,7 +4,7 @@
 //! local reply returns a stopping status. A panic in any callback is caught by the host: the
 //! request gets a 500 in its API's error format and the filter gets no further callbacks.
 
-use super::stream::Stream;
+use super::stream::{EndingStream, Stream};
 
 pub trait StreamFilter {
     /// The request headers arrived (`end_of_stream`: there is no body).
@@ -40,8 +40,14 @@ pub trait StreamFilter {
     fn on_scheduled(&mut self, _stream: &mut dyn Stream, _event_id: u64) {}
 
     /// The stream is over (answered, reset or aborted); last chance to record it. Runs before
-    /// Envoy writes its access log.
+    /// Envoy writes its access log. Envoy 1.40 never calls it for an upstream filter.
     fn on_stream_complete(&mut self, _stream: &mut dyn Stream) {}
+
+    /// Envoy is destroying the filter: the last callback, after every other. For an upstream
+    /// filter it is the only one that follows an attempt that got no response (a refused
+    /// connection, a reset, a per-try timeout). `stream` offers only what Envoy still serves
+    /// while it tears the filter down: counters and the log.
+    fn on_destroy(&mut self, _stream: &mut dyn EndingStream) {}
 }
 
 /// What a headers callback tells Envoy.

@@ -19,4 +19,6 @@ pub use factory::{
     HttpFilterFactory, MetricError, NewFactory,
 };
 pub use filter::{BodyStatus, HeadersStatus, StreamFilter, TrailersStatus};
-pub use stream::{BodyBuffer, CounterId, GaugeId, HistogramId, LogLevel, Scheduler, Stream};
+pub use stream::{
+    BodyBuffer, CounterId, EndingStream, GaugeId, HistogramId, LogLevel, Scheduler, Stream,
+};

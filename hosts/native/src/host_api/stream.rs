@@ -33,9 +33,12 @@ pub trait Stream {
     /// chunks held back by `StopIterationAndBuffer`). The caller fixes `content-length`.
     fn replace_request_body(&mut self, body: &[u8]) -> bool {
         // Envoy passes on what was buffered followed by this callback's data: empty both, then
-        // put the new body where this callback's data was.
-        self.drain_body(BodyBuffer::BufferedRequest, usize::MAX)
-            && self.drain_body(BodyBuffer::ReceivedRequest, usize::MAX)
+        // put the new body where this callback's data was. A stream may have no buffered body
+        // at all (an upstream filter's retry gets the whole body in one callback), where
+        // draining it reports false: what counts is that nothing is left.
+        self.drain_body(BodyBuffer::BufferedRequest, usize::MAX);
+        self.drain_body(BodyBuffer::ReceivedRequest, usize::MAX);
+        self.request_body().iter().all(|chunk| chunk.is_empty())
             && self.append_body(BodyBuffer::ReceivedRequest, body)
     }
 
@@ -56,6 +59,12 @@ pub trait Stream {
 
     /// The name of the route Envoy matched, if any.
     fn route_name(&self) -> Option<&[u8]>;
+    /// The upstream host's metadata string `filter_metadata[namespace][key]`: in an upstream
+    /// filter, the endpoint this attempt goes to. `None` when absent or not a string (and in a
+    /// downstream filter before a host is chosen).
+    fn host_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]>;
+    /// Filter state `key` as bytes, if set (by this module or any other filter).
+    fn filter_state(&self, key: &str) -> Option<&[u8]>;
     /// Sets filter state `key` (an access log reads it with `%FILTER_STATE(key:PLAIN)%`).
     fn set_filter_state(&mut self, key: &str, value: &[u8]) -> bool;
     /// Sets dynamic metadata `namespace.key` (`%DYNAMIC_METADATA(namespace:key)%`).
@@ -70,6 +79,17 @@ pub trait Stream {
     /// thread; `None` if the host cannot make one. Committing after the stream ended is a no-op.
     fn scheduler(&mut self) -> Option<Box<dyn Scheduler>>;
 
+    fn log(&self, level: LogLevel, message: &str);
+}
+
+/// What a filter can still do while Envoy destroys it (`StreamFilter::on_destroy`): count and
+/// log. The ABI hands the destroy hook no stream; the host calls back through the pointer it
+/// got when the filter was created, which names the very object being destroyed, and Envoy
+/// 1.40 serves a counter through it. Filter state it refuses by then (the call returns false:
+/// `docs/envoy-notes.md`), so it is not offered.
+pub trait EndingStream {
+    /// Counts on a counter, as `Stream::increment_counter`.
+    fn increment_counter(&mut self, id: CounterId, labels: &[&str], by: u64) -> bool;
     fn log(&self, level: LogLevel, message: &str);
 }
 

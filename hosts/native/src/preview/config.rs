@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::probe::AttemptProbe;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Wire {
@@ -17,6 +19,8 @@ struct Wire {
     probe: Option<WireProbe>,
     #[serde(default)]
     replace_in_body: Option<WireReplace>,
+    #[serde(default)]
+    attempt_probe: Option<AttemptProbe>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +68,8 @@ pub struct PreviewConfig {
     /// TEST ONLY. Every occurrence of the first string in a request body is replaced by the
     /// second before the request goes on (the way a redaction rewrites a body).
     pub replace_in_body: Option<(String, String)>,
+    /// TEST ONLY. Replaces the whole filter with the attempt probe (`probe.rs`).
+    pub attempt_probe: Option<AttemptProbe>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +122,7 @@ impl PreviewConfig {
             resume_from_scheduler: wire.resume_from_scheduler,
             probe,
             replace_in_body,
+            attempt_probe: wire.attempt_probe,
         })
     }
 }
@@ -191,6 +198,21 @@ mod tests {
             config.replace_in_body,
             Some(("secret".to_owned(), "[redacted]".to_owned()))
         );
+    }
+
+    #[test]
+    fn the_attempt_probe_parses() {
+        let config = PreviewConfig::parse(
+            br#"{"attempt_probe": {"label": "up", "rewrite_path": "/x", "local_reply_on_attempt": 1}}"#,
+        )
+        .unwrap();
+        let probe = config.attempt_probe.unwrap();
+        assert_eq!(probe.label, "up");
+        assert_eq!(probe.rewrite_path.as_deref(), Some("/x"));
+        assert_eq!(probe.local_reply_on_attempt, Some(1));
+        let error =
+            PreviewConfig::parse(br#"{"attempt_probe": {"label": "up", "x": 1}}"#).unwrap_err();
+        assert!(error.contains("attempt_probe"), "{error}");
     }
 
     #[test]

@@ -34,7 +34,7 @@ const RESUME_EVENT: u64 = 1;
 /// `host_api::NewFactory` for the preview filter.
 pub fn new_factory(
     init: &mut dyn ConfigInit,
-    _name: &str,
+    name: &str,
     config: &[u8],
 ) -> Result<Box<dyn HttpFilterFactory>, String> {
     let config = PreviewConfig::parse(config)?;
@@ -61,12 +61,15 @@ pub fn new_factory(
             largest_body: AtomicU64::new(0),
         }),
         prober: probe,
+        name: name.to_owned(),
     }))
 }
 
 struct PreviewFactory {
     shared: Arc<Shared>,
     prober: Option<Prober>,
+    /// The filter name Envoy passed (`sluice_native_preview`, or a name that starts with it).
+    name: String,
 }
 
 /// What every stream of one configuration shares, on every worker thread.
@@ -85,6 +88,9 @@ struct Metrics {
 
 impl HttpFilterFactory for PreviewFactory {
     fn new_filter(&self) -> Box<dyn StreamFilter> {
+        if let Some(probe) = &self.shared.config.attempt_probe {
+            return Box::new(super::probe::ProbeFilter::new(probe.clone(), &self.name));
+        }
         Box::new(PreviewFilter {
             shared: Arc::clone(&self.shared),
             api: "other",

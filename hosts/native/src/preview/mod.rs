@@ -12,10 +12,12 @@
 //!
 //! Its other settings exist only for the end-to-end tests (`tests/tests/native_module.rs`):
 //! a path that panics, a header that picks the upstream host, a detour through the stream
-//! scheduler, a text replaced in request bodies, and a periodic callout from the configuration.
-//! None belongs in a real deployment.
+//! scheduler, a text replaced in request bodies, a periodic callout from the configuration, and
+//! the attempt probe (`probe.rs`, which replaces the whole filter: what an upstream filter sees
+//! per attempt). None belongs in a real deployment.
 
 mod config;
 mod filter;
+mod probe;
 
 pub use filter::new_factory;

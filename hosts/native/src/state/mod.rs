@@ -7,9 +7,10 @@
 //! Memory is bounded as in the Wasm host: `quotas.slots` quota slots, one in-flight map per
 //! configured pool (`InFlight` bounds its entries), `picking::SLOTS` prefix slots, one
 //! snapshot, one flow-control state per configured pool and one registry entry per held
-//! stream (`flow`).
+//! stream (`flow`), and one targets' health table for the whole process (`health`).
 
 mod flow;
+mod health;
 mod slots;
 
 use std::collections::HashMap;
@@ -17,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sluice_core::attempt::TargetHealthStore;
 use sluice_core::config::Config;
 use sluice_core::exchange::{
     Clock, InFlightCounts, InFlightRead, Level, Log, Ports, PrefixAffinity, QuotaLedger,
@@ -26,33 +26,12 @@ use sluice_core::exchange::{
 use sluice_core::flow::{FlowState, Woken};
 use sluice_core::picking::{InFlight, PrefixEntry};
 use sluice_core::quota::{Change, Store};
-use sluice_core::targets::HealthTable;
 use sluice_wire::Snapshot;
 
 use crate::host_api::LogLevel;
 pub use flow::{EXPIRED_EVENT, Flow, RELEASED_EVENT, outcome_of};
+pub use health::{TARGET_HEALTH, TargetHealth};
 use slots::Slots;
-
-/// The targets' health, one table per process: the downstream filter's configuration (choosing
-/// chains) and the upstream filter's (recording attempts) are separate configurations, and
-/// both must see the same table. Its size is the configuration's target count
-/// (`targets::MAX_TARGETS` at most); a table of another configuration starts over
-/// (`HealthTable::align`).
-pub static TARGET_HEALTH: TargetHealth = TargetHealth(Mutex::new(None));
-
-pub struct TargetHealth(Mutex<Option<HealthTable>>);
-
-impl TargetHealthStore for TargetHealth {
-    fn update(&self, change: &mut dyn FnMut(&mut HealthTable)) -> bool {
-        let mut table = lock(&self.0);
-        change(table.get_or_insert_with(HealthTable::default));
-        true
-    }
-
-    fn read(&self) -> Option<HealthTable> {
-        Some(lock(&self.0).clone().unwrap_or_default())
-    }
-}
 
 /// Everything the requests of one configuration share across workers.
 pub struct State {
