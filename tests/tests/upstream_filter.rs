@@ -1,8 +1,7 @@
-//! Sluice's upstream role (issue 16) in a real Envoy, both hosts: the shipped config with a
-//! model served by a chain of two targets, a composite cluster of their clusters with the same
-//! module and configuration as its upstream HTTP filter (native filter name `sluice.upstream`;
-//! Wasm root id `sluice.upstream`, sharing the gateway's VM id), and the route retrying on the
-//! next target.
+//! Sluice's upstream role (issue 16) in a real Envoy, both hosts: the shipped config (its chain
+//! route, attempt counts, failover record and upstream filter: native filter name
+//! `sluice.upstream`; Wasm root id `sluice.upstream`, sharing the gateway's VM) with a model
+//! served by a chain of two targets, the composite cluster of their clusters.
 //!
 //! The first target's cluster refuses connections; the second is the Llama pool. Each attempt
 //! is rewritten for its target, recorded in `sluice.failover` and counted per target and
@@ -15,9 +14,6 @@ use serde_json::{Value, json};
 use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, client};
 use sluice_e2e::host::Host;
-
-/// Nothing listens there.
-const REFUSED_PORT: u16 = 1;
 
 /// The gateway's configuration: the Llama model on the chain `gpt_chain` (the provider target
 /// `primary`, then the pool target `secondary`), with the chain of `secondary` alone (the Llama
@@ -44,58 +40,19 @@ fn configuration() -> String {
     .to_string()
 }
 
-/// The upstream filter: the same module and configuration as the gateway, in its upstream role.
-fn upstream_filter(host: Host) -> String {
-    let config = configuration().replace('\'', "''");
-    match host {
-        Host::Native => format!(
-            r#"- name: sluice_upstream
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-            dynamic_module_config: {{ name: sluice_native }}
-            filter_name: sluice.upstream
-            filter_config: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{config}' }}"#
-        ),
-        Host::Wasm => format!(
-            r#"- name: sluice_upstream
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-            config:
-              name: sluice
-              root_id: sluice.upstream
-              vm_config:
-                vm_id: sluice
-                runtime: envoy.wasm.runtime.v8
-                code: {{ local: {{ filename: {module} }} }}
-              configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{config}' }}
-              allow_on_headers_stop_iteration: true
-              failure_policy: FAIL_RELOAD"#,
-            module = host.module().display()
-        ),
-    }
-}
-
-/// The chain's composite cluster and the first target's cluster.
-fn clusters(host: Host) -> String {
-    let filter = upstream_filter(host);
-    format!(
-        r#"  clusters:
-  - name: gpt_chain
+/// The chain's composite cluster, with the shipped upstream filter (`*provider_http`: the
+/// gateway's module and configuration in the upstream role), and the first target's cluster.
+/// They go after the shipped provider clusters, which define that anchor.
+const CLUSTERS: &str = r#"  - name: gpt_chain
     connect_timeout: 1s
     lb_policy: CLUSTER_PROVIDED
     cluster_type:
       name: envoy.clusters.composite
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.clusters.composite.v3.ClusterConfig
-        clusters: [{{ name: primary }}, {{ name: llama_8b }}]
+        clusters: [{ name: primary }, { name: llama_8b }]
     typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http_protocol_options: {{}} }}
-        http_filters:
-        {filter}
-        - name: envoy.filters.http.upstream_codec
-          typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec }}
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions: *provider_http
   - name: primary
     type: STATIC
     connect_timeout: 1s
@@ -103,41 +60,22 @@ fn clusters(host: Host) -> String {
       cluster_name: primary
       endpoints:
       - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {REFUSED_PORT} }} }} }}
-          metadata: {{ filter_metadata: {{ sluice: {{ target: primary }} }} }}
-"#
-    )
-}
-
-/// The route of every chain: the cluster the filter names, each retry on the chain's next target.
-const CHAIN_ROUTE: &str = r#"- match:
-    prefix: "/"
-    headers: [{ name: x-sluice-cluster, present_match: true }]
-  route:
-    cluster_header: x-sluice-cluster
-    timeout: 30s
-    retry_policy:
-      retry_on: connect-failure,refused-stream,reset,5xx,retriable-status-codes
-      retriable_status_codes: [429]
-      num_retries: 1
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 1 } } }
+          metadata: { filter_metadata: { sluice: { target: primary } } }
 "#;
 
 async fn gateway(host: Host) -> Gateway {
-    let flow = host.filter_state("sluice.flow");
-    let failover = host.filter_state("sluice.failover");
+    // The line that follows the provider clusters in both shipped configs.
+    let picker = match host {
+        Host::Native => "  # The picker service the filter fetches its snapshot from.\n",
+        Host::Wasm => {
+            "  # The picker service the filter fetches its snapshot from (dispatch_http_call).\n"
+        }
+    };
     let options = GatewayOptions::default()
         .with_replicas("llama_8b", 1)
         .with_filter_configuration(&configuration())
-        .with_routes_first(CHAIN_ROUTE)
-        .with_envoy_replacement("  clusters:\n", &clusters(host))
-        .with_envoy_replacement(
-            "              domains: [\"*\"]\n",
-            "              domains: [\"*\"]\n              include_request_attempt_count: true\n",
-        )
-        .with_envoy_replacement(
-            &format!("flow=%FILTER_STATE({flow}:PLAIN)%"),
-            &format!("flow=%FILTER_STATE({flow}:PLAIN)% failover=%FILTER_STATE({failover}:PLAIN)%"),
-        );
+        .with_envoy_replacement(picker, &format!("{CLUSTERS}{picker}"));
     Gateway::start(host, options).await
 }
 

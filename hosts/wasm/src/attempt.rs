@@ -53,6 +53,9 @@ pub struct AttemptFilter {
     reading_request: bool,
     /// The response is held until its body is whole.
     reading_response: bool,
+    /// The attempt answered itself (its request could not be put to its target, or an edit
+    /// did not take): no target was asked, so its end records nothing against one.
+    replied: bool,
 }
 
 /// What a request phase ends with.
@@ -69,6 +72,7 @@ impl AttemptFilter {
             host,
             reading_request: false,
             reading_response: false,
+            replied: false,
         }
     }
 
@@ -91,6 +95,7 @@ impl AttemptFilter {
                 return Then::Continue;
             };
             let reply = attempt.write_failed(&Self::ports(&self.host));
+            self.replied = true;
             send(&reply);
             return Then::Replied;
         }
@@ -98,6 +103,7 @@ impl AttemptFilter {
             AttemptNext::Continue => Then::Continue,
             AttemptNext::ReadBody => Then::ReadBody,
             AttemptNext::Reply(reply) => {
+                self.replied = true;
                 send(&reply);
                 Then::Replied
             }
@@ -131,6 +137,7 @@ impl AttemptFilter {
     fn fail(&mut self) -> Then {
         if let Some(attempt) = &mut self.attempt {
             let reply = attempt.write_failed(&Self::ports(&self.host));
+            self.replied = true;
             send(&reply);
         }
         Then::Replied
@@ -163,8 +170,12 @@ impl AttemptFilter {
 
 impl Context for AttemptFilter {
     /// The attempt is over: one that got no response is recorded as a failure of its target
-    /// (health, metrics, `sluice.failover`). Returns true: the context may go.
+    /// (health, metrics, `sluice.failover`), unless the filter answered it itself (that never
+    /// reached the target). Returns true: the context may go.
     fn on_done(&mut self) -> bool {
+        if self.replied {
+            return true;
+        }
         if let Some(attempt) = &mut self.attempt {
             let records = attempt.on_complete(&Self::ports(&self.host));
             write_records(&records);
@@ -277,6 +288,7 @@ impl HttpContext for AttemptFilter {
             // The client would get the target's own bytes in the wrong API: end it instead.
             log::error("attempt: the translated response body could not be written");
             let reply = attempt.write_failed(&ports);
+            self.replied = true;
             send(&reply);
             return Action::Pause;
         }

@@ -42,6 +42,9 @@ pub struct UpstreamFilter {
     reading_request: bool,
     /// The response is held until its body is whole.
     reading_response: bool,
+    /// The attempt answered itself (its request could not be put to its target, or an edit
+    /// did not take): no target was asked, so its end records nothing against one.
+    replied: bool,
 }
 
 /// What a request phase ends with.
@@ -58,6 +61,7 @@ impl UpstreamFilter {
             shared,
             reading_request: false,
             reading_response: false,
+            replied: false,
         }
     }
 
@@ -81,14 +85,14 @@ impl UpstreamFilter {
         write_records(stream, &effects.records);
         if !apply_request(stream, &effects) {
             let reply = self.phase(stream, |attempt, ports, _| attempt.write_failed(ports));
-            send(stream, &reply);
+            self.send(stream, &reply);
             return Then::Replied;
         }
         match effects.next {
             AttemptNext::Continue => Then::Continue,
             AttemptNext::ReadBody => Then::ReadBody,
             AttemptNext::Reply(reply) => {
-                send(stream, &reply);
+                self.send(stream, &reply);
                 Then::Replied
             }
         }
@@ -101,6 +105,17 @@ impl UpstreamFilter {
             attempt.on_request_body(ports, body, true)
         });
         self.request(stream, effects)
+    }
+
+    /// Sends the attempt's reply; Envoy does not retry it.
+    fn send(&mut self, stream: &mut dyn Stream, reply: &Reply) {
+        self.replied = true;
+        let headers: Vec<(&str, &[u8])> = reply
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_bytes()))
+            .collect();
+        stream.send_response(reply.status, &headers, reply.body.as_bytes(), REPLY_DETAILS);
     }
 
     /// Applies a response phase's records and header edits; returns whether the body (if any)
@@ -242,16 +257,20 @@ impl StreamFilter for UpstreamFilter {
                 "attempt: the translated response body could not be written",
             );
             let reply = self.phase(stream, |attempt, ports, _| attempt.write_failed(ports));
-            send(stream, &reply);
+            self.send(stream, &reply);
             return BodyStatus::StopIterationNoBuffer;
         }
         BodyStatus::Continue
     }
 
     /// The attempt is over: an attempt that got no response is recorded as a failure of its
-    /// target, in the health table and the metrics. Its `sluice.failover` entry is lost: Envoy
-    /// 1.40 refuses filter state here.
+    /// target, in the health table and the metrics (not one the filter answered itself: that
+    /// never reached the target). Its `sluice.failover` entry is lost: Envoy 1.40 refuses
+    /// filter state here.
     fn on_destroy(&mut self, stream: &mut dyn EndingStream) {
+        if self.replied {
+            return;
+        }
         let shared = Arc::clone(&self.shared);
         let recorder = Recorder::new(&shared.metrics);
         let records = self.attempt.on_complete(&shared.ports(&recorder));
@@ -305,14 +324,4 @@ fn replace_response_body(stream: &mut dyn Stream, body: &[u8]) -> bool {
     stream.drain_body(BodyBuffer::ReceivedResponse, usize::MAX);
     stream.response_body().iter().all(|chunk| chunk.is_empty())
         && stream.append_body(BodyBuffer::ReceivedResponse, body)
-}
-
-/// Sends the attempt's reply; Envoy does not retry it.
-fn send(stream: &mut dyn Stream, reply: &Reply) {
-    let headers: Vec<(&str, &[u8])> = reply
-        .headers
-        .iter()
-        .map(|(name, value)| (*name, value.as_bytes()))
-        .collect();
-    stream.send_response(reply.status, &headers, reply.body.as_bytes(), REPLY_DETAILS);
 }

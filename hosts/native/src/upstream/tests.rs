@@ -212,13 +212,16 @@ fn a_request_that_cannot_go_to_its_target_is_answered_in_the_clients_format() {
 }
 
 #[test]
-fn an_edit_that_does_not_take_answers_500_rather_than_send_it_half_done() {
+fn an_edit_that_does_not_take_answers_500_and_counts_nothing_against_the_target() {
     let (factory, _) = upstream();
     let mut filter = factory.upstream_filter();
     let mut stream = planned("1", Some("oai"));
     stream.refuse.push("set_request_header");
     send_request(&mut filter, &mut stream);
     assert_eq!(stream.replies.first().map(|r| r.0), Some(500));
+    // The target was never asked: its end records nothing against it.
+    filter.on_destroy(&mut stream);
+    assert!(stream.counters.is_empty(), "{:?}", stream.counters);
 }
 
 #[test]
