@@ -73,6 +73,12 @@ start_replica() {
 start_replica 8001 --model meta-llama/Llama-3.1-8B-Instruct --lora sql-lora
 start_replica 8002 --model meta-llama/Llama-3.1-8B-Instruct --lora sql-lora
 start_replica 8003 --model Qwen/Qwen2.5-7B-Instruct
+# Two hosted providers, simulated: an OpenAI-shaped one on :8101 and an Anthropic-shaped one on
+# :8102, with their own keys (the gateway holds them; clients never see them). `gpt-4.1` is served
+# by chains over both (envoy.yaml); faults can be switched on while traffic flows:
+#   curl -X PUT localhost:8101/admin/faults -d '{"status":429,"retry_after_s":10}'
+start_replica 8101 --provider openai --api-key sk-standin-openai --model gpt-4.1
+start_replica 8102 --provider anthropic --api-key sk-standin-anthropic --model claude-sonnet-4-5
 
 # Redis for the cluster-wide quota counters: no persistence (the counters are rebuilt from every
 # Envoy's own counts when it comes back empty), loopback only.
@@ -139,6 +145,7 @@ cat <<MSG
 Sluice is up.
   gateway     http://127.0.0.1:10000   (Envoy + Sluice, $HOST build: $ENVOY_CONFIG)
   replicas    Llama-3.1-8B (+ sql-lora) on :8001, :8002; Qwen2.5-7B on :8003
+  providers   OpenAI-shaped stand-in on :8101, Anthropic-shaped on :8102 (model gpt-4.1)
   envoy admin http://127.0.0.1:9901    (stats: /stats?filter=sluice)
   picker      http://127.0.0.1:9100/healthz
   redis       127.0.0.1:$REDIS_PORT               (cluster quota counters, for quotas.cluster)
@@ -169,6 +176,15 @@ Try:
     -d '{"model":"gpt-4o","messages":[{"role":"user","content":"[[echo]]Card 4111 1111 1111 1111, mail jane@example.com"}]}'
 
   curl -s http://127.0.0.1:10000/v1/models -H 'authorization: Bearer $demo_key'
+
+  # providers: gpt-4.1 goes to the OpenAI-shaped provider first (90% of users; 10% start at the
+  # Anthropic-shaped one, translated both ways). Make the first one answer 429 with retry-after:
+  # the answer comes from the other (its "model" says which), and for 10 s requests start there.
+  curl -s -X PUT http://127.0.0.1:8101/admin/faults -d '{"status":429,"retry_after_s":10}'
+  curl -s http://127.0.0.1:10000/v1/chat/completions -H 'authorization: Bearer $demo_key' \\
+    -H 'content-type: application/json' \\
+    -d '{"model":"gpt-4.1","messages":[{"role":"user","content":"Hello!"}],"user":"ada"}'
+  curl -s -X DELETE http://127.0.0.1:8101/admin/faults
 
 Ctrl-C stops everything. Access log below; other logs in .run/.
 MSG
