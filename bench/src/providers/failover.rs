@@ -57,6 +57,15 @@ impl Scenario {
         }
     }
 
+    /// For file names.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Scenario::ServerErrors => "500",
+            Scenario::RateLimited => "429",
+            Scenario::Dead => "dead",
+        }
+    }
+
     /// The body of `PUT /admin/faults`.
     pub fn fault(self) -> serde_json::Value {
         match self {

@@ -30,10 +30,12 @@ pub struct Options {
     pub quick: bool,
 }
 
-/// The translation runs' settings: one client, one request at a time.
+/// The translation runs' settings: one client, one request at a time; rounds of short
+/// measurements (every setup and path in each round), so that differences are taken close in
+/// time.
 const CONCURRENCY: u32 = 1;
-const SECONDS: u64 = 4;
-const REPEATS: usize = 3;
+const SECONDS: u64 = 1;
+const ROUNDS: usize = 16;
 
 fn say(message: &str) {
     println!("==> {message}");
@@ -97,18 +99,13 @@ pub async fn run(options: &Options, dir: &FsPath) -> Result<ProvidersReport, Str
         (Build::Wasm, yaml(Build::Wasm)?),
     ];
 
-    let (repeats, seconds) = if options.quick {
-        (1, 1)
-    } else {
-        (REPEATS, SECONDS)
-    };
+    let rounds = if options.quick { 2 } else { ROUNDS };
     let translation = translation_runs(
         dir,
         &tools,
         &configs,
         (&openai, &anthropic),
-        repeats,
-        seconds,
+        rounds,
         &mut warnings,
     )
     .await?;
@@ -124,7 +121,11 @@ pub async fn run(options: &Options, dir: &FsPath) -> Result<ProvidersReport, Str
             for standin in [&openai, &anthropic] {
                 reset_standin(standin).await?;
             }
-            let name = format!("envoy-failover-{}", build.name().to_lowercase());
+            let name = format!(
+                "envoy-failover-{}-{}",
+                build.name().to_lowercase(),
+                scenario.slug()
+            );
             let mut envoy = procs::start_envoy(&name, dir, yaml, ENVOY_WORKERS).await?;
             let run = scenario_run(&envoy, &openai, *build, scenario).await?;
             reset_standin(&openai).await?;
@@ -151,8 +152,8 @@ pub async fn run(options: &Options, dir: &FsPath) -> Result<ProvidersReport, Str
         translation_method: TranslationMethod {
             envoy_workers: ENVOY_WORKERS,
             concurrency: CONCURRENCY,
-            seconds,
-            repeats,
+            seconds: SECONDS,
+            rounds,
         },
         micro,
         failover,
@@ -385,15 +386,15 @@ async fn check(via: Via, path: Path, request: &Request) -> Result<(), String> {
     Ok(())
 }
 
-/// The translation runs: every path through each build and to the stand-ins alone, interleaved
-/// (the order rotates each run), medians over the runs.
+/// The translation runs: rounds of every path through each build and to the stand-ins alone,
+/// one after the other (the order of the setups rotates each round, and the same-shape path
+/// goes first in even rounds, second in odd ones).
 async fn translation_runs(
     dir: &FsPath,
     tools: &Tools,
     configs: &[(Build, String)],
     standins: (&Service, &Service),
-    repeats: usize,
-    seconds: u64,
+    rounds: usize,
     warnings: &mut Vec<String>,
 ) -> Result<Samples, String> {
     say("translation runs: starting Envoy + Sluice native and Wasm");
@@ -435,15 +436,30 @@ async fn translation_runs(
         .parse()
         .unwrap_or(100.0);
     let mut samples = Samples::default();
-    for repeat in 0..repeats {
-        say(&format!(
-            "translation run {}/{repeats}: {seconds} s each, concurrency {CONCURRENCY}",
-            repeat + 1
-        ));
+    say(&format!(
+        "translation: {rounds} rounds, each setup and path for {SECONDS} s, concurrency \
+         {CONCURRENCY}"
+    ));
+    for round in 0..rounds {
         let mut order: Vec<usize> = (0..plans.len()).collect();
-        order.rotate_left(repeat % plans.len().max(1));
-        for path in Path::ALL {
-            for &i in &order {
+        order.rotate_left(round % plans.len().max(1));
+        let paths = if round % 2 == 0 {
+            [
+                Path::OpenAi,
+                Path::Anthropic,
+                Path::OpenAiStream,
+                Path::AnthropicStream,
+            ]
+        } else {
+            [
+                Path::Anthropic,
+                Path::OpenAi,
+                Path::AnthropicStream,
+                Path::OpenAiStream,
+            ]
+        };
+        for &i in &order {
+            for path in paths {
                 let Some((via, gateway, requests)) = plans.get(i) else {
                     continue;
                 };
@@ -458,7 +474,7 @@ async fn translation_runs(
                     &request.url,
                     &request.body,
                     CONCURRENCY,
-                    seconds,
+                    SECONDS,
                     &headers,
                 )
                 .await?;
@@ -467,14 +483,14 @@ async fn translation_runs(
                     .zip(ticks_after)
                     .filter(|_| run.requests > 0)
                     .map(|(a, b)| b.saturating_sub(a) as f64 * 1e6 / tick_hz / run.requests as f64);
-                samples.add(repeat, *via, path, Metric::P50, run.p50_us);
-                samples.add(repeat, *via, path, Metric::P99, run.p99_us);
+                samples.add(round, *via, path, Metric::P50, run.p50_us);
+                samples.add(round, *via, path, Metric::P99, run.p99_us);
                 if let Some(cpu) = cpu_us {
-                    samples.add(repeat, *via, path, Metric::CpuUs, cpu);
+                    samples.add(round, *via, path, Metric::CpuUs, cpu);
                 }
                 println!(
-                    "    [{}/{repeats}] {:<22} {:<32} p50 {:>8}  p99 {:>8}  {:>6} requests{}",
-                    repeat + 1,
+                    "    [{}/{rounds}] {:<22} {:<32} p50 {:>8}  p99 {:>8}  {:>6} requests{}",
+                    round + 1,
                     via.label(),
                     path.label(),
                     fmt_us(Some(run.p50_us)),
@@ -484,8 +500,8 @@ async fn translation_runs(
                 );
                 if run.errors > 0 {
                     warnings.push(format!(
-                        "translation run {}, {}, {}: {} of {} requests failed",
-                        repeat + 1,
+                        "translation round {}, {}, {}: {} of {} requests failed",
+                        round + 1,
                         via.label(),
                         path.label(),
                         run.errors,

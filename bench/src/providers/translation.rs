@@ -6,9 +6,13 @@
 //! therefore also measured alone, sent the bytes the gateway would send it; the gateway's share
 //! is its run minus that, and the translation's cost is the difference of the gateway's
 //! shares. Envoy's CPU per request holds no stand-in work, so its difference is taken as is.
+//!
+//! The runs are short rounds with every setup and path in each: a difference is taken within
+//! each round (paired, so drift in the shared machine's load between rounds drops out), and the
+//! figure is the median of the rounds' differences, with the middle half of them as its spread.
 
 use crate::report::Build;
-use crate::stats::median;
+use crate::stats::{median, percentile};
 
 /// A request path: which target, and whether the answer streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +89,7 @@ pub enum Metric {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
-    pub repeat: usize,
+    pub round: usize,
     pub via: Via,
     pub path: Path,
     pub metric: Metric,
@@ -98,8 +102,9 @@ pub struct Samples {
     pub samples: Vec<Sample>,
 }
 
-/// The cost of translation on one build for one kind of answer.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// The cost of translation on one build for one kind of answer: medians over the rounds of
+/// each round's difference.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Cost {
     /// The gateway runs' difference, p50 and p99 (stand-ins included).
     pub raw_p50_us: Option<f64>,
@@ -107,17 +112,19 @@ pub struct Cost {
     /// The difference of what the gateway added over each stand-in alone, p50 and p99.
     pub added_p50_us: Option<f64>,
     pub added_p99_us: Option<f64>,
-    /// The gateway-added p50 difference of each run, in order.
-    pub added_p50_per_run: Vec<f64>,
+    /// The middle half of the rounds' `added_p50` differences: 25th and 75th percentiles.
+    pub added_p50_spread: Option<(f64, f64)>,
     /// Envoy's CPU per request, difference.
     pub cpu_us: Option<f64>,
+    /// Rounds that measured every setup the cost needs.
+    pub rounds: usize,
 }
 
 impl Samples {
-    pub fn add(&mut self, repeat: usize, via: Via, path: Path, metric: Metric, value: f64) {
+    pub fn add(&mut self, round: usize, via: Via, path: Path, metric: Metric, value: f64) {
         if value.is_finite() {
             self.samples.push(Sample {
-                repeat,
+                round,
                 via,
                 path,
                 metric,
@@ -139,10 +146,10 @@ impl Samples {
         median(&self.values(via, path, metric))
     }
 
-    fn one(&self, repeat: usize, via: Via, path: Path, metric: Metric) -> Option<f64> {
+    fn one(&self, round: usize, via: Via, path: Path, metric: Metric) -> Option<f64> {
         self.samples
             .iter()
-            .find(|s| s.repeat == repeat && s.via == via && s.path == path && s.metric == metric)
+            .find(|s| s.round == round && s.via == via && s.path == path && s.metric == metric)
             .map(|s| s.value)
     }
 
@@ -154,37 +161,42 @@ impl Samples {
         )
     }
 
-    fn repeats(&self) -> usize {
-        self.samples.iter().map(|s| s.repeat + 1).max().unwrap_or(0)
+    fn rounds(&self) -> usize {
+        self.samples.iter().map(|s| s.round + 1).max().unwrap_or(0)
+    }
+
+    /// Each round's value of `difference`, for the rounds where it could be taken.
+    fn per_round(&self, difference: impl Fn(usize) -> Option<f64>) -> Vec<f64> {
+        (0..self.rounds()).filter_map(difference).collect()
     }
 
     /// The cost of translation for `path` (an Anthropic path) on `build`.
     pub fn cost(&self, build: Build, path: Path) -> Cost {
         let base = path.baseline();
         let gateway = Via::Gateway(build);
-        let diff = |metric| {
-            Some(self.median(gateway, path, metric)? - self.median(gateway, base, metric)?)
+        let raw = |metric| {
+            self.per_round(|r| {
+                Some(self.one(r, gateway, path, metric)? - self.one(r, gateway, base, metric)?)
+            })
         };
-        let added =
-            |metric| Some(self.added(build, path, metric)? - self.added(build, base, metric)?);
-        let per_run = (0..self.repeats())
-            .filter_map(|r| {
+        let added = |metric| {
+            self.per_round(|r| {
                 let added = |p| {
-                    Some(
-                        self.one(r, gateway, p, Metric::P50)?
-                            - self.one(r, Via::Direct, p, Metric::P50)?,
-                    )
+                    Some(self.one(r, gateway, p, metric)? - self.one(r, Via::Direct, p, metric)?)
                 };
                 Some(added(path)? - added(base)?)
             })
-            .collect();
+        };
+        let added_p50 = added(Metric::P50);
+        let spread = percentile(&added_p50, 25.0).zip(percentile(&added_p50, 75.0));
         Cost {
-            raw_p50_us: diff(Metric::P50),
-            raw_p99_us: diff(Metric::P99),
-            added_p50_us: added(Metric::P50),
-            added_p99_us: added(Metric::P99),
-            added_p50_per_run: per_run,
-            cpu_us: diff(Metric::CpuUs),
+            raw_p50_us: median(&raw(Metric::P50)),
+            raw_p99_us: median(&raw(Metric::P99)),
+            added_p50_us: median(&added_p50),
+            added_p99_us: median(&added(Metric::P99)),
+            added_p50_spread: spread,
+            cpu_us: median(&raw(Metric::CpuUs)),
+            rounds: added_p50.len(),
         }
     }
 }
@@ -193,16 +205,22 @@ impl Samples {
 pub(crate) mod tests {
     use super::*;
 
-    /// Three runs: the stand-ins alone answer in 300 µs (OpenAI) and 340 µs (Anthropic), +100
-    /// µs streamed; the native gateway adds 200 µs on OpenAI paths and 230 µs on Anthropic
-    /// ones (+ the run's index in µs), and spends 100 µs or 120 µs of CPU.
+    /// Four rounds: the stand-ins alone answer in 300 µs (OpenAI) and 340 µs (Anthropic), +100
+    /// µs streamed, + 50 µs per round (the machine's load drifting); the native gateway adds
+    /// 200 µs on OpenAI paths and 230 µs on Anthropic ones (+ the round's index in µs on the
+    /// Anthropic paths), and spends 100 µs or 120 µs of CPU.
     pub(crate) fn samples() -> Samples {
         let mut samples = Samples::default();
-        for repeat in 0..3 {
+        for repeat in 0..4 {
             for path in Path::ALL {
                 let direct = if path.anthropic() { 340.0 } else { 300.0 }
-                    + if path.stream() { 100.0 } else { 0.0 };
-                let added = if path.anthropic() { 230.0 } else { 200.0 } + repeat as f64;
+                    + if path.stream() { 100.0 } else { 0.0 }
+                    + 50.0 * repeat as f64;
+                let added = if path.anthropic() {
+                    230.0 + repeat as f64
+                } else {
+                    200.0
+                };
                 samples.add(repeat, Via::Direct, path, Metric::P50, direct);
                 samples.add(repeat, Via::Direct, path, Metric::P99, direct * 2.0);
                 let via = Via::Gateway(Build::Native);
@@ -220,19 +238,21 @@ pub(crate) mod tests {
         let samples = samples();
         for path in [Path::Anthropic, Path::AnthropicStream] {
             let cost = samples.cost(Build::Native, path);
-            assert_eq!(cost.raw_p50_us, Some(70.0), "{path:?}");
-            assert_eq!(cost.added_p50_us, Some(30.0), "{path:?}");
-            assert_eq!(cost.added_p99_us, Some(30.0), "{path:?}");
-            assert_eq!(cost.added_p50_per_run, vec![30.0, 30.0, 30.0]);
+            // Rounds differ by 30, 31, 32 and 33 µs: the drift of 50 µs a round drops out.
+            assert_eq!(cost.raw_p50_us, Some(71.5), "{path:?}");
+            assert_eq!(cost.added_p50_us, Some(31.5), "{path:?}");
+            assert_eq!(cost.added_p99_us, Some(31.5), "{path:?}");
+            assert_eq!(cost.added_p50_spread, Some((30.0, 32.0)));
             assert_eq!(cost.cpu_us, Some(20.0));
+            assert_eq!(cost.rounds, 4);
         }
         assert_eq!(
             samples.added(Build::Native, Path::OpenAi, Metric::P50),
-            Some(201.0)
+            Some(200.0)
         );
         let wasm = samples.cost(Build::Wasm, Path::Anthropic);
         assert_eq!(wasm.added_p50_us, None, "not measured");
-        assert!(wasm.added_p50_per_run.is_empty());
+        assert_eq!(wasm.rounds, 0);
     }
 
     #[test]
