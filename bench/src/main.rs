@@ -42,7 +42,7 @@ usage: bench [--only overhead|routing|quota-cluster|flow-control|providers] [--q
                   `flow-control` (priority, fairness and starvation on an overloaded pool); the
                   other sections of the report are kept as they were. `providers` (translation
                   cost per request and failover under steady load, both builds) runs only when
-                  named here: it takes about 5 minutes
+                  named here: it takes about 7 minutes
   --quick         short runs: checks that everything works; the rough report goes to
                   .bench/BENCHMARKS-quick.md unless --output says otherwise
   --output FILE   where to write the report (default BENCHMARKS.md in the repository)
