@@ -60,8 +60,11 @@ e2e-test:
 ## native module (`BENCH_ARGS="--host wasm"` for the Wasm build). Prints a summary and writes
 ## BENCHMARKS.md; about 20 minutes. `make bench BENCH_ARGS=--quick` checks that it all works in
 ## about 6 (report in .bench/); `BENCH_ARGS="--only routing"` (or `overhead`, `quota-cluster`,
-## `flow-control`) runs one section and keeps the others' figures. The orchestrator is built in
-## the dev profile on purpose: it unwinds on a failure, so every process it started is stopped.
+## `flow-control`) runs one section and keeps the others' figures. `BENCH_ARGS="--only
+## providers"` runs a fifth section, not in the default run (about 7 minutes): translation cost
+## per request and failover under steady load on the provider stand-ins, both builds. The
+## orchestrator is built in the dev profile on purpose: it unwinds on a failure, so every
+## process it started is stopped.
 bench: setup
 	@bench/setup.sh
 	cargo build --locked --profile wasm-release -p sluice-wasm --target wasm32-wasip1

@@ -58,7 +58,8 @@ async fn output(mut command: Command, what: &str) -> Result<String, String> {
     Ok(stdout)
 }
 
-/// wrk, one thread, `connections` connections, for `seconds`: closed loop.
+/// wrk, one thread, `connections` connections, for `seconds`: closed loop, with the bench's
+/// client key.
 pub async fn wrk(
     tools: &Tools,
     url: &str,
@@ -66,14 +67,30 @@ pub async fn wrk(
     connections: u32,
     seconds: u64,
 ) -> Result<Run, String> {
+    let authorization = format!("authorization: Bearer {API_KEY}");
+    wrk_with_headers(tools, url, body, connections, seconds, &[&authorization]).await
+}
+
+/// `wrk` with these request headers (`name: value`) instead of the bench's client key: a
+/// provider stand-in called directly wants its own key (and Anthropic's, its version header).
+pub async fn wrk_with_headers(
+    tools: &Tools,
+    url: &str,
+    body: &Path,
+    connections: u32,
+    seconds: u64,
+    headers: &[&str],
+) -> Result<Run, String> {
     let mut command = Command::new(&tools.wrk);
     command
         .env("SLUICE_BENCH_BODY", body)
         .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s")])
         .args(["--timeout", "10s", "-s"])
-        .arg(&tools.wrk_script)
-        .args(["-H", &format!("authorization: Bearer {API_KEY}")])
-        .arg(url);
+        .arg(&tools.wrk_script);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    command.arg(url);
     let stdout = output(command, "wrk").await?;
     parse_wrk(&stdout)
 }

@@ -4,7 +4,9 @@
 //! the routing section (`sluice_bench::routing`) measures replica picking against Envoy's load
 //! balancing on simulated replicas; the cluster quota section (`sluice_bench::quota_cluster`)
 //! measures how far Envoys sharing a limit over-admit; the flow-control section
-//! (`sluice_bench::flow_control`) measures priority, fairness and starvation on an overloaded pool.
+//! (`sluice_bench::flow_control`) measures priority, fairness and starvation on an overloaded pool;
+//! the providers section (`sluice_bench::providers`, `--only providers`: not in the default run)
+//! measures what per-attempt translation costs and how a chain of providers fails over.
 //! Prints a summary of each and writes `BENCHMARKS.md`.
 //!
 //! Every process it starts is stopped when it ends: normally, on an error, on a panic (this
@@ -19,6 +21,7 @@ use sluice_bench::flow_control;
 use sluice_bench::load::{self, Run, Tools};
 use sluice_bench::machine::{load_average, word};
 use sluice_bench::procs::{self, API_KEY, ENVOY_WORKERS, LITELLM_VERSION, Service};
+use sluice_bench::providers;
 use sluice_bench::quota_cluster;
 use sluice_bench::report::{
     Build, Machine, Method, Metric, Micro, Report, Results, Rss, Setup, fmt_rps, fmt_us,
@@ -29,7 +32,7 @@ use sluice_bench::sluice_config;
 use sluice_core::picking::Weights;
 
 const USAGE: &str = "\
-usage: bench [--only overhead|routing|quota-cluster|flow-control] [--quick] [--repeats N]
+usage: bench [--only overhead|routing|quota-cluster|flow-control|providers] [--quick] [--repeats N]
              [--skip-litellm] [--skip-micro] [--host native|wasm] [--weights LIST]
              [--workload NAME] [--flow-step-seconds S] [--flow-drain-seconds S] [--output FILE]
 
@@ -37,7 +40,9 @@ usage: bench [--only overhead|routing|quota-cluster|flow-control] [--quick] [--r
                   `routing` (replica picking against Envoy's load balancing), `quota-cluster`
                   (over-admission of Envoys sharing a limit through the picker and Redis) or
                   `flow-control` (priority, fairness and starvation on an overloaded pool); the
-                  other sections of the report are kept as they were
+                  other sections of the report are kept as they were. `providers` (translation
+                  cost per request and failover under steady load, both builds) runs only when
+                  named here: it takes about 7 minutes
   --quick         short runs: checks that everything works; the rough report goes to
                   .bench/BENCHMARKS-quick.md unless --output says otherwise
   --output FILE   where to write the report (default BENCHMARKS.md in the repository)
@@ -66,6 +71,8 @@ enum Section {
     Routing,
     QuotaCluster,
     FlowControl,
+    /// Not in the default run (`--only providers`).
+    Providers,
 }
 
 /// The canned answer the mock upstream gives; every setup must pass it through.
@@ -139,9 +146,10 @@ impl Options {
                         Some("routing") => Section::Routing,
                         Some("quota-cluster") => Section::QuotaCluster,
                         Some("flow-control") => Section::FlowControl,
+                        Some("providers") => Section::Providers,
                         _ => {
-                            return Err("--only needs `overhead`, `routing`, `quota-cluster` or \
-                                        `flow-control`"
+                            return Err("--only needs `overhead`, `routing`, `quota-cluster`, \
+                                        `flow-control` or `providers`"
                                 .into());
                         }
                     });
@@ -191,9 +199,12 @@ impl Options {
         Ok(options)
     }
 
-    /// Whether `section` runs: every section, or the one `--only` names.
+    /// Whether `section` runs: every section but the providers one, or the one `--only` names.
     fn runs(&self, section: Section) -> bool {
-        self.only.is_none_or(|only| only == section)
+        match self.only {
+            Some(only) => only == section,
+            None => section != Section::Providers,
+        }
     }
 
     /// Where the report goes: a quick run must not overwrite the real BENCHMARKS.md.
@@ -597,6 +608,22 @@ async fn run(options: Options) -> Result<(), String> {
         println!("\n{}", report.summary());
         say(&format!(
             "flow-control section written to {} (logs in {})",
+            output.display(),
+            dir.display()
+        ));
+    }
+    if options.runs(Section::Providers) {
+        let dir = work.join("providers");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let providers_options = providers::run::Options {
+            quick: options.quick,
+        };
+        let report = providers::run::run(&providers_options, &dir).await?;
+        write(None, &[(sections::PROVIDERS, &report.markdown())])?;
+        println!("\n{}", report.summary());
+        say(&format!(
+            "providers section written to {} (logs in {})",
             output.display(),
             dir.display()
         ));

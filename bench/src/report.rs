@@ -461,7 +461,8 @@ fn fmt_kib(kib: Option<u64>) -> String {
     }
 }
 
-fn fmt_ns(ns: f64) -> String {
+/// Nanoseconds as `87.2 ns`, `1.23 µs` or `4.56 ms`.
+pub fn fmt_ns(ns: f64) -> String {
     if ns >= 1_000_000.0 {
         format!("{:.2} ms", ns / 1_000_000.0)
     } else if ns >= 1000.0 {

@@ -1,5 +1,6 @@
 //! `BENCHMARKS.md` holds one part per section of `make bench`: the overhead sections first, then
-//! each later section between its two marker lines (routing, cluster quotas, flow control). A run
+//! each later section between its two marker lines (routing, cluster quotas, flow control,
+//! providers). A run
 //! replaces the parts it measured and keeps the others, so `bench --only routing` leaves the
 //! other figures alone, and so on for each section.
 
@@ -29,8 +30,13 @@ pub const FLOW_CONTROL: Part = Part {
     end: "<!-- flow control benchmark: end -->",
 };
 
+pub const PROVIDERS: Part = Part {
+    begin: "<!-- providers benchmark: begin (written by `make bench`) -->",
+    end: "<!-- providers benchmark: end -->",
+};
+
 /// The marked parts, in the order the file has them.
-pub const PARTS: [Part; 3] = [ROUTING, QUOTA_CLUSTER, FLOW_CONTROL];
+pub const PARTS: [Part; 4] = [ROUTING, QUOTA_CLUSTER, FLOW_CONTROL, PROVIDERS];
 
 impl Part {
     /// This part of `existing`, markers included (to the end of the file if its end line is
@@ -181,5 +187,32 @@ mod tests {
         );
         assert!(file.contains("flow 2") && !file.contains("flow 1"));
         assert!(file.contains("quota 2") && file.contains("\nrouting\n"));
+    }
+
+    #[test]
+    fn the_providers_part_goes_last_and_survives_the_others() {
+        let part = |p: Part, text: &str| format!("{}\n{text}\n{}", p.begin, p.end);
+        let existing = format!(
+            "# Benchmarks\n\noverhead\n\n{}\n\n{}\n",
+            part(ROUTING, "routing"),
+            part(FLOW_CONTROL, "flow")
+        );
+        let file = compose(
+            &existing,
+            None,
+            &[(PROVIDERS, &part(PROVIDERS, "providers 1"))],
+        );
+        assert!(
+            file.ends_with(&format!("{}\n", part(PROVIDERS, "providers 1"))),
+            "{file}"
+        );
+        // A default run (overhead and the other parts) keeps it.
+        let file = compose(
+            &file,
+            Some("# Benchmarks\n\nnew overhead"),
+            &[(FLOW_CONTROL, &part(FLOW_CONTROL, "flow 2"))],
+        );
+        assert!(file.contains("providers 1") && file.contains("flow 2"));
+        assert!(file.contains("new overhead") && !file.contains("\noverhead\n"));
     }
 }

@@ -86,7 +86,8 @@ pub struct Cli {
     pub prefill_us_per_token: Option<f64>,
 
     /// Duration of one decode step (one token for every running sequence), in milliseconds
-    /// [default: 20, 1 with --fast].
+    /// [default: 20, 1 with --fast]. 0 with no prefill cost: every token at once (a stand-in
+    /// that answers as fast as it can, for measuring a gateway).
     #[arg(long, value_name = "MS", value_parser = non_negative)]
     pub decode_ms_per_step: Option<f64>,
 

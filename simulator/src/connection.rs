@@ -123,6 +123,12 @@ impl axum::serve::Listener for FaultListener {
         loop {
             match self.inner.accept().await {
                 Ok((stream, address)) => {
+                    // Each streamed event is its own small write: without TCP_NODELAY, Nagle's
+                    // algorithm holds one back until the peer's delayed ACK (about 40 ms on
+                    // Linux). Model servers (uvicorn) set it too.
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::warn!("TCP_NODELAY not set: {error}");
+                    }
                     let link = Arc::new(Link::default());
                     self.connections.register(&link);
                     let screen = if self.faults.is_dead() {

@@ -84,19 +84,28 @@ impl Driver {
                 continue;
             }
 
-            // Requests and aborts keep arriving while the step "computes"; they are applied at
-            // once so that an abort frees its blocks and the snapshot shows new arrivals waiting.
-            let step_end = Instant::now() + self.step_duration(plan.prefill_tokens);
-            loop {
-                tokio::select! {
-                    () = sleep_until(step_end) => break,
-                    command = commands.recv() => match command {
-                        Some(command) => {
-                            self.handle(command);
-                            self.publish();
-                        }
-                        None => return,
-                    },
+            let step = self.step_duration(plan.prefill_tokens);
+            if step.is_zero() {
+                // A step that costs nothing (no decode or prefill cost: a stand-in that answers
+                // at once, for measuring a gateway) takes no timer, which would round it up to
+                // a whole millisecond; other tasks run, and arrivals are applied at the top.
+                tokio::task::yield_now().await;
+            } else {
+                // Requests and aborts keep arriving while the step "computes"; they are applied
+                // at once so that an abort frees its blocks and the snapshot shows new arrivals
+                // waiting.
+                let step_end = Instant::now() + step;
+                loop {
+                    tokio::select! {
+                        () = sleep_until(step_end) => break,
+                        command = commands.recv() => match command {
+                            Some(command) => {
+                                self.handle(command);
+                                self.publish();
+                            }
+                            None => return,
+                        },
+                    }
                 }
             }
             let emissions = self.scheduler.complete_step();

@@ -73,6 +73,20 @@ async fn step_time_is_decode_plus_prefill_of_admitted_tokens() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn steps_without_cost_take_no_time() {
+    let engine = Engine::start(EngineConfig {
+        decode_per_step: Duration::ZERO,
+        prefill_per_token: Duration::ZERO,
+        ..config()
+    });
+    let start = Instant::now();
+    let (tokens, _) = finish(engine.submit(request("hello there", 16)).unwrap()).await;
+    assert_eq!(tokens.len(), 16);
+    // A timer, even of zero length, would have cost a whole millisecond per step.
+    assert_eq!(Instant::now() - start, Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
 async fn requests_start_in_arrival_order_when_the_server_is_full() {
     let engine = Engine::start(EngineConfig {
         scheduler: SchedulerConfig {
