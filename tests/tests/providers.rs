@@ -503,6 +503,31 @@ async fn a_primary_answering_500_fails_over_and_stays_in_rotation(host: Host) {
 }
 
 #[both_hosts]
+async fn a_primary_silent_past_the_per_try_timeout_fails_over(host: Host) {
+    // A per-try timeout of 1 s (the shipped one is 60 s), and a primary whose first byte takes
+    // 3 s: the try is given up before any byte, and the secondary answers.
+    let options = options()
+        .with_filter_configuration(&configuration(openai_first_with_standby(), json!({})))
+        .with_envoy_replacement("per_try_timeout: 60s", "per_try_timeout: 1s");
+    let gateway = Gateway::start(host, options).await;
+    openai(&gateway)
+        .set_fault(json!({"first_byte_delay_ms": 3000, "count": 1}))
+        .await;
+    assert_eq!(ask(&gateway).await, CLAUDE, "the secondary answered");
+    let records = failover_records(&gateway, 1).await;
+    assert_eq!(
+        attempts(&records[0]),
+        pairs(&[("openai", "no_response"), ("anthropic", "ok")]),
+        "{}",
+        records[0]
+    );
+    assert_eq!(
+        attempts_counted(&gateway, "openai", "no_response", 1).await,
+        1
+    );
+}
+
+#[both_hosts]
 async fn a_dead_primary_fails_over_is_ejected_and_serves_again_once_back(host: Host) {
     // Two failures in a row eject a target for 5 s.
     let config = configuration(
