@@ -749,6 +749,60 @@ async fn the_shipped_split_sends_each_user_to_one_chain_in_proportion(host: Host
     );
 }
 
+#[both_hosts]
+async fn a_lora_canary_split_by_session_rewrites_a_share_to_the_adapter(host: Host) {
+    // A weighted rewrite on the self-hosted pool (InferenceModelRewrite's job): 3 of 4 sessions
+    // get the base model, 1 of 4 the `sql-lora` adapter, each session always the same.
+    const SESSIONS: usize = 200;
+    let models = json!({
+        "llama-canary": {
+            "chains": [
+                {"cluster": "llama_8b", "targets": ["llama-stable"], "weight": 3},
+                {"cluster": "llama_8b", "targets": ["llama-lora"], "weight": 1}
+            ],
+            "sticky": {"header": "x-session-id"}
+        }
+    });
+    let extra = json!({"targets": {
+        "llama-stable": {"pool": "llama_8b", "model": LLAMA},
+        "llama-lora": {"pool": "llama_8b", "model": "sql-lora"}
+    }});
+    let gateway = start(host, &configuration(models, extra)).await;
+    let session = |i: usize| format!("session-{i:03}");
+    let ask = |i: usize| {
+        let gateway = &gateway;
+        async move {
+            let body = chat_body("llama-canary", None, false);
+            let id = session(i);
+            answering_model(send_chat(gateway, &body, &[("x-session-id", id.as_str())]).await).await
+        }
+    };
+    let mut first = Vec::with_capacity(SESSIONS);
+    for batch in (0..SESSIONS).collect::<Vec<_>>().chunks(16) {
+        first.extend(join_all(batch.iter().map(|&i| ask(i))).await);
+    }
+    let on_adapter = first.iter().filter(|m| *m == "sql-lora").count();
+    let on_base = first.iter().filter(|m| *m == LLAMA).count();
+    assert_eq!(on_adapter + on_base, SESSIONS, "{first:?}");
+    // Binomial(200, 0.25): mean 50, standard deviation sqrt(200 * 0.25 * 0.75) = 6.1; within
+    // 4 standard deviations: 25.5 to 74.5.
+    let (mean, sigma) = (
+        SESSIONS as f64 * 0.25,
+        (SESSIONS as f64 * 0.25 * 0.75).sqrt(),
+    );
+    println!(
+        "{SESSIONS} sessions: {on_adapter} on the adapter (expected {mean} ± {})",
+        4.0 * sigma
+    );
+    assert!(
+        (on_adapter as f64 - mean).abs() <= 4.0 * sigma,
+        "{on_adapter} of {SESSIONS} sessions on the adapter"
+    );
+    for i in (0..SESSIONS).step_by(10) {
+        assert_eq!(ask(i).await, first[i], "{} moved", session(i));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Quotas across a failover
 

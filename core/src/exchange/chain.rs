@@ -19,6 +19,9 @@ pub(super) struct Chosen {
     /// The pool of the chain's first target, when it is self-hosted (its replica is picked);
     /// `None`: a provider, no replica to pick.
     pub first_pool: Option<String>,
+    /// The model the first target serves the request under, when it is a pool target that
+    /// names one (a LoRA adapter or another model of the pool: a weighted rewrite).
+    pub first_model: Option<String>,
     /// The first part of `sluice.failover` (the upstream attempts add theirs).
     pub record: Record,
 }
@@ -63,13 +66,12 @@ impl Exchange {
             .filter_map(|&t| targets.get(t))
             .map(|t| t.name.as_str());
         let plan = Plan::header_value(routed.api, names);
-        let first_pool = choice
-            .chain
-            .targets
-            .first()
-            .and_then(|&t| targets.get(t))
-            .and_then(|t| t.pool())
-            .map(str::to_owned);
+        let first = choice.chain.targets.first().and_then(|&t| targets.get(t));
+        let first_pool = first.and_then(|t| t.pool()).map(str::to_owned);
+        let first_model = first.and_then(|t| match &t.kind {
+            targets::TargetKind::Pool { model, .. } => model.clone(),
+            targets::TargetKind::Provider(_) => None,
+        });
         let record = Record {
             key: super::RecordKey::Failover,
             value: serde_json::json!({
@@ -92,6 +94,7 @@ impl Exchange {
                 ),
             ],
             first_pool,
+            first_model,
             record,
         })
     }

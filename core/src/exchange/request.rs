@@ -251,6 +251,17 @@ impl Exchange {
                 if let Some(pool) = &chosen.first_pool {
                     routed.pool.clone_from(pool);
                 }
+                if let Some(model) = &chosen.first_model {
+                    // A pool target under its own model (a canary adapter): the request is
+                    // rewritten to it here, so the pick sees the adapter and a pool cluster
+                    // without the upstream filter gets it too.
+                    let current = routed.body.as_deref().unwrap_or(body);
+                    let name = serde_json::to_string(model)
+                        .map_err(|_| GatewayError::Internal("encoding the model name failed"))?;
+                    routed.body =
+                        Some(crate::json::TopLevel::parse(current)?.with_replaced("model", &name));
+                    routed.model.clone_from(model);
+                }
                 chosen.first_pool.is_some()
             }
             None => true,

@@ -210,3 +210,26 @@ fn the_answer_settles_at_the_price_of_the_target_that_gave_it_and_the_header_goe
     assert!(second_admitted_after(None));
     assert!(!second_admitted_after(Some("claude")));
 }
+
+#[test]
+fn a_pool_target_under_its_own_model_rewrites_the_request_to_it() {
+    let fakes = Fakes::default();
+    let json = r#"{
+        "models": {
+            "m": {"pool": "p"},
+            "canary": {"chains": [{"cluster": "p", "targets": ["adapter"]}]}
+        },
+        "targets": {"adapter": {"pool": "p", "model": "m-lora-v2"}}
+    }"#;
+    let configured = Arc::new(Configured::new(
+        Config::from_json(json.as_bytes()).unwrap(),
+        0,
+    ));
+    let mut client = Client::new(&fakes, Some(configured));
+    let body = r#"{"model":"canary","messages":[{"role":"user","content":"hi"}],"max_tokens":5}"#;
+    assert!(client.post(CHAT, &[], body));
+    let sent: serde_json::Value =
+        serde_json::from_slice(client.upstream_body.as_deref().unwrap()).unwrap();
+    assert_eq!(sent["model"], "m-lora-v2");
+    assert_eq!(client.upstream_header(CLUSTER_HEADER), Some("p"));
+}
