@@ -391,26 +391,42 @@ impl GatewayError {
     /// The response body, in `api`'s error format.
     pub fn body(&self, api: ApiFlavor) -> String {
         let r = self.rendering();
-        let rendered = match api {
-            ApiFlavor::OpenAi => serde_json::to_string(&OpenAiErrorBody {
-                error: OpenAiError {
-                    message: &r.message,
-                    kind: r.openai_type,
-                    param: r.param.as_deref(),
-                    code: r.openai_code,
-                },
-            }),
-            ApiFlavor::Anthropic => serde_json::to_string(&AnthropicErrorBody {
-                kind: "error",
-                error: AnthropicError {
-                    kind: r.anthropic_type,
-                    message: &r.message,
-                },
-            }),
-        };
-        // Serializing plain strings cannot fail; the fallback only keeps this total.
-        rendered.unwrap_or_default()
+        match api {
+            ApiFlavor::OpenAi => {
+                openai_error_body(&r.message, r.openai_type, r.param.as_deref(), r.openai_code)
+            }
+            ApiFlavor::Anthropic => anthropic_error_body(r.anthropic_type, &r.message),
+        }
     }
+}
+
+/// `{"error":{"message","type","param","code"}}`: OpenAI's error body, whoever writes it (the
+/// gateway's own errors, a translated provider error).
+pub(crate) fn openai_error_body(
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> String {
+    let body = OpenAiErrorBody {
+        error: OpenAiError {
+            message,
+            kind,
+            param,
+            code,
+        },
+    };
+    // Serializing plain strings cannot fail; the fallback only keeps this total.
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// `{"type":"error","error":{"type","message"}}`: Anthropic's error body, whoever writes it.
+pub(crate) fn anthropic_error_body(kind: &str, message: &str) -> String {
+    let body = AnthropicErrorBody {
+        kind: "error",
+        error: AnthropicError { kind, message },
+    };
+    serde_json::to_string(&body).unwrap_or_default()
 }
 
 fn quota_rendering(reason: crate::quota::Reason) -> Rendering {

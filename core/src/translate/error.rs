@@ -2,10 +2,10 @@
 //! would raise for its own provider (the SDKs pick the exception by status; the body gives the
 //! message and type).
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::Shape;
+use crate::error::{anthropic_error_body, openai_error_body};
 
 /// Longest upstream error message passed on (a provider may repeat a large part of the request).
 const MAX_MESSAGE_CHARS: usize = 2000;
@@ -34,25 +34,16 @@ pub fn error(target: Shape, client: Shape, status: u16, body: &[u8]) -> Vec<u8> 
                 .filter(|_| target == Shape::OpenAiChat)
                 .map(|doc| doc.get("error").filter(|e| e.is_object()).unwrap_or(doc));
             let string = |key| detail.and_then(|d| d.get(key)).and_then(Value::as_str);
-            serde_json::to_vec(&OpenAiBody {
-                error: OpenAiError {
-                    message: &message,
-                    kind,
-                    param: string("param"),
-                    code: string("code").or(status_code),
-                },
-            })
+            openai_error_body(
+                &message,
+                kind,
+                string("param"),
+                string("code").or(status_code),
+            )
         }
-        Shape::AnthropicMessages => serde_json::to_vec(&AnthropicBody {
-            kind: "error",
-            error: AnthropicError {
-                kind: anthropic_kind(status),
-                message: &message,
-            },
-        }),
+        Shape::AnthropicMessages => anthropic_error_body(anthropic_kind(status), &message),
     };
-    // Serializing strings cannot fail; the fallback only keeps this total.
-    rendered.unwrap_or_default()
+    rendered.into_bytes()
 }
 
 /// Whether `doc` is already an error body of `shape`'s own format.
@@ -116,32 +107,4 @@ fn anthropic_kind(status: u16) -> &'static str {
         400..=499 => "invalid_request_error",
         _ => "api_error",
     }
-}
-
-#[derive(Serialize)]
-struct OpenAiBody<'a> {
-    error: OpenAiError<'a>,
-}
-
-#[derive(Serialize)]
-struct OpenAiError<'a> {
-    message: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    param: Option<&'a str>,
-    code: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct AnthropicBody<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    error: AnthropicError<'a>,
-}
-
-#[derive(Serialize)]
-struct AnthropicError<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    message: &'a str,
 }
