@@ -178,27 +178,30 @@ impl<'a> WirePart<'a> {
 #[derive(Debug, Deserialize)]
 pub(crate) struct WireTool<'a> {
     #[serde(rename = "type", borrow, default)]
-    kind: Option<Cow<'a, str>>,
+    pub(crate) kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
+    pub(crate) name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    description: Option<Cow<'a, str>>,
+    pub(crate) description: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    parameters: Option<&'a RawValue>,
+    pub(crate) parameters: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    input_schema: Option<&'a RawValue>,
+    pub(crate) input_schema: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    function: Option<WireFunctionDefinition<'a>>,
+    pub(crate) function: Option<WireFunctionDefinition<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct WireFunctionDefinition<'a> {
     #[serde(borrow)]
-    name: Cow<'a, str>,
+    pub(crate) name: Cow<'a, str>,
     #[serde(borrow, default)]
-    description: Option<Cow<'a, str>>,
+    pub(crate) description: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    parameters: Option<&'a RawValue>,
+    pub(crate) parameters: Option<&'a RawValue>,
+    /// OpenAI's strict schema enforcement (read by translation, which cannot carry it).
+    #[serde(default)]
+    pub(crate) strict: Option<bool>,
 }
 
 pub(crate) fn tools<'a>(wire: Vec<WireTool<'a>>, field: &str) -> Result<Vec<Tool<'a>>, FieldError> {

@@ -10,7 +10,7 @@ use super::{
     MIN_THINKING_BUDGET, OneOrMany, TargetRequest, budget_for_effort, is_zero, only_no_op,
     untranslatable,
 };
-use crate::api::content::TextOr;
+use crate::api::content::{TextOr, WireTool};
 use crate::error::GatewayError;
 use crate::json::TopLevel;
 use crate::translate::mapping::arguments_object;
@@ -241,26 +241,6 @@ struct WireFunctionCall<'a> {
     name: Cow<'a, str>,
     #[serde(borrow, default)]
     arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct WireTool<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    function: Option<WireFunction<'a>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct WireFunction<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    description: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    parameters: Option<&'a RawValue>,
-    #[serde(default)]
-    strict: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{TargetRequest, effort_for_budget, only_no_op, untranslatable};
-use crate::api::content::TextOr;
+use crate::api::content::{TextOr, WireTool};
 use crate::error::GatewayError;
 use crate::json::TopLevel;
 use crate::translate::wire::{OpenAiFunctionCall, OpenAiToolCall};
@@ -141,18 +141,6 @@ struct WireSource<'a> {
     data: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     url: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct WireTool<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    description: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    input_schema: Option<&'a RawValue>,
 }
 
 #[derive(Debug, Deserialize)]
