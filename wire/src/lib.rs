@@ -18,7 +18,9 @@
     )
 )]
 
+pub mod admin;
 pub mod quota_sync;
+pub mod tenancy;
 
 use serde::{Deserialize, Serialize};
 

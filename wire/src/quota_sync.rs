@@ -35,6 +35,38 @@ pub struct SyncEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRequest {
     pub entries: Vec<SyncEntry>,
+    /// What this instance's settled requests used and cost since its last accepted report, per
+    /// hour, tenant, key, project and model (the spend ledger). Empty without tenancy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spend: Vec<SpendEntry>,
+}
+
+/// Most spend rows in one sync request.
+pub const MAX_SPEND_ENTRIES: usize = 4096;
+
+/// One spend row: the sums of the requests settled in `hour` under one tenant, key, project and
+/// model. Rows with the same dimensions add up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendEntry {
+    /// Unix hour (Unix seconds / 3600) the requests settled in.
+    pub hour: u64,
+    /// `-` when the caller was not identified.
+    pub tenant: String,
+    /// The virtual key's id (admin keys) or `config:<first 8 hex digits of its SHA-256>`
+    /// (keys from the filter configuration); absent when the tenant came from a header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The model that served the requests (after aliases, failover and rewrites).
+    pub model: String,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Of `input_tokens`, read from the prompt cache.
+    pub cached_tokens: u64,
+    /// At the served model's price (`quotas.prices`), in nano-USD.
+    pub cost_nano_usd: u64,
 }
 
 /// Per entry, in the request's order: the totals of every instance in `window` and
@@ -46,4 +78,8 @@ pub struct SyncResponse {
     /// instance then reports all it counted again. 0: unknown.
     #[serde(default)]
     pub epoch: u64,
+    /// Whether the request's `spend` rows were stored. False: the counters were applied but the
+    /// spend was not, and the instance reports those rows again next time.
+    #[serde(default)]
+    pub spend_stored: bool,
 }

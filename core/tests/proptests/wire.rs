@@ -177,8 +177,15 @@ fn counts() -> impl Strategy<Value = [i64; 2]> {
 
 /// Sync answers as JSON: generated, edited, or noise.
 fn sync_bytes() -> impl Strategy<Value = Vec<u8>> {
-    let response = (prop::collection::vec(counts(), 0..4), any::<u64>())
-        .prop_map(|(totals, epoch)| serde_json::to_vec(&SyncResponse { totals, epoch }).unwrap());
+    let response =
+        (prop::collection::vec(counts(), 0..4), any::<u64>()).prop_map(|(totals, epoch)| {
+            serde_json::to_vec(&SyncResponse {
+                totals,
+                epoch,
+                spend_stored: false,
+            })
+            .unwrap()
+        });
     let edited = (
         response,
         prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..3),

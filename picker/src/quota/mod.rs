@@ -130,7 +130,11 @@ pub fn response(request: &SyncRequest, replies: &[Option<i64>]) -> Result<SyncRe
         };
         out.push([current, before]);
     }
-    Ok(SyncResponse { totals: out, epoch })
+    Ok(SyncResponse {
+        totals: out,
+        epoch,
+        spend_stored: false,
+    })
 }
 
 #[cfg(test)]
@@ -174,6 +178,7 @@ mod tests {
                 entry("b", 10, -1, 2, true),
                 entry("c", 4, 0, 0, false),
             ],
+            ..SyncRequest::default()
         };
         let packed = String::from_utf8(pipeline("p:", &request, 77).get_packed_pipeline()).unwrap();
         assert!(packed.starts_with("*4\r\n$3\r\nSET\r\n$7\r\np:epoch\r\n$2\r\n77\r\n$2\r\nNX"));
@@ -194,6 +199,7 @@ mod tests {
                 entry("b", 10, -1, 2, true),
                 entry("c", 4, 0, 0, false),
             ],
+            ..SyncRequest::default()
         };
         let replies = [Some(42), Some(7), None, Some(4), Some(9), Some(0)];
         let answer = response(&request, &replies).unwrap();
@@ -207,20 +213,24 @@ mod tests {
     fn requests_are_bounded() {
         let ok = SyncRequest {
             entries: vec![entry("k", 1, 1, 0, true)],
+            ..SyncRequest::default()
         };
         assert_eq!(check(&ok), Ok(()));
         let many = SyncRequest {
             entries: vec![entry("k", 1, 1, 0, true); MAX_ENTRIES + 1],
+            ..SyncRequest::default()
         };
         assert!(check(&many).unwrap_err().starts_with("entries:"));
         let long = SyncRequest {
             entries: vec![entry(&"k".repeat(2000), 1, 1, 0, true)],
+            ..SyncRequest::default()
         };
         assert!(check(&long).unwrap_err().starts_with("entries[0].key:"));
         let mut no_ttl = entry("k", 1, 1, 0, true);
         no_ttl.ttl_ms = 0;
         let err = check(&SyncRequest {
             entries: vec![ok.entries[0].clone(), no_ttl],
+            ..SyncRequest::default()
         })
         .unwrap_err();
         assert!(err.starts_with("entries[1].ttl_ms:"), "{err}");
