@@ -23,18 +23,18 @@ pub fn run(cli: &Cli, client: &Client, out: &mut dyn Write) -> Result<(), Failur
     if let Command::Spend(args) = &cli.command {
         return spend::run(args, cli.output, client, out);
     }
-    let call = plan(&cli.command, now_ms())?;
+    let call = plan(&cli.command, cli.output, now_ms())?;
     let answer = client.send(&call)?;
     present(&cli.command, cli.output, &answer, out)
 }
 
-/// The request `command` makes (spend's first round for `spend`).
-pub fn plan(command: &Command, now_ms: u64) -> Result<Call, Failure> {
+/// The request `command` makes at `now_ms` (for `spend`, each round's).
+pub fn plan(command: &Command, output: Output, now_ms: u64) -> Result<Call, Failure> {
     match command {
         Command::Tenant(command) => tenant::plan_tenant(command),
         Command::Project(command) => tenant::plan_project(command),
         Command::Key(command) => key::plan(command, now_ms),
-        Command::Spend(args) => Ok(spend::plan(args, Output::Table, now_ms)),
+        Command::Spend(args) => Ok(spend::plan(args, output, now_ms)),
     }
 }
 
@@ -109,7 +109,7 @@ mod tests {
     pub fn try_call(argv: &[&str]) -> Result<Call, Failure> {
         let cli = Cli::try_parse_from(std::iter::once("sluice-admin").chain(argv.iter().copied()))
             .map_err(|err| Failure::Usage(err.to_string()))?;
-        plan(&cli.command, NOW)
+        plan(&cli.command, cli.output, NOW)
     }
 
     pub fn body(call: &Call) -> Value {

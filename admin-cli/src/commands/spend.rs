@@ -118,21 +118,13 @@ fn report(
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
     use reqwest::Method;
 
-    use super::plan;
-    use crate::args::{Cli, Command};
-    use crate::commands::tests::{NOW, try_call};
+    use crate::commands::tests::{call, try_call};
     use crate::failure::exit;
 
     fn query(argv: &[&str]) -> (Vec<(&'static str, String)>, bool) {
-        let cli = Cli::try_parse_from(std::iter::once("sluice-admin").chain(argv.iter().copied()))
-            .unwrap();
-        let Command::Spend(args) = &cli.command else {
-            panic!("not spend");
-        };
-        let call = plan(args, cli.output, NOW);
+        let call = call(argv);
         assert_eq!(
             (call.method.clone(), call.path.as_str()),
             (Method::GET, "/spend")
