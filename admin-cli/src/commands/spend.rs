@@ -17,12 +17,14 @@ use crate::when::{format_ms, now_ms, report_bound};
 /// The request for a report at `now_ms` (relative bounds such as `--from 1h` move with it).
 pub fn plan(args: &SpendArgs, output: Output, now_ms: u64) -> Call {
     let csv = format(args, output) == SpendFormat::Csv;
-    let group_by = args
-        .by
-        .iter()
-        .map(|by| by.name())
-        .collect::<Vec<_>>()
-        .join(",");
+    // In the order given, each once (`--by tenant --by tenant,model` is no error).
+    let mut dimensions: Vec<&str> = Vec::new();
+    for by in &args.by {
+        if !dimensions.contains(&by.name()) {
+            dimensions.push(by.name());
+        }
+    }
+    let group_by = dimensions.join(",");
     let mut call = Call::new(Method::GET, &["spend"])
         .with_query(
             "from",
@@ -152,7 +154,7 @@ mod tests {
                 "--by",
                 "tenant,model",
                 "--by",
-                "key",
+                "key,tenant",
                 "--granularity",
                 "day",
                 "--tenant",
