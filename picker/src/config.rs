@@ -681,6 +681,14 @@ mod tests {
         assert_eq!(config.static_endpoint_count(), 3);
         let quota = config.quota.unwrap();
         assert_eq!(quota.redis_url, "redis://127.0.0.1:6390");
+        let tenancy = config.tenancy.unwrap();
+        assert!(matches!(tenancy.store, StoreConfig::Redis { .. }));
+        let admin = config.admin.unwrap();
+        assert_eq!(admin.listen, ["127.0.0.1:9190".parse().unwrap()]);
+        assert_eq!(
+            admin.token,
+            AdminToken::Env("SLUICE_ADMIN_TOKEN".to_owned())
+        );
     }
 
     #[test]
