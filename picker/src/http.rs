@@ -131,7 +131,7 @@ async fn store_spend(state: &AppState, request: &SyncRequest) -> bool {
 
 /// The tenancy snapshot (JSON) with `ETag: "<version>"`; `304` when the caller's
 /// `If-None-Match` names the current version. 404 without a `[tenancy]` section; 503 when the
-/// store cannot be read (the filters keep their last snapshot).
+/// store cannot be read and was never read (the filters keep their last snapshot).
 async fn tenancy_snapshot(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Some(tenancy) = &state.tenancy else {
         return (
@@ -143,7 +143,6 @@ async fn tenancy_snapshot(State(state): State<AppState>, headers: HeaderMap) -> 
     let body = match tenancy.snapshot().await {
         Ok(body) => body,
         Err(SnapshotError::Unavailable(why)) => {
-            tracing::warn!("tenancy snapshot: store unavailable: {why}");
             return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
         }
         Err(SnapshotError::OverBounds(why)) => {

@@ -491,7 +491,7 @@ async fn pickers_sharing_redis_serve_the_same_snapshot() {
     let a_body = until_etag(&a, &b_etag).await;
     assert!(!a_body.contains(&id), "{a_body}");
 
-    // Redis goes away: the admin API and the snapshot answer 503 (the filters keep theirs).
+    // Redis goes away: the admin API answers 503; the snapshot stays the last one read.
     drop(_redis);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
@@ -504,6 +504,23 @@ async fn pickers_sharing_redis_serve_the_same_snapshot() {
     }
     let (_, answer) = a.admin("PUT", "/tenants/beta", None).await;
     assert_eq!(answer["error"]["code"], "unavailable", "{answer}");
+    // Once the picker found Redis gone (it checks at most every 250 ms), it still serves the
+    // last snapshot it read.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (status, etag, body) = a.snapshot(None).await;
+        assert_eq!((status, etag.as_str()), (200, b_etag.as_str()));
+        assert_eq!(body, a_body);
+        let (status, _, _) = a.snapshot(Some(&b_etag)).await;
+        assert_eq!(status, 304);
+        if a.log_text()
+            .contains("tenancy store unavailable, serving the last snapshot")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", a.log_text());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Polls `picker`'s snapshot until its ETag is `etag`; the body.

@@ -5,6 +5,7 @@
 //! Redis several pickers write: the admin API checks the version (one GET) before every read
 //! and change, and the snapshot at most every `SNAPSHOT_CHECK_INTERVAL`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -70,6 +71,8 @@ pub struct Tenancy {
     refresh: tokio::sync::Mutex<()>,
     /// One change at a time from this picker (they would only conflict with each other).
     changes: tokio::sync::Mutex<()>,
+    /// Whether the snapshot's last check reached the store (to log changes, not every failure).
+    reachable: AtomicBool,
 }
 
 impl Tenancy {
@@ -87,6 +90,7 @@ impl Tenancy {
             cache: RwLock::new(None),
             refresh: tokio::sync::Mutex::new(()),
             changes: tokio::sync::Mutex::new(()),
+            reachable: AtomicBool::new(true),
         }
     }
 
@@ -138,11 +142,27 @@ impl Tenancy {
     }
 
     /// The current snapshot, built once per version (and again when a key in it expires).
+    /// When the shared store cannot be reached, the last state read is served (the filters
+    /// would keep it anyway, and an Envoy that starts meanwhile gets it too).
     pub async fn snapshot(&self) -> Result<Arc<SnapshotBody>, SnapshotError> {
-        let state = self
-            .state(SNAPSHOT_CHECK_INTERVAL)
-            .await
-            .map_err(SnapshotError::Unavailable)?;
+        let state = match self.state(SNAPSHOT_CHECK_INTERVAL).await {
+            Ok(state) => {
+                if !self.reachable.swap(true, Ordering::Relaxed) {
+                    tracing::info!("tenancy store reachable again");
+                }
+                state
+            }
+            Err(err) => {
+                if self.reachable.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("tenancy store unavailable, serving the last snapshot: {err}");
+                }
+                let cached = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+                match cached.as_ref() {
+                    Some(cached) => Arc::clone(&cached.state),
+                    None => return Err(SnapshotError::Unavailable(err)),
+                }
+            }
+        };
         if let Some(body) = self.cached_snapshot(state.version) {
             return Ok(body);
         }
@@ -169,32 +189,30 @@ impl Tenancy {
     /// came first (else reads again and retries). Logs what changed (never a secret).
     pub async fn change(&self, op: &Op) -> Result<Outcome, ChangeError> {
         let _one_at_a_time = self.changes.lock().await;
-        let mut max_age = Duration::ZERO;
         for _ in 0..COMMIT_ATTEMPTS {
-            let state = self.state(max_age).await?;
+            let state = self.state(Duration::ZERO).await?;
             let now_ms = clock::now_ms();
             let (change, outcome) = ops::apply(&state, op, now_ms, &self.bounds)?;
             let Some(change) = change else {
                 return Ok(outcome);
             };
             let version = store::next_version(state.version, now_ms);
+            // No reload may land between the commit and the cache's update (it could put an
+            // older state back).
+            let _refresh = self.refresh.lock().await;
             if !self.store.commit(state.version, version, &change).await? {
                 // Another picker changed the store: read it again.
                 self.invalidate();
-                max_age = Duration::ZERO;
                 continue;
             }
             let mut next = TenancyState::clone(&state);
             next.apply(&change, version);
             self.metrics.tenancy_state(version, next.live_keys());
-            {
-                let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
-                *cache = Some(Cached {
-                    state: Arc::new(next),
-                    checked: Instant::now(),
-                    snapshot: None,
-                });
-            }
+            *self.cache.write().unwrap_or_else(PoisonError::into_inner) = Some(Cached {
+                state: Arc::new(next),
+                checked: Instant::now(),
+                snapshot: None,
+            });
             tracing::info!(version, what = ?change.what, "tenancy changed");
             return Ok(outcome);
         }
