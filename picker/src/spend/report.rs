@@ -6,6 +6,7 @@ use sluice_wire::admin::SpendReport;
 use super::aggregate::{Aggregate, MAX_REPORT_ROWS};
 use super::budget::{self, PeriodSums};
 use super::query::SpendQuery;
+use super::row::{SpendKey, SpendValues};
 use crate::tenancy::service::Tenancy;
 use crate::tenancy::store::StoreError;
 
@@ -38,26 +39,24 @@ pub async fn report(
         query.filter.clone(),
         MAX_REPORT_ROWS,
     );
-    let mut start = query.from_hour;
-    while start < query.to_hour {
-        let end = start.saturating_add(HOURS_PER_READ).min(query.to_hour);
-        for (key, values) in tenancy.spend(start, end).await? {
-            aggregate
-                .add(&key, &values)
-                .map_err(ReportError::TooLarge)?;
-        }
-        start = end;
-    }
+    read_by_day(tenancy, query.from_hour, query.to_hour, |key, values| {
+        aggregate.add(key, values).map_err(ReportError::TooLarge)
+    })
+    .await?;
     let state = tenancy.state(std::time::Duration::ZERO).await?;
     let budgets = if budget::any(&state, &query.filter) {
         let mut sums = PeriodSums::new(now_hour);
         // Up to the next hour: an Envoy's clock may be a little ahead.
-        for (key, values) in tenancy
-            .spend(sums.first_hour(), now_hour.saturating_add(2))
-            .await?
-        {
-            sums.add(&key, &values);
-        }
+        read_by_day(
+            tenancy,
+            sums.first_hour(),
+            now_hour.saturating_add(2),
+            |key, values| {
+                sums.add(key, values);
+                Ok(())
+            },
+        )
+        .await?;
         budget::standings(&state, &query.filter, &sums)
     } else {
         Vec::new()
@@ -68,4 +67,22 @@ pub async fn report(
         rows: aggregate.rows(),
         budgets,
     })
+}
+
+/// Reads the rows of `from_hour..to_hour` a day at a time and hands each to `visit`.
+async fn read_by_day(
+    tenancy: &Tenancy,
+    from_hour: u64,
+    to_hour: u64,
+    mut visit: impl FnMut(&SpendKey, &SpendValues) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
+    let mut start = from_hour;
+    while start < to_hour {
+        let end = start.saturating_add(HOURS_PER_READ).min(to_hour);
+        for (key, values) in tenancy.spend(start, end).await? {
+            visit(&key, &values)?;
+        }
+        start = end;
+    }
+    Ok(())
 }
