@@ -59,7 +59,7 @@ pub fn tenant(tenant: &TenantView) -> String {
         for (name, project) in &tenant.projects {
             let mut row = limit_cells(&project.limits);
             row.insert(0, name.clone());
-            row.push(models(project.allowed_models.as_deref()));
+            row.push(narrowed_models(project.allowed_models.as_deref()));
             table.row(row);
         }
         text.push('\n');
@@ -94,7 +94,7 @@ pub fn keys(keys: &[KeyView], now_ms: u64) -> String {
             or_none(key.name.as_deref()),
             key_status(key, now_ms).to_owned(),
             limits_line(&key.limits),
-            models(key.allowed_models.as_deref()),
+            narrowed_models(key.allowed_models.as_deref()),
             or_none(key.expires_at_ms.map(format_ms)),
             format_ms(key.created_at_ms),
         ]);
@@ -116,7 +116,10 @@ fn key_fields(key: &KeyView, now_ms: u64) -> Vec<(&'static str, String)> {
     ];
     lines.extend(limit_fields(&key.limits));
     lines.extend([
-        ("allowed models", models(key.allowed_models.as_deref())),
+        (
+            "allowed models",
+            narrowed_models(key.allowed_models.as_deref()),
+        ),
         ("expires", or_none(key.expires_at_ms.map(format_ms))),
         ("created", format_ms(key.created_at_ms)),
         ("secret set", format_ms(key.rotated_at_ms)),
@@ -353,10 +356,19 @@ fn period_name(period: Period) -> &'static str {
     }
 }
 
-/// `all` when unrestricted, else the names.
+/// A tenant's models: `all` when unrestricted, else the names.
 fn models(allowed: Option<&[String]>) -> String {
     allowed.map_or_else(
         || "all".to_owned(),
+        |models| list(models.iter().map(String::as_str)),
+    )
+}
+
+/// A project's or key's models: it can only narrow its tenant's (and project's) list, so
+/// without a list of its own it has theirs: `inherited`.
+fn narrowed_models(allowed: Option<&[String]>) -> String {
+    allowed.map_or_else(
+        || "inherited".to_owned(),
         |models| list(models.iter().map(String::as_str)),
     )
 }
@@ -499,6 +511,8 @@ mod tests {
         let listed = keys(&[key_view()], NOW);
         assert!(listed.starts_with("ID  "), "{listed}");
         assert!(!listed.to_lowercase().contains("secret"), "{listed}");
+        // No list of its own: the tenant's (and project's) list applies.
+        assert!(listed.contains("  inherited  "), "{listed}");
         assert_eq!(keys(&[], NOW), "no keys\n");
         let created = key_created(
             &KeyCreated {
