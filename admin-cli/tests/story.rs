@@ -481,8 +481,41 @@ fn a_key_from_creation_to_revocation_and_every_refusal() {
     cli.run(&["tenant", "show", "acme"])
         .refused(NOT_FOUND, "not_found");
 
-    // The service down: unreachable, exit 6.
+    // The service down: unreachable, exit 6; a watch says so each round and goes on.
+    let watch_log = service._dir.path().join("watch.err");
+    let mut watch = cli
+        .command(&["spend", "--format", "csv", "--watch", "1"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&watch_log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().starts_with("period_start,"));
     service.stop();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let errors = std::fs::read_to_string(&watch_log).unwrap();
+        if errors.lines().count() >= 2 {
+            assert!(
+                errors
+                    .lines()
+                    .all(|line| line.starts_with("sluice-admin: unreachable: ")),
+                "{errors}"
+            );
+            break;
+        }
+        assert!(
+            watch.try_wait().unwrap().is_none(),
+            "the watch ended: {errors}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the watch did not report the service down: {errors}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    watch.kill().unwrap();
+    watch.wait().unwrap();
     let line = cli
         .run(&["tenant", "list"])
         .refused(UNAVAILABLE, "unreachable");

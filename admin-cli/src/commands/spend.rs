@@ -107,13 +107,14 @@ fn report(
             }
             Ok(())
         }
-        SpendFormat::Json => {
+        format => {
             let report: SpendReport = answer.decode()?;
-            print(Output::Json, &report, view::spend, out)
-        }
-        SpendFormat::Table => {
-            let report: SpendReport = answer.decode()?;
-            print(Output::Table, &report, view::spend, out)
+            let output = if format == SpendFormat::Json {
+                Output::Json
+            } else {
+                Output::Table
+            };
+            print(output, &report, view::spend, out)
         }
     }
 }
