@@ -169,7 +169,8 @@ pub enum KeyCommand {
         /// The key's id (`key_...`).
         id: String,
     },
-    /// Change a key's name, limits, allowed models or expiry; what is not given stays.
+    /// Change a key's name, limits, allowed models or expiry; what no flag names stays. Limit
+    /// flags replace all the key's limits (give again those to keep), --allow-model its list.
     Update(KeyUpdateArgs),
     /// Give a key a new secret (printed once); the old one stops working with the next sync.
     Rotate {
@@ -216,13 +217,13 @@ pub struct KeyUpdateArgs {
     /// A new label.
     #[arg(long)]
     pub name: Option<String>,
-    /// Limits flags given replace the key's limits entirely.
+    // Given, they replace the key's limits entirely.
     #[command(flatten)]
     pub limits: LimitsArgs,
     /// Lift every limit of the key.
     #[arg(long, conflicts_with = "limits")]
     pub no_limits: bool,
-    /// `--allow-model` given replaces the key's list.
+    // Given, they replace the key's list.
     #[command(flatten)]
     pub models: ModelsArgs,
     /// Lift the key's model restriction.
@@ -244,7 +245,7 @@ pub struct SpendArgs {
     /// End (exclusive): RFC 3339, a date (UTC), `now`, or a duration ago. Default: now.
     #[arg(long, value_name = "WHEN")]
     pub to: Option<String>,
-    /// The dimensions to group rows by, comma-separated.
+    /// The dimensions to group rows by, comma-separated. Default: all four.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "DIMENSIONS")]
     pub by: Vec<By>,
     /// Rows per hour or per day (UTC).

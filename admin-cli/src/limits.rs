@@ -65,8 +65,8 @@ impl LimitsArgs {
 /// `--allow-model`: the models a scope may call.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ModelsArgs {
-    /// A model this scope may call (the name clients send); repeatable. Not given: every
-    /// model the tenant may call.
+    /// A model this scope may call (the name clients send); repeatable. Not given: no
+    /// restriction here (a key or project keeps to its tenant's list).
     #[arg(long = "allow-model", value_name = "MODEL")]
     pub allow_model: Vec<String>,
 }
