@@ -14,12 +14,12 @@
 //! requests a minute: four rounds stay under it, so run it at most once a minute), then runs
 //! every panel's queries over the time since it started until each returns data. Prints a line
 //! per query and exits 1 when a panel stays empty. The spend panels wait for metrics from
-//! branches not merged yet (`AWAITING`, as in `tests/tests/dashboard.rs`).
+//! branches not merged yet (`sluice_e2e::dashboard::AWAITING`).
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use sluice_e2e::dashboard::{Awaiting, Dashboard, check, wait_for_data};
+use sluice_e2e::dashboard::{AWAITING, Dashboard, check, wait_for_data};
 use sluice_e2e::gateway::{LLAMA, QWEN, client};
 use sluice_e2e::prometheus_server::{Prometheus, ScrapeJob};
 use sluice_e2e::traffic_mix::TrafficMix;
@@ -31,18 +31,6 @@ const PICKER: &str = "127.0.0.1:9100";
 const MODEL_SERVERS: [&str; 3] = ["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"];
 const DEMO_KEY: &str = "sk-sluice-demo";
 const TRIAL_KEY: &str = "sk-sluice-trial";
-
-/// As in `tests/tests/dashboard.rs`: remove an entry once its branch has landed.
-const AWAITING: &[Awaiting] = &[
-    Awaiting {
-        metric: "sluice_cost_nano_usd_total",
-        why: "the filter's cost counter, branch telemetry",
-    },
-    Awaiting {
-        metric: "sluice_spend_usd_total",
-        why: "the picker's spend counter, branch admin-service",
-    },
-];
 
 const SCRAPE: Duration = Duration::from_secs(1);
 const STEP: Duration = Duration::from_secs(2);

@@ -11,26 +11,11 @@
 use std::time::{Duration, SystemTime};
 
 use sluice_e2e::both_hosts;
-use sluice_e2e::dashboard::{Awaiting, Dashboard, wait_for_data};
+use sluice_e2e::dashboard::{AWAITING, Dashboard, wait_for_data};
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, QWEN};
 use sluice_e2e::host::Host;
 use sluice_e2e::prometheus_server::{Prometheus, ScrapeJob};
 use sluice_e2e::traffic_mix::TrafficMix;
-
-/// Metrics that branches not merged yet add, and what the panels over them need to have data
-/// here then. Remove an entry once its branch has landed (the report says "ok (listed as
-/// awaiting...)" when its panels have data).
-const AWAITING: &[Awaiting] = &[
-    Awaiting {
-        metric: "sluice_cost_nano_usd_total",
-        why: "the filter's cost counter, branch telemetry",
-    },
-    Awaiting {
-        metric: "sluice_spend_usd_total",
-        why: "the picker's spend counter, branch admin-service; needs [tenancy] in the \
-              picker's config and quotas.tenancy in the filter's",
-    },
-];
 
 /// The tenant with room (`sk-dashboard-team`) and the one whose limit one request reaches
 /// (`sk-dashboard-trial`), by their SHA-256.
