@@ -7,7 +7,7 @@ NATIVE := target/native-release/libsluice_native.so
 # wasm-bindgen-test-runner runs the filter's unit tests compiled to wasm32 under Node.
 WASM_TEST_RUNNER := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CURDIR)/.tools/bin/wasm-bindgen-test-runner
 
-.PHONY: setup build run test lint unit-test wasm-test e2e-test bench bench-host-cost host-calls clean token-accuracy token-calibrate guardrail-eval
+.PHONY: setup build run test lint unit-test wasm-test e2e-test bench bench-host-cost host-calls clean token-accuracy token-calibrate guardrail-eval dashboard-check
 
 setup:
 	@scripts/setup.sh
@@ -25,6 +25,15 @@ build: setup
 HOST ?= native
 run: build
 	@SLUICE_HOST=$(HOST) scripts/run.sh
+
+## dashboard-check: the Grafana dashboard (dashboards/sluice.json) against a running `make run`
+## (start it in another terminal first): Prometheus (Debian's) scraping the ports run.sh's banner
+## lists, a few rounds of traffic with the demo keys, then every panel's queries until each
+## returns data; a line per query, exit 1 when a panel stays empty. About 20 seconds; once a
+## minute at most (the demo tenant's limit). The e2e test tests/tests/dashboard.rs does the same
+## against a gateway of its own.
+dashboard-check: setup
+	cargo run --locked -q -p sluice-e2e --example dashboard_check
 
 ## test: formatting, lints (native and wasm32-wasip1), unit tests natively and under Node,
 ## then end-to-end tests against real Envoy and simulator processes, each test once per host

