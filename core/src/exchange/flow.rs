@@ -132,6 +132,7 @@ impl Exchange {
         match arrived {
             Arrived::Admitted => {
                 records.push(flow_record(band_name, "admitted", 0));
+                self.decision.queued(0);
                 self.seat = Some(seat);
                 Ok(Entry::Go)
             }
@@ -172,6 +173,7 @@ impl Exchange {
         };
         let target = target.clone();
         let waited_us = ports.clock.now_us().saturating_sub(*since_us);
+        self.decision.queued(waited_us / 1000);
         let band_name = band_name(flow, seat.band);
         ports
             .telemetry
@@ -271,7 +273,9 @@ impl Exchange {
             ports.telemetry.count(Event::FailedClosed);
         }
         wake_all(ports.flow, &woken);
-        held.map(|(_, waited_us)| flow_record(band_name, "left", waited_us / 1000))
+        let (_, waited_us) = held?;
+        self.decision.queued(waited_us / 1000);
+        Some(flow_record(band_name, "left", waited_us / 1000))
     }
 
     /// Whether the request waits in a flow-control queue.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::decision::fallback_record;
 use super::effects::{BodyNext, Destination, Reply, RequestEffects, RequestNext, RequestWrite};
 use super::flow::{Entry, FlowHeaders};
 use super::pick::{self, PickOutcome, PickTarget};
@@ -14,7 +15,7 @@ use crate::api::Endpoint;
 use crate::canonical::ApiKind;
 use crate::error::{ApiFlavor, GatewayError};
 use crate::flow::{FAIRNESS_HEADER, OBJECTIVE_HEADER};
-use crate::guardrails::{Direction, Hits};
+use crate::guardrails::{Action, Direction, Hits};
 use crate::pipeline::{
     self, HeadersDecision, LocalReply, PolicyKeys, RequestHead, RoutedRequest, check_body_size,
 };
@@ -52,6 +53,7 @@ impl Exchange {
             end_of_stream,
         };
         self.api_label = ApiLabel::of(Endpoint::classify(head.path));
+        self.decision.api_label(self.api_label);
         self.flavor = ApiFlavor::from_path(head.path);
         let Some(configured) = self.configured.clone() else {
             effects.next = self.reject(ports, &GatewayError::NotConfigured);
@@ -227,6 +229,8 @@ impl Exchange {
                 if let (Some(guardrails), GatewayError::ContentPolicy { rule }) =
                     (&config.guardrails, &error)
                 {
+                    self.decision.guardrail_hits(&guardrails.0, &hits);
+                    self.decision.guardrail(rule, Action::Block);
                     if !hits.is_empty() {
                         ports
                             .telemetry
@@ -264,12 +268,19 @@ impl Exchange {
                 }
                 chosen.first_pool.is_some()
             }
-            None => true,
+            None => {
+                self.decision.target(&routed.pool, None);
+                true
+            }
         };
+        self.decision
+            .routed(api, &routed.requested_model, &routed.model);
         effects.credential = self.quota.admit(ports, config.quotas.as_ref(), &routed)?;
         // Admitted: the chain's record (a refused request went to no chain).
         if let Some(chosen) = &chosen {
             effects.records.push(chosen.record.clone());
+            // Rerouted before any attempt; the attempts overwrite it when one of them fails.
+            effects.records.extend(fallback_record(&chosen.rerouted));
             self.on_chain = true;
         }
         // Flow control's admission and the pick read the pool's in-flight counts: once.
@@ -329,6 +340,7 @@ impl Exchange {
             ports
                 .telemetry
                 .guardrail_hits(&guardrails.0, Direction::Request, &verdict.hits);
+            self.decision.guardrail_hits(&guardrails.0, &verdict.hits);
         }
         effects.records.extend(records::guardrails(
             &guardrails.0,

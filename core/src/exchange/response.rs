@@ -52,6 +52,7 @@ impl Exchange {
             if let Some(model) = model {
                 self.quota.reprice(configured.config.quotas.as_ref(), model);
             }
+            self.decision.target(&served, model);
         }
         let Some(accounting) = self.accounting.as_mut() else {
             return effects;
@@ -183,6 +184,10 @@ impl Exchange {
         // What the client got: the local reply, else the response Envoy sent.
         let status = self.reply_status.or_else(|| info.response_code());
         ports.telemetry.count_request(self.api_label, status, model);
+        if self.configured.is_some() {
+            let (who, quota) = self.quota.decided();
+            records.extend(self.decision.records(who, quota));
+        }
         records
     }
 
@@ -195,10 +200,14 @@ impl Exchange {
     ) -> Option<(TokenRecord, Record)> {
         let accounting = self.accounting.as_ref()?;
         self.used_tokens = Some(counts.input.saturating_add(counts.output));
+        // Priced before the settle takes the ticket (the price of the target that answered).
+        let cost = self.quota.cost_nano_usd(&counts);
+        self.decision
+            .usage(&counts, cost, accounting.time_to_first_token_ms());
         self.quota.settle(ports, &counts);
         let record = accounting.record(counts);
         let state = records::tokens(&record);
-        accounting.observe(ports.clock, ports.telemetry, &record);
+        accounting.observe(ports.clock, ports.telemetry, &record, cost);
         Some((record, state))
     }
 
@@ -214,6 +223,11 @@ impl Exchange {
         ports
             .telemetry
             .guardrail_hits(&guardrails.0, Direction::Response, &hits);
+        self.decision.guardrail_hits(&guardrails.0, &hits);
+        if let Some(rule) = &blocked {
+            self.decision
+                .guardrail(rule, crate::guardrails::Action::Block);
+        }
         let (policy, request) = self.guard.take().unwrap_or_default();
         records::guardrails(&guardrails.0, policy, blocked.as_deref(), &request, &hits)
     }

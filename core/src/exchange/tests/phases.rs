@@ -90,7 +90,15 @@ fn a_body_or_a_response_before_the_headers_changes_nothing() {
     assert_eq!(response, Default::default());
     let response = exchange.on_response_body(&ports, &mut Unread, true);
     assert_eq!(response, Default::default());
-    assert_eq!(exchange.on_log(&ports, &NoInfo), []);
+    let decisions = exchange.on_log(&ports, &NoInfo);
+    assert_eq!(
+        decisions
+            .iter()
+            .map(|r| (r.key.name(), r.value.as_str()))
+            .collect::<Vec<_>>(),
+        [("sluice.quota", "none")],
+        "only the decision record"
+    );
     assert_eq!(
         *fakes.requests.borrow(),
         [(ApiLabel::Other, Some(503), None)],
