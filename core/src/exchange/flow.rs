@@ -162,6 +162,12 @@ impl Exchange {
     /// sends it on, `Expired` answers the configured 429 or 503 in the API's format. Returns
     /// `None` when the request is not held (woken twice, or already gone): nothing to do.
     pub fn on_flow_woken(&mut self, ports: &Ports<'_>, outcome: Outcome) -> Option<RequestEffects> {
+        let mut effects = self.flow_woken(ports, outcome)?;
+        self.decided_if_answered(&mut effects);
+        Some(effects)
+    }
+
+    fn flow_woken(&mut self, ports: &Ports<'_>, outcome: Outcome) -> Option<RequestEffects> {
         let configured = self.configured.clone()?;
         let flow = configured.config.flow_control.as_ref()?;
         let seat = self.seat.as_mut()?;

@@ -34,6 +34,17 @@ impl Exchange {
         headers: Result<&dyn HeaderView, HostError>,
         end_of_stream: bool,
     ) -> RequestEffects {
+        let mut effects = self.request_headers(ports, headers, end_of_stream);
+        self.decided_if_answered(&mut effects);
+        effects
+    }
+
+    fn request_headers(
+        &mut self,
+        ports: &Ports<'_>,
+        headers: Result<&dyn HeaderView, HostError>,
+        end_of_stream: bool,
+    ) -> RequestEffects {
         let mut effects = RequestEffects::default();
         let Ok(headers) = headers else {
             let error = GatewayError::Internal("reading request headers failed");
@@ -150,6 +161,17 @@ impl Exchange {
         info: &dyn StreamInfo,
         body: Result<&[u8], HostError>,
     ) -> RequestEffects {
+        let mut effects = self.request_body_complete(ports, info, body);
+        self.decided_if_answered(&mut effects);
+        effects
+    }
+
+    fn request_body_complete(
+        &mut self,
+        ports: &Ports<'_>,
+        info: &dyn StreamInfo,
+        body: Result<&[u8], HostError>,
+    ) -> RequestEffects {
         let mut effects = RequestEffects::default();
         let Some(api) = self.reading_body.take() else {
             return effects;
@@ -175,6 +197,24 @@ impl Exchange {
             }
         }
         effects
+    }
+
+    /// A request answered by the filter is decided: its decision fields go with the reply
+    /// (written before it, while tracing can still read them).
+    pub(super) fn decided_if_answered(&mut self, effects: &mut RequestEffects) {
+        if matches!(effects.next, RequestNext::Reply(_)) {
+            effects.records.extend(self.decision_records());
+        }
+    }
+
+    /// The decision fields, once (then nothing): written as soon as the request's outcome is
+    /// known, since Envoy tags the request's span before the stream-end callbacks run.
+    pub(super) fn decision_records(&mut self) -> Vec<super::effects::Record> {
+        if self.configured.is_none() {
+            return Vec::new();
+        }
+        let (who, quota) = self.quota.decided();
+        self.decision.records(who, quota)
     }
 
     /// A request edit did not take: the request fails closed. Returns the reply to send

@@ -65,7 +65,12 @@ impl Exchange {
             if let Some((_, record)) = self.report_tokens(ports, counts) {
                 effects.records.push(record);
             }
+            effects.records.extend(self.decision_records());
             return effects;
+        }
+        if accounting.is_finished() {
+            // An upstream error: nothing more will be read.
+            effects.records.extend(self.decision_records());
         }
         match plan {
             HeadersPlan::Continue => {}
@@ -113,6 +118,7 @@ impl Exchange {
         let (record, token_record) = reported.unzip();
         effects.records.extend(token_record);
         effects.records.extend(guarded);
+        effects.records.extend(self.decision_records());
         if self.holding_response {
             self.holding_response = false;
             // A halted response was replaced by a local reply or reset: no header to add.
@@ -184,10 +190,8 @@ impl Exchange {
         // What the client got: the local reply, else the response Envoy sent.
         let status = self.reply_status.or_else(|| info.response_code());
         ports.telemetry.count_request(self.api_label, status, model);
-        if self.configured.is_some() {
-            let (who, quota) = self.quota.decided();
-            records.extend(self.decision.records(who, quota));
-        }
+        // Unless written with the response or the reply (a stream cut short, a client gone).
+        records.extend(self.decision_records());
         records
     }
 
