@@ -457,6 +457,47 @@ mod tests {
         assert!(long.starts_with(&cut));
     }
 
+    /// The shipped bootstraps: their JSON access log, OpenTelemetry access logger and tracer
+    /// must carry every field, under the names `Field` gives (the Wasm build's filter state is
+    /// `wasm.<key>`).
+    const SHIPPED: [(&str, &str, &str); 2] = [
+        ("envoy.yaml", include_str!("../../../envoy.yaml"), ""),
+        (
+            "envoy.wasm.yaml",
+            include_str!("../../../envoy.wasm.yaml"),
+            "wasm.",
+        ),
+    ];
+
+    #[test]
+    fn both_shipped_configs_log_and_trace_every_field() {
+        for (file, yaml, prefix) in SHIPPED {
+            for field in Field::ALL {
+                let state = format!("%FILTER_STATE({prefix}{}:PLAIN)%", field.key());
+                let json = format!("{}: \"{state}\"", field.json());
+                let attribute = format!(
+                    "- key: {}\n                  value: {{ string_value: \"{state}\" }}",
+                    field.otel()
+                );
+                let tag = format!(
+                    "- tag: {}\n              value: \"{state}\"",
+                    field.otel()
+                );
+                for (what, needle) in [
+                    ("the JSON access log", json),
+                    ("the OpenTelemetry access logger", attribute),
+                    ("the tracer's custom_tags", tag),
+                ] {
+                    assert_eq!(
+                        yaml.matches(&needle).count(),
+                        1,
+                        "{file}: {what} needs {field:?} once, as:\n{needle}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_field_has_its_own_key_and_attribute() {
         for field in Field::ALL {
