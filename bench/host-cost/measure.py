@@ -113,6 +113,8 @@ def filter_block_bounds(lines):
 def render(template, admin, listener, upstream, wasm=None, mask=None, with_filter=True,
            configuration=None):
     text = template.replace("port_value: 9901", f"port_value: {admin}")
+    # The JSON access log is formatted and written as shipped, to nowhere (not a growing file).
+    text = text.replace("path: /tmp/sluice-access.json", "path: /dev/null")
     text = text.replace("port_value: 10000", f"port_value: {listener}")
     for port in ("8001", "8002", "8003"):
         text = text.replace(f"port_value: {port} ", f"port_value: {upstream} ")
