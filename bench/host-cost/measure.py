@@ -47,6 +47,7 @@ VARIANTS = [
     ("counter", 1 << 9, "+ 1 increment_metric"),
     ("clock", 1 << 10, "+ 1 get_current_time"),
     ("shared data", 1 << 11, "+ 1 get_shared_data + 1 set_shared_data"),
+    ("17 filter-state writes", 1 << 12, "+ 17 set_property (the decision fields, issue 17)"),
     ("pause", 1 << 2, "+ hold headers, buffer the body"),
     ("pause+read", (1 << 2) | (1 << 3), "+ hold, buffer and read the body"),
     ("pause+read+1 set", (1 << 2) | (1 << 3) | (1 << 4), "+ ... and 1 set_map_value"),

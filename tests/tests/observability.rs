@@ -45,7 +45,12 @@ fn options(collector: std::net::SocketAddr) -> GatewayOptions {
         .with_replicas("llama_8b", 1)
         .with_simulator_args(&["--decode-ms-per-step", "20"])
         .with_picker()
-        .with_otel_collector(collector);
+        .with_otel_collector(collector)
+        // Every request traced (the shipped configs trace one in ten).
+        .with_envoy_replacement(
+            "random_sampling: { value: 10 }",
+            "random_sampling: { value: 100 }",
+        );
     for (cluster, provider, model, key) in [
         ("openai_api", "openai", GPT, OPENAI_KEY),
         ("anthropic_api", "anthropic", CLAUDE, ANTHROPIC_KEY),

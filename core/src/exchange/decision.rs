@@ -479,10 +479,7 @@ mod tests {
                     "- key: {}\n                  value: {{ string_value: \"{state}\" }}",
                     field.otel()
                 );
-                let tag = format!(
-                    "- tag: {}\n              value: \"{state}\"",
-                    field.otel()
-                );
+                let tag = format!("- tag: {}\n              value: \"{state}\"", field.otel());
                 for (what, needle) in [
                     ("the JSON access log", json),
                     ("the OpenTelemetry access logger", attribute),

@@ -55,6 +55,10 @@ impl Exchange {
             self.decision.target(&served, model);
         }
         let Some(accounting) = self.accounting.as_mut() else {
+            // Not an inference response (a passthrough path): nothing more will be decided.
+            if !self.is_held() {
+                effects.records.extend(self.decision_records());
+            }
             return effects;
         };
         let settings = configured.config.tokens;
