@@ -6,8 +6,8 @@
 //! project whose prompt a guardrail redacts, a chat that fails over from one provider to the
 //! other, a request held by flow control, and a request with an unknown key. Each must leave
 //! its decisions, with the right values, in the JSON log line, the OTLP log record and the
-//! span; no prompt text, no client key and no provider key may appear in anything the
-//! receiver got or in the JSON log. A collector that accepts connections and never answers
+//! span (and its cost on `sluice_cost_nano_usd_total`); no prompt text, no client key and no
+//! provider key may appear in anything the receiver got or in the JSON log. A collector that accepts connections and never answers
 //! must not fail requests.
 
 use std::collections::HashMap;
@@ -18,6 +18,7 @@ use sluice_e2e::both_hosts;
 use sluice_e2e::gateway::{Gateway, GatewayOptions, LLAMA, PoolOptions, QWEN, client};
 use sluice_e2e::host::Host;
 use sluice_e2e::otlp::{self, OtlpReceiver};
+use sluice_e2e::prometheus;
 
 const GPT: &str = "gpt-4.1";
 const CLAUDE: &str = "claude-sonnet-4-5";
@@ -360,6 +361,14 @@ async fn every_decision_reaches_the_json_log_the_otlp_logs_and_the_spans(host: H
         (cost - expected).abs() < 1e-12,
         "cost {cost}, expected {expected}: {line}"
     );
+    // The same cost on the dashboard's metric, under the model the request was routed to.
+    prometheus::wait_for(
+        &gateway,
+        "sluice_cost_nano_usd_total",
+        &[&format!("gen_ai_request_model=\"{GPT}\"")],
+        (cost * 1e9).round(),
+    )
+    .await;
 
     // 3. A request held by flow control: the replica's one seat is taken by a long generation.
     let long = tokio::spawn({
