@@ -9,6 +9,9 @@
 # SLUICE_HOST=wasm (`make run HOST=wasm`): envoy.wasm.yaml, the .wasm in V8.
 # SLUICE_CLUSTER=1 make run: two Envoys (:10000 and :10001) whose filters share every tenant's
 # limits through the picker and Redis.
+# SLUICE_OTLP=HOST:PORT: the OpenTelemetry collector (OTLP/gRPC) Envoy sends its decision logs
+# and spans to (default 127.0.0.1:4317; nothing there costs only the records). The JSON access
+# log is .run/access.json (.run/access-N.json in cluster mode).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +19,7 @@ LOGS=.run
 # The port picker.toml's [quota] redis_url points at.
 REDIS_PORT=6390
 CLUSTER=${SLUICE_CLUSTER:-}
+OTLP=${SLUICE_OTLP:-127.0.0.1:4317}
 HOST=${SLUICE_HOST:-native}
 case "$HOST" in
     native)
@@ -121,7 +125,8 @@ if [ -n "$CLUSTER" ]; then
     # Two instances of the demo config with quotas in cluster mode; the second on the next
     # ports. Their access logs go to their own files.
     for i in 0 1; do
-        scripts/run_config.py --config "$ENVOY_CONFIG" "$i" --cluster >"$LOGS/envoy-$i.yaml"
+        scripts/run_config.py --config "$ENVOY_CONFIG" --access-json "$PWD/$LOGS/access-$i.json" \
+            --otlp "$OTLP" "$i" --cluster >"$LOGS/envoy-$i.yaml"
         .venv/bin/envoy -c "$LOGS/envoy-$i.yaml" --concurrency 2 --disable-hot-restart \
             --log-level warn --component-log-level "$ENVOY_LOG_LEVELS" >"$LOGS/envoy-$i.log" 2>&1 &
         pids+=($!)
@@ -129,7 +134,8 @@ if [ -n "$CLUSTER" ]; then
         wait_ready $((9901 + i))
     done
 else
-    scripts/run_config.py --config "$ENVOY_CONFIG" 0 >"$LOGS/envoy.yaml"
+    scripts/run_config.py --config "$ENVOY_CONFIG" --access-json "$PWD/$LOGS/access.json" \
+        --otlp "$OTLP" 0 >"$LOGS/envoy.yaml"
     # Process substitution rather than a pipe, so that $! is Envoy itself and `stop` reaches it.
     .venv/bin/envoy -c "$LOGS/envoy.yaml" --concurrency 2 --disable-hot-restart \
         --log-level warn --component-log-level "$ENVOY_LOG_LEVELS" > >(tee "$LOGS/envoy.log") 2>&1 &
@@ -189,7 +195,8 @@ Try:
     -d '{"model":"gpt-4.1","messages":[{"role":"user","content":"Hello!"}],"user":"ada"}'
   curl -s -X DELETE http://127.0.0.1:8101/admin/faults
 
-Ctrl-C stops everything. Access log below; other logs in .run/.
+Ctrl-C stops everything. Access log below; every decision as JSON in .run/access*.json (and
+to the OpenTelemetry collector at $OTLP, if one listens); other logs in .run/.
 MSG
 if [ -n "$CLUSTER" ]; then
     cat <<MSG

@@ -5,9 +5,14 @@ and flow control added to the filter's configuration, so that every feature show
 the limits are shared by several Envoys through the picker and Redis, and instance N > 0 has its
 listener and admin ports moved up by N.
 
-Usage: scripts/run_config.py [--config FILE] N [--cluster] > .run/envoy-N.yaml
+Usage: scripts/run_config.py [--config FILE] [--access-json PATH] [--otlp HOST:PORT]
+                             N [--cluster] > .run/envoy-N.yaml
        scripts/run_config.py [--config FILE] --filter-json [--cluster]
                                (the filter's configuration only; the demo's e2e test loads it)
+
+--access-json: where the JSON access log goes (the shipped configs write /tmp/sluice-access.json).
+--otlp: the OpenTelemetry collector (OTLP/gRPC) the access logger and tracer send to (shipped:
+127.0.0.1:4317, the OTLP port; with nothing there, only the records are lost).
 
 The keys are demo keys for a local gateway: the config holds only their SHA-256, as a real
 deployment's would.
@@ -90,13 +95,25 @@ def envoy_lines():
     return open(CONFIG, encoding="utf-8").read().split("\n")
 
 
-def render(instance, cluster):
+# The JSON access log's path and the collector's endpoint in the shipped configs.
+SHIPPED_ACCESS_JSON = "path: /tmp/sluice-access.json"
+SHIPPED_OTLP = "address: 127.0.0.1, port_value: 4317 }"
+
+
+def render(instance, cluster, access_json=None, otlp=None):
     lines = envoy_lines()
     config = filter_config(lines, cluster)
     start, end, indent = filter_block(lines)
     pad = " " * (indent + 2)
     block = [pad + line for line in json.dumps(config, indent=2).split("\n")]
     text = "\n".join(lines[: start + 1] + block + lines[end:])
+    if access_json:
+        text = replace_once(text, SHIPPED_ACCESS_JSON, f"path: {access_json}")
+    if otlp:
+        host, _, port = otlp.rpartition(":")
+        if not host or not port.isdigit():
+            sys.exit(f"--otlp wants HOST:PORT, not {otlp!r}")
+        text = replace_once(text, SHIPPED_OTLP, f"address: {host}, port_value: {port} }}")
     if instance:
         text = replace_once(text, "port_value: 9901", f"port_value: {9901 + instance}")
         text = replace_once(text, "port_value: 10000", f"port_value: {10000 + instance}")
@@ -106,15 +123,18 @@ def render(instance, cluster):
 def main():
     global CONFIG
     args = sys.argv[1:]
-    if args[:1] == ["--config"] and len(args) > 1:
-        CONFIG = args[1]
+    options = {}
+    while args[:1] in (["--config"], ["--access-json"], ["--otlp"]) and len(args) > 1:
+        options[args[0]] = args[1]
         args = args[2:]
+    CONFIG = options.get("--config", CONFIG)
     if args[:1] == ["--filter-json"] and args[1:] in ([], ["--cluster"]):
         print(json.dumps(filter_config(envoy_lines(), args[1:] == ["--cluster"]), indent=2))
         return
     if not args or not args[0].isdigit() or args[1:] not in ([], ["--cluster"]):
         sys.exit(__doc__)
-    sys.stdout.write(render(int(args[0]), args[1:] == ["--cluster"]))
+    sys.stdout.write(render(int(args[0]), args[1:] == ["--cluster"],
+                            options.get("--access-json"), options.get("--otlp")))
 
 
 if __name__ == "__main__":

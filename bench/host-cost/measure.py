@@ -47,6 +47,7 @@ VARIANTS = [
     ("counter", 1 << 9, "+ 1 increment_metric"),
     ("clock", 1 << 10, "+ 1 get_current_time"),
     ("shared data", 1 << 11, "+ 1 get_shared_data + 1 set_shared_data"),
+    ("17 filter-state writes", 1 << 12, "+ 17 set_property (the decision fields, issue 17)"),
     ("pause", 1 << 2, "+ hold headers, buffer the body"),
     ("pause+read", (1 << 2) | (1 << 3), "+ hold, buffer and read the body"),
     ("pause+read+1 set", (1 << 2) | (1 << 3) | (1 << 4), "+ ... and 1 set_map_value"),
@@ -113,6 +114,8 @@ def filter_block_bounds(lines):
 def render(template, admin, listener, upstream, wasm=None, mask=None, with_filter=True,
            configuration=None):
     text = template.replace("port_value: 9901", f"port_value: {admin}")
+    # The JSON access log is formatted and written as shipped, to nowhere (not a growing file).
+    text = text.replace("path: /tmp/sluice-access.json", "path: /dev/null")
     text = text.replace("port_value: 10000", f"port_value: {listener}")
     for port in ("8001", "8002", "8003"):
         text = text.replace(f"port_value: {port} ", f"port_value: {upstream} ")

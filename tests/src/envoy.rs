@@ -5,7 +5,7 @@
 //! understand fails loudly instead of testing something else.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,18 @@ pub struct EnvoyOptions {
     /// Text replaced in the shipped file (`from`, `to`), each `from` found exactly once: a
     /// shorter timeout or buffer limit for a test that has to reach it.
     pub replacements: Vec<(String, String)>,
+    /// Where the JSON access log goes (`None`: `envoy-access.json` in the test's directory when
+    /// started by `Envoy::spawn`, else `/dev/null`).
+    pub access_json: Option<PathBuf>,
+    /// The OTLP receiver the OpenTelemetry access logger and tracer send to (`None`: a closed
+    /// port, so that no test depends on what listens on the machine's OTLP port).
+    pub otel_collector: Option<SocketAddr>,
 }
+
+/// The JSON access log's path in the shipped configs.
+pub const SHIPPED_ACCESS_JSON: &str = "path: /tmp/sluice-access.json";
+/// A loopback address nothing listens on (port 1 needs root to bind, and nothing here does).
+const CLOSED_PORT: &str = "127.0.0.1:1";
 
 pub struct Envoy {
     /// Which build of the filter this Envoy runs.
@@ -86,7 +97,11 @@ impl Envoy {
         let template = std::fs::read_to_string(&shipped)
             .unwrap_or_else(|e| panic!("read {}: {e}", shipped.display()));
         let module = host.module();
-        let config = render(host, &template, &module, options);
+        let mut options = options.clone();
+        options
+            .access_json
+            .get_or_insert_with(|| dir.join("envoy-access.json"));
+        let config = render(host, &template, &module, &options);
         // Histograms reach the admin pages when Envoy flushes its stats, every 5 s by default;
         // the tests that read them poll.
         let config = replace_once(
@@ -212,6 +227,19 @@ pub fn render(host: Host, template: &str, module: &Path, options: &EnvoyOptions)
     if let Some(json) = &options.filter_configuration {
         config = replace_filter_configuration(&config, json);
     }
+    let access_json = options
+        .access_json
+        .as_deref()
+        .unwrap_or(Path::new("/dev/null"));
+    config = replace_once(
+        &config,
+        SHIPPED_ACCESS_JSON,
+        &format!("path: {}", access_json.display()),
+    );
+    let collector = options
+        .otel_collector
+        .unwrap_or_else(|| CLOSED_PORT.parse().expect("address"));
+    config = replace_endpoints(&config, "otel_collector", &[collector]);
     for (from, to) in &options.replacements {
         config = replace_once(&config, from, to);
     }

@@ -54,6 +54,8 @@ pub struct GatewayOptions {
     pub picker: bool,
     /// Text replaced in the shipped Envoy config (see `EnvoyOptions::replacements`).
     pub envoy_replacements: Vec<(String, String)>,
+    /// The OTLP receiver Envoy's OpenTelemetry access logger and tracer send to.
+    pub otel_collector: Option<std::net::SocketAddr>,
 }
 
 impl Default for GatewayOptions {
@@ -80,6 +82,7 @@ impl Default for GatewayOptions {
             routes_first: None,
             picker: false,
             envoy_replacements: Vec::new(),
+            otel_collector: None,
         }
     }
 }
@@ -113,6 +116,12 @@ impl GatewayOptions {
 
     pub fn with_filter_configuration(mut self, json: &str) -> Self {
         self.filter_configuration = Some(json.to_owned());
+        self
+    }
+
+    /// Sends Envoy's OpenTelemetry logs and spans to `addr` (an `otlp::OtlpReceiver`).
+    pub fn with_otel_collector(mut self, addr: std::net::SocketAddr) -> Self {
+        self.otel_collector = Some(addr);
         self
     }
 
@@ -214,6 +223,8 @@ impl Gateway {
             filter_configuration: options.filter_configuration,
             routes_first: options.routes_first,
             replacements: options.envoy_replacements,
+            access_json: None,
+            otel_collector: options.otel_collector,
         };
         let envoy = Envoy::start(host, dir.path(), &envoy_options).await;
         Self {
@@ -236,6 +247,20 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         self.envoy.url(path)
+    }
+
+    /// The JSON access log's lines so far, each parsed (Envoy writes them within 50 ms:
+    /// `--file-flush-interval-msec`; poll for the one a test expects).
+    pub fn access_json(&self) -> Vec<serde_json::Value> {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("envoy-access.json")).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| {
+                    panic!("a JSON access log line that does not parse ({e}): {line}")
+                })
+            })
+            .collect()
     }
 
     /// Sends short chat requests to the Llama pool until the filter has picked a replica for one

@@ -16,6 +16,7 @@ pub mod envoy;
 pub mod gateway;
 pub mod host;
 pub mod minute;
+pub mod otlp;
 pub mod paths;
 pub mod picker;
 pub mod process;

@@ -29,7 +29,32 @@ enum Step {
     ReadClock = 10,
     /// One `get_shared_data` and one `set_shared_data`.
     SharedDataReadWrite = 11,
+    /// Seventeen `set_property` calls (filter state `wasm.sluice.<field>`): the decision fields
+    /// a served request leaves for the access log and traces.
+    SetFilterState = 12,
 }
+
+/// The decision fields a served request writes (`sluice_core::exchange::DecisionField`), with
+/// values of their usual size.
+const FILTER_STATE: [(&str, &[u8]); 17] = [
+    ("sluice.operation", b"chat"),
+    ("sluice.provider", b"openai"),
+    ("sluice.api", b"chat"),
+    ("sluice.tenant", b"acme"),
+    ("sluice.project", b"search"),
+    ("sluice.key_id", b"key_0123456789abcdef"),
+    ("sluice.request_model", b"meta-llama/Llama-3.1-8B-Instruct"),
+    ("sluice.response_model", b"meta-llama/Llama-3.1-8B-Instruct"),
+    ("sluice.target", b"llama_8b"),
+    ("sluice.queue_wait_ms", b"0"),
+    ("sluice.guardrail_actions", b"email:redact"),
+    ("sluice.quota", b"admitted"),
+    ("sluice.input_tokens", b"187"),
+    ("sluice.output_tokens", b"64"),
+    ("sluice.cached_tokens", b"0"),
+    ("sluice.cost_usd", b"0.00063"),
+    ("sluice.ttft_ms", b"41"),
+];
 
 const PRESENT: [&str; 5] = [
     ":method",
@@ -127,6 +152,11 @@ impl HttpContext for Probe {
         if self.does(Step::SharedDataReadWrite) {
             let (_, cas) = hostcalls::get_shared_data("probe").unwrap_or((None, None));
             let _ = hostcalls::set_shared_data("probe", Some(b"12345678"), cas);
+        }
+        if self.does(Step::SetFilterState) {
+            for (key, value) in FILTER_STATE {
+                let _ = hostcalls::set_property(vec![key], Some(value));
+            }
         }
         if self.does(Step::PauseForBody) {
             return Action::Pause;

@@ -220,6 +220,10 @@ impl Attempt {
             ports.log.log(crate::exchange::Level::Warn, &message);
         }
         managed.record.push(name, outcome, change);
-        vec![managed.record.to_record()]
+        let mut records = vec![managed.record.to_record()];
+        records.extend(crate::exchange::fallback_record(
+            &managed.record.fallback_reasons(),
+        ));
+        records
     }
 }

@@ -86,6 +86,29 @@ impl FailoverRecord {
         });
     }
 
+    /// Why this attempt is not the request's first choice: the chain's reroute, then every
+    /// earlier attempt that failed (`<target>:<outcome>`). Empty when no earlier attempt failed
+    /// (the downstream filter wrote the reroute, if any).
+    pub fn fallback_reasons(&self) -> Vec<String> {
+        let Some((_, earlier)) = self.attempts.split_last() else {
+            return Vec::new();
+        };
+        let failed: Vec<String> = earlier
+            .iter()
+            .filter(|e| e.outcome != AttemptOutcome::Answered(200).label())
+            .map(|e| format!("{}:{}", e.target, e.outcome))
+            .collect();
+        if failed.is_empty() {
+            return failed;
+        }
+        let rerouted = self
+            .choice
+            .iter()
+            .filter(|c| c.as_str() != "weighted")
+            .cloned();
+        rerouted.chain(failed).collect()
+    }
+
     pub fn to_record(&self) -> Record {
         Record {
             key: RecordKey::Failover,
@@ -120,6 +143,24 @@ mod tests {
         assert_eq!(
             FailoverRecord::continue_from(Some("garbage")),
             FailoverRecord::default()
+        );
+    }
+
+    #[test]
+    fn the_fallback_names_the_reroute_and_every_earlier_failure() {
+        let mut record = FailoverRecord::continue_from(Some(
+            r#"{"chain":"c","choice":"rerouted","attempts":[]}"#,
+        ));
+        record.push("primary", AttemptOutcome::Answered(200), None);
+        assert!(record.fallback_reasons().is_empty());
+        let mut record = FailoverRecord::continue_from(Some(
+            r#"{"chain":"c","choice":"rerouted","attempts":[{"target":"a","outcome":"rate_limited","status":429}]}"#,
+        ));
+        record.push("b", AttemptOutcome::Failed(503), None);
+        record.push("c", AttemptOutcome::Answered(200), None);
+        assert_eq!(
+            record.fallback_reasons(),
+            ["rerouted", "a:rate_limited", "b:server_error"]
         );
     }
 

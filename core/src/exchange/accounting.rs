@@ -342,12 +342,20 @@ impl Accounting {
         }
     }
 
-    /// Hands the finished request's usage and latencies to the telemetry sink (one clock read).
+    /// From the request's start to the first generated text of a stream, in milliseconds.
+    pub(super) fn time_to_first_token_ms(&self) -> Option<u64> {
+        self.first_token_us
+            .map(|first| first.saturating_sub(self.started_us) / 1000)
+    }
+
+    /// Hands the finished request's usage, latencies and cost (nano-USD, when priced) to the
+    /// telemetry sink (one clock read).
     pub(super) fn observe(
         &self,
         clock: &dyn Clock,
         sink: &dyn TelemetrySink,
         record: &TokenRecord,
+        cost_nano_usd: Option<u64>,
     ) {
         let c = &record.counts;
         let timeline = Timeline {
@@ -366,6 +374,7 @@ impl Accounting {
             counts: Some(c),
             latencies: latencies(timeline, delivery, !self.cut, c.output),
             error: self.cut.then_some(ErrorType::Incomplete),
+            cost_nano_usd,
         });
     }
 
@@ -386,6 +395,7 @@ impl Accounting {
             counts: None,
             latencies: latencies(timeline, Delivery::Whole, false, 0),
             error: Some(error),
+            cost_nano_usd: None,
         });
     }
 }

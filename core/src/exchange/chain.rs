@@ -24,6 +24,9 @@ pub(super) struct Chosen {
     pub first_model: Option<String>,
     /// The first part of `sluice.failover` (the upstream attempts add theirs).
     pub record: Record,
+    /// Why another chain than the weighted choice was taken (`rerouted`), if one was: the
+    /// start of `sluice.fallback`.
+    pub rerouted: Vec<String>,
 }
 
 impl Exchange {
@@ -56,9 +59,12 @@ impl Exchange {
         };
         let health = ports.health.read();
         let choice = targets::choose(model, health.as_ref(), ports.clock.now_ms(), point)?;
-        if choice.reason != targets::select::ChoiceReason::Weighted {
+        let rerouted = if choice.reason == targets::select::ChoiceReason::Weighted {
+            Vec::new()
+        } else {
             ports.telemetry.count(Event::ChainRerouted);
-        }
+            vec![choice.reason.label().to_owned()]
+        };
         let names = choice
             .chain
             .targets
@@ -96,6 +102,7 @@ impl Exchange {
             first_pool,
             first_model,
             record,
+            rerouted,
         })
     }
 }

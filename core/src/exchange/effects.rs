@@ -32,6 +32,8 @@ pub enum RecordKey {
     Flow,
     /// The upstream attempts: each one's target and outcome (written by the upstream filter).
     Failover,
+    /// One flat field of the request's decisions (`decision`).
+    Decision(super::decision::Field),
 }
 
 impl RecordKey {
@@ -41,6 +43,7 @@ impl RecordKey {
             Self::Guardrails => "sluice.guardrails",
             Self::Flow => "sluice.flow",
             Self::Failover => "sluice.failover",
+            Self::Decision(field) => field.key(),
         }
     }
 }

@@ -132,6 +132,7 @@ impl Exchange {
         match arrived {
             Arrived::Admitted => {
                 records.push(flow_record(band_name, "admitted", 0));
+                self.decision.queued(0);
                 self.seat = Some(seat);
                 Ok(Entry::Go)
             }
@@ -161,6 +162,12 @@ impl Exchange {
     /// sends it on, `Expired` answers the configured 429 or 503 in the API's format. Returns
     /// `None` when the request is not held (woken twice, or already gone): nothing to do.
     pub fn on_flow_woken(&mut self, ports: &Ports<'_>, outcome: Outcome) -> Option<RequestEffects> {
+        let mut effects = self.flow_woken(ports, outcome)?;
+        self.decided_if_answered(&mut effects);
+        Some(effects)
+    }
+
+    fn flow_woken(&mut self, ports: &Ports<'_>, outcome: Outcome) -> Option<RequestEffects> {
         let configured = self.configured.clone()?;
         let flow = configured.config.flow_control.as_ref()?;
         let seat = self.seat.as_mut()?;
@@ -172,6 +179,7 @@ impl Exchange {
         };
         let target = target.clone();
         let waited_us = ports.clock.now_us().saturating_sub(*since_us);
+        self.decision.queued(waited_us / 1000);
         let band_name = band_name(flow, seat.band);
         ports
             .telemetry
@@ -271,7 +279,9 @@ impl Exchange {
             ports.telemetry.count(Event::FailedClosed);
         }
         wake_all(ports.flow, &woken);
-        held.map(|(_, waited_us)| flow_record(band_name, "left", waited_us / 1000))
+        let (_, waited_us) = held?;
+        self.decision.queued(waited_us / 1000);
+        Some(flow_record(band_name, "left", waited_us / 1000))
     }
 
     /// Whether the request waits in a flow-control queue.

@@ -30,6 +30,7 @@
 
 mod accounting;
 mod chain;
+mod decision;
 mod effects;
 mod flow;
 mod pick;
@@ -46,6 +47,7 @@ mod tests;
 
 use std::sync::Arc;
 
+pub use decision::{Field as DecisionField, QuotaDecision, fallback_record, usd};
 pub use effects::{
     BodyNext, Destination, Guarded, Record, RecordKey, Reply, RequestEffects, RequestNext,
     RequestWrite, ResponseEffects, ResponseNext, Write,
@@ -64,6 +66,7 @@ use crate::guardrails::Hits;
 use crate::pipeline::ModelsList;
 use crate::telemetry::ApiLabel;
 use accounting::Accounting;
+use decision::Decision;
 use flow::{FlowHeaders, Seat};
 use pick::InFlightTicket;
 use quota::QuotaState;
@@ -125,6 +128,8 @@ pub struct Exchange {
     /// The request went to a chain of targets: only then does the response's
     /// `targets::SERVED_BY_HEADER` (set by the upstream filter) count.
     on_chain: bool,
+    /// The decisions made so far, for the access log and traces (written when the stream ends).
+    decision: Decision,
 }
 
 impl Exchange {
@@ -150,6 +155,7 @@ impl Exchange {
             used_tokens: None,
             sticky_values: Vec::new(),
             on_chain: false,
+            decision: Decision::default(),
         }
     }
 }

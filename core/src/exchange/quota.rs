@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 
+use super::decision::{QuotaDecision, Who};
 use super::ports::{Event, Level, Ports};
 use super::views::HeaderView;
 use crate::config::quotas::{Identity, Quotas};
@@ -24,12 +25,38 @@ pub(super) struct QuotaState {
     ticket: Option<Ticket>,
     /// Rate-limit headers (and `retry-after` on a refusal) for the response.
     headers: Vec<(&'static str, String)>,
+    /// What quotas decided, for the access log.
+    decision: QuotaDecision,
 }
 
 impl QuotaState {
     /// The caller's tenant, once identified.
     pub(super) fn tenant(&self) -> Option<&str> {
         self.caller.as_ref().map(|caller| caller.tenant.as_str())
+    }
+
+    /// Who called and what quotas decided, for the access log.
+    pub(super) fn decided(&self) -> (Who<'_>, QuotaDecision) {
+        let who = Who {
+            tenant: self.tenant(),
+            project: self.caller.as_ref().and_then(|c| c.project.as_deref()),
+            // The admin id of the caller's key goes here (`Caller.key`, from the run-time
+            // tenancy); the configured keys have none yet.
+            key_id: None,
+        };
+        (who, self.decision)
+    }
+
+    /// What the request costs in nano-USD at the price it settles at, for `counts`.
+    pub(super) fn cost_nano_usd(&self, counts: &Counts) -> Option<u64> {
+        let usage = Usage {
+            input: counts.input,
+            output: counts.output,
+            cached: counts.cached,
+        };
+        self.ticket
+            .as_ref()
+            .map(|ticket| ticket.cost_nano_usd(usage))
     }
 
     /// Headers phase: who is calling. Lists the client's key and any client-sent tenant header
@@ -69,6 +96,7 @@ impl QuotaState {
                 Ok(())
             }
             Err(err) => {
+                self.decision = QuotaDecision::Unauthenticated;
                 ports
                     .telemetry
                     .count(Event::QuotaRejected("unauthenticated"));
@@ -143,6 +171,7 @@ impl QuotaState {
                 standing,
                 uncounted,
             }) => {
+                self.decision = QuotaDecision::Admitted;
                 telemetry.count(Event::QuotaAdmitted);
                 if uncounted > 0 {
                     telemetry.count(Event::QuotaUncounted);
@@ -153,6 +182,7 @@ impl QuotaState {
                 Ok(())
             }
             Err(rejection) => {
+                self.decision = QuotaDecision::Rejected(rejection.reason.label());
                 telemetry.count(Event::QuotaRejected(rejection.reason.label()));
                 telemetry.quota_standing(&caller.tenant, &rejection.standing);
                 let mut headers =

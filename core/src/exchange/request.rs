@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::decision::fallback_record;
 use super::effects::{BodyNext, Destination, Reply, RequestEffects, RequestNext, RequestWrite};
 use super::flow::{Entry, FlowHeaders};
 use super::pick::{self, PickOutcome, PickTarget};
@@ -14,7 +15,7 @@ use crate::api::Endpoint;
 use crate::canonical::ApiKind;
 use crate::error::{ApiFlavor, GatewayError};
 use crate::flow::{FAIRNESS_HEADER, OBJECTIVE_HEADER};
-use crate::guardrails::{Direction, Hits};
+use crate::guardrails::{Action, Direction, Hits};
 use crate::pipeline::{
     self, HeadersDecision, LocalReply, PolicyKeys, RequestHead, RoutedRequest, check_body_size,
 };
@@ -28,6 +29,17 @@ impl Exchange {
     /// holds the headers while the body is buffered (an inference request), `Reply` answers
     /// now (`/v1/models`, or a refusal in the API's format).
     pub fn on_request_headers(
+        &mut self,
+        ports: &Ports<'_>,
+        headers: Result<&dyn HeaderView, HostError>,
+        end_of_stream: bool,
+    ) -> RequestEffects {
+        let mut effects = self.request_headers(ports, headers, end_of_stream);
+        self.decided_if_answered(&mut effects);
+        effects
+    }
+
+    fn request_headers(
         &mut self,
         ports: &Ports<'_>,
         headers: Result<&dyn HeaderView, HostError>,
@@ -52,6 +64,7 @@ impl Exchange {
             end_of_stream,
         };
         self.api_label = ApiLabel::of(Endpoint::classify(head.path));
+        self.decision.api_label(self.api_label);
         self.flavor = ApiFlavor::from_path(head.path);
         let Some(configured) = self.configured.clone() else {
             effects.next = self.reject(ports, &GatewayError::NotConfigured);
@@ -148,6 +161,17 @@ impl Exchange {
         info: &dyn StreamInfo,
         body: Result<&[u8], HostError>,
     ) -> RequestEffects {
+        let mut effects = self.request_body_complete(ports, info, body);
+        self.decided_if_answered(&mut effects);
+        effects
+    }
+
+    fn request_body_complete(
+        &mut self,
+        ports: &Ports<'_>,
+        info: &dyn StreamInfo,
+        body: Result<&[u8], HostError>,
+    ) -> RequestEffects {
         let mut effects = RequestEffects::default();
         let Some(api) = self.reading_body.take() else {
             return effects;
@@ -173,6 +197,24 @@ impl Exchange {
             }
         }
         effects
+    }
+
+    /// A request answered by the filter is decided: its decision fields go with the reply
+    /// (written before it, while tracing can still read them).
+    pub(super) fn decided_if_answered(&mut self, effects: &mut RequestEffects) {
+        if matches!(effects.next, RequestNext::Reply(_)) {
+            effects.records.extend(self.decision_records());
+        }
+    }
+
+    /// The decision fields, once (then nothing): written as soon as the request's outcome is
+    /// known, since Envoy tags the request's span before the stream-end callbacks run.
+    pub(super) fn decision_records(&mut self) -> Vec<super::effects::Record> {
+        if self.configured.is_none() {
+            return Vec::new();
+        }
+        let (who, quota) = self.quota.decided();
+        self.decision.records(who, quota)
     }
 
     /// A request edit did not take: the request fails closed. Returns the reply to send
@@ -227,6 +269,8 @@ impl Exchange {
                 if let (Some(guardrails), GatewayError::ContentPolicy { rule }) =
                     (&config.guardrails, &error)
                 {
+                    self.decision.guardrail_hits(&guardrails.0, &hits);
+                    self.decision.guardrail(rule, Action::Block);
                     if !hits.is_empty() {
                         ports
                             .telemetry
@@ -264,12 +308,19 @@ impl Exchange {
                 }
                 chosen.first_pool.is_some()
             }
-            None => true,
+            None => {
+                self.decision.target(&routed.pool, None);
+                true
+            }
         };
+        self.decision
+            .routed(api, &routed.requested_model, &routed.model);
         effects.credential = self.quota.admit(ports, config.quotas.as_ref(), &routed)?;
         // Admitted: the chain's record (a refused request went to no chain).
         if let Some(chosen) = &chosen {
             effects.records.push(chosen.record.clone());
+            // Rerouted before any attempt; the attempts overwrite it when one of them fails.
+            effects.records.extend(fallback_record(&chosen.rerouted));
             self.on_chain = true;
         }
         // Flow control's admission and the pick read the pool's in-flight counts: once.
@@ -329,6 +380,7 @@ impl Exchange {
             ports
                 .telemetry
                 .guardrail_hits(&guardrails.0, Direction::Request, &verdict.hits);
+            self.decision.guardrail_hits(&guardrails.0, &verdict.hits);
         }
         effects.records.extend(records::guardrails(
             &guardrails.0,

@@ -52,8 +52,13 @@ impl Exchange {
             if let Some(model) = model {
                 self.quota.reprice(configured.config.quotas.as_ref(), model);
             }
+            self.decision.target(&served, model);
         }
         let Some(accounting) = self.accounting.as_mut() else {
+            // Not an inference response (a passthrough path): nothing more will be decided.
+            if !self.is_held() {
+                effects.records.extend(self.decision_records());
+            }
             return effects;
         };
         let settings = configured.config.tokens;
@@ -64,7 +69,12 @@ impl Exchange {
             if let Some((_, record)) = self.report_tokens(ports, counts) {
                 effects.records.push(record);
             }
+            effects.records.extend(self.decision_records());
             return effects;
+        }
+        if accounting.is_finished() {
+            // An upstream error: nothing more will be read.
+            effects.records.extend(self.decision_records());
         }
         match plan {
             HeadersPlan::Continue => {}
@@ -112,6 +122,7 @@ impl Exchange {
         let (record, token_record) = reported.unzip();
         effects.records.extend(token_record);
         effects.records.extend(guarded);
+        effects.records.extend(self.decision_records());
         if self.holding_response {
             self.holding_response = false;
             // A halted response was replaced by a local reply or reset: no header to add.
@@ -183,6 +194,8 @@ impl Exchange {
         // What the client got: the local reply, else the response Envoy sent.
         let status = self.reply_status.or_else(|| info.response_code());
         ports.telemetry.count_request(self.api_label, status, model);
+        // Unless written with the response or the reply (a stream cut short, a client gone).
+        records.extend(self.decision_records());
         records
     }
 
@@ -195,10 +208,14 @@ impl Exchange {
     ) -> Option<(TokenRecord, Record)> {
         let accounting = self.accounting.as_ref()?;
         self.used_tokens = Some(counts.input.saturating_add(counts.output));
+        // Priced before the settle takes the ticket (the price of the target that answered).
+        let cost = self.quota.cost_nano_usd(&counts);
+        self.decision
+            .usage(&counts, cost, accounting.time_to_first_token_ms());
         self.quota.settle(ports, &counts);
         let record = accounting.record(counts);
         let state = records::tokens(&record);
-        accounting.observe(ports.clock, ports.telemetry, &record);
+        accounting.observe(ports.clock, ports.telemetry, &record, cost);
         Some((record, state))
     }
 
@@ -214,6 +231,11 @@ impl Exchange {
         ports
             .telemetry
             .guardrail_hits(&guardrails.0, Direction::Response, &hits);
+        self.decision.guardrail_hits(&guardrails.0, &hits);
+        if let Some(rule) = &blocked {
+            self.decision
+                .guardrail(rule, crate::guardrails::Action::Block);
+        }
         let (policy, request) = self.guard.take().unwrap_or_default();
         records::guardrails(&guardrails.0, policy, blocked.as_deref(), &request, &hits)
     }

@@ -192,6 +192,11 @@ impl Ticket {
     pub fn reprice(&mut self, price: Price) {
         self.price = price;
     }
+
+    /// What `usage` costs at the price the request settles at, in nano-USD.
+    pub fn cost_nano_usd(&self, usage: Usage) -> u64 {
+        usage.amount(Measure::Cost, self.price)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

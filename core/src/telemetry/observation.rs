@@ -16,6 +16,8 @@ pub struct Observation<'a> {
     pub counts: Option<&'a Counts>,
     pub latencies: Latencies,
     pub error: Option<ErrorType>,
+    /// What it cost at its model's price (`quotas.prices`), in nano-USD, when priced.
+    pub cost_nano_usd: Option<u64>,
 }
 
 /// One value of one metric of `table`, with its labels.
@@ -106,6 +108,13 @@ impl<'a> Observation<'a> {
             labels: model_only,
             value: u64::from(counts.estimated),
         });
+        if let Some(cost) = self.cost_nano_usd {
+            samples.push(Sample {
+                metric: Metric::Cost,
+                labels: model_only,
+                value: cost,
+            });
+        }
         samples
     }
 }
@@ -145,6 +154,7 @@ mod tests {
                 time_per_output_token_us: Some(20),
             },
             error: None,
+            cost_nano_usd: Some(1_500),
         };
         let samples = observation.samples("m", Some("m"));
         let metrics: Vec<Metric> = samples.iter().map(|s| s.metric).collect();
@@ -160,10 +170,11 @@ mod tests {
                 Metric::Tokens,
                 Metric::Tokens,
                 Metric::EstimatedCounts,
+                Metric::Cost,
             ]
         );
         let values: Vec<u64> = samples.iter().map(|s| s.value).collect();
-        assert_eq!(values, [900, 100, 20, 12, 30, 12, 30, 4, 0]);
+        assert_eq!(values, [900, 100, 20, 12, 30, 12, 30, 4, 0, 1_500]);
         // The exact counters carry the model alone; the histograms the GenAI attributes.
         let names = names(&samples);
         assert!(names[5].0.contains("token_type.input"), "{names:?}");
@@ -183,6 +194,7 @@ mod tests {
                 time_per_output_token_us: None,
             },
             error: Some(ErrorType::Status(503)),
+            cost_nano_usd: None,
         };
         let samples = observation.samples("m", None);
         assert_eq!(samples.len(), 1);

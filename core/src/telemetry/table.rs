@@ -111,6 +111,7 @@ pub enum Metric {
     Tokens,
     EstimatedCounts,
     Requests,
+    Cost,
 }
 
 /// One exported metric.
@@ -258,8 +259,22 @@ const REQUESTS: MetricSpec = MetricSpec {
                   model it was routed to (absent when it was not)",
 };
 
+const COST: MetricSpec = MetricSpec {
+    metric: Metric::Cost,
+    otel_name: "sluice.cost",
+    instrument: Instrument::Counter,
+    otel_unit: "[USD]",
+    envoy_name: "sluice_cost_nano_usd_total",
+    recorded_unit: "n[USD]",
+    to_otel_unit: 1e-9,
+    attributes: &[A::RequestModel],
+    buckets: &[],
+    description: "what requests cost at their model's price (quotas.prices: the price of the \
+                  target that answered), in nano-USD; requests without a price add nothing",
+};
+
 /// Every row of the table.
-pub const METRICS: [&MetricSpec; 7] = [
+pub const METRICS: [&MetricSpec; 8] = [
     &TOKEN_USAGE,
     &REQUEST_DURATION,
     &TIME_TO_FIRST_TOKEN,
@@ -267,6 +282,7 @@ pub const METRICS: [&MetricSpec; 7] = [
     &TOKENS,
     &ESTIMATED_COUNTS,
     &REQUESTS,
+    &COST,
 ];
 
 impl Metric {
@@ -279,6 +295,7 @@ impl Metric {
             Self::Tokens => &TOKENS,
             Self::EstimatedCounts => &ESTIMATED_COUNTS,
             Self::Requests => &REQUESTS,
+            Self::Cost => &COST,
         }
     }
 }

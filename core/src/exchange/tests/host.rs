@@ -159,7 +159,10 @@ pub struct Client<'f> {
     pub destination: Option<Destination>,
     /// The filter's own reply, if it sent one.
     pub reply: Option<Reply>,
+    /// The JSON records (tokens, guardrails, flow, failover).
     pub records: Vec<Record>,
+    /// The flat decision fields, as written.
+    pub decisions: Vec<Record>,
     /// Request edits this host refuses.
     pub refuse_request: Vec<RequestWrite>,
     /// Response calls this host refuses: `body`, `header`, `status`, `reply`, `reset`.
@@ -187,6 +190,7 @@ impl<'f> Client<'f> {
             destination: None,
             reply: None,
             records: Vec::new(),
+            decisions: Vec::new(),
             refuse_request: Vec::new(),
             refuse_response: Vec::new(),
             unreadable_response: false,
@@ -203,6 +207,26 @@ impl<'f> Client<'f> {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Keeps written records: the decision fields apart from the JSON records.
+    fn keep(&mut self, records: impl IntoIterator<Item = Record>) {
+        for record in records {
+            if matches!(record.key, crate::exchange::RecordKey::Decision(_)) {
+                self.decisions.push(record);
+            } else {
+                self.records.push(record);
+            }
+        }
+    }
+
+    /// The last value written for the decision field `field`.
+    pub fn decision(&self, field: crate::exchange::DecisionField) -> Option<&str> {
+        self.decisions
+            .iter()
+            .rev()
+            .find(|r| r.key == crate::exchange::RecordKey::Decision(field))
+            .map(|r| r.value.as_str())
     }
 
     pub fn record(&self, key: crate::exchange::RecordKey) -> Option<serde_json::Value> {
@@ -275,7 +299,7 @@ impl<'f> Client<'f> {
     }
 
     fn request_effects(&mut self, effects: RequestEffects) -> Flow {
-        self.records.extend(effects.records.iter().cloned());
+        self.keep(effects.records.iter().cloned());
         if let Err(write) = self.edit(&effects) {
             let reply = self
                 .exchange
@@ -423,7 +447,7 @@ impl<'f> Client<'f> {
                 set(&mut self.response.headers, name, value);
             }
         }
-        self.records.extend(effects.records);
+        self.keep(effects.records);
         self.response.nexts.push(next);
         next
     }
@@ -435,6 +459,6 @@ impl<'f> Client<'f> {
             code,
         };
         let records = self.exchange.on_log(&self.fakes.ports(), &info);
-        self.records.extend(records);
+        self.keep(records);
     }
 }

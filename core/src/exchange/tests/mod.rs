@@ -7,8 +7,10 @@
 //! - `pairs.rs`: the same answer as JSON and as a stream.
 //! - `flow.rs`: holding, releasing, expiring and leaving under flow control.
 //! - `chains.rs`: models served by chains of targets (weights, stickiness, rotation).
+//! - `decisions.rs`: the decision fields left for the access log and traces.
 
 mod chains;
+mod decisions;
 mod fail_closed;
 mod flow;
 mod host;

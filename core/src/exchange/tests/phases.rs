@@ -5,7 +5,9 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::host::Map;
 use super::{CHAT, Client, Fakes, KEY, NoInfo, Unread, chat, configured, quotas, snapshot};
-use crate::exchange::{BodyNext, Event, Exchange, RecordKey, RequestNext, ResponseNext};
+use crate::exchange::{
+    BodyNext, Event, Exchange, RecordKey, RequestNext, ResponseEffects, ResponseNext,
+};
 use crate::telemetry::ApiLabel;
 
 const JSON_OK: &str = r#"{"model":"m","choices":[{"message":{"role":"assistant","content":"Hi there."}}],"usage":{"prompt_tokens":7,"completion_tokens":5}}"#;
@@ -87,10 +89,25 @@ fn a_body_or_a_response_before_the_headers_changes_nothing() {
     let effects = exchange.on_request_body_complete(&ports, &NoInfo, Ok(b"{}"));
     assert_eq!(effects, Default::default());
     let response = exchange.on_response_headers(&ports, &Map(vec![]), false);
-    assert_eq!(response, Default::default());
+    assert_eq!(
+        response
+            .records
+            .iter()
+            .map(|r| (r.key.name(), r.value.as_str()))
+            .collect::<Vec<_>>(),
+        [("sluice.quota", "none")],
+        "only the decision record, written with the response: nothing more will be decided"
+    );
+    assert_eq!(
+        response,
+        ResponseEffects {
+            records: response.records.clone(),
+            ..Default::default()
+        }
+    );
     let response = exchange.on_response_body(&ports, &mut Unread, true);
     assert_eq!(response, Default::default());
-    assert_eq!(exchange.on_log(&ports, &NoInfo), []);
+    assert_eq!(exchange.on_log(&ports, &NoInfo), [], "written once");
     assert_eq!(
         *fakes.requests.borrow(),
         [(ApiLabel::Other, Some(503), None)],
