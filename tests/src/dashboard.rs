@@ -209,10 +209,6 @@ pub struct Awaiting {
 /// awaiting...)" when its panels have data).
 pub const AWAITING: &[Awaiting] = &[
     Awaiting {
-        metric: "sluice_cost_nano_usd_total",
-        why: "the filter's cost counter, branch telemetry",
-    },
-    Awaiting {
         metric: "sluice_spend_usd_total",
         why: "the picker's spend counter, branch admin-service; in tests/tests/dashboard.rs it \
               needs [tenancy] in the picker's config and quotas.tenancy in the filter's",
