@@ -9,6 +9,8 @@ use crate::tokens::{Budget, Estimate, Family, estimate_request};
 /// Where a request goes, decided from its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutedRequest {
+    /// The model as the client named it (an alias, before any rewrite).
+    pub requested_model: String,
     /// Value for the model header: the model the upstream serves.
     pub model: String,
     /// Value for the base-model header: the model whose pool serves `model`.
@@ -191,6 +193,7 @@ fn route_parsed(
         changes.push(("stream_options", stream_options_with_usage(&parsed.top)));
     }
     let routed = RoutedRequest {
+        requested_model: request.model.to_string(),
         model: resolution.model.to_string(),
         base_model: resolution.base_model.to_string(),
         body: None,

@@ -36,6 +36,7 @@ fn exact_models_keep_the_body() {
     assert_eq!(
         routed,
         RoutedRequest {
+            requested_model: "qwen-7b".into(),
             model: "qwen-7b".into(),
             base_model: "qwen-7b".into(),
             body: None,
