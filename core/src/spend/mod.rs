@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use sluice_wire::quota_sync::{MAX_SPEND_ENTRIES, SpendEntry};
 
 use crate::quota::{Store, Usage};
+use crate::tenancy::MAX_NAME_BYTES;
 
 /// Store values holding rows: `sluice.spend.0` .. `sluice.spend.63`.
 pub const SLOTS: u32 = 64;
@@ -119,20 +120,65 @@ impl Row {
         }
     }
 
-    /// The row as the quota sync reports it.
+    /// The row as the quota sync reports it, its names in the form the companion service
+    /// stores (`reported_name`, `reported_model`).
     pub fn entry(&self) -> SpendEntry {
         SpendEntry {
             hour: self.hour,
-            tenant: self.tenant.clone(),
-            key: self.key.clone(),
-            project: self.project.clone(),
-            model: self.model.clone(),
+            tenant: reported_name(&self.tenant),
+            key: self.key.as_deref().map(reported_name),
+            project: self.project.as_deref().map(reported_name),
+            model: reported_model(&self.model),
             requests: self.requests,
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
             cached_tokens: self.cached_tokens,
             cost_nano_usd: self.cost_nano_usd,
         }
+    }
+}
+
+/// A tenant, project or key id as spend reports name it: 1 to `MAX_NAME_BYTES` characters of
+/// `A-Z a-z 0-9 . _ : -`, the admin API's names (which every run-time tenant, project and key
+/// has). A name from the plugin configuration or a tenant header may hold others: each becomes
+/// `_`, so that the companion service, which refuses a report with any other name, takes it.
+pub fn reported_name(name: &str) -> String {
+    let reported: String = name
+        .bytes()
+        .take(MAX_NAME_BYTES)
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-') {
+                char::from(b)
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if reported.is_empty() {
+        OVERFLOW_TENANT.to_owned()
+    } else {
+        reported
+    }
+}
+
+/// A model as spend reports name it: at most `MAX_NAME_BYTES` bytes without control characters
+/// (model names are printable ASCII already: they become header values).
+pub fn reported_model(model: &str) -> String {
+    let reported: String = model
+        .bytes()
+        .take(MAX_NAME_BYTES)
+        .map(|b| {
+            if b == b' ' || b.is_ascii_graphic() {
+                char::from(b)
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if reported.is_empty() {
+        UNKNOWN_MODEL.to_owned()
+    } else {
+        reported
     }
 }
 

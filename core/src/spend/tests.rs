@@ -280,3 +280,28 @@ fn slot_keys_and_indexes() {
     assert_eq!(slot_index("sluice.q.1"), None);
     const { assert!(MAX_ROWS <= MAX_SPEND_ENTRIES) };
 }
+
+#[test]
+fn reports_name_tenants_projects_and_keys_as_the_admin_api_does() {
+    assert_eq!(reported_name("team-1.prod:eu_west"), "team-1.prod:eu_west");
+    assert_eq!(reported_name("config:ba7816bf"), "config:ba7816bf");
+    // A tenant from a header or the configuration may hold any visible character.
+    assert_eq!(reported_name("team a/b@x"), "team_a_b_x");
+    assert_eq!(reported_name("é"), "__");
+    assert_eq!(reported_name(""), "-");
+    assert_eq!(reported_name(&"x".repeat(300)).len(), 128);
+    assert_eq!(
+        reported_model("meta-llama/Llama-3.1-8B-Instruct"),
+        "meta-llama/Llama-3.1-8B-Instruct"
+    );
+    assert_eq!(reported_model(&"m".repeat(300)).len(), 128);
+    let row = Row {
+        project: Some("web app".into()),
+        ..row("a|b", "m", 1)
+    };
+    let entry = row.entry();
+    assert_eq!(
+        (entry.tenant.as_str(), entry.project.as_deref()),
+        ("a_b", Some("web_app"))
+    );
+}

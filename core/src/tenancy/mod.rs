@@ -297,15 +297,15 @@ fn check_name(field: &str, name: &str) -> Result<(), TenancyError> {
     Ok(())
 }
 
-/// A model name as clients send it (`meta-llama/Llama-3.1-8B-Instruct`).
+/// A model name as clients send it (`meta-llama/Llama-3.1-8B-Instruct`), as the admin API
+/// takes it: 1 to `MAX_NAME_BYTES` bytes without control characters.
 fn check_model(field: &str, model: &str) -> Result<(), TenancyError> {
-    let fits = !model.is_empty()
-        && model.len() <= MAX_NAME_BYTES
-        && model.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+    let fits =
+        !model.is_empty() && model.len() <= MAX_NAME_BYTES && !model.chars().any(char::is_control);
     if !fits {
         return Err(invalid(
             field,
-            format!("model names must be 1 to {MAX_NAME_BYTES} printable ASCII characters"),
+            format!("model names must be 1 to {MAX_NAME_BYTES} bytes without control characters"),
         )
         .into());
     }
