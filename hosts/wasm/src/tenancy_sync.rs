@@ -87,13 +87,16 @@ impl TenancySync {
         Duration::from_millis(self.config.refresh_ms)
     }
 
+    /// Every tick (at most 100 ms apart), every worker checks the shared version (one small
+    /// shared-data read), so that a snapshot the leader stored reaches every worker within a
+    /// tick rather than a refresh interval; the leader fetches once per `refresh_ms`.
     pub fn on_tick(&mut self) {
+        self.refresh_local();
         let now = clock::now_ms();
         if now < self.due_ms {
             return;
         }
         self.due_ms = now.saturating_add(self.config.refresh_ms);
-        self.refresh_local();
         let ttl = self.config.refresh_ms.saturating_mul(3);
         if !shared::hold_lease(LEASE_KEY, self.me, now, ttl) || self.call.is_some() {
             return;
