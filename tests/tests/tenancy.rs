@@ -351,9 +351,9 @@ async fn a_key_made_with_the_cli_works_is_limited_revoked_and_reported_on_every_
         "no list of its own"
     );
 
-    // A daily budget of 10 tokens: the next request (its prompt and max_tokens reserved) is
+    // A daily budget of 5 tokens: the next request (its prompt and max_tokens reserved) is
     // refused, in the API's format, once the Envoys have the change.
-    cli.json(&["key", "update", &id, "--budget", "day:tokens=10"]);
+    cli.json(&["key", "update", &id, "--budget", "day:tokens=5"]);
     let changed = Instant::now();
     for (i, envoy) in run.envoys.iter().enumerate() {
         let (refused, after) =
