@@ -98,6 +98,8 @@ grep -q 'Ready to accept connections' "$LOGS/redis.log" || {
     exit 1
 }
 
+# The admin API's token (picker.toml's [admin] token_env): a development one unless set.
+export SLUICE_ADMIN_TOKEN=${SLUICE_ADMIN_TOKEN:-dev-admin-token}
 : >"$LOGS/picker.log"
 target/release/sluice-picker --config picker.toml >"$LOGS/picker.log" 2>&1 &
 pids+=($!)
@@ -148,6 +150,7 @@ Sluice is up.
   providers   OpenAI-shaped stand-in on :8101, Anthropic-shaped on :8102 (model gpt-4.1)
   envoy admin http://127.0.0.1:9901    (stats: /stats?filter=sluice)
   picker      http://127.0.0.1:9100/healthz
+  admin API   http://127.0.0.1:9190/admin/v1   (token: $SLUICE_ADMIN_TOKEN; docs/admin-api.md)
   redis       127.0.0.1:$REDIS_PORT               (cluster quota counters, for quotas.cluster)
 
 Demo API keys (tenants and limits in scripts/run_config.py; a request without a key gets 401):

@@ -1,10 +1,12 @@
 //! The picker's configuration file (TOML): where to listen, how often to scrape, when an endpoint
-//! counts as unhealthy, and which model-server endpoints (static or from DNS) form which pool.
-//! Parsed strictly (unknown keys are errors) and validated once; errors name the offending key.
+//! counts as unhealthy, and which model-server endpoints (static or from DNS) form which pool;
+//! the cluster quota sync (`[quota]`), the tenancy store (`[tenancy]`) and the admin API
+//! (`[admin]`). Parsed strictly (unknown keys are errors) and validated once; errors name the
+//! offending key.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -24,6 +26,28 @@ struct WireConfig {
     #[serde(default)]
     pool: Vec<WirePool>,
     quota: Option<WireQuota>,
+    tenancy: Option<WireTenancy>,
+    admin: Option<WireAdmin>,
+}
+
+/// `[tenancy]`: where tenants, projects, virtual keys and spend rows are kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireTenancy {
+    store: String,
+    path: Option<String>,
+    spend_retention_days: Option<u32>,
+    max_tenants: Option<usize>,
+    max_keys: Option<usize>,
+}
+
+/// `[admin]`: the admin API's listeners and credential.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireAdmin {
+    listen: Option<Vec<String>>,
+    token_env: Option<String>,
+    token_sha256: Option<String>,
 }
 
 /// `[quota]`: the cluster quota sync, backed by Redis.
@@ -69,6 +93,72 @@ pub struct Config {
     pub pools: Vec<Pool>,
     /// The cluster quota sync (`POST /quota/sync`); absent: not served.
     pub quota: Option<QuotaConfig>,
+    /// The tenancy store: the snapshot (`GET /tenancy/snapshot`) and spend rows in the quota
+    /// sync; absent: neither.
+    pub tenancy: Option<TenancyConfig>,
+    /// The admin API; absent: not served.
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[tenancy]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenancyConfig {
+    pub store: StoreConfig,
+    /// Spend rows older than this are dropped (Redis: the hour's hash expires; embedded: purged).
+    pub spend_retention_days: u32,
+    /// At most this many tenants and live keys (the admin API answers 409 `limit_reached`
+    /// beyond); at most the snapshot's bounds (`sluice_wire::tenancy`).
+    pub max_tenants: usize,
+    pub max_keys: usize,
+}
+
+/// Which implementation of the tenancy store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// `redb` in one file: one machine, no server.
+    Embedded { path: PathBuf },
+    /// The `[quota]` section's Redis, under its `key_prefix`: every picker of a cluster shares it.
+    Redis {
+        redis_url: String,
+        key_prefix: String,
+        timeout: Duration,
+    },
+}
+
+/// `[admin]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// One listener per address; never the main listener's.
+    pub listen: Vec<SocketAddr>,
+    pub token: AdminToken,
+}
+
+/// Where the admin token comes from: it is never written in the file itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminToken {
+    /// The environment variable of this name holds the token (read at start).
+    Env(String),
+    /// The token's SHA-256.
+    Sha256([u8; 32]),
+}
+
+impl AdminToken {
+    /// The SHA-256 of the token. `env` reads an environment variable (std::env::var in the
+    /// service; a map in tests). The error names the field.
+    pub fn digest(&self, env: impl Fn(&str) -> Option<String>) -> Result<[u8; 32], String> {
+        match self {
+            Self::Sha256(digest) => Ok(*digest),
+            Self::Env(name) => match env(name) {
+                Some(token) if !token.trim().is_empty() => {
+                    use sha2::Digest;
+                    Ok(sha2::Sha256::digest(token.trim().as_bytes()).into())
+                }
+                _ => Err(format!(
+                    "admin.token_env: the environment variable {name} is not set or empty"
+                )),
+            },
+        }
+    }
 }
 
 /// Where the cluster's quota counters live.
@@ -124,6 +214,14 @@ const DEFAULT_MAX_CONCURRENT_SCRAPES: usize = 256;
 const DEFAULT_METRICS_PATH: &str = "/metrics";
 const DEFAULT_QUOTA_KEY_PREFIX: &str = "sluice:q:";
 const DEFAULT_QUOTA_TIMEOUT_MS: u64 = 250;
+const DEFAULT_TENANCY_PATH: &str = "sluice-tenancy.redb";
+const DEFAULT_SPEND_RETENTION_DAYS: u32 = 400;
+/// Ten years: the spend report reads at most this far back.
+pub const MAX_SPEND_RETENTION_DAYS: u32 = 3660;
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9190";
+/// How long one tenancy operation may wait for Redis: a load of the largest state (50,000 keys)
+/// takes a while, and nothing waits on it in the request path.
+const TENANCY_REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, String> {
@@ -170,10 +268,24 @@ impl Config {
             ));
         }
         let quota = wire.quota.map(parse_quota).transpose()?;
-        // A picker may serve the quota sync alone (no replica picking).
-        if wire.pool.is_empty() && quota.is_none() {
+        let tenancy = wire
+            .tenancy
+            .map(|tenancy| parse_tenancy(tenancy, quota.as_ref()))
+            .transpose()?;
+        let admin = wire
+            .admin
+            .map(|admin| parse_admin(admin, listen))
+            .transpose()?;
+        if admin.is_some() && tenancy.is_none() {
             return Err(
-                "pool: at least one [[pool]] (or a [quota] section) is required".to_owned(),
+                "admin: the admin API needs a [tenancy] section (the store it manages)".to_owned(),
+            );
+        }
+        // A picker may serve the quota sync or the tenancy alone (no replica picking).
+        if wire.pool.is_empty() && quota.is_none() && tenancy.is_none() {
+            return Err(
+                "pool: at least one [[pool]] (or a [quota] or [tenancy] section) is required"
+                    .to_owned(),
             );
         }
         let mut names = HashMap::new();
@@ -208,6 +320,8 @@ impl Config {
             max_concurrent_scrapes,
             pools,
             quota,
+            tenancy,
+            admin,
         })
     }
 
@@ -307,6 +421,132 @@ fn parse_quota(quota: WireQuota) -> Result<QuotaConfig, String> {
     })
 }
 
+fn parse_tenancy(
+    tenancy: WireTenancy,
+    quota: Option<&QuotaConfig>,
+) -> Result<TenancyConfig, String> {
+    let store = match tenancy.store.as_str() {
+        "embedded" => {
+            let path = tenancy
+                .path
+                .unwrap_or_else(|| DEFAULT_TENANCY_PATH.to_owned());
+            if path.trim().is_empty() {
+                return Err("tenancy.path: must not be empty".to_owned());
+            }
+            StoreConfig::Embedded {
+                path: PathBuf::from(path),
+            }
+        }
+        "redis" => {
+            if tenancy.path.is_some() {
+                return Err(
+                    "tenancy.path: only for store = \"embedded\" (Redis is [quota] redis_url)"
+                        .to_owned(),
+                );
+            }
+            let quota = quota.ok_or_else(|| {
+                "tenancy.store: \"redis\" uses the [quota] section's redis_url and key_prefix: add one"
+                    .to_owned()
+            })?;
+            StoreConfig::Redis {
+                redis_url: quota.redis_url.clone(),
+                key_prefix: quota.key_prefix.clone(),
+                timeout: TENANCY_REDIS_TIMEOUT,
+            }
+        }
+        other => {
+            return Err(format!(
+                "tenancy.store: {other:?} is not one of \"embedded\", \"redis\""
+            ));
+        }
+    };
+    let spend_retention_days = tenancy
+        .spend_retention_days
+        .unwrap_or(DEFAULT_SPEND_RETENTION_DAYS);
+    if !(1..=MAX_SPEND_RETENTION_DAYS).contains(&spend_retention_days) {
+        return Err(format!(
+            "tenancy.spend_retention_days: {spend_retention_days} is not between 1 and {MAX_SPEND_RETENTION_DAYS}"
+        ));
+    }
+    let bound = |key: &str, value: Option<usize>, max: usize| match value {
+        None => Ok(max),
+        Some(value) if (1..=max).contains(&value) => Ok(value),
+        Some(value) => Err(format!("tenancy.{key}: {value} is not between 1 and {max}")),
+    };
+    Ok(TenancyConfig {
+        store,
+        spend_retention_days,
+        max_tenants: bound(
+            "max_tenants",
+            tenancy.max_tenants,
+            sluice_wire::tenancy::MAX_TENANTS,
+        )?,
+        max_keys: bound("max_keys", tenancy.max_keys, sluice_wire::tenancy::MAX_KEYS)?,
+    })
+}
+
+fn parse_admin(admin: WireAdmin, main: SocketAddr) -> Result<AdminConfig, String> {
+    let raw = admin
+        .listen
+        .unwrap_or_else(|| vec![DEFAULT_ADMIN_LISTEN.to_owned()]);
+    if raw.is_empty() {
+        return Err("admin.listen: at least one ip:port address is required".to_owned());
+    }
+    let mut listen = Vec::with_capacity(raw.len());
+    for (i, text) in raw.iter().enumerate() {
+        let addr: SocketAddr = text
+            .parse()
+            .map_err(|_| format!("admin.listen[{i}]: {text:?} is not an ip:port address"))?;
+        if listen.contains(&addr) {
+            return Err(format!("admin.listen[{i}]: {text:?} is listed twice"));
+        }
+        if addr == main && addr.port() != 0 {
+            return Err(format!(
+                "admin.listen[{i}]: {text:?} is the main listener's address (the admin API has its own)"
+            ));
+        }
+        listen.push(addr);
+    }
+    let token = match (admin.token_env, admin.token_sha256) {
+        (Some(_), Some(_)) => {
+            return Err("admin.token_sha256: set token_env or token_sha256, not both".to_owned());
+        }
+        (None, None) => {
+            return Err(
+                "admin.token_env: the admin API needs a token: set token_env (an environment variable holding it) or token_sha256".to_owned(),
+            );
+        }
+        (Some(name), None) => {
+            let valid = !name.is_empty()
+                && name.len() <= 128
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!(
+                    "admin.token_env: {name:?} is not an environment variable name"
+                ));
+            }
+            AdminToken::Env(name)
+        }
+        (None, Some(hex)) => AdminToken::Sha256(parse_sha256(&hex).ok_or_else(|| {
+            "admin.token_sha256: must be 64 hex digits (the SHA-256 of the token)".to_owned()
+        })?),
+    };
+    Ok(AdminConfig { listen, token })
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
 fn parse_dns_name(raw: &str) -> Result<DnsName, String> {
     let (host, port) = raw
         .rsplit_once(':')
@@ -358,7 +598,7 @@ fn count(key: &str, value: Option<u32>, default: u32) -> Result<u32, String> {
 mod tests {
     use std::time::Duration;
 
-    use super::Config;
+    use super::{AdminToken, Config, StoreConfig};
     use crate::scrape::ServerKind;
 
     #[test]
@@ -441,6 +681,14 @@ mod tests {
         assert_eq!(config.static_endpoint_count(), 3);
         let quota = config.quota.unwrap();
         assert_eq!(quota.redis_url, "redis://127.0.0.1:6390");
+        let tenancy = config.tenancy.unwrap();
+        assert!(matches!(tenancy.store, StoreConfig::Redis { .. }));
+        let admin = config.admin.unwrap();
+        assert_eq!(admin.listen, ["127.0.0.1:9190".parse().unwrap()]);
+        assert_eq!(
+            admin.token,
+            AdminToken::Env("SLUICE_ADMIN_TOKEN".to_owned())
+        );
     }
 
     #[test]
@@ -481,6 +729,137 @@ mod tests {
         assert!(err.contains("unknown field `redis`"), "{err}");
         let err = Config::parse("[quota]\n").unwrap_err();
         assert!(err.contains("redis_url"), "{err}");
+    }
+
+    #[test]
+    fn parses_the_tenancy_and_admin_sections() {
+        let config = Config::parse(
+            "[tenancy]\nstore = \"embedded\"\n[admin]\ntoken_env = \"SLUICE_ADMIN_TOKEN\"\n",
+        )
+        .unwrap();
+        let tenancy = config.tenancy.unwrap();
+        assert_eq!(
+            tenancy.store,
+            StoreConfig::Embedded {
+                path: "sluice-tenancy.redb".into()
+            }
+        );
+        assert_eq!(tenancy.spend_retention_days, 400);
+        assert_eq!(tenancy.max_keys, sluice_wire::tenancy::MAX_KEYS);
+        assert_eq!(tenancy.max_tenants, sluice_wire::tenancy::MAX_TENANTS);
+        let admin = config.admin.unwrap();
+        assert_eq!(admin.listen, ["127.0.0.1:9190".parse().unwrap()]);
+        assert_eq!(
+            admin.token,
+            AdminToken::Env("SLUICE_ADMIN_TOKEN".to_owned())
+        );
+
+        let config = Config::parse(
+            r#"
+            [quota]
+            redis_url = "redis://127.0.0.1:6390"
+            key_prefix = "prod:"
+            [tenancy]
+            store = "redis"
+            spend_retention_days = 30
+            max_tenants = 5
+            max_keys = 10
+            [admin]
+            listen = ["127.0.0.1:9190", "[::1]:9190"]
+            token_sha256 = "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
+            "#,
+        )
+        .unwrap();
+        let tenancy = config.tenancy.unwrap();
+        let StoreConfig::Redis {
+            redis_url,
+            key_prefix,
+            ..
+        } = &tenancy.store
+        else {
+            panic!("{tenancy:?}")
+        };
+        assert_eq!(
+            (redis_url.as_str(), key_prefix.as_str()),
+            ("redis://127.0.0.1:6390", "prod:")
+        );
+        assert_eq!(
+            (
+                tenancy.spend_retention_days,
+                tenancy.max_tenants,
+                tenancy.max_keys
+            ),
+            (30, 5, 10)
+        );
+        let admin = config.admin.unwrap();
+        assert_eq!(admin.listen.len(), 2);
+        // SHA-256 of "abc".
+        let digest = admin.token.digest(|_| None).unwrap();
+        assert_eq!(digest[..4], [0xba, 0x78, 0x16, 0xbf]);
+    }
+
+    #[test]
+    fn the_admin_token_comes_from_the_environment() {
+        let token = AdminToken::Env("TOKEN".to_owned());
+        let digest = token
+            .digest(|name| (name == "TOKEN").then(|| "abc".to_owned()))
+            .unwrap();
+        assert_eq!(digest, AdminToken::Sha256(digest).digest(|_| None).unwrap());
+        assert_eq!(digest[..4], [0xba, 0x78, 0x16, 0xbf]);
+        for unset in [None, Some(String::new()), Some("  ".to_owned())] {
+            let err = token.digest(|_| unset.clone()).unwrap_err();
+            assert_eq!(
+                err,
+                "admin.token_env: the environment variable TOKEN is not set or empty"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_tenancy_and_admin_values_are_named() {
+        let embedded = "[tenancy]\nstore = \"embedded\"\n";
+        let cases = [
+            ("[tenancy]\nstore = \"sqlite\"\n".to_owned(), "tenancy.store: \"sqlite\" is not one of"),
+            ("[tenancy]\nstore = \"redis\"\n".to_owned(), "tenancy.store: \"redis\" uses the [quota] section"),
+            (
+                "[quota]\nredis_url = \"redis://h:1\"\n[tenancy]\nstore = \"redis\"\npath = \"x\"\n".to_owned(),
+                "tenancy.path: only for",
+            ),
+            ("[tenancy]\nstore = \"embedded\"\npath = \"\"\n".to_owned(), "tenancy.path:"),
+            (format!("{embedded}spend_retention_days = 0\n"), "tenancy.spend_retention_days: 0 is not between"),
+            (format!("{embedded}max_keys = 50001\n"), "tenancy.max_keys: 50001 is not between 1 and 50000"),
+            (format!("{embedded}max_tenants = 0\n"), "tenancy.max_tenants:"),
+            ("[admin]\ntoken_env = \"T\"\n".to_owned(), "admin: the admin API needs a [tenancy] section"),
+            (format!("{embedded}[admin]\n"), "admin.token_env: the admin API needs a token"),
+            (
+                format!("{embedded}[admin]\ntoken_env = \"T\"\ntoken_sha256 = \"{}\"\n", "a".repeat(64)),
+                "admin.token_sha256: set token_env or token_sha256, not both",
+            ),
+            (format!("{embedded}[admin]\ntoken_env = \"A-B\"\n"), "admin.token_env: \"A-B\" is not"),
+            (format!("{embedded}[admin]\ntoken_sha256 = \"abc\"\n"), "admin.token_sha256: must be 64 hex digits"),
+            (
+                format!("{embedded}[admin]\ntoken_sha256 = \"+{}\"\n", "a".repeat(63)),
+                "admin.token_sha256:",
+            ),
+            (format!("{embedded}[admin]\ntoken_env = \"T\"\nlisten = []\n"), "admin.listen: at least one"),
+            (format!("{embedded}[admin]\ntoken_env = \"T\"\nlisten = [\"x\"]\n"), "admin.listen[0]:"),
+            (
+                format!("{embedded}[admin]\ntoken_env = \"T\"\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n"),
+                "admin.listen[1]: \"127.0.0.1:1\" is listed twice",
+            ),
+            (
+                format!("{embedded}[admin]\ntoken_env = \"T\"\nlisten = [\"127.0.0.1:9100\"]\n"),
+                "admin.listen[0]: \"127.0.0.1:9100\" is the main listener's address",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = Config::parse(&text).unwrap_err();
+            assert!(err.starts_with(expected), "{text:?}: {err}");
+        }
+        let err = Config::parse(&format!("{embedded}token = \"x\"\n")).unwrap_err();
+        assert!(err.contains("unknown field `token`"), "{err}");
+        let err = Config::parse(&format!("{embedded}[admin]\ntoken = \"x\"\n")).unwrap_err();
+        assert!(err.contains("unknown field `token`"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The picker's HTTP surface: `/healthz`, the snapshot (encoded for the filter, JSON for
-//! people), the cluster quota sync and its own Prometheus metrics.
+//! The picker's main (filter-facing) HTTP surface: `/healthz`, the snapshot (encoded for the
+//! filter, JSON for people), the tenancy snapshot, the cluster quota sync (with spend rows) and
+//! its own Prometheus metrics. The admin API is not here: it has its own listeners (`admin`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,14 +8,16 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use sluice_wire::quota_sync::{self, SyncRequest};
+use sluice_wire::quota_sync::{self, SyncRequest, SyncResponse};
+use sluice_wire::tenancy::{self, MAX_NAME_BYTES};
 
 use crate::metrics::{self, Metrics};
 use crate::quota::store::Store;
 use crate::snapshot::Publisher;
+use crate::tenancy::service::{SnapshotError, Tenancy};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -22,10 +25,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Present when `[quota]` is configured.
     pub quota: Option<Arc<Store>>,
+    /// Present when `[tenancy]` is configured.
+    pub tenancy: Option<Arc<Tenancy>>,
 }
 
-/// Largest sync body read: `MAX_ENTRIES` entries with the longest keys, in JSON.
-const MAX_SYNC_BODY_BYTES: usize = quota_sync::MAX_ENTRIES * (quota_sync::MAX_KEY_BYTES + 160);
+/// Largest sync body read: `MAX_ENTRIES` entries with the longest keys and `MAX_SPEND_ENTRIES`
+/// spend rows with the longest names, in JSON.
+const MAX_SYNC_BODY_BYTES: usize = quota_sync::MAX_ENTRIES * (quota_sync::MAX_KEY_BYTES + 160)
+    + quota_sync::MAX_SPEND_ENTRIES * (4 * MAX_NAME_BYTES + 320);
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -35,26 +42,31 @@ pub fn router(state: AppState) -> Router {
             quota_sync::PATH,
             post(quota_sync).layer(DefaultBodyLimit::max(MAX_SYNC_BODY_BYTES)),
         )
+        .route(tenancy::PATH, get(tenancy_snapshot))
         .route("/metrics", get(prometheus))
         .with_state(state)
 }
 
 /// Adds one Envoy's unreported consumption to the cluster's totals in Redis and answers every
-/// instance's totals. 400 for a request the filter should never send, 503 when Redis cannot be
-/// reached in time (the filter then keeps its local view and reports again on its next tick),
-/// 404 when this picker has no `[quota]` section.
+/// instance's totals, then stores its spend rows. 400 for a request the filter should never send
+/// (nothing applied), 503 when Redis cannot be reached in time for the quota entries (nothing
+/// applied: the filter keeps its local view and reports again on its next tick), 200 with
+/// `spend_stored: false` when only the spend rows could not be stored (the filter reports them
+/// again). Served when `[quota]` or `[tenancy]` is configured; quota entries need `[quota]`
+/// (404 otherwise).
 async fn quota_sync(State(state): State<AppState>, body: Bytes) -> Response {
-    let Some(store) = &state.quota else {
+    if state.quota.is_none() && state.tenancy.is_none() {
         return (
             StatusCode::NOT_FOUND,
             "quota sync is not configured: add a [quota] section\n",
         )
             .into_response();
-    };
+    }
     let started = Instant::now();
     let request = match serde_json::from_slice::<SyncRequest>(&body)
         .map_err(|err| err.to_string())
         .and_then(|request| crate::quota::check(&request).map(|()| request))
+        .and_then(|request| Tenancy::check_spend(&request.spend).map(|()| request))
     {
         Ok(request) => request,
         Err(why) => {
@@ -62,27 +74,115 @@ async fn quota_sync(State(state): State<AppState>, body: Bytes) -> Response {
             return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response();
         }
     };
-    match store.sync(&request).await {
-        Ok(response) => {
-            state
-                .metrics
-                .quota_sync("ok", request.entries.len(), started.elapsed());
-            match serde_json::to_vec(&response) {
-                Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-                Err(err) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("cannot encode the totals: {err}\n"),
-                )
-                    .into_response(),
+    let mut response = match &state.quota {
+        Some(store) => match store.sync(&request).await {
+            Ok(response) => {
+                state
+                    .metrics
+                    .quota_sync("ok", request.entries.len(), started.elapsed());
+                response
             }
+            Err(why) => {
+                state
+                    .metrics
+                    .quota_sync("unavailable", request.entries.len(), started.elapsed());
+                return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+            }
+        },
+        None if request.entries.is_empty() => SyncResponse::default(),
+        None => {
+            return (
+                StatusCode::NOT_FOUND,
+                "quota entries need a [quota] section (this picker only stores spend)\n",
+            )
+                .into_response();
         }
+    };
+    response.spend_stored = store_spend(&state, &request).await;
+    match serde_json::to_vec(&response) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the totals: {err}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Stores a sync's spend rows; whether they were (true when there are none).
+async fn store_spend(state: &AppState, request: &SyncRequest) -> bool {
+    if request.spend.is_empty() {
+        return true;
+    }
+    let Some(tenancy) = &state.tenancy else {
+        // Kept by the filter until a picker with a [tenancy] store takes them.
+        state.metrics.spend_rows("unstored", request.spend.len());
+        return false;
+    };
+    match tenancy.add_spend(&request.spend).await {
+        Ok(()) => true,
         Err(why) => {
-            state
-                .metrics
-                .quota_sync("unavailable", request.entries.len(), started.elapsed());
-            (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+            tracing::warn!(rows = request.spend.len(), "spend rows not stored: {why}");
+            state.metrics.spend_rows("unstored", request.spend.len());
+            false
         }
     }
+}
+
+/// The tenancy snapshot (JSON) with `ETag: "<version>"`; `304` when the caller's
+/// `If-None-Match` names the current version. 404 without a `[tenancy]` section; 503 when the
+/// store cannot be read and was never read (the filters keep their last snapshot).
+async fn tenancy_snapshot(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(tenancy) = &state.tenancy else {
+        return (
+            StatusCode::NOT_FOUND,
+            "tenancy is not configured: add a [tenancy] section\n",
+        )
+            .into_response();
+    };
+    let body = match tenancy.snapshot().await {
+        Ok(body) => body,
+        Err(SnapshotError::Unavailable(why)) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+        }
+        Err(SnapshotError::OverBounds(why)) => {
+            tracing::error!("tenancy snapshot: {why}");
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{why}\n")).into_response();
+        }
+    };
+    let etag = format!("\"{}\"", body.version);
+    let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\""));
+    let no_cache = (header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if if_none_match(&headers, &etag) {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag_value), no_cache],
+        )
+            .into_response();
+    }
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag_value),
+            no_cache,
+        ],
+        body.json.clone(),
+    )
+        .into_response()
+}
+
+/// Whether `If-None-Match` names `etag` (weak or strong) or is `*`.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 /// Liveness: the process is up and its configuration loaded.
@@ -156,7 +256,27 @@ async fn prometheus(State(state): State<AppState>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::requested_format;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::{if_none_match, requested_format};
+
+    #[test]
+    fn if_none_match_names_the_version() {
+        let mut headers = HeaderMap::new();
+        assert!(!if_none_match(&headers, "\"7\""));
+        for (value, matches) in [
+            ("\"7\"", true),
+            ("W/\"7\"", true),
+            ("\"6\", \"7\"", true),
+            ("*", true),
+            ("\"8\"", false),
+            ("7", false),
+            ("\"70\"", false),
+        ] {
+            headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static(value));
+            assert_eq!(if_none_match(&headers, "\"7\""), matches, "{value}");
+        }
+    }
 
     #[test]
     fn query_formats() {

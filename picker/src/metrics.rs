@@ -3,6 +3,9 @@
 //! DNS trouble. Per-pool handles are created once, so the scrape path only touches atomics and
 //! one histogram lock.
 
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,6 +14,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::spend::row::{SpendKey, SpendValues};
 
 /// Media type of the text `encode` writes (OpenMetrics, which Prometheus reads).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -37,6 +42,16 @@ struct StateLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpendLabels {
+    tenant: String,
+    model: String,
+}
+
+/// Most (tenant, model) label sets of `sluice_spend_usd_total`; rows of further pairs are
+/// counted under `tenant="other"`, `model="other"`.
+pub const MAX_SPEND_LABEL_SETS: usize = 10_000;
+
 pub struct Metrics {
     registry: Registry,
     pools: Vec<PoolMetrics>,
@@ -46,6 +61,18 @@ pub struct Metrics {
     rounds: Counter,
     round_duration: Histogram,
     quota: QuotaMetrics,
+    tenancy: TenancyMetrics,
+}
+
+/// The tenancy store and the spend ledger.
+struct TenancyMetrics {
+    version: Gauge,
+    keys: Gauge,
+    spend_usd: Family<SpendLabels, Counter<f64, AtomicU64>>,
+    /// The label sets of `spend_usd` so far, to bound them.
+    spend_labels: Mutex<HashSet<SpendLabels>>,
+    spend_rows: Family<ResultLabels, Counter>,
+    admin_unauthenticated: Counter,
 }
 
 /// The cluster quota sync: requests by result, entries, Redis reachability and latency.
@@ -165,6 +192,39 @@ impl Metrics {
             "Time to run one quota sync against Redis",
             quota.duration.clone(),
         );
+        let tenancy = TenancyMetrics {
+            version: Gauge::default(),
+            keys: Gauge::default(),
+            spend_usd: Family::default(),
+            spend_labels: Mutex::new(HashSet::new()),
+            spend_rows: Family::default(),
+            admin_unauthenticated: Counter::default(),
+        };
+        registry.register(
+            "sluice_tenancy_version",
+            "Version of the tenancy state this picker holds (the snapshot's version)",
+            tenancy.version.clone(),
+        );
+        registry.register(
+            "sluice_tenancy_keys",
+            "Virtual keys that are not revoked",
+            tenancy.keys.clone(),
+        );
+        registry.register(
+            "sluice_spend_usd",
+            "Cost of the requests in the spend rows this picker stored since it started, in USD",
+            tenancy.spend_usd.clone(),
+        );
+        registry.register(
+            "sluice_picker_spend_rows",
+            "Spend rows received in quota syncs, by result (stored, unstored)",
+            tenancy.spend_rows.clone(),
+        );
+        registry.register(
+            "sluice_picker_admin_unauthenticated",
+            "Admin API requests refused for a missing or wrong token",
+            tenancy.admin_unauthenticated.clone(),
+        );
         let pools = pool_names
             .into_iter()
             .map(|name| {
@@ -195,6 +255,7 @@ impl Metrics {
             rounds,
             round_duration,
             quota,
+            tenancy,
         }
     }
 
@@ -245,6 +306,60 @@ impl Metrics {
         }
     }
 
+    /// The tenancy state now held: its version and live keys.
+    pub fn tenancy_state(&self, version: u64, live_keys: usize) {
+        self.tenancy
+            .version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        self.tenancy
+            .keys
+            .set(i64::try_from(live_keys).unwrap_or(i64::MAX));
+    }
+
+    /// Spend rows stored: their cost, by tenant and model.
+    pub fn spend_stored(&self, rows: &[(SpendKey, SpendValues)]) {
+        self.spend_rows("stored", rows.len());
+        let mut seen = self
+            .tenancy
+            .spend_labels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (key, values) in rows {
+            let mut labels = SpendLabels {
+                tenant: key.tenant.clone(),
+                model: key.model.clone(),
+            };
+            if !seen.contains(&labels) {
+                if seen.len() < MAX_SPEND_LABEL_SETS {
+                    seen.insert(labels.clone());
+                } else {
+                    labels = SpendLabels {
+                        tenant: "other".to_owned(),
+                        model: "other".to_owned(),
+                    };
+                }
+            }
+            #[allow(clippy::cast_precision_loss, reason = "dollars for a dashboard")]
+            let usd = values.cost_nano_usd as f64 / 1e9;
+            self.tenancy.spend_usd.get_or_create(&labels).inc_by(usd);
+        }
+    }
+
+    /// Spend rows of a sync, by result: `stored` or `unstored` (the store failed or there is
+    /// none; the filter reports them again).
+    pub fn spend_rows(&self, result: &str, rows: usize) {
+        self.tenancy
+            .spend_rows
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc_by(u64::try_from(rows).unwrap_or(u64::MAX));
+    }
+
+    pub fn admin_unauthenticated(&self) {
+        self.tenancy.admin_unauthenticated.inc();
+    }
+
     /// The text exposition of every metric.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut text = String::with_capacity(8 * 1024);
@@ -278,7 +393,8 @@ impl PoolMetrics {
 mod tests {
     use std::time::Duration;
 
-    use super::Metrics;
+    use super::{MAX_SPEND_LABEL_SETS, Metrics};
+    use crate::spend::row::{SpendKey, SpendValues};
 
     #[test]
     fn exposes_every_family_with_pool_labels() {
@@ -293,6 +409,23 @@ mod tests {
         metrics.quota_sync("ok", 3, Duration::from_micros(400));
         metrics.quota_sync("unavailable", 5, Duration::from_millis(250));
         metrics.quota_sync("invalid", 0, Duration::ZERO);
+        metrics.tenancy_state(1_800_000_000_000, 3);
+        let row = |tenant: &str, cost| {
+            (
+                SpendKey {
+                    tenant: tenant.to_owned(),
+                    model: "llama".to_owned(),
+                    ..SpendKey::default()
+                },
+                SpendValues {
+                    cost_nano_usd: cost,
+                    ..SpendValues::default()
+                },
+            )
+        };
+        metrics.spend_stored(&[row("acme", 1_500_000_000), row("acme", 500_000_000)]);
+        metrics.spend_rows("unstored", 4);
+        metrics.admin_unauthenticated();
         assert!(metrics.pool(2).is_none());
         let text = metrics.encode().unwrap();
         for expected in [
@@ -314,8 +447,49 @@ mod tests {
             "sluice_picker_quota_sync_entries_total 3",
             "sluice_picker_quota_redis_up 0",
             "sluice_picker_quota_sync_duration_seconds_count 1",
+            "sluice_tenancy_version 1800000000000",
+            "sluice_tenancy_keys 3",
+            "sluice_spend_usd_total{tenant=\"acme\",model=\"llama\"} 2.0",
+            "sluice_picker_spend_rows_total{result=\"stored\"} 2",
+            "sluice_picker_spend_rows_total{result=\"unstored\"} 4",
+            "sluice_picker_admin_unauthenticated_total 1",
         ] {
             assert!(text.contains(expected), "{expected} in\n{text}");
         }
+    }
+
+    #[test]
+    fn spend_label_sets_are_bounded() {
+        let metrics = Metrics::new([]);
+        let rows: Vec<_> = (0..=MAX_SPEND_LABEL_SETS)
+            .map(|i| {
+                (
+                    SpendKey {
+                        tenant: format!("t{i}"),
+                        model: "m".to_owned(),
+                        ..SpendKey::default()
+                    },
+                    SpendValues {
+                        cost_nano_usd: 1_000_000_000,
+                        ..SpendValues::default()
+                    },
+                )
+            })
+            .collect();
+        metrics.spend_stored(&rows);
+        let text = metrics.encode().unwrap();
+        assert_eq!(
+            text.matches("sluice_spend_usd_total{").count(),
+            MAX_SPEND_LABEL_SETS + 1
+        );
+        assert!(text.contains("sluice_spend_usd_total{tenant=\"other\",model=\"other\"} 1.0"));
+        // A pair already seen keeps its labels.
+        metrics.spend_stored(&rows[..1]);
+        assert!(
+            metrics
+                .encode()
+                .unwrap()
+                .contains("sluice_spend_usd_total{tenant=\"t0\",model=\"m\"} 2.0")
+        );
     }
 }
