@@ -13,11 +13,11 @@ setup:
 	@scripts/setup.sh
 
 ## build: the proxy-wasm filter (.wasm), the native module (.so) and the release binaries of the
-## simulator and picker.
+## simulator, the picker and the admin client (sluice-admin).
 build: setup
 	cargo build --locked --profile wasm-release -p sluice-wasm --target wasm32-wasip1
 	cargo build --locked --profile native-release -p sluice-native
-	cargo build --locked --release -p sluice-simulator -p sluice-picker
+	cargo build --locked --release -p sluice-simulator -p sluice-picker -p sluice-admin
 	@ls -l $(WASM) $(NATIVE)
 
 ## run: replicas + picker + Envoy with the filter, in the foreground; Ctrl-C stops all.
@@ -46,7 +46,7 @@ wasm-test:
 e2e-test:
 	cargo build --locked --profile wasm-release -p sluice-wasm --target wasm32-wasip1
 	cargo build --locked --profile native-release -p sluice-native
-	cargo build --locked -p sluice-simulator -p sluice-picker
+	cargo build --locked -p sluice-simulator -p sluice-picker -p sluice-admin
 	cargo test --locked -p sluice-e2e
 
 ## bench: four sections. Overhead: both Sluice builds (the native module and the Wasm build,
