@@ -61,18 +61,8 @@ impl Run {
             .unwrap();
         let redis = Redis::start(dir.path()).await;
         let replicas = vec![
-            Simulator::start(
-                dir.path(),
-                "llama",
-                &["--model", LLAMA, "--fast"].map(String::from),
-            )
-            .await,
-            Simulator::start(
-                dir.path(),
-                "qwen",
-                &["--model", QWEN, "--fast"].map(String::from),
-            )
-            .await,
+            Simulator::start(dir.path(), "llama", &["--model", LLAMA].map(String::from)).await,
+            Simulator::start(dir.path(), "qwen", &["--model", QWEN].map(String::from)).await,
         ];
         // The companion service: cluster quotas and the tenancy store in Redis, the admin API
         // on a listener of its own.
@@ -191,37 +181,90 @@ impl Reported {
         self.input += input;
         self.output += output;
     }
+    fn merge(&mut self, other: &Reported) {
+        self.requests += other.requests;
+        self.input += other.input;
+        self.output += other.output;
+    }
 }
 
-/// Sends `key`'s chat requests to `envoy` until `done` holds for an answer; returns that answer
-/// and when it came (since `since`). Admitted answers before it are added to `reported`.
-async fn until(
-    envoy: &Envoy,
-    key: &str,
-    since: Instant,
-    reported: &mut Reported,
-    done: impl Fn(&Answer) -> bool,
-) -> (Answer, Duration) {
-    loop {
+/// How a change reached one Envoy.
+struct Reached {
+    /// The first answer with the awaited status, and when it came.
+    first: Answer,
+    first_at: Duration,
+    /// When every worker answered so: the first of `STREAK` such answers in a row.
+    every_worker_at: Duration,
+    /// What the requests admitted meanwhile reported.
+    admitted: Reported,
+}
+
+/// Answers in a row that show every worker of an Envoy has a change: each request comes on a
+/// new connection, which Envoy hands to any of its workers (each has its own copy of the
+/// snapshot in the Wasm build).
+const STREAK: usize = 20;
+
+/// Sends `key`'s chat requests to `envoy` until `STREAK` answers in a row have `status`.
+async fn reach(envoy: &Envoy, key: &str, since: Instant, status: u16) -> Reached {
+    let mut first = None;
+    let mut admitted = Reported::default();
+    let mut streak = 0;
+    let mut streak_at = Duration::ZERO;
+    while streak < STREAK {
         let answer = chat(envoy, key, LLAMA).await;
         let at = since.elapsed();
-        if done(&answer) {
-            if answer.status == 200 {
-                reported.add(&answer);
-            }
-            return (answer, at);
-        }
         if answer.status == 200 {
-            reported.add(&answer);
+            admitted.add(&answer);
         }
-        assert!(
-            since.elapsed() < PATIENCE,
-            "still {} {} after {PATIENCE:?}",
-            answer.status,
-            answer.body
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        if answer.status == status {
+            if streak == 0 {
+                streak_at = at;
+            }
+            streak += 1;
+            if first.is_none() {
+                first = Some((answer, at));
+            }
+        } else {
+            streak = 0;
+            assert!(
+                since.elapsed() < PATIENCE,
+                "still {} {} after {PATIENCE:?}",
+                answer.status,
+                answer.body
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
+    let (first, first_at) = first.expect("an answer with the status");
+    Reached {
+        first,
+        first_at,
+        every_worker_at: streak_at,
+        admitted,
+    }
+}
+
+/// `reach` on every Envoy at once; prints when the change reached each.
+async fn reach_all(
+    run: &Run,
+    host: Host,
+    key: &str,
+    since: Instant,
+    status: u16,
+    what: &str,
+    reported: &mut Reported,
+) -> Vec<Reached> {
+    let reached = join_all(run.envoys.iter().map(|e| reach(e, key, since, status))).await;
+    for (i, r) in reached.iter().enumerate() {
+        reported.merge(&r.admitted);
+        println!(
+            "{host}: envoy {i}: {what}: first {status} {} ms, every worker {} ms after the \
+             CLI's answer (tenancy refresh_ms {REFRESH_MS})",
+            r.first_at.as_millis(),
+            r.every_worker_at.as_millis()
+        );
+    }
+    reached
 }
 
 /// Polls the spend report of `key` (by key and model, through the CLI) until it counts
@@ -302,21 +345,7 @@ async fn a_key_made_with_the_cli_works_is_limited_revoked_and_reported_on_every_
 
     // It works through both Envoys within a sync interval of the CLI's answer.
     let mut reported = Reported::default();
-    for (i, envoy) in run.envoys.iter().enumerate() {
-        let (_, after) = until(envoy, &secret, answered, &mut reported, |a| a.status == 200).await;
-        println!(
-            "{host}: envoy {i}: the new key's first 200 came {} ms after the CLI's answer \
-             (tenancy refresh_ms {REFRESH_MS})",
-            after.as_millis()
-        );
-    }
-    for envoy in &run.envoys {
-        for _ in 0..3 {
-            let answer = chat(envoy, &secret, LLAMA).await;
-            assert_eq!(answer.status, 200, "{}", answer.body);
-            reported.add(&answer);
-        }
-    }
+    reach_all(&run, host, &secret, answered, 200, "new key", &mut reported).await;
     // The configuration's key keeps working alongside.
     for envoy in &run.envoys {
         assert_eq!(chat(envoy, CONFIG_KEY, LLAMA).await.status, 200);
@@ -355,19 +384,11 @@ async fn a_key_made_with_the_cli_works_is_limited_revoked_and_reported_on_every_
     // refused, in the API's format, once the Envoys have the change.
     cli.json(&["key", "update", &id, "--budget", "day:tokens=5"]);
     let changed = Instant::now();
-    for (i, envoy) in run.envoys.iter().enumerate() {
-        let (refused, after) =
-            until(envoy, &secret, changed, &mut reported, |a| a.status == 429).await;
-        assert_eq!(
-            refused.body["error"]["code"], "insufficient_quota",
-            "{}",
-            refused.body
-        );
-        assert_eq!(refused.body["error"]["type"], "insufficient_quota");
-        println!(
-            "{host}: envoy {i}: the budget refused a request {} ms after the CLI's answer",
-            after.as_millis()
-        );
+    let refusals = reach_all(&run, host, &secret, changed, 429, "budget", &mut reported).await;
+    for (refused, envoy) in refusals.iter().zip(&run.envoys) {
+        let body = &refused.first.body;
+        assert_eq!(body["error"]["code"], "insufficient_quota", "{body}");
+        assert_eq!(body["error"]["type"], "insufficient_quota");
         let anthropic = messages(envoy, &secret, LLAMA).await;
         assert_eq!(anthropic.status, 429, "{}", anthropic.body);
         assert_eq!(anthropic.body["error"]["type"], "rate_limit_error");
@@ -381,44 +402,10 @@ async fn a_key_made_with_the_cli_works_is_limited_revoked_and_reported_on_every_
     let revoked = cli.json(&["key", "revoke", &id]);
     assert!(revoked["revoked_at_ms"].as_u64().is_some(), "{revoked}");
     let since = Instant::now();
-    let revocations = join_all(run.envoys.iter().map(|envoy| {
-        let secret = secret.clone();
-        async move {
-            let mut admitted = Reported::default();
-            let (first, at) =
-                until(envoy, &secret, since, &mut admitted, |a| a.status == 401).await;
-            assert_eq!(
-                first.body["error"]["code"], "invalid_api_key",
-                "{}",
-                first.body
-            );
-            // Then every worker refuses it: 20 answers in a row.
-            let mut streak = 0;
-            while streak < 20 {
-                let answer = chat(envoy, &secret, LLAMA).await;
-                streak = if answer.status == 401 { streak + 1 } else { 0 };
-                if answer.status == 200 {
-                    admitted.add(&answer);
-                }
-                assert!(since.elapsed() < PATIENCE, "{}", answer.status);
-            }
-            (at, admitted)
-        }
-    }))
-    .await;
-    let mut delays = Vec::new();
-    for (at, admitted) in revocations {
-        reported.requests += admitted.requests;
-        reported.input += admitted.input;
-        reported.output += admitted.output;
-        delays.push(at);
-    }
-    for (i, delay) in delays.iter().enumerate() {
-        println!(
-            "{host}: envoy {i}: the revoked key's first 401 came {} ms after the CLI's answer \
-             (tenancy refresh_ms {REFRESH_MS})",
-            delay.as_millis()
-        );
+    let revocations = reach_all(&run, host, &secret, since, 401, "revoked", &mut reported).await;
+    for revoked in &revocations {
+        let body = &revoked.first.body;
+        assert_eq!(body["error"]["code"], "invalid_api_key", "{body}");
     }
     for envoy in &run.envoys {
         assert_eq!(chat(envoy, CONFIG_KEY, LLAMA).await.status, 200);
