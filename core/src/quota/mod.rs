@@ -2,10 +2,10 @@
 //!
 //! Every scope a request falls under (its tenant, its project and key when the run-time
 //! tenancy gives them limits, the tenant on its model, the model over all tenants) lives in one
-//! of a fixed number of shared-data slots, `sluice.q.<n>`, chosen by a hash
-//! of the scope and up to `PROBES` neighbours. Each slot is read and written with
-//! compare-and-swap, so the counters are exact across Envoy's workers. The key space is fixed by
-//! configuration (`quotas.slots`), whatever the number of tenants or keys seen.
+//! of a fixed number of shared-data slots, `sluice.q.<n>`, chosen by a hash of the scope and up
+//! to `PROBES` neighbours. Each slot is read and written with compare-and-swap, so the counters
+//! are exact across Envoy's workers. The key space is fixed by configuration (`quotas.slots`),
+//! whatever the number of tenants or keys seen.
 //!
 //! Collisions: a slot stores its scope's full identity. A scope takes the first of its probe
 //! slots that it already owns, else the first that is free or whose occupant has nothing left
