@@ -243,7 +243,7 @@ pub fn scopes<'q>(
     }
     if let Some((project, limits)) = who
         .project
-        .and_then(|p| Some((p, &run_time?.projects.get(p)?.limits)))
+        .and_then(|p| Some((p, &run_time?.project(p)?.limits)))
         .filter(|(_, l)| !l.is_empty())
     {
         out.push((format!("p|{tenant}|{project}"), limits));

@@ -8,7 +8,8 @@
 //! snapshot never holds a secret. Limits are converted to the quota's runtime types by the same
 //! function as the configuration's (`config::quotas::snapshot_limits`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 
 use crate::config::ConfigError;
@@ -28,14 +29,22 @@ pub const LEASE_KEY: &str = "sluice.tenancy.lease";
 /// Most models in an allowed-model list, and most per-model limits of one tenant.
 pub const MAX_MODELS: usize = 256;
 
+/// Where each name is in a table: every table of a snapshot is a vector with one of these,
+/// built once per snapshot and read by every request.
+type Index = HashMap<String, usize>;
+
 /// One snapshot, ready for the request path.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tenancy {
     version: u64,
     keys: Vec<VirtualKey>,
+    /// Key ids → `keys`.
+    by_id: Index,
+    /// SHA-256 of each key's secret → `keys`.
     by_hash: HashMap<[u8; 32], usize>,
-    by_id: HashMap<String, usize>,
-    tenants: HashMap<String, Tenant>,
+    tenants: Vec<Tenant>,
+    /// Tenant names → `tenants`.
+    tenant_index: Index,
 }
 
 /// A virtual key of the snapshot: whom it stands for and what it may do.
@@ -62,7 +71,15 @@ impl VirtualKey {
 pub struct Tenant {
     pub limits: TenantLimits,
     pub allowed_models: Option<AllowedModels>,
-    pub projects: HashMap<String, Project>,
+    projects: Vec<Project>,
+    /// Project names → `projects`.
+    project_index: Index,
+}
+
+impl Tenant {
+    pub fn project(&self, name: &str) -> Option<&Project> {
+        self.projects.get(*self.project_index.get(name)?)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -72,13 +89,24 @@ pub struct Project {
 }
 
 /// The models a key, project or tenant may call, by the name a client sends (an alias) or the
-/// name it is routed to.
+/// name it is routed to (each model → its place in the list).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowedModels(HashSet<String>);
+pub struct AllowedModels(Index);
 
 impl AllowedModels {
     pub fn allows(&self, requested: &str, routed: &str) -> bool {
-        self.0.contains(requested) || self.0.contains(routed)
+        self.0.contains_key(requested) || self.0.contains_key(routed)
+    }
+}
+
+/// Adds `name` at `at` to `index`; false when it is there already.
+fn index_new(index: &mut Index, name: &str, at: usize) -> bool {
+    match index.entry(name.to_owned()) {
+        Entry::Occupied(_) => false,
+        Entry::Vacant(slot) => {
+            slot.insert(at);
+            true
+        }
     }
 }
 
@@ -126,45 +154,46 @@ impl Tenancy {
     }
 
     /// Validates `snapshot` whole: bounds first (before any work proportional to what is past
-    /// them), then every name and limit.
+    /// them), then every name and limit. Field paths name the entry (`keys.key_1.limits`), and
+    /// are only written for an error.
     pub fn from_snapshot(snapshot: TenancySnapshot) -> Result<Self, TenancyError> {
-        bound("keys", snapshot.keys.len(), MAX_KEYS)?;
-        bound("tenants", snapshot.tenants.len(), MAX_TENANTS)?;
-        let mut tenants = HashMap::with_capacity(snapshot.tenants.len());
-        for tenant in snapshot.tenants {
-            let field = format!("tenants.{}", shown(&tenant.name));
-            check_name(&field, &tenant.name)?;
-            let name = tenant.name.clone();
-            let built = build_tenant(tenant, &field)?;
-            if tenants.insert(name, built).is_some() {
-                return Err(invalid(field, "the tenant is listed twice").into());
-            }
-        }
+        bound(|| "keys".to_owned(), snapshot.keys.len(), MAX_KEYS)?;
+        bound(|| "tenants".to_owned(), snapshot.tenants.len(), MAX_TENANTS)?;
         let mut tenancy = Self {
             version: snapshot.version,
             keys: Vec::with_capacity(snapshot.keys.len()),
+            by_id: Index::with_capacity(snapshot.keys.len()),
             by_hash: HashMap::with_capacity(snapshot.keys.len()),
-            by_id: HashMap::with_capacity(snapshot.keys.len()),
-            tenants,
+            tenants: Vec::with_capacity(snapshot.tenants.len()),
+            tenant_index: Index::with_capacity(snapshot.tenants.len()),
         };
+        for tenant in snapshot.tenants {
+            let name = tenant.name.clone();
+            let field = || format!("tenants.{}", shown(&name));
+            check_name(&field, "", &name)?;
+            if !index_new(&mut tenancy.tenant_index, &name, tenancy.tenants.len()) {
+                return Err(invalid(field(), "the tenant is listed twice").into());
+            }
+            tenancy.tenants.push(build_tenant(tenant, &field)?);
+        }
         for key in snapshot.keys {
-            let field = format!("keys.{}", shown(&key.id));
-            check_name(&format!("{field}.id"), &key.id)?;
-            check_name(&format!("{field}.tenant"), &key.tenant)?;
+            let field = || format!("keys.{}", shown(&key.id));
+            check_name(&field, ".id", &key.id)?;
+            check_name(&field, ".tenant", &key.tenant)?;
             if let Some(project) = &key.project {
-                check_name(&format!("{field}.project"), project)?;
+                check_name(&field, ".project", project)?;
             }
             let hash = parse_sha256(&key.sha256)
-                .map_err(|message| invalid(format!("{field}.sha256"), message))?;
-            let index = tenancy.keys.len();
-            if tenancy.by_hash.insert(hash, index).is_some() {
-                return Err(invalid(format!("{field}.sha256"), "another key has it").into());
+                .map_err(|message| invalid(format!("{}.sha256", field()), message))?;
+            let at = tenancy.keys.len();
+            if !index_new(&mut tenancy.by_id, &key.id, at) {
+                return Err(invalid(field(), "the key is listed twice").into());
             }
-            if tenancy.by_id.insert(key.id.clone(), index).is_some() {
-                return Err(invalid(field, "the key is listed twice").into());
+            if tenancy.by_hash.insert(hash, at).is_some() {
+                return Err(invalid(format!("{}.sha256", field()), "another key has it").into());
             }
             tenancy.keys.push(VirtualKey {
-                limits: snapshot_limits(&key.limits, &format!("{field}.limits"))?,
+                limits: limits_of(&key.limits, &field)?,
                 allowed_models: allowed(key.allowed_models, &field)?,
                 id: key.id,
                 tenant: key.tenant,
@@ -190,7 +219,7 @@ impl Tenancy {
     }
 
     pub fn tenant(&self, name: &str) -> Option<&Tenant> {
-        self.tenants.get(name)
+        self.tenants.get(*self.tenant_index.get(name)?)
     }
 
     /// Keys in the snapshot (expired ones included).
@@ -215,7 +244,7 @@ impl Tenancy {
                 .and_then(|k| k.allowed_models.as_ref()),
             tenant_entry
                 .zip(project)
-                .and_then(|(t, p)| t.projects.get(p))
+                .and_then(|(t, p)| t.project(p))
                 .and_then(|p| p.allowed_models.as_ref()),
             tenant_entry.and_then(|t| t.allowed_models.as_ref()),
         ];
@@ -226,70 +255,106 @@ impl Tenancy {
     }
 }
 
-fn build_tenant(tenant: sluice_wire::tenancy::Tenant, field: &str) -> Result<Tenant, TenancyError> {
+fn build_tenant(
+    tenant: sluice_wire::tenancy::Tenant,
+    field: &dyn Fn() -> String,
+) -> Result<Tenant, TenancyError> {
+    let with = |suffix: &str| format!("{}{suffix}", field());
     bound(
-        &format!("{field}.projects"),
+        || with(".projects"),
         tenant.projects.len(),
         MAX_PROJECTS_PER_TENANT,
     )?;
-    bound(&format!("{field}.models"), tenant.models.len(), MAX_MODELS)?;
-    let own = snapshot_limits(&tenant.limits, &format!("{field}.limits"))?;
+    bound(|| with(".models"), tenant.models.len(), MAX_MODELS)?;
+    let own = limits_of(&tenant.limits, field)?;
     let mut models = HashMap::with_capacity(tenant.models.len());
     for (model, limits) in &tenant.models {
-        let f = format!("{field}.models.{}", shown(model));
+        let f = || format!("{}.models.{}", field(), shown(model));
         check_model(&f, model)?;
-        models.insert(model.clone(), snapshot_limits(limits, &f)?);
+        models.insert(model.clone(), limits_of_model(limits, &f)?);
     }
-    let mut projects = HashMap::with_capacity(tenant.projects.len());
+    let mut projects = Vec::with_capacity(tenant.projects.len());
+    let mut project_index = Index::with_capacity(tenant.projects.len());
     for project in tenant.projects {
-        let f = format!("{field}.projects.{}", shown(&project.name));
-        check_name(&f, &project.name)?;
-        let built = Project {
-            limits: snapshot_limits(&project.limits, &format!("{f}.limits"))?,
-            allowed_models: allowed(project.allowed_models, &f)?,
-        };
-        if projects.insert(project.name, built).is_some() {
-            return Err(invalid(f, "the project is listed twice").into());
+        let name = project.name;
+        let f = || format!("{}.projects.{}", field(), shown(&name));
+        check_name(&f, "", &name)?;
+        if !index_new(&mut project_index, &name, projects.len()) {
+            return Err(invalid(f(), "the project is listed twice").into());
         }
+        projects.push(Project {
+            limits: limits_of(&project.limits, &f)?,
+            allowed_models: allowed(project.allowed_models, &f)?,
+        });
     }
     Ok(Tenant {
         limits: TenantLimits { own, models },
         allowed_models: allowed(tenant.allowed_models, field)?,
         projects,
+        project_index,
     })
+}
+
+/// The `limits` of the entry `field` names, converted as the configuration's are.
+fn limits_of(
+    limits: &sluice_wire::tenancy::Limits,
+    field: &dyn Fn() -> String,
+) -> Result<ScopeLimits, TenancyError> {
+    snapshot_limits(limits, "limits").map_err(|error| prefixed(error, field))
+}
+
+/// A tenant's limits on one model (`field` names the model's entry).
+fn limits_of_model(
+    limits: &sluice_wire::tenancy::Limits,
+    field: &dyn Fn() -> String,
+) -> Result<ScopeLimits, TenancyError> {
+    snapshot_limits(limits, "").map_err(|error| prefixed(error, field))
+}
+
+/// The conversion's error with the entry's path in front of its field: built only on error.
+fn prefixed(mut error: ConfigError, field: &dyn Fn() -> String) -> TenancyError {
+    error.field = match error.field.strip_prefix('.') {
+        Some(rest) => format!("{}.{rest}", field()),
+        None if error.field.is_empty() => field(),
+        None => format!("{}.{}", field(), error.field),
+    };
+    TenancyError::Invalid(error)
 }
 
 fn allowed(
     models: Option<Vec<String>>,
-    field: &str,
+    field: &dyn Fn() -> String,
 ) -> Result<Option<AllowedModels>, TenancyError> {
     let Some(models) = models else {
         return Ok(None);
     };
-    let field = format!("{field}.allowed_models");
-    bound(&field, models.len(), MAX_MODELS)?;
-    for model in &models {
+    let field = || format!("{}.allowed_models", field());
+    bound(field, models.len(), MAX_MODELS)?;
+    let mut index = Index::with_capacity(models.len());
+    for (at, model) in models.iter().enumerate() {
         check_model(&field, model)?;
+        index_new(&mut index, model, at);
     }
-    Ok(Some(AllowedModels(models.into_iter().collect())))
+    Ok(Some(AllowedModels(index)))
 }
 
-fn bound(field: &str, count: usize, max: usize) -> Result<(), TenancyError> {
+fn bound(field: impl Fn() -> String, count: usize, max: usize) -> Result<(), TenancyError> {
     if count > max {
-        return Err(invalid(field, format!("{count} entries, more than {max}")).into());
+        return Err(invalid(field(), format!("{count} entries, more than {max}")).into());
     }
     Ok(())
 }
 
 /// A tenant, project or key id: it becomes part of a quota scope (`p|tenant|project`), a spend
 /// row and a metrics label, so it is short, visible ASCII and never holds the scopes' `|`.
-fn check_name(field: &str, name: &str) -> Result<(), TenancyError> {
+/// `field` and `suffix` name it in the error.
+fn check_name(field: &dyn Fn() -> String, suffix: &str, name: &str) -> Result<(), TenancyError> {
     let fits = !name.is_empty()
         && name.len() <= MAX_NAME_BYTES
         && name.bytes().all(|b| b.is_ascii_graphic() && b != b'|');
     if !fits {
         return Err(invalid(
-            field,
+            format!("{}{suffix}", field()),
             format!("must be 1 to {MAX_NAME_BYTES} visible ASCII characters other than '|'"),
         )
         .into());
@@ -299,12 +364,12 @@ fn check_name(field: &str, name: &str) -> Result<(), TenancyError> {
 
 /// A model name as clients send it (`meta-llama/Llama-3.1-8B-Instruct`), as the admin API
 /// takes it: 1 to `MAX_NAME_BYTES` bytes without control characters.
-fn check_model(field: &str, model: &str) -> Result<(), TenancyError> {
+fn check_model(field: &dyn Fn() -> String, model: &str) -> Result<(), TenancyError> {
     let fits =
         !model.is_empty() && model.len() <= MAX_NAME_BYTES && !model.chars().any(char::is_control);
     if !fits {
         return Err(invalid(
-            field,
+            field(),
             format!("model names must be 1 to {MAX_NAME_BYTES} bytes without control characters"),
         )
         .into());

@@ -69,7 +69,7 @@ fn a_snapshot_becomes_runtime_limits_as_the_configuration_does() {
         ]
     );
     assert_eq!(acme.limits.models["m"].max_concurrent, Some(2));
-    assert_eq!(acme.projects["web"].limits.limits[0].max, 5);
+    assert_eq!(acme.project("web").unwrap().limits.limits[0].max, 5);
     let key = tenancy.key(&sha256("sk-a")).unwrap();
     assert_eq!(key.id, "key_a");
     assert_eq!(key.project.as_deref(), Some("web"));
