@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Writes the Envoy config `make run` starts: a shipped config (envoy.yaml, the native module, by
 default; envoy.wasm.yaml with --config) with the demo's tenants, keys, limits, prices, guardrails
-and flow control added to the filter's configuration, so that every feature shows. With --cluster
+and flow control added to the filter's configuration, so that every feature shows. Keys, tenants
+and budgets made at run time through the picker's admin API (`sluice-admin`) work too: the filter
+pulls them from the picker every second (`quotas.tenancy`) and reports spend back. With --cluster
 the limits are shared by several Envoys through the picker and Redis, and instance N > 0 has its
 listener and admin ports moved up by N.
 
@@ -48,6 +50,9 @@ def quotas(cluster):
         ],
         "tenants": {tenant: {"limits": limits} for _, tenant, limits in KEYS},
         "prices": PRICES,
+        # Keys, tenants and limits managed at run time (the picker's admin API), pulled from the
+        # picker's /tenancy/snapshot every refresh_ms; spend is reported on the same tick.
+        "tenancy": {"picker_cluster": "sluice_picker", "refresh_ms": 1000},
     }
     if cluster:
         config["fail_policy"] = "open"

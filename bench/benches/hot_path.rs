@@ -435,13 +435,18 @@ fn quota_check(c: &mut Criterion) {
     c.bench_function("quota/identify_reserve_settle_3_scopes", |b| {
         b.iter(|| {
             now += 1;
-            let caller = identity::identify(&quotas.identity, |name| {
+            let caller = identity::identify(&quotas.identity, None, now, |name| {
                 (name == "authorization").then_some("Bearer sk-bench")
             })
             .expect("known key");
             let request = quota::Request {
                 quotas: &quotas,
-                tenant: &caller.tenant,
+                tenancy: None,
+                who: quota::Who {
+                    tenant: &caller.tenant,
+                    project: caller.project.as_deref(),
+                    key: caller.key.as_deref(),
+                },
                 charge: quota::Charge::Inference {
                     model: "m",
                     prompt_tokens: 300,

@@ -92,6 +92,9 @@ pub enum GatewayError {
     },
     /// The guardrail policy that applies does not allow this model.
     ModelNotAllowed(String),
+    /// The caller's key, project or tenant (the run-time tenancy's allowed models) does not
+    /// allow this model; the model as the client named it. Never names the key.
+    ModelNotPermitted(String),
     /// A guardrail policy limit (`max_prompt_tokens`, `max_output_tokens`) was exceeded.
     PolicyLimit {
         field: &'static str,
@@ -340,6 +343,20 @@ impl GatewayError {
                     truncate(model)
                 ),
                 openai_type: "invalid_request_error",
+                openai_code: Some("model_not_allowed"),
+                param: Some("model".into()),
+                anthropic_type: "permission_error",
+            },
+            // 403 `permission_error`, Anthropic's type for it, which OpenAI's SDKs map to
+            // their PermissionDeniedError by the status.
+            Self::ModelNotPermitted(model) => Rendering {
+                status: 403,
+                message: format!(
+                    "You are not allowed to use the model '{}': the API key, its project or its \
+                     tenant does not include it in its allowed models.",
+                    truncate(model)
+                ),
+                openai_type: "permission_error",
                 openai_code: Some("model_not_allowed"),
                 param: Some("model".into()),
                 anthropic_type: "permission_error",

@@ -5,11 +5,12 @@
 //!
 //! The binaries must be built first (`make test` does it: the simulator and picker in the dev
 //! profile, both modules in their release profiles); paths can be overridden with
-//! `SLUICE_SIMULATOR_BIN`, `SLUICE_PICKER_BIN`, `SLUICE_FILTER_WASM`, `SLUICE_NATIVE_MODULE`,
-//! `ENVOY_BIN`, `SLUICE_REDIS_BIN` and `SLUICE_PROMETHEUS_BIN`.
+//! `SLUICE_SIMULATOR_BIN`, `SLUICE_PICKER_BIN`, `SLUICE_ADMIN_BIN`, `SLUICE_FILTER_WASM`,
+//! `SLUICE_NATIVE_MODULE`, `ENVOY_BIN`, `SLUICE_REDIS_BIN` and `SLUICE_PROMETHEUS_BIN`.
 
 pub use sluice_e2e_macros::both_hosts;
 
+pub mod admin;
 pub mod api_error;
 pub mod dashboard;
 pub mod envoy;

@@ -37,6 +37,11 @@ pub fn picker_bin() -> PathBuf {
     artifact("SLUICE_PICKER_BIN", "target/debug/sluice-picker")
 }
 
+/// The admin API's command-line client (`admin-cli/`).
+pub fn admin_cli_bin() -> PathBuf {
+    artifact("SLUICE_ADMIN_BIN", "target/debug/sluice-admin")
+}
+
 pub fn filter_wasm() -> PathBuf {
     built(filter_wasm_path(), "SLUICE_FILTER_WASM")
 }

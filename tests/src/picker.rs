@@ -43,6 +43,29 @@ impl Picker {
         Self { process, addr }
     }
 
+    /// Starts the picker from `config` (TOML with an `[admin]` section whose `token_env` is
+    /// `SLUICE_ADMIN_TOKEN`) with the admin token `token` and its admin API on a free port.
+    /// Returns it and the admin listener's address.
+    pub async fn start_with_admin(dir: &Path, config: &str, token: &str) -> (Self, SocketAddr) {
+        let path = dir.join("picker.toml");
+        std::fs::write(&path, config).expect("write picker config");
+        let mut command = Command::new(paths::picker_bin());
+        command
+            .arg("--config")
+            .arg(&path)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .env("SLUICE_ADMIN_TOKEN", token);
+        let mut process = Process::spawn("picker", command, &dir.join("picker.log"));
+        let addr = process.listening_addr().await;
+        let line = process
+            .wait_for_line("admin listening on ", Duration::from_secs(20))
+            .await;
+        let admin = line
+            .parse()
+            .unwrap_or_else(|_| panic!("picker: bad admin address {line:?}"));
+        (Self { process, addr }, admin)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -30,6 +30,9 @@ pub(crate) struct WireQuotas {
     pub fail_policy: WireFailPolicy,
     /// Shares the counters with other Envoy instances through the picker and Redis.
     pub cluster: Option<WireCluster>,
+    /// Keys, tenants, projects and their limits managed at run time through the companion
+    /// service's admin API: pulled as a snapshot on the tick, and spend reported back.
+    pub tenancy: Option<WireTenancy>,
     /// Per backend pool: the credential that replaces the client's key.
     pub upstream_credentials: BTreeMap<String, WireCredential>,
 }
@@ -47,6 +50,7 @@ impl Default for WireQuotas {
             slots: 1024,
             fail_policy: WireFailPolicy::Open,
             cluster: None,
+            tenancy: None,
             upstream_credentials: BTreeMap::new(),
         }
     }
@@ -173,6 +177,25 @@ impl Default for WireCluster {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct WireTenancy {
+    pub picker_cluster: String,
+    pub picker_authority: String,
+    /// How often the snapshot is asked for (a `304` while nothing changed).
+    pub refresh_ms: u64,
+}
+
+impl Default for WireTenancy {
+    fn default() -> Self {
+        Self {
+            picker_cluster: "sluice_picker".to_owned(),
+            picker_authority: "sluice-picker".to_owned(),
+            refresh_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WireCredential {
     #[serde(default = "default_credential_header")]
@@ -205,6 +228,7 @@ pub struct Quotas {
     pub slots: u32,
     pub fail_policy: FailPolicy,
     pub cluster: Option<Cluster>,
+    pub tenancy: Option<TenancyConfig>,
     pub upstream_credentials: HashMap<String, Credential>,
 }
 
@@ -294,6 +318,15 @@ pub struct Cluster {
     pub stale_after_ms: u64,
 }
 
+/// Where and how often the tenancy snapshot is pulled (`quotas.tenancy`). The spend ledger is
+/// on with it, reported on the quota sync's tick (`cluster.sync_ms`, else `refresh_ms`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenancyConfig {
+    pub picker_cluster: String,
+    pub picker_authority: String,
+    pub refresh_ms: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
     pub header: String,
@@ -352,7 +385,7 @@ impl WireQuotas {
         let mut models = HashMap::new();
         for (name, limits) in self.models {
             let field = format!("quotas.models.{name}");
-            models.insert(name, limits.validate(&field)?);
+            models.insert(name, limits.validate(&field, ZeroUsd::Refused)?);
         }
         let mut prices = HashMap::new();
         for (name, price) in self.prices {
@@ -369,6 +402,7 @@ impl WireQuotas {
             return Err(ConfigError::new("quotas.slots", "must be 1 to 65536"));
         }
         let cluster = self.cluster.map(WireCluster::validate).transpose()?;
+        let tenancy = self.tenancy.map(WireTenancy::validate).transpose()?;
         let mut upstream_credentials = HashMap::new();
         for (pool, credential) in self.upstream_credentials {
             let field = format!("quotas.upstream_credentials.{pool}");
@@ -387,12 +421,13 @@ impl WireQuotas {
                 WireFailPolicy::Closed => FailPolicy::Closed,
             },
             cluster,
+            tenancy,
             upstream_credentials,
         })
     }
 }
 
-fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
+pub(crate) fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
     let bytes = hex.as_bytes();
     if bytes.len() != 64 {
         return Err("must be 64 hex digits (the SHA-256 of the key)".to_owned());
@@ -413,18 +448,67 @@ fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
 
 impl WireTenant {
     fn validate(self, field: &str) -> Result<TenantLimits, ConfigError> {
-        let own = self.limits.validate(&format!("{field}.limits"))?;
+        let own = self
+            .limits
+            .validate(&format!("{field}.limits"), ZeroUsd::Refused)?;
         let mut models = HashMap::new();
         for (name, limits) in self.models {
             let f = format!("{field}.models.{name}");
-            models.insert(name, limits.validate(&f)?);
+            models.insert(name, limits.validate(&f, ZeroUsd::Refused)?);
         }
         Ok(TenantLimits { own, models })
     }
 }
 
+/// Whether a USD budget of 0 means something. In the plugin configuration it is a mistake
+/// (leaving the budget out says "no budget"); the admin API allows it (nothing may be spent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ZeroUsd {
+    Refused,
+    Allowed,
+}
+
+/// The limits of one scope of a tenancy snapshot, validated and converted as the
+/// configuration's are (one conversion for both).
+pub(crate) fn snapshot_limits(
+    limits: &sluice_wire::tenancy::Limits,
+    field: &str,
+) -> Result<ScopeLimits, ConfigError> {
+    WireLimits::from(limits).validate(field, ZeroUsd::Allowed)
+}
+
+impl From<&sluice_wire::tenancy::Limits> for WireLimits {
+    fn from(limits: &sluice_wire::tenancy::Limits) -> Self {
+        use sluice_wire::tenancy::{Period, TokenKind as Kind};
+        Self {
+            requests_per_minute: limits.requests_per_minute,
+            tokens_per_minute: limits.tokens_per_minute,
+            tokens_per_minute_counts: match limits.tokens_per_minute_counts {
+                None | Some(Kind::Total) => WireTokenKind::Total,
+                Some(Kind::Input) => WireTokenKind::Input,
+                Some(Kind::Output) => WireTokenKind::Output,
+            },
+            max_concurrent: limits.max_concurrent,
+            budgets: limits
+                .budgets
+                .iter()
+                .map(|budget| WireBudget {
+                    period: match budget.period {
+                        Period::Hour => WirePeriod::Hour,
+                        Period::Day => WirePeriod::Day,
+                        Period::Month => WirePeriod::Month,
+                    },
+                    requests: budget.requests,
+                    tokens: budget.tokens,
+                    usd: budget.usd,
+                })
+                .collect(),
+        }
+    }
+}
+
 impl WireLimits {
-    fn validate(self, field: &str) -> Result<ScopeLimits, ConfigError> {
+    fn validate(self, field: &str, zero_usd: ZeroUsd) -> Result<ScopeLimits, ConfigError> {
         let positive = |name: &str, value: u64| {
             if value == 0 {
                 Err(ConfigError::new(
@@ -492,9 +576,15 @@ impl WireLimits {
                 });
             }
             if let Some(usd) = budget.usd {
-                let nano = usd_to_nano(usd).filter(|n| *n > 0).ok_or_else(|| {
-                    ConfigError::new(format!("{f}.usd"), "must be 0 < usd <= 1e9")
-                })?;
+                let nano = usd_to_nano(usd)
+                    .filter(|n| *n > 0 || zero_usd == ZeroUsd::Allowed)
+                    .ok_or_else(|| {
+                        let range = match zero_usd {
+                            ZeroUsd::Refused => "must be 0 < usd <= 1e9",
+                            ZeroUsd::Allowed => "must be 0 <= usd <= 1e9",
+                        };
+                        ConfigError::new(format!("{f}.usd"), range)
+                    })?;
                 limits.push(Limit {
                     measure: Measure::Cost,
                     window,
@@ -581,6 +671,62 @@ impl WireCluster {
             stale_after_ms: self.stale_after_ms,
         })
     }
+}
+
+impl WireTenancy {
+    fn validate(self) -> Result<TenancyConfig, ConfigError> {
+        if self.picker_cluster.trim().is_empty() {
+            return Err(ConfigError::new(
+                "quotas.tenancy.picker_cluster",
+                "must not be empty",
+            ));
+        }
+        if self.picker_authority.trim().is_empty() {
+            return Err(ConfigError::new(
+                "quotas.tenancy.picker_authority",
+                "must not be empty",
+            ));
+        }
+        if !(100..=60_000).contains(&self.refresh_ms) {
+            return Err(ConfigError::new(
+                "quotas.tenancy.refresh_ms",
+                "must be 100 to 60000",
+            ));
+        }
+        Ok(TenancyConfig {
+            picker_cluster: self.picker_cluster,
+            picker_authority: self.picker_authority,
+            refresh_ms: self.refresh_ms,
+        })
+    }
+}
+
+impl Quotas {
+    /// The quota sync's target and period: cluster mode's, else the tenancy's (which reports
+    /// only spend). `None` when neither is on: nothing to sync.
+    pub fn sync_target(&self) -> Option<SyncTarget<'_>> {
+        match (&self.cluster, &self.tenancy) {
+            (Some(cluster), _) => Some(SyncTarget {
+                picker_cluster: &cluster.picker_cluster,
+                picker_authority: &cluster.picker_authority,
+                period_ms: cluster.sync_ms,
+            }),
+            (None, Some(tenancy)) => Some(SyncTarget {
+                picker_cluster: &tenancy.picker_cluster,
+                picker_authority: &tenancy.picker_authority,
+                period_ms: tenancy.refresh_ms,
+            }),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Where the quota sync goes and how often (`Quotas::sync_target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncTarget<'a> {
+    pub picker_cluster: &'a str,
+    pub picker_authority: &'a str,
+    pub period_ms: u64,
 }
 
 impl WireCredential {

@@ -545,12 +545,56 @@ mod tests {
                 r#"{"models":{"m":{}},"tokens":{"default_max_output_tokens":0}}"#,
                 "tokens.default_max_output_tokens",
             ),
+            (
+                r#"{"models":{"m":{}},"quotas":{"tenancy":{"refresh_ms":50}}}"#,
+                "quotas.tenancy.refresh_ms",
+            ),
+            (
+                r#"{"models":{"m":{}},"quotas":{"tenancy":{"picker_cluster":" "}}}"#,
+                "quotas.tenancy.picker_cluster",
+            ),
+            (
+                r#"{"models":{"m":{}},"quotas":{"tenancy":{"picker_authority":""}}}"#,
+                "quotas.tenancy.picker_authority",
+            ),
+            (
+                r#"{"models":{"m":{}},"quotas":{"default_tenant":{"limits":{"budgets":[{"period":"day","usd":0}]}}}}"#,
+                "quotas.default_tenant.limits.budgets[0].usd",
+            ),
         ];
         for (json, field) in cases {
             let err = error_of(json);
             assert_eq!(err.field, field, "{json}: {err}");
             assert!(err.to_string().starts_with(&format!("{field}: ")));
         }
+    }
+
+    #[test]
+    fn the_tenancy_has_defaults_and_syncs_alone_or_on_the_clusters_tick() {
+        let quotas = |extra: &str| {
+            Config::from_json(format!(r#"{{{MODELS},"quotas":{{{extra}}}}}"#).as_bytes())
+                .unwrap()
+                .quotas
+                .unwrap()
+        };
+        assert_eq!(quotas("").sync_target(), None);
+        let alone = quotas(r#""tenancy":{}"#);
+        let tenancy = alone.tenancy.clone().unwrap();
+        assert_eq!(
+            (
+                tenancy.picker_cluster.as_str(),
+                tenancy.picker_authority.as_str(),
+                tenancy.refresh_ms
+            ),
+            ("sluice_picker", "sluice-picker", 1000)
+        );
+        assert_eq!(alone.sync_target().unwrap().period_ms, 1000);
+        let both = quotas(r#""tenancy":{"picker_cluster":"admin"},"cluster":{"sync_ms":100}"#);
+        let target = both.sync_target().unwrap();
+        assert_eq!(
+            (target.picker_cluster, target.period_ms),
+            ("sluice_picker", 100)
+        );
     }
 
     #[test]

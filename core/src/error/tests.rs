@@ -202,6 +202,24 @@ fn authentication_and_quotas() {
 }
 
 #[test]
+fn a_model_outside_the_callers_allowed_models_is_forbidden() {
+    let message = "You are not allowed to use the model 'gpt-4o': the API key, its project or \
+                   its tenant does not include it in its allowed models.";
+    assert_eq!(
+        bodies(&GatewayError::ModelNotPermitted("gpt-4o".into())),
+        (
+            403,
+            format!(
+                r#"{{"error":{{"message":"{message}","type":"permission_error","param":"model","code":"model_not_allowed"}}}}"#
+            ),
+            format!(
+                r#"{{"type":"error","error":{{"type":"permission_error","message":"{message}"}}}}"#
+            ),
+        )
+    );
+}
+
+#[test]
 fn guardrail_rejections_name_the_rule_only() {
     assert_eq!(
         bodies(&GatewayError::ContentPolicy { rule: "credit_card".into() }),

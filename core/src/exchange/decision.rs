@@ -153,9 +153,9 @@ impl QuotaDecision {
     }
 }
 
-/// Who called, as quotas identified them.
+/// Identified called, as quotas identified them.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Who<'a> {
+pub struct Identified<'a> {
     pub tenant: Option<&'a str>,
     pub project: Option<&'a str>,
     pub key_id: Option<&'a str>,
@@ -234,7 +234,7 @@ impl Decision {
     }
 
     /// The records of every field known, once (an empty list after the first call).
-    pub(super) fn records(&mut self, who: Who<'_>, quota: QuotaDecision) -> Vec<Record> {
+    pub(super) fn records(&mut self, who: Identified<'_>, quota: QuotaDecision) -> Vec<Record> {
         if std::mem::replace(&mut self.written, true) {
             return Vec::new();
         }
@@ -369,7 +369,7 @@ mod tests {
             response_model: Some("llama-3.1".into()),
         };
         decision.usage(&counts, Some(1_500), Some(87));
-        let who = Who {
+        let who = Identified {
             tenant: Some("acme"),
             project: Some("search"),
             key_id: Some("key_0123456789abcdef"),
@@ -409,9 +409,9 @@ mod tests {
         decision.api_label(ApiLabel::Messages);
         decision.routed(ApiKind::Messages, "claude-x", "m");
         let records = decision.records(
-            Who {
+            Identified {
                 tenant: Some("trial"),
-                ..Who::default()
+                ..Identified::default()
             },
             QuotaDecision::Rejected("requests"),
         );
@@ -428,7 +428,7 @@ mod tests {
         );
         let mut unknown = Decision::default();
         assert_eq!(
-            values(&unknown.records(Who::default(), QuotaDecision::Unauthenticated)),
+            values(&unknown.records(Identified::default(), QuotaDecision::Unauthenticated)),
             [("sluice.quota", "unauthenticated")]
         );
     }
@@ -440,12 +440,12 @@ mod tests {
         decision.routed(ApiKind::ChatCompletions, "gpt-4.1", "gpt-4.1");
         decision.target("anthropic", Some("claude-sonnet-4-5"));
         decision.usage(&counts, None, None);
-        let records = decision.records(Who::default(), QuotaDecision::None);
+        let records = decision.records(Identified::default(), QuotaDecision::None);
         assert!(values(&records).contains(&("sluice.response_model", "claude-sonnet-4-5")));
         let mut decision = Decision::default();
         decision.routed(ApiKind::ChatCompletions, "gpt-4o", "llama");
         decision.usage(&counts, None, None);
-        let records = decision.records(Who::default(), QuotaDecision::None);
+        let records = decision.records(Identified::default(), QuotaDecision::None);
         assert!(values(&records).contains(&("sluice.response_model", "llama")));
     }
 

@@ -55,7 +55,7 @@ pub use effects::{
 pub use flow::flow_tick;
 pub use ports::{
     Clock, Event, FlowQueues, InFlightCounts, InFlightRead, Level, Log, Ports, PrefixAffinity,
-    QuotaLedger, SnapshotSource, TelemetrySink,
+    QuotaLedger, SnapshotSource, TelemetrySink, TenancySource,
 };
 pub use views::{BodyView, HeaderView, HostError, StreamInfo};
 

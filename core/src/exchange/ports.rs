@@ -10,8 +10,9 @@
 //! the implementation so that the Wasm host's single-threaded ones fit too.
 //!
 //! Every port has the same fixed memory bound whatever the host: quota slots
-//! (`quotas.slots`), in-flight counts (one map per pool, `InFlight`'s bound), prefix slots
-//! (`picking::PrefixEntry` keys), one snapshot. A port never fails a request by itself: a read
+//! (`quotas.slots`) and spend slots (`spend::SLOTS`), in-flight counts (one map per pool,
+//! `InFlight`'s bound), prefix slots (`picking::PrefixEntry` keys), one snapshot and one tenancy
+//! snapshot (`tenancy`'s bounds). A port never fails a request by itself: a read
 //! it cannot do reads as "nothing there", and a write it cannot do returns false where the
 //! exchange must know (quota slots).
 
@@ -24,6 +25,7 @@ use crate::guardrails::{Direction, Guardrails, Hits};
 use crate::picking::{InFlight, PrefixEntry};
 use crate::quota::{self, Standing};
 use crate::telemetry::{ApiLabel, Observation};
+use crate::tenancy::Tenancy;
 
 /// The ports of one phase call.
 #[derive(Clone, Copy)]
@@ -33,6 +35,7 @@ pub struct Ports<'a> {
     pub in_flight: &'a dyn InFlightCounts,
     pub prefixes: &'a dyn PrefixAffinity,
     pub snapshot: &'a dyn SnapshotSource,
+    pub tenancy: &'a dyn TenancySource,
     pub flow: &'a dyn FlowQueues,
     pub health: &'a dyn crate::attempt::TargetHealthStore,
     pub telemetry: &'a dyn TelemetrySink,
@@ -48,6 +51,7 @@ impl<'a> Ports<'a> {
             + InFlightCounts
             + PrefixAffinity
             + SnapshotSource
+            + TenancySource
             + FlowQueues
             + crate::attempt::TargetHealthStore
             + TelemetrySink
@@ -59,6 +63,7 @@ impl<'a> Ports<'a> {
             in_flight: host,
             prefixes: host,
             snapshot: host,
+            tenancy: host,
             flow: host,
             health: host,
             telemetry: host,
@@ -118,6 +123,14 @@ pub trait SnapshotSource {
     fn snapshot(&self) -> Option<Arc<Snapshot>>;
 }
 
+/// The run-time tenancy (keys, tenants, projects and their limits from the companion
+/// service's admin API) as this host last accepted it: `None` before the first snapshot, or
+/// without `quotas.tenancy`. A snapshot that could not be fetched or was refused leaves the
+/// last one in force.
+pub trait TenancySource {
+    fn tenancy(&self) -> Option<Arc<Tenancy>>;
+}
+
 /// The process's flow-control queues, one `FlowState` per pool, shared by every worker, and
 /// the way back to a held request's own worker.
 pub trait FlowQueues {
@@ -157,8 +170,10 @@ pub enum Event {
     QuotaUncounted,
     /// Refused by quotas; the reason's label (`quota::Reason::label`, or `unauthenticated`).
     QuotaRejected(&'static str),
-    /// Counts that could not be written once the request had gone (a settle).
+    /// Counts that could not be written once the request had gone (a settle, a spend row).
     QuotaWriteFailure,
+    /// A spend row went to its slot's overflow row: the ledger's slot was full.
+    SpendOverflow,
     /// A guardrail decision the host did not take (the response was ended instead, or could
     /// not be).
     GuardrailBlockFailure,

@@ -1,28 +1,41 @@
 //! One request's quotas: identify the caller in the headers phase (and remove the client's key
-//! and any client-sent tenant header), reserve once the body is read (a passthrough request,
-//! which is not read, in the headers phase), put the rate-limit headers on the response, settle
-//! with the real usage at the end. The slots live behind the `QuotaLedger` port.
+//! and any client-sent tenant header), check the models the caller may call and reserve once
+//! the body is read (a passthrough request, which is not read, in the headers phase), put the
+//! rate-limit headers on the response, settle with the real usage at the end and, with the
+//! run-time tenancy on, add what the request used and cost to the spend ledger. The slots live
+//! behind the `QuotaLedger` port, the run-time keys and limits behind `TenancySource`.
 //!
 //! A ledger write that fails before the request goes on leaves its scope's state unknown and
 //! `fail_policy` decides (`quota::reserve`); one that fails after the response has gone (a
-//! settle) is logged and counted (`QuotaWriteFailure`).
+//! settle, a spend row) is logged and counted (`QuotaWriteFailure`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
-use super::decision::{QuotaDecision, Who};
+use super::decision::{Identified, QuotaDecision};
 use super::ports::{Event, Level, Ports};
 use super::views::HeaderView;
 use crate::config::quotas::{Identity, Quotas};
 use crate::error::{ApiFlavor, GatewayError};
 use crate::pipeline::RoutedRequest;
 use crate::quota::identity::{self, AuthError, Caller};
-use crate::quota::{self, Admitted, Charge, Ticket, Usage};
+use crate::quota::{self, Admitted, Charge, Ticket, Usage, Who};
+use crate::spend::{self, Recorded};
+use crate::tenancy::Tenancy;
 use crate::usage::Counts;
 
 #[derive(Debug, Default)]
 pub(super) struct QuotaState {
     caller: Option<Caller>,
+    /// The run-time tenancy the caller was identified under: the request's limits and allowed
+    /// models come from the same snapshot, whatever arrives meanwhile.
+    tenancy: Option<Arc<Tenancy>>,
     ticket: Option<Ticket>,
+    /// The spend ledger is on (`quotas.tenancy`).
+    spend: bool,
+    /// The model the request's spend is charged to: the routed model, then the model of the
+    /// target that answered.
+    model: Option<String>,
     /// Rate-limit headers (and `retry-after` on a refusal) for the response.
     headers: Vec<(&'static str, String)>,
     /// What quotas decided, for the access log.
@@ -36,13 +49,11 @@ impl QuotaState {
     }
 
     /// Who called and what quotas decided, for the access log.
-    pub(super) fn decided(&self) -> (Who<'_>, QuotaDecision) {
-        let who = Who {
+    pub(super) fn decided(&self) -> (Identified<'_>, QuotaDecision) {
+        let who = Identified {
             tenant: self.tenant(),
             project: self.caller.as_ref().and_then(|c| c.project.as_deref()),
-            // The admin id of the caller's key goes here (`Caller.key`, from the run-time
-            // tenancy); the configured keys have none yet.
-            key_id: None,
+            key_id: self.caller.as_ref().and_then(|c| c.key.as_deref()),
         };
         (who, self.decision)
     }
@@ -54,9 +65,7 @@ impl QuotaState {
             output: counts.output,
             cached: counts.cached,
         };
-        self.ticket
-            .as_ref()
-            .map(|ticket| ticket.cost_nano_usd(usage))
+        self.ticket.as_ref().map(|ticket| ticket.cost(usage))
     }
 
     /// Headers phase: who is calling. Lists the client's key and any client-sent tenant header
@@ -79,12 +88,24 @@ impl QuotaState {
             .iter()
             .map(|name| (*name, headers.get(name)))
             .collect();
-        let found = identity::identify(&quotas.identity, |name| {
-            values
-                .iter()
-                .find(|(n, _)| *n == name)
-                .and_then(|(_, value)| value.as_deref())
-        });
+        // Only with `quotas.tenancy`: a host may still hold another configuration's snapshot.
+        let tenancy = quotas
+            .tenancy
+            .as_ref()
+            .and_then(|_| ports.tenancy.tenancy());
+        self.spend = quotas.tenancy.is_some();
+        let found = identity::identify(
+            &quotas.identity,
+            tenancy.as_deref(),
+            ports.clock.now_ms(),
+            |name| {
+                values
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .and_then(|(_, value)| value.as_deref())
+            },
+        );
+        self.tenancy = tenancy;
         for (name, value) in &values {
             if value.is_some() {
                 remove.push((*name).to_owned());
@@ -119,6 +140,8 @@ impl QuotaState {
         let Some(quotas) = quotas else {
             return Ok(None);
         };
+        self.check_model(ports, routed)?;
+        self.model = Some(routed.model.clone());
         let charge = Charge::Inference {
             model: &routed.model,
             prompt_tokens: routed.estimate.prompt_tokens,
@@ -146,6 +169,30 @@ impl QuotaState {
         }
     }
 
+    /// The run-time tenancy's allowed models: the key's, its project's and its tenant's lists
+    /// (absent: every model) must each name the model the client asked for or the one it is
+    /// routed to. Refused with 403 in the API's format, naming the model, never the key.
+    fn check_model(&self, ports: &Ports<'_>, routed: &RoutedRequest) -> Result<(), GatewayError> {
+        let (Some(caller), Some(tenancy)) = (&self.caller, &self.tenancy) else {
+            return Ok(());
+        };
+        if tenancy.model_allowed(
+            &caller.tenant,
+            caller.project.as_deref(),
+            caller.key.as_deref(),
+            &routed.requested_model,
+            &routed.model,
+        ) {
+            return Ok(());
+        }
+        ports
+            .telemetry
+            .count(Event::QuotaRejected("model_not_allowed"));
+        Err(GatewayError::ModelNotPermitted(
+            routed.requested_model.clone(),
+        ))
+    }
+
     fn reserve(
         &mut self,
         ports: &Ports<'_>,
@@ -160,7 +207,12 @@ impl QuotaState {
         let now_ms = ports.clock.now_ms();
         let request = quota::Request {
             quotas,
-            tenant: &caller.tenant,
+            tenancy: self.tenancy.as_deref(),
+            who: Who {
+                tenant: &caller.tenant,
+                project: caller.project.as_deref(),
+                key: caller.key.as_deref(),
+            },
             charge,
             now_ms,
             state_known: quotas.cluster.is_none() || ports.quota.cluster_view_fresh(),
@@ -212,6 +264,9 @@ impl QuotaState {
     /// The target that answered has its own price (`quotas.prices[model]`, `model` being the
     /// name the target serves): the request settles at it.
     pub(super) fn reprice(&mut self, quotas: Option<&Quotas>, model: &str) {
+        if self.ticket.is_some() {
+            self.model = Some(model.to_owned());
+        }
         let price = quotas.and_then(|q| q.prices.get(model)).copied();
         if let (Some(ticket), Some(price)) = (self.ticket.as_mut(), price) {
             ticket.reprice(price);
@@ -228,7 +283,8 @@ impl QuotaState {
             output: counts.output,
             cached: counts.cached,
         };
-        if !quota::settle(ports.quota, &ticket, usage, ports.clock.now_ms()) {
+        let now_ms = ports.clock.now_ms();
+        if !quota::settle(ports.quota, &ticket, usage, now_ms) {
             // The response has gone: all that is left is to say so. The reservation stands
             // instead of the usage (more than was used unless the usage passed it).
             ports.log.log(
@@ -236,6 +292,35 @@ impl QuotaState {
                 "quota: a settle could not be written; the reservation stands",
             );
             ports.telemetry.count(Event::QuotaWriteFailure);
+        }
+        self.record_spend(ports, &ticket, usage, now_ms);
+    }
+
+    /// Adds the settled request to the spend ledger: the same usage as the quotas, at the
+    /// ticket's price, under the served model (`-` for a request forwarded unread).
+    fn record_spend(&self, ports: &Ports<'_>, ticket: &Ticket, usage: Usage, now_ms: u64) {
+        let Some(caller) = self.caller.as_ref().filter(|_| self.spend) else {
+            return;
+        };
+        let row = spend::Row::settled(
+            now_ms,
+            &caller.tenant,
+            caller.key.as_deref(),
+            caller.project.as_deref(),
+            self.model.as_deref().unwrap_or(spend::UNKNOWN_MODEL),
+            usage,
+            ticket.cost(usage),
+        );
+        match spend::record(ports.quota, &row) {
+            Recorded::Added => {}
+            Recorded::Overflowed => ports.telemetry.count(Event::SpendOverflow),
+            Recorded::Failed => {
+                ports.log.log(
+                    Level::Warn,
+                    "spend: a settled request could not be added to the ledger",
+                );
+                ports.telemetry.count(Event::QuotaWriteFailure);
+            }
         }
     }
 

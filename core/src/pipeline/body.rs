@@ -9,7 +9,7 @@ use crate::tokens::{Budget, Estimate, Family, estimate_request};
 /// Where a request goes, decided from its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutedRequest {
-    /// The model as the client asked for it (before aliases), for the access log.
+    /// The model as the client named it (an alias, before any rewrite).
     pub requested_model: String,
     /// Value for the model header: the model the upstream serves.
     pub model: String,

@@ -1,10 +1,11 @@
 //! Quotas: reserve before the request goes upstream, settle with the real usage after it.
 //!
-//! Every scope a request falls under (its tenant, the tenant on its model, the model over all
-//! tenants) lives in one of a fixed number of shared-data slots, `sluice.q.<n>`, chosen by a hash
-//! of the scope and up to `PROBES` neighbours. Each slot is read and written with
-//! compare-and-swap, so the counters are exact across Envoy's workers. The key space is fixed by
-//! configuration (`quotas.slots`), whatever the number of tenants or keys seen.
+//! Every scope a request falls under (its tenant, its project and key when the run-time
+//! tenancy gives them limits, the tenant on its model, the model over all tenants) lives in one
+//! of a fixed number of shared-data slots, `sluice.q.<n>`, chosen by a hash of the scope and up
+//! to `PROBES` neighbours. Each slot is read and written with compare-and-swap, so the counters
+//! are exact across Envoy's workers. The key space is fixed by configuration (`quotas.slots`),
+//! whatever the number of tenants or keys seen.
 //!
 //! Collisions: a slot stores its scope's full identity. A scope takes the first of its probe
 //! slots that it already owns, else the first that is free or whose occupant has nothing left
@@ -24,6 +25,7 @@ pub mod window;
 use crate::config::quotas::{
     FailPolicy, Limit, Measure, Price, Quotas, ScopeLimits, TokenKind, Window,
 };
+use crate::tenancy::Tenancy;
 pub use state::SlotState;
 
 /// Probe slots per scope.
@@ -187,15 +189,16 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// What `usage` costs at the price the request settles at, in nano-USD (as a cost budget
+    /// counts it).
+    pub fn cost(&self, usage: Usage) -> u64 {
+        usage.amount(Measure::Cost, self.price)
+    }
+
     /// Settles at `price` instead of the price the request was admitted at: the target that
     /// answered (a failover, a canary) has its own.
     pub fn reprice(&mut self, price: Price) {
         self.price = price;
-    }
-
-    /// What `usage` costs at the price the request settles at, in nano-USD.
-    pub fn cost_nano_usd(&self, usage: Usage) -> u64 {
-        usage.amount(Measure::Cost, self.price)
     }
 }
 
@@ -207,28 +210,56 @@ pub struct Admitted {
     pub uncounted: u32,
 }
 
-/// The scopes a request falls under: (identity, limits). Without a model (a request that was
-/// not read), only the tenant's own.
+/// Who a request is charged to: its tenant, and the project and key it came with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Who<'a> {
+    pub tenant: &'a str,
+    pub project: Option<&'a str>,
+    /// The key's id (`Caller::key`): a run-time key with limits of its own has a scope.
+    pub key: Option<&'a str>,
+}
+
+/// The scopes a request falls under: (identity, limits), in this order: the tenant (`t|`), its
+/// project (`p|tenant|project`) and its key (`k|id`) when the tenancy gives them limits, the
+/// tenant on the model (`tm|`), the model over every tenant (`m|`). A tenant of the run-time
+/// `tenancy` replaces the configuration's entry of that name; the configuration's
+/// `default_tenant` still applies to a tenant neither names. Without a model (a request that was
+/// not read), only the tenant's, project's and key's own.
 pub fn scopes<'q>(
     quotas: &'q Quotas,
-    tenant: &str,
+    tenancy: Option<&'q Tenancy>,
+    who: Who<'_>,
     model: Option<&str>,
 ) -> Vec<(String, &'q ScopeLimits)> {
     let mut out = Vec::with_capacity(3);
-    let tenant_limits = quotas
-        .tenants
-        .get(tenant)
+    let tenant = who.tenant;
+    let run_time = tenancy.and_then(|t| t.tenant(tenant));
+    let tenant_limits = run_time
+        .map(|t| &t.limits)
+        .or_else(|| quotas.tenants.get(tenant))
         .or(quotas.default_tenant.as_ref());
-    if let Some(limits) = tenant_limits {
-        if !limits.own.is_empty() {
-            out.push((format!("t|{tenant}"), &limits.own));
-        }
-        if let Some((model, on_model)) = model
-            .and_then(|m| Some((m, limits.models.get(m)?)))
-            .filter(|(_, l)| !l.is_empty())
-        {
-            out.push((format!("tm|{tenant}|{model}"), on_model));
-        }
+    if let Some(limits) = tenant_limits.filter(|l| !l.own.is_empty()) {
+        out.push((format!("t|{tenant}"), &limits.own));
+    }
+    if let Some((project, limits)) = who
+        .project
+        .and_then(|p| Some((p, &run_time?.project(p)?.limits)))
+        .filter(|(_, l)| !l.is_empty())
+    {
+        out.push((format!("p|{tenant}|{project}"), limits));
+    }
+    if let Some(key) = who
+        .key
+        .and_then(|id| tenancy?.key_by_id(id))
+        .filter(|k| k.tenant == tenant && !k.limits.is_empty())
+    {
+        out.push((format!("k|{}", key.id), &key.limits));
+    }
+    if let Some((model, on_model)) = model
+        .and_then(|m| Some((m, tenant_limits?.models.get(m)?)))
+        .filter(|(_, l)| !l.is_empty())
+    {
+        out.push((format!("tm|{tenant}|{model}"), on_model));
     }
     if let Some((model, limits)) = model
         .and_then(|m| Some((m, quotas.models.get(m)?)))
@@ -432,7 +463,9 @@ pub enum Charge<'a> {
 /// What admission needs to know besides the store.
 pub struct Request<'a> {
     pub quotas: &'a Quotas,
-    pub tenant: &'a str,
+    /// The run-time tenancy, when there is one (`quotas.tenancy`, once a snapshot arrived).
+    pub tenancy: Option<&'a Tenancy>,
+    pub who: Who<'a>,
     pub charge: Charge<'a>,
     pub now_ms: u64,
     /// False when cluster mode is on and the global view is stale.
@@ -467,7 +500,7 @@ pub fn reserve<S: Store + ?Sized>(store: &S, request: &Request<'_>) -> Result<Ad
         retry_after_ms: 1000,
         standing: Standing::default(),
     };
-    let scopes = scopes(quotas, request.tenant, model);
+    let scopes = scopes(quotas, request.tenancy, request.who, model);
     if !request.state_known && quotas.fail_policy == FailPolicy::Closed && !scopes.is_empty() {
         return Err(unknown());
     }

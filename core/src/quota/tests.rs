@@ -50,7 +50,11 @@ const NOW: u64 = 1_709_208_000_000; // 12:00:00 UTC, a minute boundary
 fn request<'a>(q: &'a Quotas, tenant: &'a str, now_ms: u64) -> Request<'a> {
     Request {
         quotas: q,
-        tenant,
+        tenancy: None,
+        who: Who {
+            tenant,
+            ..Who::default()
+        },
         charge: Charge::Inference {
             model: "m",
             prompt_tokens: 10,

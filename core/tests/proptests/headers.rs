@@ -156,7 +156,7 @@ fn identity_from_arbitrary_credentials() {
                     project: None,
                 },
             );
-            match identify(&Identity::ApiKeys(keys), lookup) {
+            match identify(&Identity::ApiKeys(keys), None, 0, lookup) {
                 Ok(caller) => {
                     prop_assert_eq!(presented, Some("sk-acme"));
                     prop_assert_eq!(caller.tenant, "acme");
@@ -166,7 +166,7 @@ fn identity_from_arbitrary_credentials() {
             }
             let by_header =
                 Identity::Header(sluice_core::config::HeaderName::parse("x-tenant").unwrap());
-            if let Ok(caller) = identify(&by_header, lookup) {
+            if let Ok(caller) = identify(&by_header, None, 0, lookup) {
                 prop_assert!(!caller.tenant.is_empty() && caller.tenant.len() <= 128);
                 prop_assert!(caller.tenant.bytes().all(|b| b.is_ascii_graphic()));
             }

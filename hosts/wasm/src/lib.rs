@@ -3,8 +3,8 @@
 //! gives, calls the request's `sluice_core::exchange::Exchange` and applies the effects it
 //! returns (`effects.rs`); the exchange reaches shared data, the snapshot, the clock, metrics and
 //! the log through the ports in `ports.rs`. The root context (`root.rs`) owns the configuration
-//! and the per-worker periodic work (the picker fetch, the quota sync). Loaded as an upstream
-//! HTTP filter with root id `sluice.upstream`, the same module drives one
+//! and the per-worker periodic work (the picker fetch, the tenancy fetch, the quota sync).
+//! Loaded as an upstream HTTP filter with root id `sluice.upstream`, the same module drives one
 //! `sluice_core::attempt::Attempt` per upstream attempt instead (`attempt.rs`). Built only for
 //! `wasm32-wasip1`; natively the crate is empty.
 //!
@@ -50,6 +50,7 @@ mod root;
 mod shared;
 mod target_metrics;
 mod telemetry;
+mod tenancy_sync;
 mod views;
 
 // The SDK's entry-point macro expands to an exported `#[no_mangle]` function, which the

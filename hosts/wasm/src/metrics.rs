@@ -29,7 +29,11 @@ impl Counter {
     }
 
     pub fn increment(&self) {
-        self.pending.set(self.pending.get().saturating_add(1));
+        self.add(1);
+    }
+
+    pub fn add(&self, by: u64) {
+        self.pending.set(self.pending.get().saturating_add(by));
     }
 
     pub(super) fn flush(&self) {
@@ -72,8 +76,10 @@ pub struct Metrics {
     pub flow: super::flow_metrics::FlowMetrics,
     /// Requests by API, status class and model; token usage and latencies per model.
     pub telemetry: super::telemetry::Telemetry,
-    /// Admissions, refusals by reason, remaining budgets per tenant, cluster sync.
+    /// Admissions, refusals by reason, remaining budgets per tenant, cluster sync, spend.
     pub quota: super::quota::QuotaMetrics,
+    /// The run-time tenancy's snapshot: failed fetches, the version in force.
+    pub tenancy: super::tenancy_sync::TenancyMetrics,
     /// Guardrail hits per rule, action and direction.
     pub guardrails: super::guardrails::GuardrailMetrics,
     /// Upstream attempts per target and outcome (the upstream role counts them).
@@ -99,6 +105,7 @@ impl Metrics {
             flow: super::flow_metrics::FlowMetrics::default(),
             telemetry: super::telemetry::Telemetry::default(),
             quota: super::quota::QuotaMetrics::define(),
+            tenancy: super::tenancy_sync::TenancyMetrics::define(),
             guardrails: super::guardrails::GuardrailMetrics::define(),
             targets: super::target_metrics::TargetMetrics::default(),
         }
@@ -126,6 +133,7 @@ impl Metrics {
         self.flow.flush();
         self.telemetry.flush();
         self.quota.flush();
+        self.tenancy.flush();
         self.guardrails.flush();
         self.targets.flush();
     }

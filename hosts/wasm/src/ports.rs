@@ -1,6 +1,7 @@
 //! The exchange's ports over what this VM has: Envoy's shared data (quota slots, in-flight
-//! counts, the prefix table; one process-wide map shared by every worker's VM, written with
-//! compare-and-swap), this VM's copy of the picker's snapshot, the clock cached per root tick,
+//! counts, the prefix table, the spend ledger; one process-wide map shared by every worker's
+//! VM, written with compare-and-swap), this VM's copies of the picker's snapshot and of the
+//! tenancy snapshot, the clock cached per root tick,
 //! the metrics gathered in guest memory until the tick, and Envoy's log. One `Host` per
 //! accepted configuration, shared by the VM's requests (a VM runs on one worker thread).
 //!
@@ -9,8 +10,9 @@
 //! read of the prefix slot and of the pool's in-flight map, a write of the map (read again only
 //! when another worker wrote in between), a prefix write when it moved or aged, and a read and
 //! a write of the map to release. With flow control, a read and a compare-and-swap write of the
-//! pool's queue state to take a seat and again to give it back, and a clock read. The clock and
-//! the metrics cost none per request otherwise.
+//! pool's queue state to take a seat and again to give it back, and a clock read. With the
+//! run-time tenancy, a read and a compare-and-swap write of a spend slot at settle. The clock
+//! and the metrics cost none per request otherwise.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -22,7 +24,7 @@ use super::{clock, log, quota, shared};
 use sluice_core::attempt::TargetHealthStore;
 use sluice_core::exchange::{
     Clock, Event, FlowQueues, InFlightCounts, InFlightRead, Level, Log, Ports, PrefixAffinity,
-    QuotaLedger, SnapshotSource, TelemetrySink,
+    QuotaLedger, SnapshotSource, TelemetrySink, TenancySource,
 };
 use sluice_core::flow::{FlowState, Woken};
 use sluice_core::guardrails::{Direction, Guardrails, Hits};
@@ -30,12 +32,16 @@ use sluice_core::picking::{InFlight, LocalSnapshot, PrefixEntry};
 use sluice_core::quota::{Standing, Store};
 use sluice_core::targets::{HealthTable, MAX_TARGETS};
 use sluice_core::telemetry::{ApiLabel, Observation};
+use sluice_core::tenancy::Tenancy;
 use sluice_wire::Snapshot;
 
 #[derive(Default)]
 pub struct Host {
     /// This worker's copy of the picker's snapshot, kept fresh by the root's tick.
     pub snapshot: Rc<RefCell<LocalSnapshot>>,
+    /// This worker's copy of the tenancy snapshot (`quotas.tenancy`), kept fresh by the root's
+    /// tick.
+    pub tenancy: super::tenancy_sync::SharedTenancy,
     /// `None` until a configuration was accepted: nothing is counted.
     pub metrics: Option<Rc<Metrics>>,
     /// Flow control's queues in shared data and this VM's held requests (one per VM, whatever
@@ -127,6 +133,12 @@ impl SnapshotSource for Host {
     }
 }
 
+impl TenancySource for Host {
+    fn tenancy(&self) -> Option<Arc<Tenancy>> {
+        self.tenancy.try_borrow().ok()?.clone()
+    }
+}
+
 impl TelemetrySink for Host {
     fn count(&self, event: Event) {
         let Some(m) = &self.metrics else {
@@ -142,6 +154,7 @@ impl TelemetrySink for Host {
             Event::QuotaAdmitted => &m.quota.admitted,
             Event::QuotaUncounted => &m.quota.uncounted,
             Event::QuotaWriteFailure => &m.quota.write_failures,
+            Event::SpendOverflow => &m.quota.spend_overflow,
             Event::GuardrailBlockFailure => &m.guardrails.block_failures,
             Event::FlowHeld => &m.flow_held,
             Event::ChainRerouted => &m.chain_rerouted,

@@ -1,7 +1,8 @@
-//! Quotas on the host side: the per-tenant metrics, the slot keys created at configure time,
-//! and the cluster sync that one worker per Envoy runs on the root tick. The per-request part
-//! (identify, reserve, rate-limit headers, settle) is the exchange's (`sluice_core::exchange`),
-//! over the slots in shared data (`ports.rs`).
+//! Quotas on the host side: the per-tenant metrics, the slot keys created at configure time
+//! (the quota slots, and the spend ledger's with the run-time tenancy), and the sync that one
+//! worker per Envoy runs on the root tick: cluster mode's counters and the spend ledger's rows.
+//! The per-request part (identify, reserve, rate-limit headers, settle, spend) is the
+//! exchange's (`sluice_core::exchange`), over the slots in shared data (`ports.rs`).
 //!
 //! A sync write that fails is logged and counted in `sluice_quota_write_failures_total`.
 
@@ -14,10 +15,12 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType};
 
 use super::metrics::Counter;
+use super::shared::SharedStore;
 use super::{clock, log, shared};
 use sluice_core::config::quotas::{Cluster, QUOTA_SYNC_PATH, Quotas};
 use sluice_core::quota::sync::{self, Pushed, SyncRequest, SyncResponse};
 use sluice_core::quota::{self, SlotState, Standing};
+use sluice_core::spend::{self, Row};
 
 const LEASE_KEY: &str = "sluice.quota.lease";
 /// Unix ms of the last successful cluster sync of this Envoy.
@@ -49,6 +52,8 @@ pub struct QuotaMetrics {
     /// Counts that could not be written to shared data once the request had gone (a settle,
     /// a failed report put back, a sync's answer): the limits may be off by them.
     pub write_failures: Counter,
+    /// Spend rows that went to their slot's overflow row.
+    pub spend_overflow: Counter,
     synced: Option<u32>,
     slots: Option<u32>,
     remaining: RefCell<HashMap<String, TenantGauges>>,
@@ -73,6 +78,7 @@ impl QuotaMetrics {
             "budget",
             "unknown",
             "unauthenticated",
+            "model_not_allowed",
         ]
         .into_iter()
         .map(|r| {
@@ -88,6 +94,7 @@ impl QuotaMetrics {
             uncounted: Counter::define("sluice_quota_uncounted_total"),
             sync_failures: Counter::define("sluice_quota_sync_failures_total"),
             write_failures: Counter::define("sluice_quota_write_failures_total"),
+            spend_overflow: Counter::define("sluice_spend_overflow_total"),
             synced: hostcalls::define_metric(MetricType::Gauge, "sluice_quota_cluster_synced").ok(),
             slots: hostcalls::define_metric(MetricType::Gauge, "sluice_quota_shared_slots").ok(),
             remaining: RefCell::new(HashMap::new()),
@@ -152,6 +159,7 @@ impl QuotaMetrics {
             &self.uncounted,
             &self.sync_failures,
             &self.write_failures,
+            &self.spend_overflow,
         ] {
             counter.flush();
         }
@@ -181,38 +189,56 @@ impl QuotaMetrics {
     }
 }
 
-/// Creates every slot key now, so that every later write is a compare-and-swap (and the key
-/// space is fixed from the start). A key that exists (it has a CAS token) is left alone, even
-/// when empty: another worker may be using it. Returns false when a key could not be created:
-/// a slot written without compare-and-swap could lose another worker's counts, so the
-/// configuration is refused.
+/// Creates every slot key now (the quota slots, and the spend ledger's with the run-time
+/// tenancy), so that every later write is a compare-and-swap (and the key space is fixed from
+/// the start). A key that exists (it has a CAS token) is left alone, even when empty: another
+/// worker may be using it. Returns false when a key could not be created: a slot written
+/// without compare-and-swap could lose another worker's counts, so the configuration is
+/// refused.
 pub fn create_slots(quotas: &Quotas) -> bool {
-    (0..quotas.slots).all(|slot| {
-        let key = quota::slot_key(slot);
-        match shared::get(&key) {
-            (None, None) => shared::set(&key, &[], None) || shared::get(&key).1.is_some(),
-            _ => true,
-        }
-    })
+    let spend_slots = if quotas.tenancy.is_some() {
+        spend::SLOTS
+    } else {
+        0
+    };
+    let create = |key: String| match shared::get(&key) {
+        (None, None) => shared::set(&key, &[], None) || shared::get(&key).1.is_some(),
+        _ => true,
+    };
+    (0..quotas.slots).all(|slot| create(quota::slot_key(slot)))
+        && (0..spend_slots).all(|slot| create(spend::slot_key(slot)))
 }
 
-/// Cluster mode: on the root tick, the worker holding the lease sends this Envoy's consumption
-/// to the picker and writes back what the other instances consumed.
+/// On the root tick, the worker holding the lease sends this Envoy's consumption (cluster mode)
+/// and its spend rows (run-time tenancy) to the picker, and writes back what the other
+/// instances consumed.
 pub struct QuotaSync {
-    cluster: Cluster,
+    /// Cluster mode's settings; `None` with the tenancy alone (spend rows only).
+    cluster: Option<Cluster>,
+    /// The spend ledger is on (`quotas.tenancy`).
+    spend: bool,
+    picker_cluster: String,
+    picker_authority: String,
+    period_ms: u64,
     slots: u32,
     me: u64,
-    call: Option<(u32, Vec<Pushed>)>,
+    /// The sync under way: its token and what it took out of the slots and the ledger.
+    call: Option<(u32, Vec<Pushed>, Vec<Row>)>,
     due_ms: u64,
     /// The slot the next report starts at.
     cursor: u32,
 }
 
 impl QuotaSync {
+    /// `None` when there is nothing to sync (neither cluster mode nor the tenancy).
     pub fn new(quotas: &Quotas) -> Option<Self> {
-        let cluster = quotas.cluster.clone()?;
+        let target = quotas.sync_target()?;
         Some(Self {
-            cluster,
+            cluster: quotas.cluster.clone(),
+            spend: quotas.tenancy.is_some(),
+            picker_cluster: target.picker_cluster.to_owned(),
+            picker_authority: target.picker_authority.to_owned(),
+            period_ms: target.period_ms,
             slots: quotas.slots,
             me: RandomState::new().hash_one(1u8),
             call: None,
@@ -222,56 +248,71 @@ impl QuotaSync {
     }
 
     pub fn tick_ms(&self) -> u64 {
-        self.cluster.sync_ms
+        self.period_ms
     }
 
     pub fn on_tick(&mut self, metrics: Option<&QuotaMetrics>) {
         let now = clock::now_ms();
-        // Every worker: is this Envoy's view fresh?
-        let synced = shared::get(SYNCED_KEY)
-            .0
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map_or(0, u64::from_le_bytes);
-        let fresh = now.saturating_sub(synced) <= self.cluster.stale_after_ms;
-        CLUSTER_FRESH.with(|c| c.set(fresh));
-        if let Some(m) = metrics {
-            m.set_synced(fresh);
+        if let Some(cluster) = &self.cluster {
+            // Every worker: is this Envoy's view fresh?
+            let synced = shared::get(SYNCED_KEY)
+                .0
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map_or(0, u64::from_le_bytes);
+            let fresh = now.saturating_sub(synced) <= cluster.stale_after_ms;
+            CLUSTER_FRESH.with(|c| c.set(fresh));
+            if let Some(m) = metrics {
+                m.set_synced(fresh);
+            }
         }
         if now < self.due_ms {
             return;
         }
         // A tick that comes a millisecond early must not push the sync to the tick after.
-        let slack = self.cluster.sync_ms / 8;
-        self.due_ms = now.saturating_add(self.cluster.sync_ms.saturating_sub(slack));
-        let ttl = self.cluster.sync_ms.saturating_mul(3);
+        let slack = self.period_ms / 8;
+        self.due_ms = now.saturating_add(self.period_ms.saturating_sub(slack));
+        let ttl = self.period_ms.saturating_mul(3);
         if !shared::hold_lease(LEASE_KEY, self.me, now, ttl) || self.call.is_some() {
             return;
         }
-        let (request, pushed) = self.collect(now);
+        let (mut request, pushed) = if self.cluster.is_some() {
+            self.collect(now)
+        } else {
+            (SyncRequest::default(), Vec::new())
+        };
+        let rows = if self.spend {
+            spend::take(&SharedStore)
+        } else {
+            Vec::new()
+        };
+        if self.cluster.is_none() && rows.is_empty() {
+            return;
+        }
+        request.spend = rows.iter().map(Row::entry).collect();
         let body = serde_json::to_vec(&request).unwrap_or_default();
         let headers = vec![
             (":method", "POST"),
             (":path", QUOTA_SYNC_PATH),
-            (":authority", self.cluster.picker_authority.as_str()),
+            (":authority", self.picker_authority.as_str()),
             ("content-type", "application/json"),
         ];
-        let timeout = std::time::Duration::from_millis(self.cluster.sync_ms.saturating_mul(5));
+        let timeout = std::time::Duration::from_millis(self.period_ms.saturating_mul(5));
         match hostcalls::dispatch_http_call(
-            &self.cluster.picker_cluster,
+            &self.picker_cluster,
             headers,
             Some(&body),
             Vec::new(),
             timeout,
         ) {
-            Ok(token) => self.call = Some((token, pushed)),
+            Ok(token) => self.call = Some((token, pushed, rows)),
             Err(status) => {
-                restore(&pushed, metrics);
+                restore(&pushed, &rows, metrics);
                 if let Some(m) = metrics {
                     m.sync_failures.increment();
                 }
                 log::warn(&format!(
                     "cannot call picker cluster {} for quota sync: {status:?}",
-                    self.cluster.picker_cluster
+                    self.picker_cluster
                 ));
             }
         }
@@ -328,11 +369,11 @@ impl QuotaSync {
         body_size: usize,
         metrics: Option<&QuotaMetrics>,
     ) -> bool {
-        let Some((ours, pushed)) = self.call.take() else {
+        let Some((ours, pushed, rows)) = self.call.take() else {
             return false;
         };
         if ours != token {
-            self.call = Some((ours, pushed));
+            self.call = Some((ours, pushed, rows));
             return false;
         }
         let status = super::headers::get(MapType::HttpCallResponseHeaders, ":status");
@@ -344,12 +385,19 @@ impl QuotaSync {
             _ => None,
         };
         let Some(response) = response.filter(|r| r.totals.len() == pushed.len()) else {
-            restore(&pushed, metrics);
+            restore(&pushed, &rows, metrics);
             if let Some(m) = metrics {
                 m.sync_failures.increment();
             }
             return true;
         };
+        if !response.spend_stored && !rows.is_empty() {
+            // The counters were applied, the spend was not: report those rows again.
+            put_back(&rows, metrics);
+        }
+        if self.cluster.is_none() {
+            return true;
+        }
         let now = clock::now_ms();
         let lost = epoch_changed(response.epoch);
         if lost {
@@ -418,10 +466,11 @@ fn epoch_changed(epoch: u64) -> bool {
     known != 0 && read(shared::get(EPOCH_KEY).0) != epoch
 }
 
-/// Puts what a failed report took out of the slots back into them. What cannot be put back is
-/// lost to the cluster's totals (the limits may then admit that much more): logged and
-/// counted.
-fn restore(pushed: &[Pushed], metrics: Option<&QuotaMetrics>) {
+/// Puts what a failed report took out of the slots and the spend ledger back into them. What
+/// cannot be put back is lost to the cluster's totals (the limits may then admit that much
+/// more) or to the spend reports: logged and counted.
+fn restore(pushed: &[Pushed], rows: &[Row], metrics: Option<&QuotaMetrics>) {
+    put_back(rows, metrics);
     let now = clock::now_ms();
     let mut lost = 0usize;
     for p in pushed.iter().filter(|p| p.delta != 0 || p.prev_delta != 0) {
@@ -437,6 +486,26 @@ fn restore(pushed: &[Pushed], metrics: Option<&QuotaMetrics>) {
     if lost > 0 {
         log::warn(&format!(
             "quota sync: {lost} unreported counts could not be put back and are lost"
+        ));
+        if let Some(m) = metrics {
+            m.write_failures.increment();
+        }
+    }
+}
+
+/// Puts spend rows a report took back into the ledger, to be reported again.
+fn put_back(rows: &[Row], metrics: Option<&QuotaMetrics>) {
+    if rows.is_empty() {
+        return;
+    }
+    let back = spend::put_back(&SharedStore, rows);
+    if let Some(m) = metrics {
+        m.spend_overflow.add(back.overflowed);
+    }
+    if back.lost > 0 {
+        log::warn(&format!(
+            "spend: {} rows of a report that was not stored could not be put back",
+            back.lost
         ));
         if let Some(m) = metrics {
             m.write_failures.increment();

@@ -1,7 +1,7 @@
 //! The per-VM root context: owns the validated configuration and creates one `HttpFilter` per
-//! request; on its tick, the periodic work (metrics, the picker fetch, the quota sync, flow
-//! control's expiry, release and check of held requests); on its wake-up queue, the requests
-//! flow control released or expired.
+//! request; on its tick, the periodic work (metrics, the picker fetch, the tenancy fetch, the
+//! quota sync, flow control's expiry, release and check of held requests); on its wake-up
+//! queue, the requests flow control released or expired.
 //!
 //! A root whose plugin `root_id` is `sluice.upstream` (`attempt::UPSTREAM_ROOT_ID`) serves the
 //! upstream role instead: the same configuration, one `AttemptFilter` per upstream attempt, and
@@ -24,6 +24,7 @@ use super::metrics::Metrics;
 use super::picker_sync::PickerSync;
 use super::ports::Host;
 use super::quota::{self, QuotaSync};
+use super::tenancy_sync::TenancySync;
 use super::{clock, log};
 use sluice_core::config::Config;
 use sluice_core::exchange::{Configured, flow_tick};
@@ -42,8 +43,10 @@ pub struct Root {
     metrics: Option<Rc<Metrics>>,
     /// Present when replica picking is configured.
     picker: Option<PickerSync>,
-    /// Present when quotas run in cluster mode.
+    /// Present when quotas run in cluster mode or with the run-time tenancy.
     quota_sync: Option<QuotaSync>,
+    /// Present with the run-time tenancy (`quotas.tenancy`).
+    tenancy: Option<TenancySync>,
     /// Flow control's side of this VM: kept across configurations, since requests held under
     /// one are woken under the next.
     flow: Rc<FlowHub>,
@@ -52,7 +55,7 @@ pub struct Root {
 }
 
 impl Context for Root {
-    /// The picker answered a snapshot request made on a tick.
+    /// The picker answered a request made on a tick (a sync, a tenancy or picker snapshot).
     fn on_http_call_response(
         &mut self,
         token_id: u32,
@@ -63,6 +66,11 @@ impl Context for Root {
         let metrics = self.metrics.as_deref().map(|m| &m.quota);
         if let Some(sync) = &mut self.quota_sync {
             if sync.on_response(token_id, body_size, metrics) {
+                return;
+            }
+        }
+        if let Some(tenancy) = &mut self.tenancy {
+            if tenancy.on_response(token_id, body_size) {
                 return;
             }
         }
@@ -104,6 +112,7 @@ impl Root {
         }
         self.picker = None;
         self.quota_sync = None;
+        self.tenancy = None;
         self.host = Rc::new(Host {
             metrics: self.metrics.clone(),
             flow: Rc::clone(&self.flow),
@@ -189,15 +198,30 @@ impl RootContext for Root {
             }
         }
         self.quota_sync = config.quotas.as_ref().and_then(QuotaSync::new);
+        self.tenancy = config
+            .quotas
+            .as_ref()
+            .and_then(|q| q.tenancy.clone())
+            .map(|tenancy| {
+                let mut sync =
+                    TenancySync::new(tenancy, Rc::clone(&host.tenancy), self.metrics.clone());
+                sync.refresh_local();
+                sync
+            });
         let sync_period = self
             .quota_sync
             .as_ref()
             .map_or(MAX_TICK, |s| Duration::from_millis(s.tick_ms()));
+        let tenancy_period = self
+            .tenancy
+            .as_ref()
+            .map_or(MAX_TICK, TenancySync::tick_period);
         let period = self
             .picker
             .as_ref()
             .map_or(MAX_TICK, |picker| picker.tick_period().min(MAX_TICK))
-            .min(sync_period);
+            .min(sync_period)
+            .min(tenancy_period);
         if let Err(status) = hostcalls::set_tick_period(period) {
             log::error(&format!("cannot schedule the root tick: {status:?}"));
             return false;
@@ -215,6 +239,9 @@ impl RootContext for Root {
         }
         if let Some(picker) = &mut self.picker {
             picker.on_tick();
+        }
+        if let Some(tenancy) = &mut self.tenancy {
+            tenancy.on_tick();
         }
         if let Some(sync) = &mut self.quota_sync {
             sync.on_tick(self.metrics.as_deref().map(|m| &m.quota));

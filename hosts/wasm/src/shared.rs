@@ -4,6 +4,7 @@
 use proxy_wasm::hostcalls;
 
 use sluice_core::picking::Lease;
+use sluice_core::quota::Store;
 
 /// The value under `key` and its compare-and-swap token.
 pub fn get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
@@ -43,4 +44,18 @@ pub fn update(key: &str, mut change: impl FnMut(Option<&[u8]>) -> Vec<u8>) -> bo
         }
     }
     false
+}
+
+/// Shared data as the quota ledger's store, for the root's periodic work (the requests reach it
+/// through `ports::Host`).
+pub struct SharedStore;
+
+impl Store for SharedStore {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        set(key, value, cas)
+    }
 }

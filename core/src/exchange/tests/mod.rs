@@ -8,6 +8,7 @@
 //! - `flow.rs`: holding, releasing, expiring and leaving under flow control.
 //! - `chains.rs`: models served by chains of targets (weights, stickiness, rotation).
 //! - `decisions.rs`: the decision fields left for the access log and traces.
+//! - `tenancy.rs`: keys, limits and allowed models managed at run time, and the spend ledger.
 
 mod chains;
 mod decisions;
@@ -17,6 +18,7 @@ mod host;
 mod pairs;
 mod phases;
 mod settling;
+mod tenancy;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -27,6 +29,7 @@ use sluice_wire::{Endpoint, FORMAT, Lora, Pool, Snapshot};
 use super::{
     BodyView, Clock, Configured, Event, FlowQueues, HostError, InFlightCounts, InFlightRead, Level,
     Log, Ports, PrefixAffinity, QuotaLedger, SnapshotSource, StreamInfo, TelemetrySink,
+    TenancySource,
 };
 use crate::config::Config;
 use crate::flow::{FlowState, Woken};
@@ -34,6 +37,7 @@ use crate::guardrails::{Direction, Guardrails, Hits};
 use crate::picking::{InFlight, PrefixEntry};
 use crate::quota::{SlotState, Standing, Store};
 use crate::telemetry::{ApiLabel, ErrorType, Observation};
+use crate::tenancy::Tenancy;
 use crate::usage::Counts;
 
 pub use host::Client;
@@ -141,6 +145,7 @@ pub struct Fakes {
     pub in_flight: RefCell<HashMap<String, InFlight>>,
     pub prefixes: RefCell<HashMap<u64, PrefixEntry>>,
     pub snapshot: RefCell<Option<Arc<Snapshot>>>,
+    pub tenancy: RefCell<Option<Arc<Tenancy>>>,
     pub events: RefCell<Vec<Event>>,
     pub observed: RefCell<Vec<Observed>>,
     pub requests: RefCell<Vec<Counted>>,
@@ -172,6 +177,7 @@ impl Default for Fakes {
             in_flight: RefCell::default(),
             prefixes: RefCell::default(),
             snapshot: RefCell::default(),
+            tenancy: RefCell::default(),
             events: RefCell::default(),
             observed: RefCell::default(),
             requests: RefCell::default(),
@@ -217,6 +223,11 @@ impl Fakes {
             .values()
             .map(|(bytes, _)| SlotState::decode(bytes))
             .find(|state| state.scope == scope)
+    }
+
+    /// Every row of the spend ledger.
+    pub fn spend(&self) -> Vec<crate::spend::Row> {
+        crate::spend::take(self)
     }
 
     pub fn logged(&self, text: &str) -> bool {
@@ -308,6 +319,12 @@ impl PrefixAffinity for Fakes {
 impl SnapshotSource for Fakes {
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.snapshot.borrow().clone()
+    }
+}
+
+impl TenancySource for Fakes {
+    fn tenancy(&self) -> Option<Arc<Tenancy>> {
+        self.tenancy.borrow().clone()
     }
 }
 

@@ -36,14 +36,16 @@ const MAX_TENANT_LABELS: usize = 256;
 /// Fairness ids with their own flow-control series; later ones share `other`.
 const MAX_FAIRNESS_LABELS: usize = 64;
 
-/// Quota refusal reasons (`quota::Reason::label`, and `unauthenticated`).
-const REJECT_REASONS: [&str; 6] = [
+/// Quota refusal reasons (`quota::Reason::label`, `unauthenticated`, and `model_not_allowed`
+/// for a model outside the run-time tenancy's allowed ones).
+const REJECT_REASONS: [&str; 7] = [
     "requests",
     "tokens",
     "concurrency",
     "budget",
     "unknown",
     "unauthenticated",
+    "model_not_allowed",
 ];
 
 /// Every metric of one configuration, defined in `config_new`.
@@ -61,6 +63,12 @@ pub struct Metrics {
     pub quota_sync_failures: CounterId,
     pub quota_write_failures: CounterId,
     pub quota_cluster_synced: GaugeId,
+    /// Tenancy snapshot fetches that failed or were refused (the last one stays in force).
+    pub tenancy_fetch_failures: CounterId,
+    /// The version of the tenancy snapshot in force.
+    pub tenancy_version: GaugeId,
+    /// Spend rows that went to their slot's overflow row.
+    pub spend_overflow: CounterId,
     pub quota_shared_slots: GaugeId,
     pub quota_remaining_requests: GaugeId,
     pub quota_remaining_tokens: GaugeId,
@@ -110,6 +118,8 @@ impl Metrics {
         let quota_rejected = counter("sluice_quota_rejected_total", &["reason"])?;
         let quota_sync_failures = counter("sluice_quota_sync_failures_total", &[])?;
         let quota_write_failures = counter("sluice_quota_write_failures_total", &[])?;
+        let tenancy_fetch_failures = counter("sluice_tenancy_fetch_failures_total", &[])?;
+        let spend_overflow = counter("sluice_spend_overflow_total", &[])?;
         let guardrail_hits = counter(
             "sluice_guardrail_hits_total",
             &["guardrail_rule", "guardrail_action", "guardrail_direction"],
@@ -127,6 +137,7 @@ impl Metrics {
         };
         let quota_cluster_synced = gauge("sluice_quota_cluster_synced", &[])?;
         let quota_shared_slots = gauge("sluice_quota_shared_slots", &[])?;
+        let tenancy_version = gauge("sluice_tenancy_version", &[])?;
         let quota_remaining_requests = gauge("sluice_quota_remaining_requests", &["tenant"])?;
         let quota_remaining_tokens = gauge("sluice_quota_remaining_tokens", &["tenant"])?;
         let flow_waiting = gauge("sluice_flow_waiting", &["band", "fairness_id"])?;
@@ -165,6 +176,9 @@ impl Metrics {
             quota_sync_failures,
             quota_write_failures,
             quota_cluster_synced,
+            tenancy_fetch_failures,
+            tenancy_version,
+            spend_overflow,
             quota_shared_slots,
             quota_remaining_requests,
             quota_remaining_tokens,
@@ -362,6 +376,7 @@ impl TelemetrySink for Recorder<'_> {
             Event::QuotaAdmitted => m.quota_admitted,
             Event::QuotaUncounted => m.quota_uncounted,
             Event::QuotaWriteFailure => m.quota_write_failures,
+            Event::SpendOverflow => m.spend_overflow,
             Event::GuardrailBlockFailure => m.guardrail_block_failures,
             Event::FlowHeld => m.flow_held,
             Event::ChainRerouted => m.chain_rerouted,

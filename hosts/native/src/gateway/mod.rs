@@ -6,7 +6,8 @@
 //! - `filter.rs`: the phase callbacks and how effects are applied.
 //! - `views.rs`: what the exchange reads through the stream, and the guard's response writes.
 //! - `metrics.rs`: the module's labelled metrics, with the Wasm build's names.
-//! - `picker_sync.rs`: the snapshot fetch and the cluster quota sync, on a timer.
+//! - `picker_sync.rs`: the snapshot fetch, the tenancy snapshot's and the quota sync (cluster
+//!   counters, spend rows), on a timer.
 //!
 //! Filter state the access log reads: `sluice.tokens`, `sluice.guardrails` and `sluice.flow`
 //! (`%FILTER_STATE(sluice.tokens:PLAIN)%`; the Wasm build's are `wasm.sluice.*`).

@@ -54,11 +54,16 @@ impl Exchange {
 
     /// Sends the request; true when it went upstream (not answered by the filter).
     fn post(&mut self, path: &str, body: &str) -> bool {
+        self.post_as(KEY, path, body)
+    }
+
+    /// `post` with the API key `key`.
+    fn post_as(&mut self, key: &str, path: &str, body: &str) -> bool {
         let s = &mut self.stream;
         s.set_request_header(":method", b"POST");
         s.set_request_header(":path", path.as_bytes());
         s.set_request_header("content-type", b"application/json");
-        s.set_request_header("authorization", format!("Bearer {KEY}").as_bytes());
+        s.set_request_header("authorization", format!("Bearer {key}").as_bytes());
         if self.filter.on_request_headers(s, false) != HeadersStatus::StopIteration {
             return s.replies.is_empty();
         }
@@ -563,3 +568,147 @@ fn a_held_request_past_its_time_to_live_is_answered_from_the_tick() {
     assert_eq!(held.state("sluice.flow")["outcome"], "expired");
     assert_eq!(held.counted(&config, "sluice_flow_expired_total"), 1);
 }
+
+fn answer<'a>(status: &'a [u8], body: &'a [u8]) -> CalloutResponse<'a> {
+    CalloutResponse {
+        outcome: crate::host_api::CalloutOutcome::Success,
+        headers: vec![(&b":status"[..], status)],
+        body: vec![body],
+    }
+}
+
+/// One callout as sent: (id, headers, body).
+type Sent = (u64, Vec<(String, Vec<u8>)>, Vec<u8>);
+
+/// The callouts sent so far to `path`.
+fn callouts_to(config: &FakeConfig, path: &str) -> Vec<Sent> {
+    config
+        .callouts
+        .iter()
+        .zip(&config.callout_bodies)
+        .filter(|((_, _, headers), _)| {
+            headers.contains(&(":path".to_owned(), path.as_bytes().to_vec()))
+        })
+        .map(|((id, _, headers), body)| (*id, headers.clone(), body.clone()))
+        .collect()
+}
+
+fn header<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+fn tenancy_snapshot(version: u64, run_time_key: &str) -> Vec<u8> {
+    let hash: String = sha256(run_time_key)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    serde_json::json!({"version": version, "tenants": [],
+        "keys": [{"id": "key_1", "sha256": hash, "tenant": "acme"}]})
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn the_tenancy_snapshot_is_pulled_with_its_version_and_the_last_one_stays_on_failure() {
+    let (factory, mut config) = gateway(
+        &quotas(r#"{"requests_per_minute":100}"#)
+            .replace(r#""tenants""#, r#""tenancy":{"refresh_ms":100},"tenants""#),
+    );
+    let sync = factory.sync.as_ref().unwrap();
+    let tenancy = || sluice_core::exchange::TenancySource::tenancy(factory.shared.state.as_ref());
+    let gauge = |config: &FakeConfig| {
+        let (_, id, _) = config.metrics["sluice_tenancy_version"];
+        config.gauges.get(&(id, Vec::new())).copied()
+    };
+    let failures = |config: &FakeConfig| {
+        config.counted(
+            config.counter_id("sluice_tenancy_fetch_failures_total"),
+            &[],
+        )
+    };
+
+    factory.on_scheduled(&mut config, picker_sync::TICK_EVENT);
+    let calls = callouts_to(&config, sluice_core::tenancy::PATH);
+    let (id, headers, _) = &calls[0];
+    assert_eq!(header(headers, "if-none-match"), None, "nothing held yet");
+    assert_eq!(config.callouts[0].1, "sluice_picker");
+    let body = tenancy_snapshot(5, "sk-run-time");
+    factory.on_http_callout_done(&mut config, *id, &answer(b"200", &body));
+    assert_eq!(tenancy().unwrap().version(), 5);
+    assert_eq!(gauge(&config), Some(5));
+
+    // Asked again with the version held: unchanged (304), a failure, a refused snapshot: the
+    // one in force stays.
+    for (status, body, failed) in [
+        (&b"304"[..], &b""[..], 0),
+        (b"503", b"", 1),
+        (b"200", b"{\"version\":6}", 2),
+    ] {
+        sync.due_now();
+        factory.on_scheduled(&mut config, picker_sync::TICK_EVENT);
+        let calls = callouts_to(&config, sluice_core::tenancy::PATH);
+        let (id, headers, _) = calls.last().unwrap();
+        assert_eq!(header(headers, "if-none-match"), Some(&b"\"5\""[..]));
+        factory.on_http_callout_done(&mut config, *id, &answer(status, body));
+        assert_eq!(tenancy().unwrap().version(), 5);
+        assert_eq!(failures(&config), failed);
+    }
+    // A key of the snapshot in force works, beside the configuration's.
+    assert!(Exchange::new(&factory).post_as("sk-run-time", CHAT, &chat("Hi", "")));
+    assert!(Exchange::new(&factory).post(CHAT, &chat("Hi", "")));
+    assert!(!Exchange::new(&factory).post_as("sk-other", CHAT, &chat("Hi", "")));
+}
+
+#[test]
+fn spend_rows_are_reported_on_the_sync_and_put_back_until_stored() {
+    let (factory, mut config) = gateway(&quotas(r#"{"requests_per_minute":100}"#).replace(
+        r#""tenants""#,
+        r#""tenancy":{"refresh_ms":100},"prices":{"m":{"input":1.0,"output":2.0}},"tenants""#,
+    ));
+    let sync = factory.sync.as_ref().unwrap();
+    // Nothing settled: no sync is sent (only the tenancy fetch).
+    factory.on_scheduled(&mut config, picker_sync::TICK_EVENT);
+    assert!(callouts_to(&config, QUOTA_SYNC).is_empty());
+
+    let mut exchange = Exchange::new(&factory);
+    assert!(exchange.post(CHAT, &chat("Hi", "")));
+    exchange.respond(
+        "application/json",
+        &[r#"{"model":"m","choices":[{"message":{"content":"Hi."}}],"usage":{"prompt_tokens":1000,"completion_tokens":500}}"#],
+    );
+
+    let mut reported = Vec::new();
+    for stored in [false, true] {
+        sync.due_now();
+        factory.on_scheduled(&mut config, picker_sync::TICK_EVENT);
+        let calls = callouts_to(&config, QUOTA_SYNC);
+        let (id, _, body) = calls.last().unwrap().clone();
+        let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(request["entries"], serde_json::json!([]), "no cluster mode");
+        reported.push(request["spend"].clone());
+        let answer_body =
+            serde_json::json!({"totals": [], "epoch": 0, "spend_stored": stored}).to_string();
+        factory.on_http_callout_done(&mut config, id, &answer(b"200", answer_body.as_bytes()));
+    }
+    // Not stored the first time: the same row again the second.
+    assert_eq!(reported[0], reported[1]);
+    let row = &reported[0][0];
+    assert_eq!(row["tenant"], "acme");
+    assert!(row["key"].as_str().unwrap().starts_with("config:"));
+    assert_eq!(row["model"], "m");
+    assert_eq!(
+        (row["requests"].as_u64(), row["input_tokens"].as_u64()),
+        (Some(1), Some(1000))
+    );
+    assert_eq!(row["cost_nano_usd"], 2_000_000);
+    // Stored: nothing left to report.
+    sync.due_now();
+    let before = callouts_to(&config, QUOTA_SYNC).len();
+    factory.on_scheduled(&mut config, picker_sync::TICK_EVENT);
+    assert_eq!(callouts_to(&config, QUOTA_SYNC).len(), before);
+}
+
+const QUOTA_SYNC: &str = sluice_core::config::quotas::QUOTA_SYNC_PATH;

@@ -284,6 +284,8 @@ pub struct FakeConfig {
     pub metrics: HashMap<String, (&'static str, usize, Labels)>,
     /// Every callout sent: (id, cluster, headers).
     pub callouts: Vec<(u64, String, OwnedHeaders)>,
+    /// The body of each callout, in the same order.
+    pub callout_bodies: Vec<Vec<u8>>,
     pub counters: HashMap<(usize, Labels), u64>,
     pub gauges: HashMap<(usize, Labels), u64>,
     pub scheduled: Arc<Mutex<Vec<u64>>>,
@@ -350,7 +352,7 @@ impl ConfigContext for FakeConfig {
         &mut self,
         cluster: &str,
         headers: &[(&str, &[u8])],
-        _body: &[u8],
+        body: &[u8],
         _timeout_ms: u64,
     ) -> Result<u64, CalloutInitError> {
         if cluster.is_empty() {
@@ -362,6 +364,7 @@ impl ConfigContext for FakeConfig {
             .map(|(name, value)| ((*name).to_owned(), value.to_vec()))
             .collect();
         self.callouts.push((id, cluster.to_owned(), headers));
+        self.callout_bodies.push(body.to_vec());
         Ok(id)
     }
 

@@ -4,10 +4,12 @@
 //!
 //! Exact across workers without compare-and-swap loops: each quota slot, each pool's in-flight
 //! map and each prefix slot sits behind its own lock, held only for one read-modify-write.
-//! Memory is bounded as in the Wasm host: `quotas.slots` quota slots, one in-flight map per
-//! configured pool (`InFlight` bounds its entries), `picking::SLOTS` prefix slots, one
-//! snapshot, one flow-control state per configured pool and one registry entry per held
-//! stream (`flow`), and one targets' health table for the whole process (`health`).
+//! Memory is bounded as in the Wasm host: `quotas.slots` quota slots, `spend::SLOTS` spend
+//! slots (with `quotas.tenancy`; each bounded by the ledger), one in-flight map per configured
+//! pool (`InFlight` bounds its entries), `picking::SLOTS` prefix slots, one snapshot, one
+//! tenancy snapshot (`tenancy`'s bounds), one flow-control state per configured pool and one
+//! registry entry per held stream (`flow`), and one targets' health table for the whole process
+//! (`health`).
 
 mod flow;
 mod health;
@@ -21,25 +23,30 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sluice_core::config::Config;
 use sluice_core::exchange::{
     Clock, InFlightCounts, InFlightRead, Level, Log, Ports, PrefixAffinity, QuotaLedger,
-    SnapshotSource, TelemetrySink,
+    SnapshotSource, TelemetrySink, TenancySource,
 };
 use sluice_core::flow::{FlowState, Woken};
 use sluice_core::picking::{InFlight, PrefixEntry};
 use sluice_core::quota::{Change, Store};
+use sluice_core::tenancy::Tenancy;
 use sluice_wire::Snapshot;
 
 use crate::host_api::LogLevel;
 pub use flow::{EXPIRED_EVENT, Flow, RELEASED_EVENT, outcome_of};
 pub use health::{TARGET_HEALTH, TargetHealth};
-use slots::Slots;
+use slots::{QUOTA_PREFIX, SPEND_PREFIX, Slots};
 
 /// Everything the requests of one configuration share across workers.
 pub struct State {
     quota: Slots,
+    /// The spend ledger's slots (none without `quotas.tenancy`).
+    spend: Slots,
     /// One map per configured pool; a pool not configured has none (nothing is routed to it).
     in_flight: HashMap<String, Mutex<InFlight>>,
     prefixes: Vec<Mutex<Option<PrefixEntry>>>,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// The last tenancy snapshot accepted, swapped whole.
+    tenancy: RwLock<Option<Arc<Tenancy>>>,
     /// Flow control's queues and the held streams' way back to their workers.
     pub flow: Flow,
     /// Cluster mode: Unix ms of the last successful quota sync (0: never).
@@ -54,6 +61,11 @@ impl State {
     /// `log` is where the `Log` port writes (Envoy's log in the module).
     pub fn new(config: &Config, log: fn(LogLevel, &str)) -> Self {
         let slots = config.quotas.as_ref().map_or(0, |q| q.slots);
+        let spend_slots = config
+            .quotas
+            .as_ref()
+            .filter(|q| q.tenancy.is_some())
+            .map_or(0, |_| sluice_core::spend::SLOTS);
         let in_flight = config
             .catalog
             .pools()
@@ -62,10 +74,12 @@ impl State {
             .collect();
         let prefix_slots = usize::try_from(sluice_core::picking::PREFIX_SLOTS).unwrap_or(0);
         Self {
-            quota: Slots::new(slots),
+            quota: Slots::new(QUOTA_PREFIX, slots),
+            spend: Slots::new(SPEND_PREFIX, spend_slots),
             in_flight,
             prefixes: (0..prefix_slots).map(|_| Mutex::new(None)).collect(),
             snapshot: RwLock::new(None),
+            tenancy: RwLock::new(None),
             flow: Flow::new(config.catalog.pools()),
             synced_ms: AtomicU64::new(0),
             stale_after_ms: config
@@ -87,6 +101,7 @@ impl State {
             in_flight: self,
             prefixes: self,
             snapshot: self,
+            tenancy: self,
             flow: self,
             health: &TARGET_HEALTH,
             telemetry,
@@ -99,6 +114,16 @@ impl State {
         match self.snapshot.write() {
             Ok(mut current) => *current = Some(snapshot),
             Err(poisoned) => *poisoned.into_inner() = Some(snapshot),
+        }
+    }
+
+    /// Publishes a tenancy snapshot to every worker at once (requests under way keep the one
+    /// they were identified under).
+    pub fn set_tenancy(&self, tenancy: Tenancy) {
+        let tenancy = Arc::new(tenancy);
+        match self.tenancy.write() {
+            Ok(mut current) => *current = Some(tenancy),
+            Err(poisoned) => *poisoned.into_inner() = Some(tenancy),
         }
     }
 
@@ -144,17 +169,30 @@ impl Clock for State {
     }
 }
 
+impl State {
+    /// The slots `key` belongs to: the spend ledger's (`sluice.spend.<n>`) or the quota's.
+    fn slots_of(&self, key: &str) -> &Slots {
+        if self.spend.holds(key) {
+            &self.spend
+        } else {
+            &self.quota
+        }
+    }
+}
+
+/// The quota slots and the spend ledger's, each a fixed set of keys: anything else reads as
+/// nothing there and cannot be written.
 impl Store for State {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        self.quota.get(key)
+        self.slots_of(key).get(key)
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        self.quota.set(key, value, cas)
+        self.slots_of(key).set(key, value, cas)
     }
 
     fn update(&self, key: &str, change: &mut Change<'_>) -> bool {
-        self.quota.update(key, change)
+        self.slots_of(key).update(key, change)
     }
 }
 
@@ -200,6 +238,15 @@ impl PrefixAffinity for State {
 impl SnapshotSource for State {
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
         match self.snapshot.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl TenancySource for State {
+    fn tenancy(&self) -> Option<Arc<Tenancy>> {
+        match self.tenancy.read() {
             Ok(current) => current.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }

@@ -1,6 +1,8 @@
-//! The quota ledger's slots in process memory: `quotas.slots` values, each behind its own lock,
-//! with a version per slot for the compare-and-swap that `quota::Store` speaks. `update` applies
-//! a change once under the slot's lock, so concurrent workers never retry.
+//! Ledger slots in process memory, for the quota ledger's store (`quota::Store`): a fixed number
+//! of values under keys `<prefix><n>` (`sluice.q.<n>`, the quota slots; `sluice.spend.<n>`, the
+//! spend ledger's), each behind its own lock, with a version per slot for the compare-and-swap
+//! that `quota::Store` speaks. `update` applies a change once under the slot's lock, so
+//! concurrent workers never retry.
 
 use std::sync::Mutex;
 
@@ -9,6 +11,8 @@ use sluice_core::quota::Change;
 use super::lock;
 
 pub struct Slots {
+    /// What every key starts with (`sluice.q.`).
+    prefix: &'static str,
     slots: Vec<Mutex<Slot>>,
 }
 
@@ -21,22 +25,27 @@ struct Slot {
 }
 
 /// What `quota::slot_key` puts before the slot number (checked by the tests).
-const KEY_PREFIX: &str = "sluice.q.";
-
-/// `sluice.q.<n>` → `n`.
-fn slot_index(key: &str) -> Option<usize> {
-    key.strip_prefix(KEY_PREFIX)?.parse().ok()
-}
+pub const QUOTA_PREFIX: &str = "sluice.q.";
+/// What `spend::slot_key` puts before the slot number (checked by the tests).
+pub const SPEND_PREFIX: &str = "sluice.spend.";
 
 impl Slots {
-    pub fn new(count: u32) -> Self {
+    pub fn new(prefix: &'static str, count: u32) -> Self {
         Self {
+            prefix,
             slots: (0..count).map(|_| Mutex::new(Slot::default())).collect(),
         }
     }
 
+    /// Whether `key` is one of this store's keys' form (its slot may still be out of range).
+    pub fn holds(&self, key: &str) -> bool {
+        key.starts_with(self.prefix)
+    }
+
+    /// `<prefix><n>` → slot `n`, if there is one.
     fn slot(&self, key: &str) -> Option<&Mutex<Slot>> {
-        self.slots.get(slot_index(key)?)
+        let index: usize = key.strip_prefix(self.prefix)?.parse().ok()?;
+        self.slots.get(index)
     }
 
     /// The value of `key` and its version; a key outside the slots reads as nothing there.
@@ -86,15 +95,26 @@ mod tests {
 
     #[test]
     fn every_slot_key_names_its_slot() {
+        let quota = Slots::new(QUOTA_PREFIX, 4096);
         for n in [0u32, 7, 4095] {
-            assert_eq!(slot_index(&slot_key(n)), Some(n as usize));
+            assert!(quota.set(&slot_key(n), b"x", None));
+            assert!(quota.holds(&slot_key(n)));
         }
-        assert_eq!(slot_index("sluice.prefix.1"), None);
+        assert!(!quota.set(&slot_key(4096), b"x", None), "outside the slots");
+        assert!(!quota.holds("sluice.prefix.1"));
+        let spend = Slots::new(SPEND_PREFIX, sluice_core::spend::SLOTS);
+        for n in 0..sluice_core::spend::SLOTS {
+            let key = sluice_core::spend::slot_key(n);
+            assert!(spend.holds(&key) && !quota.holds(&key));
+            assert!(spend.set(&key, b"x", None));
+        }
+        let past = sluice_core::spend::slot_key(sluice_core::spend::SLOTS);
+        assert!(!spend.set(&past, b"x", None));
     }
 
     #[test]
     fn a_write_with_a_stale_version_is_refused() {
-        let slots = Slots::new(2);
+        let slots = Slots::new(QUOTA_PREFIX, 2);
         let (value, version) = slots.get(&slot_key(1));
         assert_eq!(value, None);
         assert!(slots.set(&slot_key(1), b"a", version));

@@ -69,3 +69,47 @@ fn a_prefix_slot_holds_the_latest_entry_for_its_hash() {
     assert_eq!(state.entry(5).unwrap().hash, other);
     assert!(state.snapshot().is_none());
 }
+
+#[test]
+fn the_spend_ledger_is_exact_across_threads_and_only_with_tenancy() {
+    use sluice_core::quota::Usage;
+    use sluice_core::spend::{self, Recorded, Row};
+
+    let without = state(CONFIG);
+    let row = Row::settled(0, "t", None, None, "m", Usage::default(), 0);
+    assert_eq!(spend::record(&*without, &row), Recorded::Failed);
+
+    let with = state(
+        r#"{
+        "models": { "m": { "pool": "p", "context_window": 1000 } },
+        "quotas": { "slots": 8, "identity": { "source": "header" }, "tenancy": {} }
+    }"#,
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let state = Arc::clone(&with);
+            std::thread::spawn(move || {
+                for i in 0..500 {
+                    let usage = Usage {
+                        input: 2,
+                        output: 1,
+                        cached: 0,
+                    };
+                    let tenant = format!("t{}", (t * 500 + i) % 40);
+                    let row = Row::settled(0, &tenant, None, None, "m", usage, 3);
+                    assert_ne!(spend::record(&*state, &row), Recorded::Failed);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let rows = spend::take(&*with);
+    assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 4000);
+    assert_eq!(rows.iter().map(|r| r.input_tokens).sum::<u64>(), 8000);
+    assert_eq!(rows.iter().map(|r| r.cost_nano_usd).sum::<u64>(), 12_000);
+    assert!(spend::take(&*with).is_empty());
+    // The quota slots are apart from the ledger's.
+    assert!(with.get(&slot_key(0)).0.is_none());
+}
