@@ -49,7 +49,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Adds one Envoy's unreported consumption to the cluster's totals in Redis and answers every
 /// instance's totals, then stores its spend rows. 400 for a request the filter should never send
-/// (nothing applied), 503 when Redis cannot be reached in time for the quota entries (nothing
+/// (nothing applied; a spend row that cannot be stored is only dropped, see `store_spend`), 503 when Redis cannot be reached in time for the quota entries (nothing
 /// applied: the filter keeps its local view and reports again on its next tick), 200 with
 /// `spend_stored: false` when only the spend rows could not be stored (the filter reports them
 /// again). Served when `[quota]` or `[tenancy]` is configured; quota entries need `[quota]`
@@ -66,7 +66,7 @@ async fn quota_sync(State(state): State<AppState>, body: Bytes) -> Response {
     let request = match serde_json::from_slice::<SyncRequest>(&body)
         .map_err(|err| err.to_string())
         .and_then(|request| crate::quota::check(&request).map(|()| request))
-        .and_then(|request| Tenancy::check_spend(&request.spend).map(|()| request))
+        .and_then(|request| crate::spend::row::check_count(&request.spend).map(|()| request))
     {
         Ok(request) => request,
         Err(why) => {
@@ -109,7 +109,9 @@ async fn quota_sync(State(state): State<AppState>, body: Bytes) -> Response {
     }
 }
 
-/// Stores a sync's spend rows; whether they were (true when there are none).
+/// Stores a sync's spend rows; whether they were (true when there are none). Rows that can
+/// never be stored (a name the admin API refuses, an hour in the future) are dropped, logged and
+/// counted (`result="invalid"`): the filter would only send them again.
 async fn store_spend(state: &AppState, request: &SyncRequest) -> bool {
     if request.spend.is_empty() {
         return true;
@@ -119,7 +121,15 @@ async fn store_spend(state: &AppState, request: &SyncRequest) -> bool {
         state.metrics.spend_rows("unstored", request.spend.len());
         return false;
     };
-    match tenancy.add_spend(&request.spend).await {
+    let (rows, refused) = Tenancy::storable_spend(&request.spend);
+    if let Some(first) = refused.first() {
+        tracing::warn!(rows = refused.len(), "spend rows dropped: {first}");
+        state.metrics.spend_rows("invalid", refused.len());
+    }
+    if rows.is_empty() {
+        return true;
+    }
+    match tenancy.add_spend(&rows).await {
         Ok(()) => true,
         Err(why) => {
             tracing::warn!(rows = request.spend.len(), "spend rows not stored: {why}");

@@ -103,14 +103,23 @@ async fn spend_round_trip(picker: &Picker, quota: bool) {
     let (status, _) = picker.sync(&second).await;
     assert_eq!(status, 200);
 
-    // Refused whole, nothing stored: a row the filter never sends.
-    let bad = json!({"entries": [], "spend": [row(now, "acme", key, "llama", 1, 1), row(now, "a b", None, "m", 1, 1)]});
+    // Rows that can never be stored are dropped and counted; the sync goes on (its quota
+    // entries must not be refused for them), and the filter is told not to send them again.
+    let bad = json!({"entries": [], "spend": [row(now, "a b", None, "m", 1, 1)]});
     let (status, body) = picker.sync(&bad).await;
-    assert_eq!(status, 400, "{body}");
-    assert!(body.starts_with("spend[1].tenant:"), "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["spend_stored"],
+        true
+    );
     let future = json!({"entries": [], "spend": [row(now + 5, "acme", None, "m", 1, 1)]});
     let (status, _) = picker.sync(&future).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 200);
+    let metrics = picker.metrics().await;
+    assert!(
+        metrics.contains("sluice_picker_spend_rows_total{result=\"invalid\"} 2"),
+        "{metrics}"
+    );
     if !quota {
         // Quota entries need a [quota] section.
         let entries = json!({"entries": [{"key": "t|acme|0|0", "window": 5, "delta": 1,

@@ -89,37 +89,41 @@ pub fn from_entry(entry: &SpendEntry) -> (SpendKey, SpendValues) {
 /// Largest value of one field of one row: Redis counts in signed 64-bit integers.
 const MAX_VALUE: u64 = i64::MAX as u64;
 
-/// Why the spend rows of a sync are refused (400: the filter never sends these). `now_hour` is
-/// the current Unix hour: a row more than an hour ahead comes from a clock that is wrong.
-pub fn check(rows: &[SpendEntry], now_hour: u64) -> Result<(), String> {
+/// Refuses a sync with more rows than the filter ever sends (the whole sync gets 400).
+pub fn check_count(rows: &[SpendEntry]) -> Result<(), String> {
     if rows.len() > MAX_SPEND_ENTRIES {
         return Err(format!(
             "spend: {} rows, at most {MAX_SPEND_ENTRIES} per sync",
             rows.len()
         ));
     }
-    for (i, row) in rows.iter().enumerate() {
-        let field = |name: &str| format!("spend[{i}].{name}");
-        if row.hour > now_hour.saturating_add(1) {
-            return Err(format!(
-                "{}: hour {} is in the future (now is hour {now_hour})",
-                field("hour"),
-                row.hour
-            ));
-        }
-        validation::name(&field("tenant"), &row.tenant)?;
-        if let Some(key) = &row.key {
-            validation::name(&field("key"), key)?;
-        }
-        if let Some(project) = &row.project {
-            validation::name(&field("project"), project)?;
-        }
-        validation::model(&field("model"), &row.model)?;
-        let (_, values) = from_entry(row);
-        for (name, value) in SpendValues::FIELDS.iter().zip(values.to_array()) {
-            if value > MAX_VALUE {
-                return Err(format!("{}: more than {MAX_VALUE}", field(name)));
-            }
+    Ok(())
+}
+
+/// Why row `i` cannot be stored: a name the admin API would refuse, an hour in the future (a
+/// clock far ahead), a sum past `MAX_VALUE`. Such a row is dropped and counted; the sync's
+/// quota entries and other rows go on (one bad row must not stop a cluster's quota sync).
+pub fn check_row(i: usize, row: &SpendEntry, now_hour: u64) -> Result<(), String> {
+    let field = |name: &str| format!("spend[{i}].{name}");
+    if row.hour > now_hour.saturating_add(1) {
+        return Err(format!(
+            "{}: hour {} is in the future (now is hour {now_hour})",
+            field("hour"),
+            row.hour
+        ));
+    }
+    validation::name(&field("tenant"), &row.tenant)?;
+    if let Some(key) = &row.key {
+        validation::name(&field("key"), key)?;
+    }
+    if let Some(project) = &row.project {
+        validation::name(&field("project"), project)?;
+    }
+    validation::model(&field("model"), &row.model)?;
+    let (_, values) = from_entry(row);
+    for (name, value) in SpendValues::FIELDS.iter().zip(values.to_array()) {
+        if value > MAX_VALUE {
+            return Err(format!("{}: more than {MAX_VALUE}", field(name)));
         }
     }
     Ok(())
@@ -146,7 +150,7 @@ mod tests {
 
     #[test]
     fn rows_from_the_filter_pass() {
-        let rows = vec![
+        let rows = [
             entry(500_000, "acme", "meta-llama/Llama-3.1-8B-Instruct"),
             // The filter's overflow row and an unidentified caller.
             SpendEntry {
@@ -159,7 +163,9 @@ mod tests {
                 ..entry(500_001, "demo", "gpt-4.1")
             },
         ];
-        assert_eq!(check(&rows, 500_000), Ok(()));
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(check_row(i, row, 500_000), Ok(()));
+        }
     }
 
     #[test]
@@ -191,11 +197,11 @@ mod tests {
             ),
         ];
         for (row, expected) in cases {
-            let err = check(&[row], 500_000).unwrap_err();
+            let err = check_row(0, &row, 500_000).unwrap_err();
             assert!(err.starts_with(expected), "{expected}: {err}");
         }
         let many = vec![entry(1, "acme", "m"); MAX_SPEND_ENTRIES + 1];
-        assert!(check(&many, 500_000).unwrap_err().starts_with("spend:"));
+        assert!(check_count(&many).unwrap_err().starts_with("spend:"));
     }
 
     #[test]

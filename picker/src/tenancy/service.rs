@@ -225,9 +225,18 @@ impl Tenancy {
         *self.cache.write().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    /// Checks spend rows of a quota sync (400 if the filter sent what it never should).
-    pub fn check_spend(rows: &[SpendEntry]) -> Result<(), String> {
-        row::check(rows, clock::now_hour())
+    /// The rows of a sync that can be stored, and why the others cannot (see `row::check_row`).
+    pub fn storable_spend(rows: &[SpendEntry]) -> (Vec<SpendEntry>, Vec<String>) {
+        let now_hour = clock::now_hour();
+        let mut storable = Vec::with_capacity(rows.len());
+        let mut refused = Vec::new();
+        for (i, entry) in rows.iter().enumerate() {
+            match row::check_row(i, entry, now_hour) {
+                Ok(()) => storable.push(entry.clone()),
+                Err(why) => refused.push(why),
+            }
+        }
+        (storable, refused)
     }
 
     /// Adds a sync's spend rows to the ledger, all or none.
