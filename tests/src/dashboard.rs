@@ -207,11 +207,7 @@ pub struct Awaiting {
 /// Metrics that branches not merged yet add, and what the panels over them need to have data
 /// then. Remove an entry once its branch has landed (the report says "ok (listed as
 /// awaiting...)" when its panels have data).
-pub const AWAITING: &[Awaiting] = &[Awaiting {
-    metric: "sluice_spend_usd_total",
-    why: "the picker's spend counter, branch admin-service; in tests/tests/dashboard.rs it \
-              needs [tenancy] in the picker's config and quotas.tenancy in the filter's",
-}];
+pub const AWAITING: &[Awaiting] = &[];
 
 /// What one query returned.
 #[derive(Debug, Clone, PartialEq)]

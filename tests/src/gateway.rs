@@ -52,6 +52,8 @@ pub struct GatewayOptions {
     pub routes_first: Option<String>,
     /// Start the picker, scraping every replica, for the filter to pick replicas with.
     pub picker: bool,
+    /// TOML appended to the picker's configuration (`{dir}` becomes the gateway's directory).
+    pub picker_extra: String,
     /// Text replaced in the shipped Envoy config (see `EnvoyOptions::replacements`).
     pub envoy_replacements: Vec<(String, String)>,
     /// The OTLP receiver Envoy's OpenTelemetry access logger and tracer send to.
@@ -81,6 +83,7 @@ impl Default for GatewayOptions {
             filter_configuration: None,
             routes_first: None,
             picker: false,
+            picker_extra: String::new(),
             envoy_replacements: Vec::new(),
             otel_collector: None,
         }
@@ -106,6 +109,14 @@ impl GatewayOptions {
 
     pub fn with_picker(mut self) -> Self {
         self.picker = true;
+        self
+    }
+
+    /// Starts the picker with `toml` appended to its configuration (`[tenancy]`, say); `{dir}`
+    /// in it becomes the gateway's directory.
+    pub fn with_picker_config(mut self, toml: &str) -> Self {
+        self.picker = true;
+        self.picker_extra.push_str(toml);
         self
     }
 
@@ -208,7 +219,10 @@ impl Gateway {
             })
             .collect();
         let picker = if options.picker {
-            Some(Picker::start(dir.path(), &picker_config(&options.pools, &pools)).await)
+            let mut config = picker_config(&options.pools, &pools);
+            let dir_name = dir.path().display().to_string();
+            config.push_str(&options.picker_extra.replace("{dir}", &dir_name));
+            Some(Picker::start(dir.path(), &config).await)
         } else {
             None
         };

@@ -51,7 +51,8 @@ fn configuration() -> String {
             "prices": {{
               "{LLAMA}": {{ "input": 0.2, "output": 0.6 }},
               "{QWEN}": {{ "input": 0.1, "output": 0.3 }}
-            }}
+            }},
+            "tenancy": {{ "refresh_ms": 1000 }}
           }},
           "guardrails": {{}}
         }}"#
@@ -65,6 +66,10 @@ async fn every_panel_of_the_dashboard_shows_data(host: Host) {
         host,
         GatewayOptions::default()
             .with_picker()
+            // The spend panel reads what the picker stored from the filter's spend rows.
+            .with_picker_config(
+                "\n[tenancy]\nstore = \"embedded\"\npath = \"{dir}/tenancy.redb\"\n",
+            )
             .with_filter_configuration(&configuration()),
     )
     .await;
