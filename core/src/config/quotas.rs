@@ -244,6 +244,19 @@ pub enum Identity {
 pub struct Principal {
     pub tenant: String,
     pub project: Option<String>,
+    /// The id the key goes by in spend rows and logs (`config_key_id`), made once here rather
+    /// than on every request.
+    pub key_id: String,
+}
+
+/// The id a key of the configuration goes by in spend rows and logs: `config:` and the first 8
+/// hex digits of its SHA-256 (never the secret).
+pub fn config_key_id(sha256: &[u8; 32]) -> String {
+    let mut id = String::from("config:");
+    for byte in sha256.iter().take(4) {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    id
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -354,6 +367,7 @@ impl WireQuotas {
                     let principal = Principal {
                         tenant: key.tenant,
                         project: key.project,
+                        key_id: config_key_id(&hash),
                     };
                     if keys.insert(hash, principal).is_some() {
                         return Err(ConfigError::new(field, "the same key is listed twice"));

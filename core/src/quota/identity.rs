@@ -5,6 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
+pub use crate::config::quotas::config_key_id;
 use crate::config::quotas::{Identity, Principal};
 use crate::tenancy::Tenancy;
 
@@ -28,15 +29,6 @@ pub struct Caller {
     /// SHA-256>` for a key of the configuration; `None` for a tenant named by a header. Never
     /// the secret.
     pub key: Option<String>,
-}
-
-/// The id a key of the configuration goes by in spend rows and logs.
-pub fn config_key_id(sha256: &[u8; 32]) -> String {
-    let mut id = String::from("config:");
-    for byte in sha256.iter().take(4) {
-        id.push_str(&format!("{byte:02x}"));
-    }
-    id
 }
 
 pub fn sha256(key: &str) -> [u8; 32] {
@@ -72,11 +64,16 @@ pub fn identify<'h>(
             let key = presented_key(header("authorization"), header("x-api-key"))
                 .ok_or(AuthError::Missing)?;
             let hash = sha256(key);
-            if let Some(Principal { tenant, project }) = keys.get(&hash) {
+            if let Some(Principal {
+                tenant,
+                project,
+                key_id,
+            }) = keys.get(&hash)
+            {
                 return Ok(Caller {
                     tenant: tenant.clone(),
                     project: project.clone(),
-                    key: Some(config_key_id(&hash)),
+                    key: Some(key_id.clone()),
                 });
             }
             let key = tenancy
@@ -137,6 +134,7 @@ mod tests {
             Principal {
                 tenant: "acme".into(),
                 project: Some("web".into()),
+                key_id: config_key_id(&sha256("sk-acme")),
             },
         );
         let identity = Identity::ApiKeys(keys);
@@ -174,6 +172,7 @@ mod tests {
             Principal {
                 tenant: "from-config".into(),
                 project: None,
+                key_id: config_key_id(&sha256("sk-both")),
             },
         );
         let identity = Identity::ApiKeys(keys);

@@ -154,6 +154,7 @@ fn identity_from_arbitrary_credentials() {
                 Principal {
                     tenant: "acme".into(),
                     project: None,
+                    key_id: "config:00000000".into(),
                 },
             );
             match identify(&Identity::ApiKeys(keys), None, 0, lookup) {
